@@ -1,0 +1,157 @@
+import { readFileSync } from 'node:fs';
+import { isAbsolute, resolve, dirname } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { CronExpressionParser } from 'cron-parser';
+import { SchemaError, TidemarkError, type Compression } from '@tidemark/contracts';
+import type { StorageConfig } from '@tidemark/storage';
+import { TidemarkConfig, type PostgresConnection, type Retention, type Target } from './schema.js';
+
+export const DEFAULT_CONFIG_PATH = 'tidemark.yaml';
+
+export interface LoadedConfig {
+  readonly path: string;
+  readonly config: TidemarkConfig;
+}
+
+/**
+ * Loads and validates the YAML file named by TIDEMARK_CONFIG (default ./tidemark.yaml).
+ * Relative paths inside it resolve against the file's directory. Errors name the field.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): LoadedConfig {
+  const path = resolve(env.TIDEMARK_CONFIG ?? DEFAULT_CONFIG_PATH);
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new TidemarkError('CONFIG_INVALID', `cannot read config file ${path}: ${(cause as Error).message}; set TIDEMARK_CONFIG`, { cause });
+  }
+  return { path, config: parseConfig(text, path, env) };
+}
+
+export function parseConfig(text: string, path = DEFAULT_CONFIG_PATH, env: NodeJS.ProcessEnv = process.env): TidemarkConfig {
+  let raw: unknown;
+  try {
+    raw = parseYaml(text) ?? {};
+  } catch (cause) {
+    throw new TidemarkError('CONFIG_INVALID', `${path}: not valid YAML: ${(cause as Error).message}`, { cause });
+  }
+  let config: TidemarkConfig;
+  try {
+    config = TidemarkConfig.parse(raw);
+  } catch (e) {
+    if (e instanceof SchemaError) throw new TidemarkError('CONFIG_INVALID', `${path}: ${e.message}`, { cause: e });
+    throw e;
+  }
+  const problems = crossCheck(config);
+  if (problems.length > 0) throw new TidemarkError('CONFIG_INVALID', `${path}: ${problems.join('; ')}`);
+  const base = dirname(path);
+  const rel = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+  // Environment overrides for deployment (compose) without editing the file.
+  const natsUrl = env.TIDEMARK_NATS_URL ?? config.nats.url;
+  return {
+    ...config,
+    nats: { url: natsUrl },
+    storage: { ...config.storage, root: rel(config.storage.root) },
+    encryption: config.encryption && {
+      ...config.encryption,
+      keyFile: config.encryption.keyFile && rel(config.encryption.keyFile),
+      oldKeyFiles: config.encryption.oldKeyFiles.map(rel),
+    },
+  };
+}
+
+function crossCheck(config: TidemarkConfig): string[] {
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  config.targets.forEach((t, i) => {
+    const key = `${t.engine}/${t.name}`;
+    if (seen.has(key)) problems.push(`targets[${i}].name: duplicate target ${key}`);
+    seen.add(key);
+    if (t.engine === 'pg' && !t.postgres) problems.push(`targets[${i}].postgres: is required for engine pg`);
+    const ids = new Set<string>();
+    t.schedules.forEach((s, j) => {
+      if (ids.has(s.id)) problems.push(`targets[${i}].schedules[${j}].id: duplicate schedule id "${s.id}"`);
+      ids.add(s.id);
+      try {
+        CronExpressionParser.parse(s.cron, { tz: s.timezone });
+      } catch (e) {
+        problems.push(`targets[${i}].schedules[${j}].cron: invalid cron expression "${s.cron}" (${(e as Error).message})`);
+      }
+    });
+  });
+  if (config.storage.type === 's3' && !config.storage.endpoint) problems.push('storage.endpoint: is required when storage.type is s3');
+  return problems;
+}
+
+export function findTarget(config: TidemarkConfig, engine: string, name: string): Target | undefined {
+  return config.targets.find((t) => t.engine === engine && t.name === name);
+}
+
+/** The effective settings of a target, with the file's defaults applied. */
+export function effectiveTarget(config: TidemarkConfig, target: Target): {
+  compression: Compression | undefined;
+  compressionLevel: number | undefined;
+  encrypt: boolean;
+  verify: boolean;
+  retention: Retention;
+} {
+  return {
+    compression: target.compression ?? config.defaults.compression,
+    compressionLevel: target.compressionLevel,
+    encrypt: target.encrypt ?? config.defaults.encrypt,
+    verify: target.verify ?? config.defaults.verify,
+    retention: target.retention ?? config.defaults.retention,
+  };
+}
+
+/** Reads a secret named by the config (env var or file); undefined when neither is set. */
+export function readSecret(ref: { passwordEnv?: string; passwordFile?: string }, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (ref.passwordFile) {
+    try {
+      return readFileSync(ref.passwordFile, 'utf8').trim();
+    } catch (cause) {
+      throw new TidemarkError('CONFIG_INVALID', `cannot read password file ${ref.passwordFile}: ${(cause as Error).message}`, { cause });
+    }
+  }
+  if (ref.passwordEnv) {
+    const value = env[ref.passwordEnv];
+    if (value === undefined) throw new TidemarkError('CONFIG_INVALID', `environment variable ${ref.passwordEnv} (named by passwordEnv) is not set`);
+    return value;
+  }
+  return undefined;
+}
+
+/** libpq environment for the pg tools: the password goes in PGPASSWORD, never on argv or in logs. */
+export function libpqEnv(conn: PostgresConnection, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const password = readSecret(conn, env);
+  return {
+    PGHOST: conn.host,
+    PGPORT: String(conn.port),
+    PGUSER: conn.user,
+    PGDATABASE: conn.database,
+    ...(conn.sslmode ? { PGSSLMODE: conn.sslmode } : {}),
+    ...(password !== undefined ? { PGPASSWORD: password } : {}),
+    PGAPPNAME: 'tidemark',
+  };
+}
+
+export function storageConfig(config: TidemarkConfig, env: NodeJS.ProcessEnv = process.env): StorageConfig {
+  const s = config.storage;
+  if (s.type === 'fs') return { type: 'fs', root: s.root };
+  const url = new URL(s.endpoint as string);
+  const accessKey = env[s.accessKeyEnv];
+  const secretKey = env[s.secretKeyEnv];
+  if (!accessKey) throw new TidemarkError('CONFIG_INVALID', `environment variable ${s.accessKeyEnv} (storage.accessKeyEnv) is not set`);
+  if (!secretKey) throw new TidemarkError('CONFIG_INVALID', `environment variable ${s.secretKeyEnv} (storage.secretKeyEnv) is not set`);
+  return {
+    type: 's3',
+    endPoint: url.hostname,
+    port: url.port ? Number(url.port) : undefined,
+    useSSL: url.protocol === 'https:',
+    accessKey,
+    secretKey,
+    bucket: s.bucket,
+    region: s.region,
+    prefix: s.prefix,
+  };
+}

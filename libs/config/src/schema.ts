@@ -1,0 +1,154 @@
+// The operator's configuration file (tidemark.yaml), shared by every service. Unknown keys are
+// errors so that a typo fails at start-up, naming the field, instead of being silently ignored.
+// Secrets are never written in the file: it names the environment variable or file holding them.
+import {
+  COMPRESSIONS, SEVERITIES, TARGET_NAME_HINT, TARGET_NAME_PATTERN, array, boolean, number, object, oneOf, optional, string,
+  withDefault, type Infer,
+} from '@tidemark/contracts';
+
+const secretRef = {
+  /** Name of the environment variable holding the secret. */
+  passwordEnv: optional(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, hint: 'an environment variable name' })),
+  /** Path of a file holding the secret (e.g. a Docker secret). */
+  passwordFile: optional(string({ min: 1 })),
+};
+
+export const PostgresConnection = object(
+  {
+    host: withDefault(string({ min: 1 }), '127.0.0.1'),
+    port: withDefault(number({ integer: true, min: 1, max: 65535 }), 5432),
+    user: withDefault(string({ min: 1 }), 'postgres'),
+    database: withDefault(string({ min: 1 }), 'postgres'),
+    sslmode: optional(oneOf(['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const)),
+    ...secretRef,
+  },
+  { strict: true },
+);
+export type PostgresConnection = Infer<typeof PostgresConnection>;
+
+export const Retention = object(
+  {
+    /** Keep at most this many committed artifacts per target (0 = no count limit). */
+    keepLast: withDefault(number({ integer: true, min: 0 }), 7),
+    /** Remove artifacts older than this many days (0 = no age limit). */
+    maxAgeDays: withDefault(number({ min: 0 }), 30),
+  },
+  { strict: true },
+);
+export type Retention = Infer<typeof Retention>;
+
+export const Schedule = object(
+  {
+    id: string({ pattern: /^[a-z0-9][a-z0-9_-]{0,62}$/, hint: 'schedule ids use lowercase letters, digits, "-" and "_"' }),
+    /** Five- or six-field cron expression, evaluated in `timezone`. */
+    cron: string({ min: 1 }),
+    kind: withDefault(oneOf(['logical', 'base', 'snapshot', 'export', 'incremental'] as const), 'logical'),
+    timezone: withDefault(string({ min: 1 }), 'UTC'),
+    /** Fire a slot missed while the scheduler was down (like systemd's Persistent=true). */
+    catchUp: withDefault(boolean(), true),
+  },
+  { strict: true },
+);
+export type Schedule = Infer<typeof Schedule>;
+
+export const Target = object(
+  {
+    name: string({ pattern: TARGET_NAME_PATTERN, hint: TARGET_NAME_HINT }),
+    engine: oneOf(['pg', 'qdrant'] as const),
+    postgres: optional(PostgresConnection),
+    schedules: withDefault(array(Schedule), []),
+    retention: optional(Retention),
+    compression: optional(oneOf(COMPRESSIONS)),
+    compressionLevel: optional(number({ integer: true, min: -7, max: 22 })),
+    encrypt: optional(boolean()),
+    verify: optional(boolean()),
+    /** Per-table checksums at backup time, compared after restore (one extra read of the data). */
+    tableChecksums: withDefault(boolean(), true),
+    /** Alert when no verified backup is newer than this (default: twice the longest schedule gap). */
+    expectedWithinMinutes: optional(number({ min: 1 })),
+  },
+  { strict: true },
+);
+export type Target = Infer<typeof Target>;
+
+export const StorageSection = object(
+  {
+    type: withDefault(oneOf(['fs', 's3'] as const), 'fs'),
+    /** fs: root directory. */
+    root: withDefault(string({ min: 1 }), './.tidemark/storage'),
+    /** s3: endpoint URL, e.g. http://minio:9000 */
+    endpoint: optional(string({ pattern: /^https?:\/\/[^/]+\/?$/, hint: 'an http(s)://host[:port] URL' })),
+    bucket: withDefault(string({ min: 3 }), 'tidemark'),
+    region: withDefault(string({ min: 1 }), 'us-east-1'),
+    prefix: optional(string()),
+    accessKeyEnv: withDefault(string({ min: 1 }), 'TIDEMARK_S3_ACCESS_KEY'),
+    secretKeyEnv: withDefault(string({ min: 1 }), 'TIDEMARK_S3_SECRET_KEY'),
+    /** Remove data objects with no manifest once older than this (an interrupted backup's leftovers). */
+    orphanGraceMinutes: withDefault(number({ min: 0 }), 60),
+  },
+  { strict: true },
+);
+
+export const EncryptionSection = object(
+  {
+    /** File holding the 32-byte key (64 hex chars or base64). */
+    keyFile: optional(string({ min: 1 })),
+    /** Environment variable holding the key. Default TIDEMARK_ENCRYPTION_KEY. */
+    keyEnv: withDefault(string({ min: 1 }), 'TIDEMARK_ENCRYPTION_KEY'),
+    /** A name for the key, recorded in manifests (default: a fingerprint). */
+    keyId: optional(string({ min: 1, max: 100 })),
+    /** Older keys, still needed to read older artifacts. */
+    oldKeyFiles: withDefault(array(string({ min: 1 })), []),
+  },
+  { strict: true },
+);
+
+export const Webhook = object(
+  {
+    url: string({ pattern: /^https?:\/\//, hint: 'an http(s) URL' }),
+    minSeverity: withDefault(oneOf(SEVERITIES), 'warning'),
+  },
+  { strict: true },
+);
+
+export const TidemarkConfig = object(
+  {
+    nats: withDefault(object({ url: withDefault(string({ min: 1 }), 'nats://127.0.0.1:4222') }, { strict: true }), () => ({ url: 'nats://127.0.0.1:4222' })),
+    storage: withDefault(StorageSection, () => StorageSection.parse({})),
+    encryption: optional(EncryptionSection),
+    defaults: withDefault(
+      object(
+        {
+          compression: optional(oneOf(COMPRESSIONS)),
+          encrypt: withDefault(boolean(), false),
+          verify: withDefault(boolean(), true),
+          retention: withDefault(Retention, () => Retention.parse({})),
+        },
+        { strict: true },
+      ),
+      () => ({ encrypt: false, verify: true, retention: Retention.parse({}) }),
+    ),
+    /** Where the verifier restores artifacts to prove them. */
+    sandbox: optional(object({ postgres: optional(PostgresConnection) }, { strict: true })),
+    alerts: withDefault(
+      object(
+        {
+          webhooks: withDefault(array(Webhook), []),
+          /** Identical alerts inside this window are delivered once. */
+          dedupeWindowMinutes: withDefault(number({ min: 0 }), 60),
+          /** How often the missed-backup watchdog looks. */
+          watchdogIntervalSeconds: withDefault(number({ min: 1 }), 60),
+        },
+        { strict: true },
+      ),
+      () => ({ webhooks: [], dedupeWindowMinutes: 60, watchdogIntervalSeconds: 60 }),
+    ),
+    retention: withDefault(
+      object({ intervalSeconds: withDefault(number({ min: 1 }), 3600) }, { strict: true }),
+      () => ({ intervalSeconds: 3600 }),
+    ),
+    targets: withDefault(array(Target), []),
+  },
+  { strict: true },
+);
+export type TidemarkConfig = Infer<typeof TidemarkConfig>;

@@ -1,0 +1,73 @@
+// The one error registry. Codes are stable and never reused: operators grep for them, alert
+// rules match on them, and messages carry them across services.
+
+export const ERROR_CODES = {
+  // input
+  COMMAND_INVALID: { retryable: false, summary: 'the command does not match its schema' },
+  COMMAND_UNDECODABLE: { retryable: false, summary: 'the payload is neither JSON nor msgpack' },
+  COMMAND_TOO_LARGE: { retryable: false, summary: 'the command exceeds the size limit' },
+  COMMAND_UNKNOWN_VERSION: { retryable: false, summary: 'the schemaVersion is not supported' },
+  COMMAND_UNKNOWN_SUBJECT: { retryable: false, summary: 'the subject is not a known command' },
+  TARGET_UNKNOWN: { retryable: false, summary: 'no target of that name is configured' },
+  CONFIG_INVALID: { retryable: false, summary: 'the configuration is invalid' },
+  // sources and sandboxes
+  SOURCE_UNAVAILABLE: { retryable: true, summary: 'the datastore could not be reached' },
+  SOURCE_AUTH_FAILED: { retryable: false, summary: 'the datastore refused the credentials' },
+  DUMP_FAILED: { retryable: true, summary: 'the dump tool failed' },
+  SANDBOX_UNAVAILABLE: { retryable: true, summary: 'the verification sandbox could not be reached' },
+  // storage
+  STORAGE_UNAVAILABLE: { retryable: true, summary: 'the object store could not be reached' },
+  STORAGE_NOT_FOUND: { retryable: false, summary: 'the object does not exist' },
+  ARTIFACT_NOT_FOUND: { retryable: false, summary: 'no committed artifact matches' },
+  // integrity
+  INTEGRITY_CHECKSUM_MISMATCH: { retryable: false, summary: 'the stored bytes do not match the recorded sha256' },
+  INTEGRITY_AUTH_FAILED: { retryable: false, summary: 'decryption failed: wrong key or modified data' },
+  INTEGRITY_TRUNCATED: { retryable: false, summary: 'the stored object ends early' },
+  INTEGRITY_FORMAT: { retryable: false, summary: 'the stored object is not in the expected format' },
+  ENCRYPTION_KEY_MISSING: { retryable: false, summary: 'the encryption key named by the artifact is not available' },
+  // restore and verification
+  RESTORE_FAILED: { retryable: false, summary: 'the restore tool failed' },
+  RESTORE_TARGET_EXISTS: { retryable: false, summary: 'the restore target exists and overwrite was not requested' },
+  VERIFY_MISMATCH: { retryable: false, summary: 'the restored data differs from the manifest' },
+  // plumbing
+  BREAKER_OPEN: { retryable: true, summary: 'a circuit breaker is open after repeated failures' },
+  TIMEOUT: { retryable: true, summary: 'the operation timed out' },
+  SHUTTING_DOWN: { retryable: true, summary: 'the service is shutting down' },
+  INTERNAL: { retryable: false, summary: 'an unexpected internal error' },
+} as const satisfies Record<string, { retryable: boolean; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export const isErrorCode = (value: unknown): value is ErrorCode => typeof value === 'string' && value in ERROR_CODES;
+
+/** The error shape carried in events. */
+export interface ErrorInfo {
+  readonly code: ErrorCode;
+  readonly message: string;
+  readonly retryable: boolean;
+}
+
+export class TidemarkError extends Error {
+  readonly code: ErrorCode;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; retryable?: boolean } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TidemarkError';
+    this.code = code;
+    this.retryable = options.retryable ?? ERROR_CODES[code].retryable;
+  }
+
+  toInfo(): ErrorInfo {
+    return { code: this.code, message: this.message, retryable: this.retryable };
+  }
+}
+
+/** Normalises anything thrown into the wire shape; unknown errors become INTERNAL. */
+export function toErrorInfo(error: unknown): ErrorInfo {
+  if (error instanceof TidemarkError) return error.toInfo();
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: 'INTERNAL', message, retryable: false };
+}
+
+export const isRetryable = (error: unknown): boolean => error instanceof TidemarkError && error.retryable;

@@ -1,0 +1,7 @@
+export * from './schema.js';
+export * from './subjects.js';
+export * from './errors.js';
+export * from './codec.js';
+export * from './messages.js';
+export * from './manifest.js';
+export * from './streams.js';

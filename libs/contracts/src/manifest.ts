@@ -1,0 +1,98 @@
+// The artifact manifest: a self-describing JSON document written last, which commits the
+// artifact. Everything the catalog, retention and the verifier need is in here, so the whole
+// state of Tidemark can be rebuilt from the bucket alone.
+import { ENGINES, TARGET_NAME_HINT, TARGET_NAME_PATTERN } from './subjects.js';
+import { ARTIFACT_KINDS } from './messages.js';
+import { array, boolean, isoDate, literal, nullable, number, object, oneOf, optional, record, string, unknownValue, type Infer } from './schema.js';
+
+export const MANIFEST_VERSION = 1 as const;
+export const COMPRESSIONS = ['zstd', 'gzip', 'none'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+export const ENCRYPTION_ALGORITHM = 'aes-256-gcm-chunked-v1' as const;
+
+export const TableFacts = object({
+  schema: string(),
+  name: string(),
+  rows: number({ integer: true, min: 0 }),
+  /** Order-independent checksum of the rows' text form (see pg-agent's facts.ts). */
+  checksum: optional(string()),
+});
+export type TableFacts = Infer<typeof TableFacts>;
+
+/** A nearest-neighbour probe recorded at backup time and replayed on the restored copy. */
+export const VectorProbe = object({
+  schema: string(),
+  table: string(),
+  column: string(),
+  keyColumn: string(),
+  /** Primary key (as text) of the row whose vector is the query. */
+  queryKey: string(),
+  k: number({ integer: true, min: 1 }),
+  /** Primary keys (as text) of the k nearest rows by L2 distance, nearest first. */
+  topKeys: array(string()),
+});
+export type VectorProbe = Infer<typeof VectorProbe>;
+
+export const PgSourceFacts = object({
+  serverVersion: string(),
+  serverVersionNum: number({ integer: true }),
+  database: string(),
+  databaseSizeBytes: number({ min: 0 }),
+  extensions: array(object({ name: string(), version: string() })),
+  tables: array(TableFacts),
+  vectorProbes: array(VectorProbe),
+  /** The exported snapshot the dump and the facts were both taken from. */
+  snapshot: optional(string()),
+});
+export type PgSourceFacts = Infer<typeof PgSourceFacts>;
+
+export const PipelineFacts = object({
+  compression: oneOf(COMPRESSIONS),
+  compressionLevel: optional(number({ integer: true })),
+  encryption: nullable(object({ algorithm: literal(ENCRYPTION_ALGORITHM), keyId: string(), chunkSize: number({ integer: true, min: 1 }) })),
+});
+export type PipelineFacts = Infer<typeof PipelineFacts>;
+
+export const Manifest = object({
+  manifestVersion: literal(MANIFEST_VERSION),
+  id: string(),
+  engine: oneOf(ENGINES),
+  target: string({ pattern: TARGET_NAME_PATTERN, hint: TARGET_NAME_HINT }),
+  kind: oneOf(ARTIFACT_KINDS),
+  /** e.g. "pg_dump-custom" — what the decoded bytes are. */
+  format: string(),
+  requestId: string(),
+  createdAt: isoDate(),
+  finishedAt: isoDate(),
+  agent: object({ id: string(), version: string() }),
+  /** Engine-specific facts about the source at backup time (PgSourceFacts for pg). */
+  source: record(unknownValue()),
+  pipeline: PipelineFacts,
+  data: object({
+    key: string(),
+    /** Bytes as stored (after compression and encryption). */
+    storedBytes: number({ integer: true, min: 0 }),
+    /** Bytes the source produced, before compression. */
+    rawBytes: number({ integer: true, min: 0 }),
+    /** sha256 of the stored bytes. */
+    sha256: string({ pattern: /^[0-9a-f]{64}$/ }),
+  }),
+  /** Whether the verifier is expected to prove this artifact. */
+  verify: boolean(),
+  /** Reserved: parent artifact for chains (incrementals, WAL) and consistency groups. */
+  parentId: optional(string()),
+  groupId: optional(string()),
+  reason: optional(string()),
+});
+export type Manifest = Infer<typeof Manifest>;
+
+/** Written beside the manifest by the verifier. */
+export const VerificationRecord = object({
+  artifactId: string(),
+  status: oneOf(['passed', 'failed'] as const),
+  verifiedAt: isoDate(),
+  durationMs: number({ min: 0 }),
+  checks: array(object({ name: string(), ok: boolean(), expected: optional(unknownValue()), actual: optional(unknownValue()), detail: optional(string()) })),
+  error: optional(object({ code: string(), message: string(), retryable: boolean() })),
+});
+export type VerificationRecord = Infer<typeof VerificationRecord>;

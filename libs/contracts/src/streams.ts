@@ -1,0 +1,76 @@
+// The JetStream layout, declared once. The runtime library creates or updates these at start-up.
+// Everything here works on nats-server 2.9 (Debian bookworm): no `filter_subjects`, so every
+// consumer has a single filter subject.
+import { filters, type Engine } from './subjects.js';
+import { MAX_COMMAND_BYTES } from './codec.js';
+
+export interface StreamSpec {
+  readonly name: string;
+  readonly subjects: readonly string[];
+  readonly retention: 'workqueue' | 'limits';
+  readonly maxAgeSeconds: number;
+  readonly duplicateWindowSeconds: number;
+  readonly maxMsgSize: number;
+  readonly description: string;
+}
+
+const DAY = 24 * 3600;
+
+/**
+ * Only the engines that have agents are stored: a command for an unknown engine is not kept in a
+ * work queue that nobody drains. The intake watcher answers it with `command.rejected` instead.
+ */
+export const COMMAND_ENGINES: readonly Engine[] = ['pg', 'qdrant'];
+
+export const COMMANDS_STREAM: StreamSpec = {
+  name: 'TIDEMARK_COMMANDS',
+  subjects: COMMAND_ENGINES.flatMap((e) => [filters.backupCommandsFor(e), filters.restoreCommandsFor(e)]),
+  retention: 'workqueue',
+  maxAgeSeconds: 7 * DAY,
+  // Covers two schedulers firing the same slot and a scheduler restart that re-fires it.
+  duplicateWindowSeconds: 2 * 3600,
+  maxMsgSize: MAX_COMMAND_BYTES,
+  description: 'Tidemark commands (work queue): backup.requested.*, restore.requested.*',
+};
+
+export const EVENTS_STREAM: StreamSpec = {
+  name: 'TIDEMARK_EVENTS',
+  subjects: [
+    filters.backupStarted, filters.backupCompleted, filters.backupFailed,
+    filters.artifactStored, filters.artifactPruned,
+    filters.verifyPassed, filters.verifyFailed,
+    filters.restoreStarted, filters.restoreCompleted, filters.restoreFailed,
+    filters.alerts, filters.commandRejected,
+  ],
+  retention: 'limits',
+  maxAgeSeconds: 90 * DAY,
+  duplicateWindowSeconds: 2 * 3600,
+  maxMsgSize: 1024 * 1024,
+  description: 'Tidemark events: the audit history',
+};
+
+export const STREAMS: readonly StreamSpec[] = [COMMANDS_STREAM, EVENTS_STREAM];
+
+/** Durable consumer names, one per (service, filter). */
+export const consumers = {
+  agentBackups: (engine: Engine) => `${engine}-agent-backups`,
+  agentRestores: (engine: Engine) => `${engine}-agent-restores`,
+  verifierArtifacts: 'verifier-artifact-stored',
+  alerterVerifyFailed: 'alerter-verify-failed',
+  alerterBackupFailed: 'alerter-backup-failed',
+  alerterCommandRejected: 'alerter-command-rejected',
+  alerterRestoreFailed: 'alerter-restore-failed',
+  alerterBackupCompleted: 'alerter-backup-completed',
+  alerterVerifyPassed: 'alerter-verify-passed',
+  catalogArtifactStored: 'storage-artifact-stored',
+  catalogVerifyPassed: 'storage-verify-passed',
+  catalogVerifyFailed: 'storage-verify-failed',
+} as const;
+
+/** JetStream KV buckets. Their content can always be rebuilt (the bucket is the truth). */
+export const KV_BUCKETS = {
+  schedulerState: 'tidemark_scheduler',
+} as const;
+
+/** The header JetStream uses for publish-side de-duplication. */
+export const MSG_ID_HEADER = 'Nats-Msg-Id';

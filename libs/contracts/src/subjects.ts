@@ -1,0 +1,97 @@
+// Every NATS subject Tidemark uses is built or parsed here, and nowhere else.
+
+/** Datastore engines. `files` is reserved for the files agent; it has no consumer yet. */
+export const ENGINES = ['pg', 'qdrant', 'files'] as const;
+export type Engine = (typeof ENGINES)[number];
+
+/** Target names become one subject token and one storage key segment, so they are kept plain. */
+export const TARGET_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const TARGET_NAME_HINT = 'target names use lowercase letters, digits, "-" and "_" (at most 63, starting with a letter or digit)';
+
+export const isEngine = (value: string): value is Engine => (ENGINES as readonly string[]).includes(value);
+export const isTargetName = (value: string): boolean => TARGET_NAME_PATTERN.test(value);
+
+export const SEVERITIES = ['critical', 'warning', 'info'] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+export const ALERT_KINDS = ['verify_failed', 'backup_failed', 'command_rejected', 'backup_missed', 'restore_failed'] as const;
+export type AlertKind = (typeof ALERT_KINDS)[number];
+
+const scoped = (family: string, action: string) => (engine: Engine, target: string) => `${family}.${action}.${engine}.${target}`;
+
+export const subjects = {
+  // commands (work-queue stream)
+  backupRequested: scoped('backup', 'requested'),
+  restoreRequested: scoped('restore', 'requested'),
+  // events (limits stream, the audit history)
+  backupStarted: scoped('backup', 'started'),
+  backupCompleted: scoped('backup', 'completed'),
+  backupFailed: scoped('backup', 'failed'),
+  artifactStored: scoped('artifact', 'stored'),
+  artifactPruned: scoped('artifact', 'pruned'),
+  verifyPassed: scoped('verify', 'passed'),
+  verifyFailed: scoped('verify', 'failed'),
+  restoreStarted: scoped('restore', 'started'),
+  restoreCompleted: scoped('restore', 'completed'),
+  restoreFailed: scoped('restore', 'failed'),
+  alert: (severity: Severity, kind: AlertKind) => `alert.${severity}.${kind}`,
+  commandRejected: () => 'command.rejected',
+  // core request/reply (not persisted)
+  catalogList: () => 'catalog.list',
+  catalogDescribe: () => 'catalog.describe',
+} as const;
+
+/** Wildcards for subscriptions and stream/consumer filters. */
+export const filters = {
+  allBackupCommands: 'backup.requested.>',
+  allRestoreCommands: 'restore.requested.>',
+  backupCommandsFor: (engine: Engine) => `backup.requested.${engine}.*`,
+  restoreCommandsFor: (engine: Engine) => `restore.requested.${engine}.*`,
+  artifactStored: 'artifact.stored.>',
+  artifactPruned: 'artifact.pruned.>',
+  verifyPassed: 'verify.passed.>',
+  verifyFailed: 'verify.failed.>',
+  backupStarted: 'backup.started.>',
+  backupCompleted: 'backup.completed.>',
+  backupFailed: 'backup.failed.>',
+  restoreStarted: 'restore.started.>',
+  restoreCompleted: 'restore.completed.>',
+  restoreFailed: 'restore.failed.>',
+  alerts: 'alert.>',
+  commandRejected: 'command.rejected',
+} as const;
+
+export type CommandAction = 'backup' | 'restore';
+
+export interface ParsedCommandSubject {
+  readonly action: CommandAction;
+  readonly engine: Engine;
+  readonly target: string;
+}
+
+/**
+ * Parses `backup.requested.<engine>.<target>` / `restore.requested.<engine>.<target>`.
+ * Returns a reason string when the subject is not a command Tidemark can accept.
+ */
+export function parseCommandSubject(subject: string): ParsedCommandSubject | { readonly error: string } {
+  const parts = subject.split('.');
+  const [family, verb, engine, target] = parts;
+  if ((family !== 'backup' && family !== 'restore') || verb !== 'requested') {
+    return { error: `"${subject}" is not a command subject (expected backup.requested.<engine>.<target> or restore.requested.<engine>.<target>)` };
+  }
+  if (parts.length !== 4 || engine === undefined || target === undefined) {
+    return { error: `"${subject}" must have exactly four tokens: ${family}.requested.<engine>.<target>` };
+  }
+  if (!isEngine(engine)) return { error: `unknown engine "${engine}" (known: ${ENGINES.join(', ')})` };
+  if (!isTargetName(target)) return { error: `invalid target "${target}": ${TARGET_NAME_HINT}` };
+  return { action: family, engine, target };
+}
+
+/** Parses the `<engine>.<target>` tail of any scoped event subject. */
+export function parseScopedSubject(subject: string): { engine: Engine; target: string } | undefined {
+  const parts = subject.split('.');
+  const engine = parts[2];
+  const target = parts[3];
+  if (parts.length !== 4 || engine === undefined || target === undefined || !isEngine(engine)) return undefined;
+  return { engine, target };
+}

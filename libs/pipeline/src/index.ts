@@ -1,0 +1,6 @@
+// Streaming pipeline: source → compression → optional encryption → sha256 → sink, and back.
+// API is fixed (other packages code against it); implementation lives in the sibling files.
+export { loadKeyRing, keyIdOf, type EncryptionKey, type KeyRing } from './keys.js';
+export { encodeStream, type EncodeOptions, type EncodeSummary, type EncodedStream } from './encode.js';
+export { decodeStream, type DecodeExpectations } from './decode.js';
+export { zstdAvailable, defaultCompression } from './compression.js';

@@ -1,0 +1,10 @@
+export { createLogger, REDACT_PATHS, redactUrl, type Logger } from './logger.js';
+export { createBreaker, type Breaker, type BreakerOptions } from './breaker.js';
+export { retryWithBackoff, type RetryOptions } from './retry.js';
+export { startHealthServer, type HealthServer, type HealthCheck } from './health.js';
+export { connectNats, ensureStreams, ensureConsumer, natsConfigFromEnv, type NatsConfig } from './nats.js';
+export { publishEvent, type EventPublisher, createEventPublisher } from './publish.js';
+export { runConsumer, type ConsumerOptions, type RunningConsumer, type Outcome, type HandlerContext, ack, nakWithDelay, term } from './consumer.js';
+export { startIntakeWatcher, rejectCommand } from './intake.js';
+export { installShutdown, type Shutdown } from './shutdown.js';
+export { readServiceVersion } from './version.js';

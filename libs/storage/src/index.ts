@@ -1,0 +1,7 @@
+export type { StorageBackend, ObjectInfo, SaveOptions, ByteRange, BackendProperties } from './backend.js';
+export { createFsBackend, type FsBackendConfig } from './fs-backend.js';
+export { createS3Backend, type S3BackendConfig } from './s3-backend.js';
+export { createBackend, type StorageConfig } from './config.js';
+export { guardBackend, type Guard } from './guard.js';
+export { artifactKeys, newArtifactId, ARTIFACT_ROOTS } from './keys.js';
+export { ArtifactStore, type OrphanSweepResult } from './artifact-store.js';
