@@ -1,3 +1,4 @@
+export { bootstrap, type ServiceContext } from './bootstrap.js';
 export { createLogger, REDACT_PATHS, redactUrl, type Logger } from './logger.js';
 export { createBreaker, type Breaker, type BreakerOptions } from './breaker.js';
 export { retryWithBackoff, type RetryOptions } from './retry.js';

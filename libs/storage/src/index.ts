@@ -5,3 +5,4 @@ export { createBackend, type StorageConfig } from './config.js';
 export { guardBackend, type Guard } from './guard.js';
 export { artifactKeys, newArtifactId, ARTIFACT_ROOTS } from './keys.js';
 export { ArtifactStore, type OrphanSweepResult } from './artifact-store.js';
+export { createMemoryBackend } from './memory-backend.js';
