@@ -33,6 +33,7 @@ export const ERROR_CODES = {
   BREAKER_OPEN: { retryable: true, summary: 'a circuit breaker is open after repeated failures' },
   TIMEOUT: { retryable: true, summary: 'the operation timed out' },
   SHUTTING_DOWN: { retryable: true, summary: 'the service is shutting down' },
+  ALERT_DELIVERY_FAILED: { retryable: true, summary: 'an alert webhook did not accept the alert' },
   INTERNAL: { retryable: false, summary: 'an unexpected internal error' },
 } as const satisfies Record<string, { retryable: boolean; summary: string }>;
 

@@ -1,5 +1,133 @@
-import type { Compression } from '@tidemark/contracts';
+// Compression stages. zstd comes from the `zstd-napi` native binding; when that binding cannot
+// load (no prebuilt for the platform, a broken install) we fall back to gzip from node:zlib, so
+// backups keep running, just larger. TIDEMARK_ZSTD=off forces the fallback (tests, interop).
+import { createRequire } from 'node:module';
+import type { Transform } from 'node:stream';
+import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
+import { TidemarkError, type Compression } from '@tidemark/contracts';
+import { toBuffer, type Stage } from './stages.js';
+
+interface ZstdDecompressContext {
+  decompressStream(dst: Uint8Array, src: Uint8Array): [remaining: number, produced: number, consumed: number];
+}
+
+interface ZstdBinding {
+  readonly CompressStream: new (parameters: { compressionLevel?: number; checksumFlag?: boolean }) => Transform;
+  readonly DCtx: new () => ZstdDecompressContext;
+  readonly dStreamOutSize: () => number;
+}
+
+export const ZSTD_DEFAULT_LEVEL = 3;
+export const GZIP_DEFAULT_LEVEL = 6;
+
+let zstdBinding: ZstdBinding | null | undefined;
+
+function loadZstd(): ZstdBinding | null {
+  if (zstdBinding !== undefined) return zstdBinding;
+  if (process.env['TIDEMARK_ZSTD'] === 'off') return (zstdBinding = null);
+  try {
+    const require = createRequire(import.meta.url);
+    const streams = require('zstd-napi') as Pick<ZstdBinding, 'CompressStream'>;
+    const native = require('zstd-napi/binding.js') as Omit<ZstdBinding, 'CompressStream'>;
+    zstdBinding = { CompressStream: streams.CompressStream, DCtx: native.DCtx, dStreamOutSize: native.dStreamOutSize };
+  } catch {
+    zstdBinding = null;
+  }
+  return zstdBinding;
+}
+
 /** True when the zstd native binding loaded. */
-export declare function zstdAvailable(): boolean;
+export function zstdAvailable(): boolean {
+  return loadZstd() !== null;
+}
+
 /** zstd when available, otherwise gzip. */
-export declare function defaultCompression(): Compression;
+export function defaultCompression(): Compression {
+  return zstdAvailable() ? 'zstd' : 'gzip';
+}
+
+/** What will actually be used for a requested compression (zstd degrades to gzip without the binding). */
+export function effectiveCompression(requested: Compression): Compression {
+  return requested === 'zstd' && !zstdAvailable() ? 'gzip' : requested;
+}
+
+export function defaultLevel(compression: Compression): number | undefined {
+  if (compression === 'zstd') return ZSTD_DEFAULT_LEVEL;
+  if (compression === 'gzip') return GZIP_DEFAULT_LEVEL;
+  return undefined;
+}
+
+/** A compressing stage, or null for `none`. `compression` must already be effective. */
+export function compressor(compression: Compression, level: number | undefined): Transform | null {
+  if (compression === 'none') return null;
+  if (compression === 'gzip') return createGzip({ level: level ?? GZIP_DEFAULT_LEVEL });
+  const zstd = loadZstd();
+  if (zstd === null) throw zstdMissing();
+  // The frame checksum lets decoding reject corrupted plaintext even without encryption.
+  return new zstd.CompressStream({ compressionLevel: level ?? ZSTD_DEFAULT_LEVEL, checksumFlag: true });
+}
+
+/**
+ * A decompressing stage, or null for `none`. Errors thrown by it are raw library errors; the
+ * decoder maps them to INTEGRITY_FORMAT.
+ */
+export function decompressor(compression: Compression): Stage | Transform | null {
+  if (compression === 'none') return null;
+  if (compression === 'gzip') {
+    // Z_SYNC_FLUSH tolerance would hide truncation; the default finishFlush makes a short stream fail.
+    return createGunzip({ finishFlush: zlibConstants.Z_FINISH });
+  }
+  const zstd = loadZstd();
+  if (zstd === null) throw zstdMissing();
+  return zstdDecompressStage(zstd);
+}
+
+/** A failure of the zstd decoder itself (not of the stream feeding it). */
+export class ZstdDataError extends Error {
+  constructor(
+    message: string,
+    readonly endedMidFrame: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'ZstdDataError';
+  }
+}
+
+/**
+ * zstd's own DecompressStream pushes everything one input chunk expands to at once (a 64 KiB
+ * chunk of zeros is gigabytes), so we drive the native context ourselves and yield one output
+ * buffer at a time: the consumer's pace bounds memory.
+ */
+function zstdDecompressStage(zstd: ZstdBinding): Stage {
+  const outSize = zstd.dStreamOutSize();
+  return async function* decompressZstd(source) {
+    const context = new zstd.DCtx();
+    let inFrame = false;
+    for await (const piece of source) {
+      let input = toBuffer(piece);
+      for (;;) {
+        const output = Buffer.allocUnsafe(outSize);
+        let progress: [remaining: number, produced: number, consumed: number];
+        try {
+          progress = context.decompressStream(output, input);
+        } catch (error) {
+          throw new ZstdDataError(error instanceof Error ? error.message : String(error), false, { cause: error });
+        }
+        const [remaining, produced, consumed] = progress;
+        input = input.subarray(consumed);
+        inFrame = remaining !== 0;
+        if (produced > 0) yield output.subarray(0, produced);
+        if (input.length === 0 && (produced < output.length || remaining === 0)) break;
+      }
+    }
+    if (inFrame) throw new ZstdDataError('zstd stream ended inside a frame', true);
+  };
+}
+
+function zstdMissing(): TidemarkError {
+  return new TidemarkError(
+    'INTERNAL',
+    'the zstd native binding (zstd-napi) did not load: reinstall dependencies for this platform, or use gzip',
+  );
+}

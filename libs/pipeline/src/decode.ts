@@ -1,6 +1,9 @@
-import type { Readable } from 'node:stream';
-import type { PipelineFacts } from '@tidemark/contracts';
+import { PassThrough, pipeline, type Readable } from 'node:stream';
+import { TidemarkError, type PipelineFacts } from '@tidemark/contracts';
 import type { KeyRing } from './keys.js';
+import { decompressor, ZstdDataError } from './compression.js';
+import { decryptStage, keyMissing } from './chunked-aead.js';
+import { meter, type Meter, type Stage } from './stages.js';
 
 export interface DecodeExpectations {
   readonly pipeline: PipelineFacts;
@@ -10,11 +13,130 @@ export interface DecodeExpectations {
   readonly storedBytes: number;
 }
 
+type PipelineStep = NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadWriteStream | Stage;
+
 /**
  * Turns stored bytes back into the source bytes. The returned stream errors with a TidemarkError:
  * ENCRYPTION_KEY_MISSING (key id not in the ring), INTEGRITY_AUTH_FAILED (GCM tag: wrong key or
  * modified bytes), INTEGRITY_TRUNCATED (short object or missing final chunk),
  * INTEGRITY_CHECKSUM_MISMATCH (sha256 at the end), INTEGRITY_FORMAT (bad header / decompression).
  * Decrypted plaintext is released only after its chunk's tag has verified.
+ *
+ * Where several problems coincide the most specific one wins: a short object is reported as
+ * truncated, a failed tag or a decompression error as such, and the checksum is the last word.
+ * The final piece of output is held back until the checksum has verified, so a consumer (say
+ * pg_restore) never sees a clean end of unverified data.
  */
-export declare function decodeStream(stored: Readable, expect: DecodeExpectations, keys: KeyRing): Readable;
+export function decodeStream(stored: Readable, expect: DecodeExpectations, keys: KeyRing): Readable {
+  const output = new PassThrough();
+  const input = meter({ hash: true });
+  const classify = (error: unknown): unknown => {
+    if (input.finished() && input.bytes() < expect.storedBytes) return truncated(input, expect);
+    return error;
+  };
+
+  let steps: PipelineStep[];
+  try {
+    const encryption = expect.pipeline.encryption;
+    if (encryption !== null && keys.get(encryption.keyId) === undefined) throw keyMissing(encryption.keyId);
+    const decompress = decompressor(expect.pipeline.compression);
+    steps = [
+      stored,
+      input.stage,
+      lengthGuard(input, expect),
+      ...(encryption === null
+        ? []
+        : [mapErrors(decryptStage({ keys, expectedKeyId: encryption.keyId, expectedChunkSize: encryption.chunkSize }), classify)]),
+      ...(decompress === null ? [] : [typeof decompress === 'function' ? mapErrors(decompress, (error) => classify(decompressionError(error))) : mapStreamErrors(decompress, classify)]),
+      verifyBeforeEnd(input, expect),
+      output,
+    ];
+  } catch (error) {
+    stored.destroy();
+    process.nextTick(() => output.destroy(error as Error));
+    return output;
+  }
+  // Errors reach the consumer through `output`, which pipeline destroys with the first failure.
+  (pipeline as unknown as (steps: PipelineStep[], done: (error: Error | null) => void) => void)(steps, () => undefined);
+  return output;
+}
+
+/** Fails as soon as more bytes arrive than the manifest recorded, rather than after reading them all. */
+function lengthGuard(input: Meter, expect: DecodeExpectations): Stage {
+  return async function* guard(source) {
+    for await (const piece of source) {
+      if (input.bytes() > expect.storedBytes) {
+        throw new TidemarkError(
+          'INTEGRITY_CHECKSUM_MISMATCH',
+          `the stored object is longer than the ${expect.storedBytes} bytes its manifest records: it was overwritten or the manifest is wrong; use another artifact`,
+        );
+      }
+      yield piece as Buffer;
+    }
+  };
+}
+
+/** Passes output through one piece behind, and releases the last piece only once size and sha256 match. */
+function verifyBeforeEnd(input: Meter, expect: DecodeExpectations): Stage {
+  return async function* verify(source) {
+    let held: Buffer | undefined;
+    for await (const piece of source) {
+      if (held !== undefined) yield held;
+      held = piece as Buffer;
+    }
+    if (input.bytes() < expect.storedBytes) throw truncated(input, expect);
+    if (input.sha256() !== expect.sha256.toLowerCase()) {
+      throw new TidemarkError(
+        'INTEGRITY_CHECKSUM_MISMATCH',
+        `the stored object's sha256 ${input.sha256()} differs from the manifest's ${expect.sha256}: the bytes were modified; use another artifact`,
+      );
+    }
+    if (held !== undefined) yield held;
+  };
+}
+
+function truncated(input: Meter, expect: DecodeExpectations): TidemarkError {
+  return new TidemarkError(
+    'INTEGRITY_TRUNCATED',
+    `the stored object ends after ${input.bytes()} of ${expect.storedBytes} bytes: the upload or download was cut short; retry or use another artifact`,
+  );
+}
+
+function decompressionError(error: unknown): unknown {
+  if (error instanceof ZstdDataError && error.endedMidFrame) {
+    return new TidemarkError('INTEGRITY_FORMAT', 'the compressed data ends inside a zstd frame: the stored object is corrupt; use another artifact');
+  }
+  // Errors from upstream (the download, decryption) pass through unchanged.
+  if (!(error instanceof ZstdDataError) && !isZlibError(error)) return error;
+  const detail = error instanceof Error ? error.message : String(error);
+  return new TidemarkError('INTEGRITY_FORMAT', `decompression failed (${detail}): the stored object is corrupt; use another artifact`, { cause: error });
+}
+
+function mapErrors(stage: Stage, map: (error: unknown) => unknown): Stage {
+  return async function* mapped(source) {
+    try {
+      yield* stage(source);
+    } catch (error) {
+      throw map(error);
+    }
+  };
+}
+
+/**
+ * zlib streams fail with their own errors (code Z_DATA_ERROR, Z_BUF_ERROR, ...). We translate
+ * those at the source, in _destroy, so the error pipeline passes on is already the mapped one;
+ * teardown errors from elsewhere (a consumer closing early) pass untouched.
+ */
+function mapStreamErrors(stream: NodeJS.ReadWriteStream, classify: (error: unknown) => unknown): NodeJS.ReadWriteStream {
+  const target = stream as unknown as { _destroy(error: Error | null, done: (error?: Error | null) => void): void };
+  const original = target._destroy.bind(target);
+  target._destroy = (error, done) => {
+    original(isZlibError(error) ? (classify(decompressionError(error)) as Error) : error, done);
+  };
+  return stream;
+}
+
+function isZlibError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | null)?.code;
+  return typeof code === 'string' && code.startsWith('Z_');
+}

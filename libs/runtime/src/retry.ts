@@ -1,3 +1,5 @@
+import { isRetryable, TidemarkError } from '@tidemark/contracts';
+
 export interface RetryOptions {
   readonly attempts: number;
   readonly baseDelayMs: number;
@@ -7,5 +9,49 @@ export interface RetryOptions {
   readonly signal?: AbortSignal;
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
 }
-/** Exponential backoff with full jitter. */
-export declare function retryWithBackoff<T>(call: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T>;
+
+/** Full jitter: a random delay between 0 and the exponential cap, so retrying clients spread out. */
+export function backoffDelay(attempt: number, baseDelayMs: number, maxDelayMs: number, random: () => number = Math.random): number {
+  const cap = Math.min(maxDelayMs, baseDelayMs * 2 ** Math.max(0, attempt - 1));
+  return Math.floor(random() * cap);
+}
+
+function abortError(signal: AbortSignal): TidemarkError {
+  return new TidemarkError('SHUTTING_DOWN', 'the operation was cancelled while waiting to retry', { cause: signal.reason });
+}
+
+/** Resolves after `ms`, or rejects with SHUTTING_DOWN as soon as `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(abortError(signal));
+      return;
+    }
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(abortError(signal as AbortSignal));
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** Exponential backoff with full jitter. `attempt` passed to `call` starts at 1. */
+export async function retryWithBackoff<T>(call: (attempt: number) => Promise<T>, options: RetryOptions): Promise<T> {
+  const shouldRetry = options.shouldRetry ?? isRetryable;
+  const attempts = Math.max(1, options.attempts);
+  for (let attempt = 1; ; attempt++) {
+    if (options.signal?.aborted) throw abortError(options.signal);
+    try {
+      return await call(attempt);
+    } catch (error) {
+      if (attempt >= attempts || !shouldRetry(error)) throw error;
+      const delayMs = backoffDelay(attempt, options.baseDelayMs, options.maxDelayMs);
+      options.onRetry?.(error, attempt, delayMs);
+      await sleep(delayMs, options.signal);
+    }
+  }
+}

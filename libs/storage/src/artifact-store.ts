@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { Engine, Manifest, VerificationRecord } from '@tidemark/contracts';
-import type { StorageBackend } from './backend.js';
+import { Manifest, SchemaError, TidemarkError, VerificationRecord, type Engine, type Schema } from '@tidemark/contracts';
+import type { ObjectInfo, StorageBackend } from './backend.js';
+import { ARTIFACT_ROOTS, MANIFEST_FILE, VERIFICATION_FILE, artifactKeys, parseArtifactKey } from './keys.js';
 
 export interface OrphanSweepResult {
   /** Keys removed: data objects no manifest references, older than the grace period. */
@@ -9,23 +11,184 @@ export interface OrphanSweepResult {
   readonly kept: readonly string[];
 }
 
+/** Manifests and verification records are small JSON documents; a larger one is not ours. */
+const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
+
+const keysOf = (manifest: Manifest) => artifactKeys(manifest.engine, manifest.target, manifest.id);
+
 /** Artifact-level operations over a backend. The manifest is the commit point. */
-export declare class ArtifactStore {
-  constructor(backend: StorageBackend);
-  readonly backend: StorageBackend;
+export class ArtifactStore {
+  constructor(readonly backend: StorageBackend) {}
+
   /** Saves the data stream under a fresh attempt key and returns that key and byte count. */
-  saveData(engine: Engine, target: string, artifactId: string, body: Readable, size?: number): Promise<{ key: string; storedBytes: number }>;
+  async saveData(engine: Engine, target: string, artifactId: string, body: Readable, size?: number): Promise<{ key: string; storedBytes: number }> {
+    const key = artifactKeys(engine, target, artifactId).data(randomBytes(6).toString('hex'));
+    const storedBytes = await this.backend.save(key, body, { ...(size === undefined ? {} : { size }), contentType: 'application/octet-stream' });
+    return { key, storedBytes };
+  }
+
   /** Validates and writes the manifest (commits the artifact). */
-  commit(manifest: Manifest): Promise<void>;
+  async commit(manifest: Manifest): Promise<void> {
+    const valid = validate(Manifest, manifest, `manifest of artifact ${JSON.stringify(manifest.id)}`);
+    const keys = keysOf(valid);
+    if (!valid.data.key.startsWith(keys.prefix)) {
+      throw new TidemarkError('INTEGRITY_FORMAT', `manifest of artifact ${JSON.stringify(valid.id)} points at data ${JSON.stringify(valid.data.key)} outside its prefix ${keys.prefix}; save the data with saveData`);
+    }
+    await this.backend.save(keys.manifest, Buffer.from(`${JSON.stringify(valid, null, 2)}\n`), { contentType: 'application/json' });
+  }
+
   /** The committed manifest, or undefined when the artifact is not committed. Invalid JSON → INTEGRITY_FORMAT. */
-  readManifest(engine: Engine, target: string, artifactId: string): Promise<Manifest | undefined>;
+  async readManifest(engine: Engine, target: string, artifactId: string): Promise<Manifest | undefined> {
+    return this.readDocument(Manifest, artifactKeys(engine, target, artifactId).manifest);
+  }
+
   /** All committed manifests, optionally of one engine/target, newest first. Skips (and reports via onInvalid) unreadable ones. */
-  listManifests(filter?: { engine?: Engine; target?: string }, onInvalid?: (key: string, error: unknown) => void): Promise<Manifest[]>;
-  openData(manifest: Manifest): Promise<Readable>;
-  writeVerification(manifest: Manifest, record: VerificationRecord): Promise<void>;
-  readVerification(manifest: Manifest): Promise<VerificationRecord | undefined>;
+  async listManifests(filter: { engine?: Engine; target?: string } = {}, onInvalid?: (key: string, error: unknown) => void): Promise<Manifest[]> {
+    const prefix = filter.engine === undefined ? ARTIFACT_ROOTS.artifacts : `${ARTIFACT_ROOTS.artifacts}${filter.engine}/${filter.target === undefined ? '' : `${filter.target}/`}`;
+    const manifests: Manifest[] = [];
+    for await (const object of this.backend.list(prefix)) {
+      const parts = parseArtifactKey(object.key);
+      if (parts?.name !== MANIFEST_FILE) continue;
+      if (filter.target !== undefined && parts.target !== filter.target) continue;
+      try {
+        const manifest = await this.readDocument(Manifest, object.key);
+        if (manifest === undefined) continue; // removed while we listed
+        if (manifest.id !== parts.artifactId || manifest.engine !== parts.engine || manifest.target !== parts.target) {
+          throw new TidemarkError('INTEGRITY_FORMAT', `manifest ${object.key} names artifact ${manifest.engine}/${manifest.target}/${manifest.id}, not the one its key says`);
+        }
+        manifests.push(manifest);
+      } catch (error) {
+        if (onInvalid === undefined) continue;
+        onInvalid(object.key, error);
+      }
+    }
+    return manifests.sort(newestFirst);
+  }
+
+  openData(manifest: Manifest): Promise<Readable> {
+    return this.backend.open(manifest.data.key);
+  }
+
+  async writeVerification(manifest: Manifest, record: VerificationRecord): Promise<void> {
+    const valid = validate(VerificationRecord, record, `verification record of artifact ${JSON.stringify(manifest.id)}`);
+    await this.backend.save(keysOf(manifest).verification, Buffer.from(`${JSON.stringify(valid, null, 2)}\n`), { contentType: 'application/json' });
+  }
+
+  async readVerification(manifest: Manifest): Promise<VerificationRecord | undefined> {
+    return this.readDocument(VerificationRecord, keysOf(manifest).verification);
+  }
+
   /** Removes an artifact: manifest first (it becomes invisible at once), then everything else under its prefix. */
-  remove(manifest: Manifest): Promise<void>;
+  async remove(manifest: Manifest): Promise<void> {
+    const keys = keysOf(manifest);
+    await this.backend.remove(keys.manifest);
+    const rest: string[] = [];
+    for await (const object of this.backend.list(keys.prefix)) rest.push(object.key);
+    for (const key of rest) await this.backend.remove(key);
+  }
+
   /** Removes data objects with no committed manifest older than `graceMs`. */
-  sweepOrphans(graceMs: number, now?: Date): Promise<OrphanSweepResult>;
+  async sweepOrphans(graceMs: number, now: Date = new Date()): Promise<OrphanSweepResult> {
+    const objects: ObjectInfo[] = [];
+    for await (const object of this.backend.list(ARTIFACT_ROOTS.artifacts)) objects.push(object);
+
+    // Which artifacts are committed, and which data keys their manifests claim.
+    const committed = new Map<string, Manifest | 'unreadable' | undefined>();
+    for (const object of objects) {
+      const parts = parseArtifactKey(object.key);
+      if (parts?.name !== MANIFEST_FILE) continue;
+      committed.set(parts.prefix, await this.readManifestAt(object.key));
+    }
+
+    const removed: string[] = [];
+    const kept: string[] = [];
+    for (const object of objects) {
+      const parts = parseArtifactKey(object.key);
+      if (parts !== undefined && !this.isOrphan(object.key, parts.prefix, parts.name, committed)) continue;
+      if (now.getTime() - object.modifiedAt.getTime() <= graceMs) {
+        kept.push(object.key);
+        continue;
+      }
+      // The listing is a snapshot: a backup may have committed since. Look again before removing.
+      if (parts !== undefined && parts.name !== MANIFEST_FILE) {
+        committed.set(parts.prefix, await this.readManifestAt(`${parts.prefix}${MANIFEST_FILE}`));
+        if (!this.isOrphan(object.key, parts.prefix, parts.name, committed)) continue;
+      }
+      await this.backend.remove(object.key);
+      removed.push(object.key);
+    }
+    return { removed, kept };
+  }
+
+  private isOrphan(key: string, prefix: string, name: string, committed: Map<string, Manifest | 'unreadable' | undefined>): boolean {
+    const manifest = committed.get(prefix);
+    if (manifest === undefined) return true; // no manifest: nothing under this prefix is committed
+    // An unreadable manifest still marks a commit: leave its artifact for an operator to inspect.
+    if (manifest === 'unreadable') return false;
+    if (name === MANIFEST_FILE || name === VERIFICATION_FILE) return false;
+    return manifest.data.key !== key;
+  }
+
+  /** A manifest by key: the manifest, undefined when missing, 'unreadable' when present but invalid. */
+  private async readManifestAt(key: string): Promise<Manifest | 'unreadable' | undefined> {
+    try {
+      return await this.readDocument(Manifest, key);
+    } catch (error) {
+      if (error instanceof TidemarkError && error.code === 'INTEGRITY_FORMAT') return 'unreadable';
+      throw error;
+    }
+  }
+
+  private async readDocument<T>(schema: Schema<T>, key: string): Promise<T | undefined> {
+    let stream: Readable;
+    try {
+      stream = await this.backend.open(key);
+    } catch (error) {
+      if (error instanceof TidemarkError && error.code === 'STORAGE_NOT_FOUND') return undefined;
+      throw error;
+    }
+    let text: string;
+    try {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of stream) {
+        size += (chunk as Buffer).length;
+        if (size > MAX_DOCUMENT_BYTES) {
+          throw new TidemarkError('INTEGRITY_FORMAT', `${key} is larger than ${MAX_DOCUMENT_BYTES} bytes, too large for a JSON document; inspect or remove the object`);
+        }
+        chunks.push(chunk as Buffer);
+      }
+      text = Buffer.concat(chunks).toString('utf8');
+    } finally {
+      stream.destroy();
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw new TidemarkError('INTEGRITY_FORMAT', `${key} is not valid JSON; inspect or remove the object`, { cause: error });
+    }
+    try {
+      return schema.parse(json);
+    } catch (error) {
+      if (error instanceof SchemaError) throw new TidemarkError('INTEGRITY_FORMAT', `${key} is not a valid document: ${error.message}`, { cause: error });
+      throw error;
+    }
+  }
+}
+
+function validate<T>(schema: Schema<T>, value: unknown, what: string): T {
+  try {
+    return schema.parse(value);
+  } catch (error) {
+    if (error instanceof SchemaError) throw new TidemarkError('INTEGRITY_FORMAT', `${what} is invalid: ${error.message}; fix the producer`, { cause: error });
+    throw error;
+  }
+}
+
+/** createdAt descending, then id descending (ids sort by time too). */
+function newestFirst(a: Manifest, b: Manifest): number {
+  const byTime = Date.parse(b.createdAt) - Date.parse(a.createdAt);
+  if (byTime !== 0) return byTime;
+  return a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
 }

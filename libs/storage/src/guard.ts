@@ -1,8 +1,71 @@
-import type { StorageBackend } from './backend.js';
+import type { Readable } from 'node:stream';
+import { TidemarkError } from '@tidemark/contracts';
+import type { ByteRange, ObjectInfo, SaveOptions, StorageBackend } from './backend.js';
+
 /** Runs one backend call; the runtime passes an opossum breaker with retries here. */
 export type Guard = <T>(operation: string, call: () => Promise<T>) => Promise<T>;
+
 /**
  * Wraps a backend so that stat/list-page/remove/open-start/save go through `guard` (a wrapper, as
  * restic's retry backend). Streams themselves are not re-tried once they have started.
  */
-export declare function guardBackend(backend: StorageBackend, guard: Guard): StorageBackend;
+export function guardBackend(backend: StorageBackend, guard: Guard): StorageBackend {
+  return {
+    properties: backend.properties,
+    save(key: string, body: Readable | Uint8Array, options?: SaveOptions): Promise<number> {
+      if (body instanceof Uint8Array) return guard('save', () => backend.save(key, body, options));
+      let lastError: unknown;
+      return guard('save', async () => {
+        // A stream can be read once: when a first attempt has consumed part of it, a retry
+        // would store a truncated object, so the failure becomes final instead.
+        if (lastError !== undefined && (body.readableDidRead || body.destroyed)) {
+          throw new TidemarkError('STORAGE_UNAVAILABLE', `saving ${JSON.stringify(key)} failed after its source was partly read; run the whole operation again`, {
+            cause: lastError,
+            retryable: false,
+          });
+        }
+        try {
+          return await backend.save(key, body, options);
+        } catch (error) {
+          lastError = error;
+          throw error;
+        }
+      });
+    },
+    open: (key: string, range?: ByteRange) => guard('open', () => backend.open(key, range)),
+    stat: (key: string) => guard('stat', () => backend.stat(key)),
+    remove: (key: string) => guard('remove', () => backend.remove(key)),
+    list: (prefix: string) => guardedList(backend, guard, prefix),
+    close: () => backend.close(),
+  };
+}
+
+/**
+ * Each page (each step of the listing) goes through the guard. When a step fails and the guard
+ * retries, the listing starts over and skips what was already yielded.
+ */
+async function* guardedList(backend: StorageBackend, guard: Guard, prefix: string): AsyncIterable<ObjectInfo> {
+  const yielded = new Set<string>();
+  let iterator: AsyncIterator<ObjectInfo> | undefined;
+  try {
+    for (;;) {
+      const step = await guard('list', async () => {
+        iterator ??= backend.list(prefix)[Symbol.asyncIterator]();
+        for (;;) {
+          try {
+            const result = await iterator.next();
+            if (result.done || !yielded.has(result.value.key)) return result;
+          } catch (error) {
+            iterator = undefined; // a broken listing cannot continue; a retry starts a new one
+            throw error;
+          }
+        }
+      });
+      if (step.done) return;
+      yielded.add(step.value.key);
+      yield step.value;
+    }
+  } finally {
+    await iterator?.return?.();
+  }
+}

@@ -1,1 +1,11 @@
-export {};
+// The test harness every integration suite uses: real PostgreSQL, NATS and S3 servers,
+// started as local processes or (TIDEMARK_TEST_PROVIDER=containers) as containers.
+// containers.ts imports testcontainers only inside its starters, so local runs never load it.
+export * from './ports.js';
+export * from './tmp.js';
+export * from './process.js';
+export * from './provider.js';
+export * from './postgres.js';
+export * from './containers.js';
+export * from './nats.js';
+export * from './s3.js';

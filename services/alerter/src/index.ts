@@ -1,1 +1,11 @@
-export {};
+export * from './alerts/rules.js';
+export * from './alerts/dedupe.js';
+export * from './alerts/slack.js';
+export * from './alerts/dispatcher.js';
+export * from './watchdog/expected-window.js';
+export * from './watchdog/missed-backup-watchdog.js';
+export * from './handlers/alert-on-failure.js';
+export * from './handlers/track-success.js';
+export { createJetStreamAlertStore } from './adapters/jetstream-alert-store.js';
+export { createWebhookChannel, webhookName, type WebhookChannel, type WebhookOptions } from './adapters/webhook-channel.js';
+export { startAlerter, type AlerterContext, type AlerterOptions, type RunningAlerter } from './alerter.js';

@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+// Benchmark: a logical backup of a ≥1 GiB database (with a pgvector table) through the whole
+// Tidemark path (NATS command → pg-agent → pg_dump → zstd → AES-256-GCM → sha256 → filesystem
+// storage → manifest), against a bare `pg_dump -Fc -Z0 > /dev/null` of the same database in the
+// same run. Prints both times, the ratio, and the agent's peak RSS (VmHWM).
+//
+//   npm run build && node bench/pg-logical-backup.mjs [--gib 1.1] [--encrypt false]
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { connect, headers } from 'nats';
+import { encode, decode, subjects, CONTENT_TYPE_HEADER, MSGPACK } from '@tidemark/contracts';
+import { freePort, startNats, startPostgres } from '@tidemark/testkit';
+
+const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : fallback;
+};
+const targetGiB = Number(arg('gib', '1.1'));
+const encrypt = arg('encrypt', 'true') !== 'false';
+const compression = arg('compression', 'zstd');
+const checksums = arg('checksums', 'true') !== 'false';
+
+const t = () => performance.now();
+const fmt = (ms) => `${(ms / 1000).toFixed(1)} s`;
+
+const dir = await mkdtemp(join(tmpdir(), 'tidemark-bench-'));
+const nats = await startNats();
+const pg = await startPostgres({ pgvector: true, settings: { shared_buffers: '512MB', max_wal_size: '4GB', checkpoint_timeout: '30min' } });
+try {
+  console.log(`# building a ~${targetGiB} GiB database (documents + vector(768) embeddings)…`);
+  const t0 = t();
+  await pg.createDatabase('bench');
+  await pg.query('CREATE EXTENSION vector', [], 'bench');
+  await pg.query('CREATE TABLE documents (id bigint PRIMARY KEY, title text, body text)', [], 'bench');
+  await pg.query('CREATE TABLE embeddings (id bigint PRIMARY KEY, embedding vector(768))', [], 'bench');
+  // 768 floats ≈ 3 KiB per row on disk; bodies ≈ 1 KiB. Half the bytes in each table.
+  const bytes = targetGiB * 1024 ** 3;
+  const embRows = Math.ceil(bytes / 2 / 3100);
+  const docRows = Math.ceil(bytes / 2 / 1100);
+  await pg.query(
+    `INSERT INTO documents SELECT i, 'document ' || i, repeat(md5(i::text) || md5((i+1)::text), 16) FROM generate_series(1, $1) i`,
+    [docRows],
+    'bench',
+  );
+  for (let start = 1; start <= embRows; start += 20000) {
+    await pg.query(
+      `INSERT INTO embeddings SELECT i, (SELECT array_agg(random()::real) FROM generate_series(1, 768) WHERE i > 0)::vector FROM generate_series($1::bigint, $2::bigint) i`,
+      [start, Math.min(embRows, start + 19999)],
+      'bench',
+    );
+  }
+  await pg.query('VACUUM ANALYZE', [], 'bench');
+  const [{ size }] = await pg.query(`SELECT pg_database_size('bench')::bigint AS size`, [], 'bench');
+  console.log(`# database size ${(Number(size) / 1024 ** 3).toFixed(2)} GiB (${docRows} documents, ${embRows} embeddings) built in ${fmt(t() - t0)}`);
+
+  const pgEnv = { ...process.env, PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'bench' };
+  const runDump = () =>
+    new Promise((res, rej) => {
+      const s = t();
+      const p = spawn('pg_dump', ['-Fc', '-Z0', '-f', '/dev/null'], { env: pgEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+      p.on('exit', (code) => (code === 0 ? res(t() - s) : rej(new Error(`pg_dump exited ${code}`))));
+    });
+  await runDump(); // warm the cache so both runs read from memory alike
+  const dumpMs = await runDump();
+  console.log(`pg_dump -Fc -Z0 > /dev/null: ${fmt(dumpMs)}`);
+
+  const keyHex = randomBytes(32).toString('hex');
+  const configPath = join(dir, 'tidemark.yaml');
+  await writeFile(
+    configPath,
+    `nats:\n  url: ${nats.url}\nstorage:\n  type: fs\n  root: ${join(dir, 'storage')}\n` +
+      (encrypt ? `encryption:\n  keyEnv: BENCH_KEY\n` : '') +
+      `defaults:\n  compression: ${compression}\n  encrypt: ${encrypt}\n  verify: false\n` +
+      `targets:\n  - name: bench\n    engine: pg\n    tableChecksums: ${checksums}\n    postgres:\n      host: ${pg.host}\n      port: ${pg.port}\n      user: ${pg.user}\n      database: bench\n      passwordEnv: BENCH_PG_PASSWORD\n`,
+  );
+  const agent = spawn(process.execPath, [join(repo, 'services/pg-agent/dist/main.js')], {
+    env: { ...process.env, TIDEMARK_CONFIG: configPath, TIDEMARK_NATS_URL: nats.url, BENCH_KEY: keyHex, BENCH_PG_PASSWORD: pg.password, TIDEMARK_HEALTH_PORT: String(await freePort()), TIDEMARK_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const nc = await connect({ servers: nats.url });
+  const done = new Promise((res, rej) => {
+    const sub = nc.subscribe('backup.*.pg.bench');
+    (async () => {
+      for await (const m of sub) {
+        const e = decode(m.data, m.headers);
+        if (m.subject.startsWith('backup.completed')) res(e);
+        if (m.subject.startsWith('backup.failed') && e.final) rej(new Error(JSON.stringify(e.error)));
+      }
+    })();
+  });
+  await new Promise((r) => setTimeout(r, 1500)); // let the agent create its consumer
+  const h = headers();
+  h.set(CONTENT_TYPE_HEADER, MSGPACK);
+  let peakKiB = 0;
+  const sampler = setInterval(async () => {
+    const status = await readFile(`/proc/${agent.pid}/status`, 'utf8').catch(() => '');
+    const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    peakKiB = Math.max(peakKiB, hwm);
+  }, 200);
+  const s = t();
+  await nc.jetstream().publish(subjects.backupRequested('pg', 'bench'), encode({ requestId: 'bench-1' }), { headers: h, msgID: 'bench-1' });
+  const completed = await done;
+  const agentMs = t() - s;
+  clearInterval(sampler);
+  console.log(`tidemark backup (${compression}${encrypt ? ' + aes-256-gcm' : ''}${checksums ? ' + table checksums' : ''}): ${fmt(agentMs)}, stored ${(completed.storedBytes / 1024 ** 2).toFixed(0)} MiB`);
+  console.log(`ratio tidemark / pg_dump: ${(agentMs / dumpMs).toFixed(2)}`);
+  console.log(`pg-agent peak RSS: ${(peakKiB / 1024).toFixed(0)} MiB`);
+  agent.kill('SIGTERM');
+  await nc.close();
+} finally {
+  await pg.stop();
+  await nats.stop();
+  await rm(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,226 @@
+// Command-line parsing with plain process.argv: a small declarative table of options per command.
+import { ARTIFACT_KINDS, ENGINES, TARGET_NAME_HINT, isEngine, isTargetName, type ArtifactKind, type Engine } from '@tidemark/contracts';
+
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+
+export interface GlobalOptions {
+  readonly natsUrl: string;
+  readonly json: boolean;
+  /** Seconds; each command has its own default when omitted. */
+  readonly timeoutSeconds: number | undefined;
+}
+
+export type Command =
+  | { readonly name: 'help'; readonly topic?: string }
+  | {
+      readonly name: 'backup';
+      readonly engine: Engine;
+      readonly target: string;
+      readonly kind?: ArtifactKind;
+      readonly reason?: string;
+      /** false with --no-verify; otherwise the target's own setting applies. */
+      readonly verify?: false;
+      readonly wait: boolean;
+    }
+  | {
+      readonly name: 'restore';
+      readonly engine: Engine;
+      readonly target: string;
+      readonly artifactId?: string;
+      readonly intoDatabase?: string;
+      readonly overwrite: boolean;
+      readonly reason?: string;
+      readonly wait: boolean;
+    }
+  | { readonly name: 'list'; readonly engine?: Engine; readonly target?: string; readonly limit?: number }
+  | { readonly name: 'status' };
+
+export type ParseResult =
+  | { readonly ok: true; readonly globals: GlobalOptions; readonly command: Command }
+  | { readonly ok: false; readonly error: string };
+
+type OptionSpec = { readonly takesValue: boolean };
+const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
+  '--nats': { takesValue: true },
+  '--json': { takesValue: false },
+  '--timeout': { takesValue: true },
+  '--help': { takesValue: false },
+};
+const COMMAND_OPTIONS: Record<string, Record<string, OptionSpec>> = {
+  help: {},
+  backup: { '--kind': { takesValue: true }, '--reason': { takesValue: true }, '--no-verify': { takesValue: false }, '--wait': { takesValue: false } },
+  restore: {
+    '--artifact': { takesValue: true }, '--into': { takesValue: true }, '--overwrite': { takesValue: false },
+    '--reason': { takesValue: true }, '--wait': { takesValue: false },
+  },
+  list: { '--limit': { takesValue: true } },
+  status: {},
+};
+export const COMMANDS = Object.keys(COMMAND_OPTIONS);
+
+class UsageError extends Error {}
+
+export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = {}): ParseResult {
+  try {
+    return parse(argv, env);
+  } catch (error) {
+    if (error instanceof UsageError) return { ok: false, error: error.message };
+    throw error;
+  }
+}
+
+function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
+  const positionals: string[] = [];
+  const options = new Map<string, string | true>();
+  let commandName: string | undefined;
+
+  for (let i = 0; i < argv.length; i++) {
+    const token = argv[i] as string;
+    if (token === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (token === '-h') {
+      options.set('--help', true);
+      continue;
+    }
+    if (!token.startsWith('--')) {
+      if (commandName === undefined) commandName = token;
+      else positionals.push(token);
+      continue;
+    }
+    const eq = token.indexOf('=');
+    const name = eq === -1 ? token : token.slice(0, eq);
+    const spec = GLOBAL_OPTIONS[name] ?? (commandName !== undefined ? COMMAND_OPTIONS[commandName]?.[name] : undefined);
+    if (!spec) {
+      const where = commandName && COMMAND_OPTIONS[commandName] ? ` for "${commandName}"` : '';
+      throw new UsageError(`unknown option ${name}${where}; see "tidemark help${commandName && COMMAND_OPTIONS[commandName] ? ` ${commandName}` : ''}"`);
+    }
+    if (spec.takesValue) {
+      const value = eq === -1 ? argv[++i] : token.slice(eq + 1);
+      if (value === undefined || (eq === -1 && value.startsWith('--'))) throw new UsageError(`option ${name} needs a value`);
+      options.set(name, value);
+    } else {
+      if (eq !== -1) throw new UsageError(`option ${name} takes no value`);
+      options.set(name, true);
+    }
+  }
+
+  const globals: GlobalOptions = {
+    natsUrl: stringOption(options, '--nats') ?? env.TIDEMARK_NATS_URL ?? DEFAULT_NATS_URL,
+    json: options.has('--json'),
+    timeoutSeconds: numberOption(options, '--timeout', { min: 0.001 }),
+  };
+  if (options.has('--help') || commandName === undefined) {
+    return { ok: true, globals, command: commandName === undefined || commandName === 'help' ? { name: 'help' } : { name: 'help', topic: commandName } };
+  }
+  if (!(commandName in COMMAND_OPTIONS)) throw new UsageError(`unknown command "${commandName}" (known: ${COMMANDS.join(', ')}); see "tidemark help"`);
+
+  switch (commandName) {
+    case 'help':
+      expectAtMost(positionals, 1, 'help [command]');
+      return { ok: true, globals, command: positionals[0] === undefined ? { name: 'help' } : { name: 'help', topic: positionals[0] } };
+    case 'backup': {
+      const { engine, target } = scope(positionals, 'backup <engine> <target>');
+      const kind = stringOption(options, '--kind');
+      if (kind !== undefined && !(ARTIFACT_KINDS as readonly string[]).includes(kind)) {
+        throw new UsageError(`unknown kind "${kind}" (known: ${ARTIFACT_KINDS.join(', ')})`);
+      }
+      return {
+        ok: true,
+        globals,
+        command: {
+          name: 'backup', engine, target, wait: options.has('--wait'),
+          ...(kind !== undefined ? { kind: kind as ArtifactKind } : {}),
+          ...optionalText(options, '--reason', 'reason'),
+          ...(options.has('--no-verify') ? { verify: false as const } : {}),
+        },
+      };
+    }
+    case 'restore': {
+      const { engine, target } = scope(positionals, 'restore <engine> <target>');
+      return {
+        ok: true,
+        globals,
+        command: {
+          name: 'restore', engine, target, wait: options.has('--wait'), overwrite: options.has('--overwrite'),
+          ...optionalText(options, '--artifact', 'artifactId'),
+          ...optionalText(options, '--into', 'intoDatabase'),
+          ...optionalText(options, '--reason', 'reason'),
+        },
+      };
+    }
+    case 'list': {
+      expectAtMost(positionals, 2, 'list [<engine> [<target>]]');
+      const [engine, target] = positionals;
+      if (engine !== undefined && !isEngine(engine)) throw new UsageError(`unknown engine "${engine}" (known: ${ENGINES.join(', ')})`);
+      if (target !== undefined && !isTargetName(target)) throw new UsageError(`invalid target "${target}": ${TARGET_NAME_HINT}`);
+      const limit = numberOption(options, '--limit', { min: 1, integer: true });
+      return {
+        ok: true,
+        globals,
+        command: { name: 'list', ...(engine !== undefined ? { engine } : {}), ...(target !== undefined ? { target } : {}), ...(limit !== undefined ? { limit } : {}) },
+      };
+    }
+    default:
+      expectAtMost(positionals, 0, 'status');
+      return { ok: true, globals, command: { name: 'status' } };
+  }
+}
+
+function scope(positionals: string[], usage: string): { engine: Engine; target: string } {
+  const [engine, target] = positionals;
+  if (engine === undefined || target === undefined) throw new UsageError(`missing arguments: tidemark ${usage}`);
+  expectAtMost(positionals, 2, usage);
+  if (!isEngine(engine)) throw new UsageError(`unknown engine "${engine}" (known: ${ENGINES.join(', ')})`);
+  if (!isTargetName(target)) throw new UsageError(`invalid target "${target}": ${TARGET_NAME_HINT}`);
+  return { engine, target };
+}
+
+function expectAtMost(positionals: string[], count: number, usage: string): void {
+  if (positionals.length > count) throw new UsageError(`unexpected argument "${positionals[count]}": tidemark ${usage}`);
+}
+
+function stringOption(options: Map<string, string | true>, name: string): string | undefined {
+  const value = options.get(name);
+  return typeof value === 'string' ? value : undefined;
+}
+
+function optionalText<K extends string>(options: Map<string, string | true>, name: string, key: K): { [P in K]?: string } {
+  const value = stringOption(options, name);
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: string };
+}
+
+function numberOption(options: Map<string, string | true>, name: string, rule: { min: number; integer?: boolean }): number | undefined {
+  const raw = stringOption(options, name);
+  if (raw === undefined) return undefined;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < rule.min || (rule.integer && !Number.isInteger(value))) {
+    throw new UsageError(`option ${name} needs a ${rule.integer ? 'whole ' : ''}number of at least ${rule.min}, got "${raw}"`);
+  }
+  return value;
+}
+
+export const USAGE = `tidemark: backup and recovery over NATS
+
+usage: tidemark [--nats <url>] [--json] [--timeout <seconds>] <command> [arguments]
+
+commands:
+  backup <engine> <target> [--kind <kind>] [--reason "…"] [--no-verify] [--wait]
+      request a backup; prints the request id. --wait follows it until verified.
+  restore <engine> <target> [--artifact <id>] [--into <db>] [--overwrite] [--reason "…"] [--wait]
+      request a restore (default: the newest verified artifact into a new database).
+  list [<engine> [<target>]] [--limit <n>]
+      list committed artifacts, newest first.
+  status
+      the newest artifact of every target, its verification and age.
+  help [<command>]
+
+global options:
+  --nats <url>       NATS server (default $TIDEMARK_NATS_URL or ${DEFAULT_NATS_URL})
+  --json             print one JSON document instead of text
+  --timeout <s>      how long to wait (default 5 for list/status, 3600 for --wait)
+
+exit codes: 0 success, 1 failed (backup, restore, verification, or a target whose newest
+artifact failed verification), 2 usage error or timeout.
+`;

@@ -1,0 +1,54 @@
+import { headers as natsHeaders, type NatsConnection } from 'nats';
+import {
+  CONTENT_TYPE_HEADER, MSGPACK, TidemarkError, decode, encode, isErrorCode, subjects,
+  type CatalogDescribeRequest, type CatalogListRequest, type Engine, type ErrorInfo,
+} from '@tidemark/contracts';
+import { natsFailure } from './nats-errors.js';
+
+/** One artifact as the catalog lists it (the storage service's CatalogEntry, read side). */
+export interface CatalogArtifact {
+  readonly artifactId: string;
+  readonly engine: Engine;
+  readonly target: string;
+  readonly kind: string;
+  readonly createdAt: string;
+  readonly storedBytes: number;
+  readonly verification: 'unverified' | 'passed' | 'failed' | 'not-required';
+  readonly verifiedAt?: string;
+  readonly verificationError?: { readonly code: string; readonly message: string };
+  readonly [other: string]: unknown;
+}
+
+export interface CatalogListReply {
+  readonly artifacts: CatalogArtifact[];
+  readonly total?: number;
+}
+
+/** Sends one catalog request (msgpack) and returns the reply, or throws its error as a TidemarkError. */
+async function request<T>(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number): Promise<T> {
+  const h = natsHeaders();
+  h.set(CONTENT_TYPE_HEADER, MSGPACK);
+  let reply: unknown;
+  try {
+    const msg = await nc.request(subject, encode(body), { timeout: timeoutMs, headers: h });
+    reply = decode(msg.data, msg.headers);
+  } catch (error) {
+    throw natsFailure(error, subject, 'the catalog (tidemark storage service)');
+  }
+  if (typeof reply === 'object' && reply !== null && 'error' in reply) {
+    const info = (reply as { error: Partial<ErrorInfo> }).error;
+    throw new TidemarkError(isErrorCode(info.code) ? info.code : 'INTERNAL', info.message ?? 'the catalog answered with an error');
+  }
+  return reply as T;
+}
+
+export function listCatalog(nc: NatsConnection, body: CatalogListRequest, timeoutMs: number): Promise<CatalogListReply> {
+  return request<CatalogListReply>(nc, subjects.catalogList(), body, timeoutMs);
+}
+
+export function describeCatalog(nc: NatsConnection, body: CatalogDescribeRequest, timeoutMs: number): Promise<unknown> {
+  return request<unknown>(nc, subjects.catalogDescribe(), body, timeoutMs);
+}
+
+export const ALL_ARTIFACTS_LIMIT = 10_000;
+export type { Engine };

@@ -1,0 +1,128 @@
+// Following a request's events. The followers are pure: an event in, a progress line and maybe
+// an exit code out. Transport (subscriptions, decoding, timeouts) lives in watch.ts.
+import type {
+  ArtifactStored, BackupCompleted, BackupFailed, BackupStarted, CommandRejected, ErrorInfo,
+  RestoreCompleted, RestoreFailed, RestoreStarted, VerifyFailed, VerifyPassed,
+} from '@tidemark/contracts';
+import { formatBytes, formatDuration } from '../format.js';
+
+export type FollowedEvent =
+  | { readonly type: 'backup.started'; readonly event: BackupStarted }
+  | { readonly type: 'backup.completed'; readonly event: BackupCompleted }
+  | { readonly type: 'backup.failed'; readonly event: BackupFailed }
+  | { readonly type: 'artifact.stored'; readonly event: ArtifactStored }
+  | { readonly type: 'verify.passed'; readonly event: VerifyPassed }
+  | { readonly type: 'verify.failed'; readonly event: VerifyFailed }
+  | { readonly type: 'restore.started'; readonly event: RestoreStarted }
+  | { readonly type: 'restore.completed'; readonly event: RestoreCompleted }
+  | { readonly type: 'restore.failed'; readonly event: RestoreFailed }
+  | { readonly type: 'command.rejected'; readonly event: CommandRejected };
+
+export type Outcome = 'verified' | 'stored' | 'restored' | 'failed' | 'rejected';
+
+export interface Step {
+  /** A progress line for people. */
+  readonly line?: string;
+  /** Set when the wait is over. */
+  readonly exitCode?: 0 | 1;
+  readonly outcome?: Outcome;
+  readonly artifactId?: string;
+  readonly error?: ErrorInfo;
+}
+
+export interface Follower {
+  /** Whether the event belongs to the followed request. */
+  matches(followed: FollowedEvent): boolean;
+  step(followed: FollowedEvent): Step;
+}
+
+const describeError = (error: ErrorInfo) => `${error.code}: ${error.message}`;
+
+/**
+ * A rejection of our command subject. Rejections by the intake (no stream sequence) are about
+ * the subject itself; a consumer's rejection carries a payload preview that names our request.
+ */
+function isOurRejection(event: CommandRejected, commandSubject: string, requestId: string): boolean {
+  if (event.subject !== commandSubject) return false;
+  return event.streamSequence === undefined || event.payloadPreview.includes(requestId);
+}
+
+export function backupFollower(requestId: string, commandSubject: string): Follower {
+  // The verifier's events carry the artifact; remember the artifacts our request produced.
+  const artifacts = new Set<string>();
+  return {
+    matches(followed) {
+      if (followed.type === 'command.rejected') return isOurRejection(followed.event, commandSubject, requestId);
+      if ('requestId' in followed.event && followed.event.requestId === requestId) return true;
+      return (followed.type === 'verify.passed' || followed.type === 'verify.failed') && artifacts.has(followed.event.artifactId);
+    },
+    step(followed) {
+      switch (followed.type) {
+        case 'backup.started': {
+          const e = followed.event;
+          artifacts.add(e.artifactId);
+          return { line: `started: ${e.kind} backup ${e.artifactId} on ${e.agentId} (attempt ${e.attempt})`, artifactId: e.artifactId };
+        }
+        case 'backup.completed': {
+          const e = followed.event;
+          artifacts.add(e.artifactId);
+          return { line: `dumped: ${formatBytes(e.storedBytes)} in ${formatDuration(e.durationMs)}` };
+        }
+        case 'backup.failed': {
+          const e = followed.event;
+          if (!e.final) return { line: `attempt ${e.attempt} failed (${describeError(e.error)}); the agent retries` };
+          return { line: `backup failed: ${describeError(e.error)}`, exitCode: 1, outcome: 'failed', error: e.error };
+        }
+        case 'artifact.stored': {
+          const e = followed.event;
+          artifacts.add(e.artifactId);
+          const line = `stored: ${e.artifactId}, ${formatBytes(e.storedBytes)}, sha256 ${e.sha256.slice(0, 12)}…`;
+          if (!e.verify) return { line: `${line} (verification not required)`, exitCode: 0, outcome: 'stored', artifactId: e.artifactId };
+          return { line: `${line}; waiting for verification`, artifactId: e.artifactId };
+        }
+        case 'verify.passed': {
+          const e = followed.event;
+          return { line: `verified: ${e.checks.length} checks passed in ${formatDuration(e.durationMs)}`, exitCode: 0, outcome: 'verified', artifactId: e.artifactId };
+        }
+        case 'verify.failed': {
+          const e = followed.event;
+          const failing = e.checks.filter((c) => !c.ok).map((c) => c.name);
+          const checks = failing.length > 0 ? ` (failed checks: ${failing.join(', ')})` : '';
+          return { line: `verification failed: ${describeError(e.error)}${checks}`, exitCode: 1, outcome: 'failed', artifactId: e.artifactId, error: e.error };
+        }
+        case 'command.rejected':
+          return { line: `rejected: ${describeError(followed.event.error)}`, exitCode: 1, outcome: 'rejected', error: followed.event.error };
+        default:
+          return {};
+      }
+    },
+  };
+}
+
+export function restoreFollower(requestId: string, commandSubject: string): Follower {
+  return {
+    matches(followed) {
+      if (followed.type === 'command.rejected') return isOurRejection(followed.event, commandSubject, requestId);
+      return 'requestId' in followed.event && followed.event.requestId === requestId;
+    },
+    step(followed) {
+      switch (followed.type) {
+        case 'restore.started': {
+          const e = followed.event;
+          return { line: `started: restoring ${e.artifactId} into ${e.database} on ${e.agentId}`, artifactId: e.artifactId };
+        }
+        case 'restore.completed': {
+          const e = followed.event;
+          const kept = e.previousDatabaseKeptAs ? `; the previous database is kept as ${e.previousDatabaseKeptAs}` : '';
+          return { line: `restored: ${e.artifactId} into ${e.database} in ${formatDuration(e.durationMs)}${kept}`, exitCode: 0, outcome: 'restored', artifactId: e.artifactId };
+        }
+        case 'restore.failed':
+          return { line: `restore failed: ${describeError(followed.event.error)}`, exitCode: 1, outcome: 'failed', error: followed.event.error };
+        case 'command.rejected':
+          return { line: `rejected: ${describeError(followed.event.error)}`, exitCode: 1, outcome: 'rejected', error: followed.event.error };
+        default:
+          return {};
+      }
+    },
+  };
+}

@@ -1,0 +1,106 @@
+// Publishing a command and (optionally) following it: shared by backup and restore.
+import { randomUUID } from 'node:crypto';
+import { hostname, userInfo } from 'node:os';
+import { headers as natsHeaders, type JetStreamClient, type NatsConnection } from 'nats';
+import { CONTENT_TYPE_HEADER, MSGPACK, encode, type ErrorInfo } from '@tidemark/contracts';
+import { natsFailure } from '../nats-errors.js';
+import type { FollowedEvent, Follower, Outcome } from './follow.js';
+import { startWatch, type WatchSpec } from './watch.js';
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export interface CommandDeps {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly io: Io;
+  readonly json: boolean;
+  readonly timeoutMs: number;
+  /** Tests pin the request id. */
+  readonly newRequestId?: () => string;
+}
+
+export const newRequestId = (): string => randomUUID();
+
+/** Who asked, for the audit history: "cli:<user>@<host>". */
+export function requestedBy(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // No passwd entry (some containers): keep "unknown".
+  }
+  return `cli:${user}@${hostname()}`.slice(0, 200);
+}
+
+/** Publishes a command through JetStream (msgpack, Nats-Msg-Id = requestId, so a retry is de-duplicated). */
+export async function publishCommand(js: JetStreamClient, subject: string, command: { requestId?: string }): Promise<void> {
+  const h = natsHeaders();
+  h.set(CONTENT_TYPE_HEADER, MSGPACK);
+  try {
+    await js.publish(subject, encode(command), { msgID: command.requestId, headers: h });
+  } catch (error) {
+    throw natsFailure(error, subject, 'a Tidemark service (it creates the TIDEMARK_COMMANDS stream that stores commands)');
+  }
+}
+
+export interface RequestResult {
+  readonly requestId: string;
+  readonly subject: string;
+  readonly outcome?: Outcome | 'timeout';
+  readonly artifactId?: string;
+  readonly error?: ErrorInfo;
+  readonly events?: ReadonlyArray<{ type: FollowedEvent['type']; event: unknown }>;
+}
+
+/**
+ * Publishes `command`; with `wait`, subscribes to `specs` first and follows the request.
+ * Returns the exit code: 0 done, 1 failed or rejected, 2 timeout.
+ */
+export async function requestAndFollow(
+  deps: CommandDeps,
+  subject: string,
+  command: { requestId: string },
+  wait: { specs: readonly WatchSpec[]; follower: Follower } | undefined,
+): Promise<number> {
+  const { io, json } = deps;
+  const { requestId } = command;
+  if (!wait) {
+    await publishCommand(deps.js, subject, command);
+    if (json) io.out(JSON.stringify({ requestId, subject } satisfies RequestResult));
+    else io.out(requestId);
+    return 0;
+  }
+
+  const events: Array<{ type: FollowedEvent['type']; event: unknown }> = [];
+  let artifactId: string | undefined;
+  const watch = await startWatch(deps.nc, wait.specs, wait.follower, (step, followed) => {
+    events.push({ type: followed.type, event: followed.event });
+    if (step.artifactId) artifactId = step.artifactId;
+    if (!json && step.line) io.out(step.line);
+  }, deps.timeoutMs);
+  try {
+    await publishCommand(deps.js, subject, command);
+  } catch (error) {
+    watch.stop();
+    throw error;
+  }
+  if (!json) io.out(`requested: ${requestId} on ${subject}`);
+
+  const finished = await watch.finished;
+  if (finished === 'timeout') {
+    const seconds = Math.round(deps.timeoutMs / 1000);
+    if (json) io.out(JSON.stringify({ requestId, subject, outcome: 'timeout', ...(artifactId ? { artifactId } : {}), events } satisfies RequestResult));
+    else io.err(`timed out after ${seconds}s waiting for ${requestId}; it may still complete: follow it with "tidemark list" or raise --timeout`);
+    return 2;
+  }
+  const { step } = finished;
+  if (json) {
+    io.out(JSON.stringify({
+      requestId, subject, outcome: step.outcome, ...(artifactId ? { artifactId } : {}), ...(step.error ? { error: step.error } : {}), events,
+    } satisfies RequestResult));
+  }
+  return step.exitCode ?? 1;
+}

@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_NATS_URL, parseArgs } from '../src/args.js';
+
+const ok = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
+  const result = parseArgs(argv, env);
+  if (!result.ok) throw new Error(`expected success, got: ${result.error}`);
+  return result;
+};
+const error = (argv: string[]) => {
+  const result = parseArgs(argv);
+  if (result.ok) throw new Error('expected a usage error');
+  return result.error;
+};
+
+describe('parseArgs', () => {
+  it('parses a backup with every option, options before or after the arguments', () => {
+    const { globals, command } = ok(['--nats', 'nats://n:4222', 'backup', 'pg', 'main', '--kind', 'logical', '--reason=before migration', '--no-verify', '--wait', '--json', '--timeout', '90']);
+    expect(globals).toEqual({ natsUrl: 'nats://n:4222', json: true, timeoutSeconds: 90 });
+    expect(command).toEqual({ name: 'backup', engine: 'pg', target: 'main', kind: 'logical', reason: 'before migration', verify: false, wait: true });
+  });
+
+  it('leaves verify to the target unless --no-verify is given', () => {
+    expect(ok(['backup', 'qdrant', 'vectors']).command).toEqual({ name: 'backup', engine: 'qdrant', target: 'vectors', wait: false });
+  });
+
+  it('takes the NATS url from TIDEMARK_NATS_URL, then the default', () => {
+    expect(ok(['status'], { TIDEMARK_NATS_URL: 'nats://env:1' }).globals.natsUrl).toBe('nats://env:1');
+    expect(ok(['status']).globals).toEqual({ natsUrl: DEFAULT_NATS_URL, json: false, timeoutSeconds: undefined });
+  });
+
+  it('parses restore', () => {
+    expect(ok(['restore', 'pg', 'main', '--artifact', '20250101T000000Z-abc', '--into', 'main_copy', '--overwrite', '--wait']).command).toEqual({
+      name: 'restore', engine: 'pg', target: 'main', artifactId: '20250101T000000Z-abc', intoDatabase: 'main_copy', overwrite: true, wait: true,
+    });
+  });
+
+  it('parses list with an optional scope and limit', () => {
+    expect(ok(['list']).command).toEqual({ name: 'list' });
+    expect(ok(['list', 'pg']).command).toEqual({ name: 'list', engine: 'pg' });
+    expect(ok(['list', 'pg', 'main', '--limit', '5']).command).toEqual({ name: 'list', engine: 'pg', target: 'main', limit: 5 });
+  });
+
+  it('shows help for no command, help, --help and -h', () => {
+    expect(ok([]).command).toEqual({ name: 'help' });
+    expect(ok(['help']).command).toEqual({ name: 'help' });
+    expect(ok(['help', 'backup']).command).toEqual({ name: 'help', topic: 'backup' });
+    expect(ok(['backup', '--help']).command).toEqual({ name: 'help', topic: 'backup' });
+    expect(ok(['-h']).command).toEqual({ name: 'help' });
+  });
+
+  it('explains usage errors', () => {
+    expect(error(['backup', 'pg'])).toMatch(/missing arguments: tidemark backup <engine> <target>/);
+    expect(error(['backup', 'oracle', 'main'])).toMatch(/unknown engine "oracle"/);
+    expect(error(['backup', 'pg', 'Main'])).toMatch(/invalid target "Main"/);
+    expect(error(['backup', 'pg', 'main', '--kind', 'full'])).toMatch(/unknown kind "full"/);
+    expect(error(['backup', 'pg', 'main', '--into', 'x'])).toMatch(/unknown option --into for "backup"/);
+    expect(error(['backup', 'pg', 'main', 'extra'])).toMatch(/unexpected argument "extra"/);
+    expect(error(['frobnicate'])).toMatch(/unknown command "frobnicate"/);
+    expect(error(['status', '--timeout'])).toMatch(/--timeout needs a value/);
+    expect(error(['status', '--timeout', 'soon'])).toMatch(/--timeout needs a number/);
+    expect(error(['list', '--limit', '1.5'])).toMatch(/whole number/);
+    expect(error(['status', '--json=yes'])).toMatch(/takes no value/);
+  });
+});

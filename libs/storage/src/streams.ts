@@ -1,0 +1,14 @@
+import { Readable } from 'node:stream';
+
+/** A save body as a stream (Uint8Array bodies become a one-chunk stream). */
+export const toReadable = (body: Readable | Uint8Array): Readable =>
+  body instanceof Uint8Array ? Readable.from([Buffer.from(body.buffer, body.byteOffset, body.byteLength)], { objectMode: false }) : body;
+
+/** Collects a stream; only for small objects (manifests, verification records, the memory backend). */
+export async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));
+  return Buffer.concat(chunks);
+}
+
+export const emptyStream = (): Readable => Readable.from([], { objectMode: false });

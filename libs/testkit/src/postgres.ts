@@ -1,0 +1,279 @@
+// A throwaway PostgreSQL 15 cluster per call, for integration tests that must run against the
+// real server: initdb into a temp dir, a random superuser password with scram-sha-256 (so tests
+// pass real credentials, e.g. via PGPASSWORD), a free loopback port, durability off for speed.
+// With TIDEMARK_TEST_PROVIDER=containers the same interface is backed by a container instead.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import { freePort } from './ports.js';
+import { runProcess, startProcess, waitForPort, type StartedProcess } from './process.js';
+import { testProvider } from './provider.js';
+import { makeTempDir, removeTempDir } from './tmp.js';
+
+export interface StartPostgresOptions {
+  /** Require the pgvector extension to be installable (CREATE EXTENSION vector). */
+  readonly pgvector?: boolean;
+  /** Extra server settings, passed as `-c name=value`; they override the test defaults. */
+  readonly settings?: Readonly<Record<string, string>>;
+}
+
+/** libpq-style connection parameters, as they appear in tidemark.yaml (the password travels apart). */
+export interface PostgresConnection {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly database: string;
+}
+
+export interface PostgresServer {
+  readonly host: string;
+  readonly port: number;
+  readonly user: string;
+  readonly password: string;
+  readonly dataDir: string;
+  /** libpq-style connection for the config file: {host, port, user, database: 'postgres'}. */
+  connection(database?: string): PostgresConnection;
+  url(database?: string): string;
+  query<T = any>(sql: string, params?: unknown[], database?: string): Promise<T[]>;
+  createDatabase(name: string): Promise<void>;
+  dropDatabase(name: string): Promise<void>;
+  /** Fast shutdown; removes the data dir. Safe to call twice. */
+  stop(): Promise<void>;
+  /** Fast shutdown and start again on the same data dir (the port may change for containers). */
+  restart?(): Promise<void>;
+}
+
+/** Where initdb and postgres live; TIDEMARK_PG_BINDIR overrides. */
+export const POSTGRES_BIN_DIR = process.env['TIDEMARK_PG_BINDIR'] ?? '/usr/lib/postgresql/15/bin';
+/** The OS user servers run as when the tests run as root (postgres refuses to run as root). */
+export const POSTGRES_OS_USER = process.env['TIDEMARK_PG_OS_USER'] ?? 'postgres';
+
+const SUPERUSER = 'postgres';
+const READY_LINE = /database system is ready to accept connections/;
+const READY_TIMEOUT_MS = 60_000;
+
+/** Settings that trade durability for speed: a crashed test cluster is thrown away anyway. */
+const TEST_SETTINGS: Readonly<Record<string, string>> = {
+  fsync: 'off',
+  synchronous_commit: 'off',
+  full_page_writes: 'off',
+  max_connections: '50',
+  shared_buffers: '32MB',
+  log_min_messages: 'warning',
+  log_checkpoints: 'off',
+};
+
+/** Starts a PostgreSQL 15 server: a local throwaway cluster, or a container with TIDEMARK_TEST_PROVIDER=containers. */
+export async function startPostgres(options: StartPostgresOptions = {}): Promise<PostgresServer> {
+  if (testProvider() === 'containers') {
+    const { containerPostgres } = await import('./containers.js');
+    return containerPostgres(options);
+  }
+  return startLocalPostgres(options);
+}
+
+/** A random password that needs no quoting in a URL or a config file. */
+export function randomPassword(): string {
+  return randomBytes(18).toString('base64url');
+}
+
+export function quoteIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * The client half shared by the local and the container servers: one small pool per database,
+ * opened on first use and closed on stop, restart or drop.
+ */
+export function postgresClient(endpoint: () => { host: string; port: number }, user: string, password: string) {
+  const pools = new Map<string, pg.Pool>();
+
+  const poolFor = (database: string): pg.Pool => {
+    let pool = pools.get(database);
+    if (pool === undefined) {
+      const { host, port } = endpoint();
+      pool = new pg.Pool({ host, port, user, password, database, max: 4, idleTimeoutMillis: 5000 });
+      // An idle connection dies when the server stops or restarts; the next query reconnects.
+      pool.on('error', () => undefined);
+      pools.set(database, pool);
+    }
+    return pool;
+  };
+
+  const closePool = async (database: string) => {
+    const pool = pools.get(database);
+    if (pool === undefined) return;
+    pools.delete(database);
+    await pool.end().catch(() => undefined);
+  };
+
+  const query = async <T = any>(sql: string, params: unknown[] = [], database = 'postgres'): Promise<T[]> => {
+    const result = await poolFor(database).query(sql, params);
+    return result.rows as T[];
+  };
+
+  return {
+    connection(database = 'postgres'): PostgresConnection {
+      const { host, port } = endpoint();
+      return { host, port, user, database };
+    },
+    url(database = 'postgres'): string {
+      const { host, port } = endpoint();
+      return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${port}/${encodeURIComponent(database)}`;
+    },
+    query,
+    async createDatabase(name: string): Promise<void> {
+      await query(`CREATE DATABASE ${quoteIdentifier(name)}`);
+    },
+    async dropDatabase(name: string): Promise<void> {
+      await closePool(name);
+      await query(`DROP DATABASE IF EXISTS ${quoteIdentifier(name)} WITH (FORCE)`);
+    },
+    async closeAll(): Promise<void> {
+      await Promise.all([...pools.keys()].map(closePool));
+    },
+  };
+}
+
+/** Fails with a clear message unless CREATE EXTENSION vector would work on this server. */
+export async function ensurePgvectorAvailable(server: Pick<PostgresServer, 'query'>): Promise<void> {
+  const rows = await server.query<{ default_version: string }>(
+    `SELECT default_version FROM pg_available_extensions WHERE name = 'vector'`,
+  );
+  if (rows.length === 0) {
+    throw new Error(
+      'pgvector is not installed for postgresql 15 (no vector.control in its extension dir): run `bash scripts/install-pgvector.sh` as root',
+    );
+  }
+}
+
+interface OsUser {
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** The uid/gid to run the server as: none when not root, the postgres user when root. */
+async function serverOwner(): Promise<OsUser | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const passwd = await readFile('/etc/passwd', 'utf8');
+  for (const line of passwd.split('\n')) {
+    const [name, , uid, gid] = line.split(':');
+    if (name === POSTGRES_OS_USER && uid !== undefined && gid !== undefined) return { uid: Number(uid), gid: Number(gid) };
+  }
+  throw new Error(
+    `the ${POSTGRES_OS_USER} os user does not exist, and postgres will not run as root: install postgresql-15 (it creates the user) or set TIDEMARK_PG_OS_USER`,
+  );
+}
+
+/** The environment for initdb and postgres: ours, less libpq variables that could redirect them. */
+function serverEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!key.startsWith('PG')) env[key] = value;
+  env['LC_ALL'] = 'C';
+  env['TZ'] = 'UTC';
+  return env;
+}
+
+async function startLocalPostgres(options: StartPostgresOptions): Promise<PostgresServer> {
+  const initdb = join(POSTGRES_BIN_DIR, 'initdb');
+  const postgres = join(POSTGRES_BIN_DIR, 'postgres');
+  if (!existsSync(initdb) || !existsSync(postgres)) {
+    throw new Error(
+      `postgresql 15 server binaries were not found in ${POSTGRES_BIN_DIR}: apt-get install postgresql-15, or set TIDEMARK_PG_BINDIR`,
+    );
+  }
+  const owner = await serverOwner();
+  const asOwner = owner === undefined ? {} : { uid: owner.uid, gid: owner.gid };
+  const env = serverEnv();
+  const password = randomPassword();
+  const host = '127.0.0.1';
+
+  const root = await makeTempDir('tidemark-pg-');
+  const dataDir = join(root, 'data');
+  const socketDir = join(root, 'socket');
+  let running: StartedProcess | undefined;
+
+  const launch = async (port: number): Promise<StartedProcess> => {
+    const settings = { ...TEST_SETTINGS, ...options.settings, listen_addresses: host };
+    const args = ['-D', dataDir, '-p', String(port), '-k', socketDir];
+    for (const [name, value] of Object.entries(settings)) args.push('-c', `${name}=${value}`);
+    const child = startProcess(postgres, args, { name: 'postgres', cwd: root, env, ...asOwner });
+    try {
+      await child.waitForOutput(READY_LINE, READY_TIMEOUT_MS);
+      await waitForPort(port, { host, process: child, timeoutMs: READY_TIMEOUT_MS });
+      return child;
+    } catch (error) {
+      await child.stop({ signal: 'SIGKILL' });
+      throw error;
+    }
+  };
+
+  let port = 0;
+  try {
+    const pwfile = join(root, 'pwfile');
+    await mkdir(socketDir, { mode: 0o700 });
+    await writeFile(pwfile, `${password}\n`, { mode: 0o600 });
+    if (owner !== undefined) {
+      for (const path of [root, socketDir, pwfile]) await chown(path, owner.uid, owner.gid);
+    }
+    await runProcess(
+      initdb,
+      ['-D', dataDir, '-U', SUPERUSER, '--auth=scram-sha-256', `--pwfile=${pwfile}`, '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'],
+      { name: 'initdb', cwd: root, env, ...asOwner, timeoutMs: 120_000 },
+    );
+    await rm(pwfile, { force: true });
+
+    // freePort releases the port before postgres binds it; on the rare lost race, try another.
+    for (let attempt = 1; running === undefined; attempt += 1) {
+      port = await freePort(host);
+      try {
+        running = await launch(port);
+      } catch (error) {
+        const lostRace = error instanceof Error && /could not (bind|create listen socket)/i.test(error.message);
+        if (!lostRace || attempt >= 3) throw error;
+      }
+    }
+  } catch (error) {
+    await running?.stop({ signal: 'SIGKILL' });
+    await removeTempDir(root);
+    throw error;
+  }
+
+  const client = postgresClient(() => ({ host, port }), SUPERUSER, password);
+  let stopped = false;
+  const server: PostgresServer = {
+    host,
+    port,
+    user: SUPERUSER,
+    password,
+    dataDir,
+    ...client,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await client.closeAll();
+      // SIGINT is postgres's fast shutdown: it does not wait for clients to disconnect.
+      await running?.stop({ signal: 'SIGINT', timeoutMs: 10_000 });
+      await removeTempDir(root);
+    },
+    async restart() {
+      if (stopped) throw new Error('the postgres test server was stopped; start a new one instead of restarting it');
+      await client.closeAll();
+      await running?.stop({ signal: 'SIGINT', timeoutMs: 10_000 });
+      running = undefined;
+      running = await launch(port);
+    },
+  };
+
+  if (options.pgvector === true) {
+    try {
+      await ensurePgvectorAvailable(server);
+    } catch (error) {
+      await server.stop();
+      throw error;
+    }
+  }
+  return server;
+}

@@ -1,0 +1,130 @@
+// Event → Alert. Pure: what deserves a page, how loud, and which repeats count as the same alert
+// (the dedupe key). Summaries are sentences a person on call can act on.
+import type {
+  Alert, AlertKind, BackupFailed, CommandRejected, Engine, RestoreFailed, Severity, VerifyFailed,
+} from '@tidemark/contracts';
+
+export const SEVERITY_OF: Readonly<Record<AlertKind, Severity>> = {
+  verify_failed: 'critical',
+  backup_failed: 'critical',
+  restore_failed: 'critical',
+  backup_missed: 'critical',
+  command_rejected: 'warning',
+};
+
+const RANK: Readonly<Record<Severity, number>> = { info: 0, warning: 1, critical: 2 };
+
+/** True when `severity` is at least `minimum` (critical ≥ warning ≥ info). */
+export const atLeast = (severity: Severity, minimum: Severity): boolean => RANK[severity] >= RANK[minimum];
+
+const MAX_SUMMARY = 2000;
+const clip = (text: string): string => (text.length <= MAX_SUMMARY ? text : `${text.slice(0, MAX_SUMMARY - 1)}…`);
+
+export function verifyFailedAlert(event: VerifyFailed): Alert {
+  const failedChecks = event.checks.filter((c) => !c.ok).map((c) => c.name);
+  const which = failedChecks.length > 0 ? ` (failed checks: ${failedChecks.join(', ')})` : '';
+  return {
+    schemaVersion: 1,
+    occurredAt: event.occurredAt,
+    severity: SEVERITY_OF.verify_failed,
+    kind: 'verify_failed',
+    summary: clip(`Backup ${event.artifactId} of ${event.engine}/${event.target} failed verification: ${event.error.message}${which}. Do not rely on it for recovery; check the verifier log and take a new backup.`),
+    engine: event.engine,
+    target: event.target,
+    artifactId: event.artifactId,
+    requestId: event.requestId,
+    error: event.error,
+    dedupeKey: `verify_failed:${event.engine}:${event.target}:${event.artifactId}`,
+    details: { failedChecks },
+  };
+}
+
+/** Only a final failure alerts; earlier attempts are retries still in progress. */
+export function backupFailedAlert(event: BackupFailed): Alert | undefined {
+  if (!event.final) return undefined;
+  return {
+    schemaVersion: 1,
+    occurredAt: event.occurredAt,
+    severity: SEVERITY_OF.backup_failed,
+    kind: 'backup_failed',
+    summary: clip(`Backup of ${event.engine}/${event.target} failed after ${event.attempt} attempt${event.attempt === 1 ? '' : 's'} (${event.error.code}): ${event.error.message}.`),
+    engine: event.engine,
+    target: event.target,
+    ...(event.artifactId ? { artifactId: event.artifactId } : {}),
+    requestId: event.requestId,
+    error: event.error,
+    dedupeKey: `backup_failed:${event.engine}:${event.target}:${event.requestId}`,
+  };
+}
+
+export function restoreFailedAlert(event: RestoreFailed): Alert {
+  const into = event.database ? ` into database ${event.database}` : '';
+  const from = event.artifactId ? ` from ${event.artifactId}` : '';
+  return {
+    schemaVersion: 1,
+    occurredAt: event.occurredAt,
+    severity: SEVERITY_OF.restore_failed,
+    kind: 'restore_failed',
+    summary: clip(`Restore of ${event.engine}/${event.target}${from}${into} failed (${event.error.code}): ${event.error.message}.`),
+    engine: event.engine,
+    target: event.target,
+    ...(event.artifactId ? { artifactId: event.artifactId } : {}),
+    requestId: event.requestId,
+    error: event.error,
+    dedupeKey: `restore_failed:${event.engine}:${event.target}:${event.requestId}`,
+  };
+}
+
+/** Repeats of the same problem on the same subject are one alert per dedupe window. */
+export function commandRejectedAlert(event: CommandRejected): Alert {
+  return {
+    schemaVersion: 1,
+    occurredAt: event.occurredAt,
+    severity: SEVERITY_OF.command_rejected,
+    kind: 'command_rejected',
+    summary: clip(`A command on ${event.subject} was rejected (${event.error.code}): ${event.error.message}. Fix the sender and publish it again.`),
+    error: event.error,
+    dedupeKey: `command_rejected:${event.subject}:${event.error.code}`,
+    details: { subject: event.subject, sizeBytes: event.sizeBytes, payloadPreview: event.payloadPreview },
+  };
+}
+
+export interface MissedBackup {
+  readonly engine: Engine;
+  readonly target: string;
+  /** The start of the window in which no successful backup arrived. */
+  readonly windowStart: Date;
+  readonly windowMs: number;
+  readonly lastSuccess: Date | undefined;
+  /** What counts as success for this target. */
+  readonly evidence: 'verified' | 'completed';
+  readonly now: Date;
+}
+
+export function backupMissedAlert(missed: MissedBackup): Alert {
+  const window = humanDuration(missed.windowMs);
+  const what = missed.evidence === 'verified' ? 'verified backup' : 'completed backup';
+  const since = missed.lastSuccess
+    ? `the last one was at ${missed.lastSuccess.toISOString()}`
+    : `none has been seen since ${missed.windowStart.toISOString()}`;
+  return {
+    schemaVersion: 1,
+    occurredAt: missed.now.toISOString(),
+    severity: SEVERITY_OF.backup_missed,
+    kind: 'backup_missed',
+    summary: clip(`No ${what} of ${missed.engine}/${missed.target} within ${window}: ${since}. Check that the scheduler and the ${missed.engine} agent are running.`),
+    engine: missed.engine,
+    target: missed.target,
+    dedupeKey: `backup_missed:${missed.engine}:${missed.target}:${missed.windowStart.toISOString()}`,
+    details: { windowMinutes: Math.round(missed.windowMs / 60_000), lastSuccess: missed.lastSuccess?.toISOString() },
+  };
+}
+
+export function humanDuration(ms: number): string {
+  const minutes = Math.round(ms / 60_000);
+  if (minutes < 1) return `${Math.round(ms / 1000)} s`;
+  if (minutes < 120) return `${minutes} min`;
+  const hours = Math.round(minutes / 60);
+  if (hours < 48) return `${hours} h`;
+  return `${Math.round(hours / 24)} days`;
+}

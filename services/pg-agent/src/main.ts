@@ -1,0 +1,38 @@
+// pg-agent: wiring only. Config → NATS → storage, keys → durable consumers → handlers → shutdown.
+import { hostname } from 'node:os';
+import { COMMANDS_STREAM, RequestBackup, RequestRestore, consumers, filters } from '@tidemark/contracts';
+import { loadConfig, type Target } from '@tidemark/config';
+import { bootstrap, ensureConsumer, readServiceVersion, runConsumer } from '@tidemark/runtime';
+import { pgCluster } from './pg/cluster.js';
+import { handleBackupRequested, type BackupDeps } from './handlers/backup-requested.js';
+import { handleRestoreRequested } from './handlers/restore-requested.js';
+import { keyRingFromConfig, openArtifactStore, runMain } from './wiring.js';
+
+runMain('pg-agent', async () => {
+  const { config } = loadConfig(process.env);
+  const keys = keyRingFromConfig(config);
+  const service = await bootstrap('pg-agent', { natsUrl: config.nats.url });
+  const { logger, shutdown } = service;
+  const store = await openArtifactStore(config, logger);
+  shutdown.add('storage', () => store.backend.close());
+
+  const deps: BackupDeps = {
+    config,
+    store,
+    clusterFor: (target: Target) => pgCluster(target.postgres!, 'source'),
+    publisher: service.publisher,
+    keys,
+    agent: { id: service.instanceId || `pg-agent-${hostname()}-${process.pid}`, version: readServiceVersion() },
+    clock: () => new Date(),
+  };
+  const consumerOptions = { ackWaitMs: service.ackWaitMs, maxDeliver: service.maxDeliver };
+  await ensureConsumer(service.jsm, COMMANDS_STREAM.name, consumers.agentBackups('pg'), filters.backupCommandsFor('pg'), consumerOptions);
+  await ensureConsumer(service.jsm, COMMANDS_STREAM.name, consumers.agentRestores('pg'), filters.restoreCommandsFor('pg'), consumerOptions);
+
+  const common = { js: service.js, stream: COMMANDS_STREAM.name, logger, kind: 'command' as const, publisher: service.publisher };
+  const backups = runConsumer({ ...common, durable: consumers.agentBackups('pg'), schema: RequestBackup, handler: (message, ctx) => handleBackupRequested(message, deps, ctx) });
+  const restores = runConsumer({ ...common, durable: consumers.agentRestores('pg'), schema: RequestRestore, handler: (message, ctx) => handleRestoreRequested(message, deps, ctx) });
+  shutdown.add('backup consumer', () => backups.stop());
+  shutdown.add('restore consumer', () => restores.stop());
+  logger.info({ targets: config.targets.filter((t) => t.engine === 'pg').map((t) => t.name), storage: store.backend.properties.location }, 'pg-agent ready');
+});

@@ -1,0 +1,219 @@
+// The PostgreSQL port of the handlers: one cluster (a source or the verification sandbox) and the
+// operations the backup, restore and verify paths need. `pgCluster` is the real adapter over the
+// pg driver and the pg tools; tests of the handlers use a small in-memory fake.
+import { PassThrough, Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type pg from 'pg';
+import { TidemarkError, type PgSourceFacts } from '@tidemark/contracts';
+import { libpqEnv, type PostgresConnection } from '@tidemark/config';
+import { openClient, quoteIdent, toPgError, type ClusterRole } from './connection.js';
+import { collectFacts } from './facts.js';
+import { describeExit, spawnTool, toolEnvironment } from './tools.js';
+
+export interface DumpOptions {
+  readonly tableChecksums: boolean;
+  /** Aborting kills pg_dump; the output stream then errors with SHUTTING_DOWN. */
+  readonly signal?: AbortSignal;
+}
+
+export interface DumpSession {
+  /** pg_dump's custom-format output. Errors with DUMP_FAILED when pg_dump fails. */
+  readonly output: Readable;
+  /** Facts taken in the dump's own snapshot. */
+  readonly facts: Promise<PgSourceFacts>;
+  /** Resolves once pg_dump has exited successfully and the snapshot transaction is closed. */
+  readonly finished: Promise<void>;
+  /** Bytes pg_dump has produced so far (for progress and heartbeats). */
+  bytesProduced(): number;
+  /** Stops pg_dump and closes the transaction. */
+  abort(reason: TidemarkError): void;
+}
+
+export interface PgCluster {
+  /** host:port, for logs. */
+  readonly description: string;
+  /** Starts a consistent logical dump of `database` (snapshot, pg_dump, facts). */
+  startDump(database: string, options: DumpOptions): Promise<DumpSession>;
+  databaseExists(database: string): Promise<boolean>;
+  /** Creates an empty database from template0 (so the dump's CREATE EXTENSION cannot clash). */
+  createDatabase(database: string): Promise<void>;
+  /** Drops a database if it exists, ending its sessions first. */
+  dropDatabase(database: string): Promise<void>;
+  /** Renames a database, ending its sessions first. */
+  renameDatabase(from: string, to: string): Promise<void>;
+  /** Runs pg_restore into `database`, reading a custom-format dump from `input`. */
+  restore(database: string, input: Readable, options?: { signal?: AbortSignal }): Promise<void>;
+  collectFacts(database: string, options: { tableChecksums: boolean; probeK?: number }): Promise<PgSourceFacts>;
+}
+
+/** PostgreSQL truncates names to 63 bytes; derived names are cut explicitly so we know them. */
+export function derivedDatabaseName(base: string, suffix: string): string {
+  const room = 63 - Buffer.byteLength(suffix);
+  let head = base;
+  while (Buffer.byteLength(head) > room) head = head.slice(0, -1);
+  return `${head}${suffix}`;
+}
+
+export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: NodeJS.ProcessEnv = process.env): PgCluster {
+  const description = `${conn.host}:${conn.port}`;
+  // Administrative statements cannot run inside the database they change.
+  const adminDatabaseFor = (subject: string) => (subject !== conn.database ? conn.database : subject === 'postgres' ? 'template1' : 'postgres');
+
+  async function withClient<T>(database: string, what: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+    const client = await openClient(conn, database, role, env);
+    try {
+      return await work(client);
+    } catch (error) {
+      throw toPgError(error, role, what);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+
+  const terminateSessions = (client: pg.Client, database: string) =>
+    client.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [database]);
+
+  const toolEnv = (database: string) => toolEnvironment({ ...libpqEnv(conn, env), PGDATABASE: database }, env);
+
+  return {
+    description,
+
+    async startDump(database, options) {
+      const client = await openClient(conn, database, role, env);
+      let closed = false;
+      const close = async (commit: boolean) => {
+        if (closed) return;
+        closed = true;
+        await client.query(commit ? 'COMMIT' : 'ROLLBACK').catch(() => undefined);
+        await client.end().catch(() => undefined);
+      };
+      let snapshot: string;
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+        const exported = await client.query<{ snapshot: string }>('SELECT pg_export_snapshot() AS snapshot');
+        snapshot = exported.rows[0]?.snapshot ?? '';
+      } catch (error) {
+        await close(false);
+        throw toPgError(error, role, `opening a snapshot of ${database}`);
+      }
+
+      const tool = spawnTool('pg_dump', ['--format=custom', '--compress=0', `--snapshot=${snapshot}`, '--no-password', `--dbname=${database}`], toolEnv(database), { stdin: false, stdout: true });
+      let produced = 0;
+      const counter = new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          produced += chunk.length;
+          done(null, chunk);
+        },
+      });
+      // The output ends only once pg_dump has exited cleanly, so a failed dump can never look
+      // like a short but complete one to whoever stores it.
+      const output = new PassThrough();
+      let failure: TidemarkError | undefined;
+      const fail = (error: TidemarkError) => {
+        failure ??= error;
+        tool.kill();
+        output.destroy(failure);
+      };
+      const piped = pipeline(tool.child.stdout as Readable, counter, output, { end: false }).catch((error: unknown) => {
+        fail(error instanceof TidemarkError ? error : new TidemarkError('DUMP_FAILED', `reading pg_dump output failed: ${(error as Error).message}`));
+      });
+      const onAbort = () => fail(new TidemarkError('SHUTTING_DOWN', 'the backup was interrupted by shutdown; another agent will retry it'));
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+
+      // Facts in the same transaction, so they describe exactly the snapshot pg_dump reads.
+      const facts = collectFacts(client, { tableChecksums: options.tableChecksums, snapshot }).catch((error: unknown) => {
+        const converted = toPgError(error, role, `collecting facts of ${database}`);
+        fail(converted);
+        throw converted;
+      });
+      facts.catch(() => undefined);
+
+      const finished = (async () => {
+        const exit = await tool.exited;
+        await piped;
+        options.signal?.removeEventListener('abort', onAbort);
+        await facts.catch(() => undefined);
+        if (!failure && (exit.code !== 0 || tool.reportedError)) {
+          fail(new TidemarkError('DUMP_FAILED', `${describeExit('pg_dump', exit, tool.stderrTail())}; check the source and the agent's pg_dump version`));
+        }
+        await close(!failure);
+        if (failure) throw failure;
+        output.end();
+      })();
+      finished.catch(() => undefined);
+
+      return {
+        output,
+        facts,
+        finished,
+        bytesProduced: () => produced,
+        abort: (reason) => fail(reason),
+      };
+    },
+
+    databaseExists: (database) =>
+      withClient(adminDatabaseFor(database), `looking up database ${database}`, async (client) => {
+        const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+        return found.rows.length > 0;
+      }),
+
+    createDatabase: (database) =>
+      withClient(adminDatabaseFor(database), `creating database ${database}`, async (client) => {
+        await client.query(`CREATE DATABASE ${quoteIdent(database)} TEMPLATE template0`);
+      }),
+
+    dropDatabase: (database) =>
+      withClient(adminDatabaseFor(database), `dropping database ${database}`, async (client) => {
+        await client.query(`ALTER DATABASE ${quoteIdent(database)} ALLOW_CONNECTIONS false`).catch(() => undefined);
+        await terminateSessions(client, database);
+        await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(database)}`);
+      }),
+
+    renameDatabase: (from, to) =>
+      withClient(adminDatabaseFor(from === conn.database || to === conn.database ? conn.database : from), `renaming database ${from} to ${to}`, async (client) => {
+        // Refuse new sessions while we end the current ones, or one could sneak in between.
+        await client.query(`ALTER DATABASE ${quoteIdent(from)} ALLOW_CONNECTIONS false`);
+        try {
+          await terminateSessions(client, from);
+          await client.query(`ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`);
+        } finally {
+          const current = (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [to])).rows.length > 0 ? to : from;
+          await client.query(`ALTER DATABASE ${quoteIdent(current)} ALLOW_CONNECTIONS true`);
+        }
+      }),
+
+    async restore(database, input, options = {}) {
+      const tool = spawnTool('pg_restore', ['--exit-on-error', '--no-owner', '--no-privileges', '--no-password', `--dbname=${database}`], toolEnv(database), { stdin: true, stdout: false });
+      // The input's own failure (an integrity error from decoding) explains more than pg_restore's
+      // complaint about a short file, so it wins.
+      let inputError: unknown;
+      input.once('error', (error) => {
+        inputError ??= error;
+        tool.kill();
+      });
+      const onAbort = () => tool.kill();
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      const fed = pipeline(input, tool.child.stdin as NodeJS.WritableStream).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      const [exit, pipeError] = await Promise.all([tool.exited, fed]);
+      options.signal?.removeEventListener('abort', onAbort);
+      if (inputError instanceof TidemarkError) throw inputError;
+      if (options.signal?.aborted) throw new TidemarkError('SHUTTING_DOWN', `the restore into ${database} was interrupted by shutdown`);
+      if (exit.code !== 0) throw new TidemarkError('RESTORE_FAILED', `${describeExit('pg_restore', exit, tool.stderrTail())}; the database ${database} was not restored`);
+      if (inputError !== undefined) throw inputError;
+      if (pipeError !== undefined) throw new TidemarkError('RESTORE_FAILED', `feeding pg_restore failed: ${(pipeError as Error).message}`);
+    },
+
+    collectFacts: (database, options) =>
+      withClient(database, `collecting facts of ${database}`, async (client) => {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+        try {
+          return await collectFacts(client, options);
+        } finally {
+          await client.query('ROLLBACK').catch(() => undefined);
+        }
+      }),
+  };
+}

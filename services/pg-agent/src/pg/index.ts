@@ -1,0 +1,6 @@
+// The PostgreSQL building blocks, shared with the verifier (`@tidemark/pg-agent-service/pg`).
+export { pgCluster, derivedDatabaseName, type PgCluster, type DumpSession, type DumpOptions } from './cluster.js';
+export { collectFacts, DEFAULT_PROBE_K, DETERMINISTIC_TEXT_SETTINGS, type Queryable, type FactsOptions } from './facts.js';
+export { clientConfig, openClient, quoteIdent, toPgError, type ClusterRole } from './connection.js';
+export { pgToolPath, spawnTool, toolEnvironment, type PgTool, type RunningTool } from './tools.js';
+export { restoreArtifact } from './restore-artifact.js';

@@ -1,0 +1,50 @@
+// Start-up pieces the pg-agent and the verifier wire the same way.
+import { TidemarkError } from '@tidemark/contracts';
+import { storageConfig, type TidemarkConfig } from '@tidemark/config';
+import { ArtifactStore, createBackend, guardBackend, type Guard } from '@tidemark/storage';
+import { loadKeyRing, type KeyRing } from '@tidemark/pipeline';
+import { createBreaker, retryWithBackoff, type Logger } from '@tidemark/runtime';
+
+/**
+ * The key ring named by the config's `encryption` section (the key in `keyEnv` or `keyFile`, older
+ * keys in `oldKeyFiles`); without that section, the TIDEMARK_ENCRYPTION_* variables.
+ */
+export function keyRingFromConfig(config: TidemarkConfig, env: NodeJS.ProcessEnv = process.env): KeyRing {
+  const section = config.encryption;
+  if (!section) return loadKeyRing(env);
+  const keyEnv: NodeJS.ProcessEnv = {};
+  if (section.keyFile) keyEnv['TIDEMARK_ENCRYPTION_KEY_FILE'] = section.keyFile;
+  else if (env[section.keyEnv] !== undefined) keyEnv['TIDEMARK_ENCRYPTION_KEY'] = env[section.keyEnv];
+  if (section.keyId) keyEnv['TIDEMARK_ENCRYPTION_KEY_ID'] = section.keyId;
+  if (section.oldKeyFiles.length > 0) keyEnv['TIDEMARK_ENCRYPTION_OLD_KEY_FILES'] = section.oldKeyFiles.join(',');
+  return loadKeyRing(keyEnv);
+}
+
+/** The artifact store over the configured backend, each call guarded by a breaker and retries. */
+export async function openArtifactStore(config: TidemarkConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<ArtifactStore> {
+  const breaker = createBreaker('storage', logger, {
+    timeoutMs: 0,
+    isFailure: (error) => !(error instanceof TidemarkError && error.code === 'STORAGE_NOT_FOUND'),
+  });
+  const guard: Guard = (operation, call) =>
+    breaker.fire(() =>
+      retryWithBackoff(() => call(), {
+        attempts: 3,
+        baseDelayMs: 200,
+        maxDelayMs: 2_000,
+        onRetry: (error, attempt, delayMs) => logger.warn({ err: error, operation, attempt, delayMs }, 'storage call failed, retrying'),
+      }),
+    );
+  const backend = guardBackend(await createBackend(storageConfig(config, env)), guard);
+  return new ArtifactStore(backend);
+}
+
+/** Runs a service's main, turning a start-up failure into one log line and exit code 1. */
+export function runMain(name: string, main: () => Promise<void>): void {
+  main().catch((error: unknown) => {
+    const message = error instanceof Error ? error.message : String(error);
+    const code = error instanceof TidemarkError ? error.code : 'INTERNAL';
+    process.stderr.write(`${JSON.stringify({ level: 60, service: name, code, msg: `${name} could not start: ${message}` })}\n`);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,137 @@
+// Small in-memory ports for the handler tests: a fake cluster, a recording publisher, a context.
+import { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
+import { TidemarkError, type PgSourceFacts, type Schema } from '@tidemark/contracts';
+import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
+import type { DumpSession, PgCluster } from '../src/pg/cluster.js';
+
+export const SAMPLE_FACTS: PgSourceFacts = {
+  serverVersion: '15.14',
+  serverVersionNum: 150014,
+  database: 'app',
+  databaseSizeBytes: 8_000_000,
+  extensions: [{ name: 'plpgsql', version: '1.0' }, { name: 'vector', version: '0.8.0' }],
+  tables: [{ schema: 'public', name: 'items', rows: 3, checksum: '3:12345' }],
+  vectorProbes: [{ schema: 'public', table: 'items', column: 'embedding', keyColumn: 'id', queryKey: '1', k: 5, topKeys: ['1', '2', '3'] }],
+  snapshot: '00000003-00000002-1',
+};
+
+export interface FakeCluster extends PgCluster {
+  readonly databases: Map<string, Buffer>;
+  dumps: number;
+  readonly calls: string[];
+  /** Makes the next restore fail with this error. */
+  failRestoreWith?: TidemarkError;
+  failDumpWith?: TidemarkError;
+  unavailable?: boolean;
+}
+
+export function fakeCluster(dumpBytes: Buffer = Buffer.from('PGDMP fake custom-format dump '.repeat(1000)), facts: PgSourceFacts = SAMPLE_FACTS): FakeCluster {
+  const cluster: FakeCluster = {
+    description: 'fake:5432',
+    databases: new Map([['app', Buffer.alloc(0)]]),
+    dumps: 0,
+    calls: [],
+    async startDump(database) {
+      if (cluster.unavailable) throw new TidemarkError('SOURCE_UNAVAILABLE', 'fake source is down');
+      cluster.dumps++;
+      cluster.calls.push(`dump ${database}`);
+      const failure = cluster.failDumpWith;
+      const output = failure
+        ? new Readable({ read() { this.destroy(failure); } })
+        : Readable.from([dumpBytes.subarray(0, 1000), dumpBytes.subarray(1000)]);
+      const session: DumpSession = {
+        output,
+        facts: Promise.resolve(facts),
+        finished: failure ? Promise.reject(failure) : Promise.resolve(),
+        bytesProduced: () => dumpBytes.length,
+        abort: () => undefined,
+      };
+      session.finished.catch(() => undefined);
+      return session;
+    },
+    async databaseExists(database) {
+      if (cluster.unavailable) throw new TidemarkError('SANDBOX_UNAVAILABLE', 'fake cluster is down');
+      return cluster.databases.has(database);
+    },
+    async createDatabase(database) {
+      if (cluster.unavailable) throw new TidemarkError('SANDBOX_UNAVAILABLE', 'fake cluster is down');
+      if (cluster.databases.has(database)) throw new Error(`database ${database} already exists`);
+      cluster.calls.push(`create ${database}`);
+      cluster.databases.set(database, Buffer.alloc(0));
+    },
+    async dropDatabase(database) {
+      cluster.calls.push(`drop ${database}`);
+      cluster.databases.delete(database);
+    },
+    async renameDatabase(from, to) {
+      const content = cluster.databases.get(from);
+      if (!content) throw new Error(`no database ${from}`);
+      cluster.calls.push(`rename ${from} ${to}`);
+      cluster.databases.delete(from);
+      cluster.databases.set(to, content);
+    },
+    async restore(database, input) {
+      const bytes = await buffer(input);
+      if (cluster.failRestoreWith) throw cluster.failRestoreWith;
+      cluster.calls.push(`restore ${database}`);
+      cluster.databases.set(database, bytes);
+    },
+    async collectFacts() {
+      return facts;
+    },
+  };
+  return cluster;
+}
+
+export interface Published {
+  readonly subject: string;
+  readonly event: Record<string, unknown>;
+  readonly msgId: string | undefined;
+}
+
+export function recordingPublisher(): EventPublisher & { readonly published: Published[]; subjects(): string[] } {
+  const published: Published[] = [];
+  return {
+    published,
+    subjects: () => published.map((p) => p.subject),
+    async publish<T>(subject: string, schema: Schema<T>, event: T, msgId?: string) {
+      published.push({ subject, event: schema.parse(event) as Record<string, unknown>, msgId });
+    },
+  };
+}
+
+export function testContext(overrides: Partial<HandlerContext> = {}): HandlerContext & { workingCalls: number } {
+  const ctx = {
+    subject: 'backup.requested.pg.main',
+    attempt: 1,
+    maxDeliver: 5,
+    streamSequence: 42,
+    storedAt: new Date('2025-01-02T03:04:05Z'),
+    headers: undefined,
+    workingCalls: 0,
+    working() {
+      ctx.workingCalls++;
+    },
+    signal: new AbortController().signal,
+    logger: createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' }),
+    ...overrides,
+  };
+  return ctx;
+}
+
+export const TEST_KEY_HEX = '11'.repeat(32);
+
+export const TEST_CONFIG = `
+storage: { type: fs, root: /tmp/unused }
+defaults: { encrypt: true, verify: true }
+targets:
+  - name: main
+    engine: pg
+    postgres: { host: 127.0.0.1, port: 5432, user: postgres, database: app }
+  - name: plain
+    engine: pg
+    encrypt: false
+    compression: gzip
+    postgres: { host: 127.0.0.1, port: 5432, user: postgres, database: plain }
+`;

@@ -1,0 +1,13 @@
+import { effectiveTarget, type TidemarkConfig } from '@tidemark/config';
+import { targetKey } from '../catalog/entry.js';
+import type { RetentionPolicy } from './plan.js';
+
+/** Each configured target's effective retention (its own, or the file's default). */
+export function retentionPolicies(config: TidemarkConfig): Map<string, RetentionPolicy> {
+  const policies = new Map<string, RetentionPolicy>();
+  for (const target of config.targets) {
+    const { retention } = effectiveTarget(config, target);
+    policies.set(targetKey(target.engine, target.name), { keepLast: retention.keepLast, maxAgeDays: retention.maxAgeDays });
+  }
+  return policies;
+}

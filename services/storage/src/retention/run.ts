@@ -1,0 +1,75 @@
+import { ArtifactPruned, SCHEMA_VERSION, subjects, toErrorInfo, type ErrorInfo } from '@tidemark/contracts';
+import type { ArtifactStore, OrphanSweepResult } from '@tidemark/storage';
+import type { EventPublisher, Logger } from '@tidemark/runtime';
+import type { Catalog, CatalogRecord } from '../catalog/catalog.js';
+import { planRetention, type PlanOptions, type RetentionPolicy } from './plan.js';
+
+export interface RetentionDeps {
+  readonly catalog: Catalog;
+  readonly store: Pick<ArtifactStore, 'remove' | 'sweepOrphans'>;
+  readonly publisher: EventPublisher;
+  readonly policies: ReadonlyMap<string, RetentionPolicy>;
+  readonly orphanGraceMinutes: number;
+  readonly logger: Logger;
+  readonly now?: () => Date;
+  readonly planOptions?: PlanOptions;
+}
+
+export interface RetentionResult {
+  readonly pruned: ReadonlyArray<{ readonly artifactId: string; readonly engine: string; readonly target: string; readonly reason: string }>;
+  readonly failed: ReadonlyArray<{ readonly artifactId: string; readonly error: ErrorInfo }>;
+  readonly orphans: OrphanSweepResult | { readonly error: ErrorInfo };
+}
+
+/**
+ * One retention pass: re-reads the bucket (so verification states are current), prunes what the
+ * planner chooses (manifest first, through ArtifactStore.remove), announces each with
+ * ArtifactPruned (msgId `pruned:<id>`, so a repeated pass is de-duplicated), then sweeps orphans.
+ * One artifact's failure does not stop the pass.
+ */
+export async function runRetention(deps: RetentionDeps): Promise<RetentionResult> {
+  const now = deps.now?.() ?? new Date();
+  await deps.catalog.rebuild();
+  const records = deps.catalog.select();
+  const byEntry = new Map<object, CatalogRecord>(records.map((r) => [r.entry, r]));
+  const plan = planRetention(records.map((r) => r.entry), deps.policies, now, deps.planOptions);
+
+  const pruned: Array<RetentionResult['pruned'][number]> = [];
+  const failed: Array<RetentionResult['failed'][number]> = [];
+  for (const { entry, reason } of plan) {
+    const record = byEntry.get(entry);
+    if (!record) continue;
+    const { manifest } = record;
+    try {
+      await deps.store.remove(manifest);
+      deps.catalog.forget(manifest.engine, manifest.target, manifest.id);
+      const event: ArtifactPruned = {
+        schemaVersion: SCHEMA_VERSION,
+        engine: manifest.engine,
+        target: manifest.target,
+        // The artifact's own request: the event ends that request's history.
+        requestId: manifest.requestId,
+        occurredAt: new Date().toISOString(),
+        artifactId: manifest.id,
+        reason,
+      };
+      await deps.publisher.publish(subjects.artifactPruned(manifest.engine, manifest.target), ArtifactPruned, event, `pruned:${manifest.id}`);
+      deps.logger.info({ artifactId: manifest.id, engine: manifest.engine, target: manifest.target, reason }, 'artifact pruned');
+      pruned.push({ artifactId: manifest.id, engine: manifest.engine, target: manifest.target, reason });
+    } catch (error) {
+      const info = toErrorInfo(error);
+      deps.logger.error({ artifactId: manifest.id, error: info }, 'pruning an artifact failed; the next pass retries');
+      failed.push({ artifactId: manifest.id, error: info });
+    }
+  }
+
+  let orphans: RetentionResult['orphans'];
+  try {
+    orphans = await deps.store.sweepOrphans(deps.orphanGraceMinutes * 60_000, now);
+    if (orphans.removed.length > 0) deps.logger.info({ removed: orphans.removed, keptYoung: orphans.kept.length }, 'orphaned data objects removed');
+  } catch (error) {
+    orphans = { error: toErrorInfo(error) };
+    deps.logger.error({ error: orphans.error }, 'orphan sweep failed; the next pass retries');
+  }
+  return { pruned, failed, orphans };
+}

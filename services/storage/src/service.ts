@@ -1,0 +1,89 @@
+// Assembles the storage service from its parts, so main.ts and the integration test start the
+// very same thing. Nothing here is logic: see catalog/, handlers/ and retention/.
+import type { JetStreamClient, JetStreamManager, NatsConnection, Subscription } from 'nats';
+import { ArtifactStored, EVENTS_STREAM, VerifyFailed, VerifyPassed, consumers, filters, type Schema } from '@tidemark/contracts';
+import { ensureConsumer, runConsumer, type EventPublisher, type Logger, type RunningConsumer } from '@tidemark/runtime';
+import type { ArtifactStore } from '@tidemark/storage';
+import { Catalog } from './catalog/catalog.js';
+import { handleArtifactEvent } from './handlers/catalog-events.js';
+import { serveCatalog } from './handlers/serve-catalog.js';
+import { startPeriodic, type PeriodicTask } from './retention/loop.js';
+import type { PlanOptions, RetentionPolicy } from './retention/plan.js';
+import { runRetention, type RetentionResult } from './retention/run.js';
+
+export interface StorageServiceDeps {
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly jsm: JetStreamManager;
+  readonly publisher: EventPublisher;
+  readonly logger: Logger;
+  readonly store: ArtifactStore;
+  readonly policies: ReadonlyMap<string, RetentionPolicy>;
+  readonly retentionIntervalMs: number;
+  readonly orphanGraceMinutes: number;
+  readonly ackWaitMs?: number;
+  readonly maxDeliver?: number;
+  readonly planOptions?: PlanOptions;
+  /** Tests run retention by hand; production leaves this on. */
+  readonly runRetentionPeriodically?: boolean;
+}
+
+export interface StorageService {
+  readonly catalog: Catalog;
+  /** One retention pass now (the periodic loop calls the same). */
+  retentionPass(): Promise<RetentionResult>;
+  stop(): Promise<void>;
+}
+
+export async function startStorageService(deps: StorageServiceDeps): Promise<StorageService> {
+  const { logger } = deps;
+  const catalog = new Catalog(deps.store, (key, error) => logger.warn({ key, err: error }, 'unreadable object skipped by the catalog; inspect or remove it'));
+
+  // Consumers exist before the rebuild, so no event published during it is missed.
+  const feeds: Array<[string, string, Schema<{ engine: ArtifactStored['engine']; target: string; artifactId: string }>]> = [
+    [consumers.catalogArtifactStored, filters.artifactStored, ArtifactStored],
+    [consumers.catalogVerifyPassed, filters.verifyPassed, VerifyPassed],
+    [consumers.catalogVerifyFailed, filters.verifyFailed, VerifyFailed],
+  ];
+  for (const [durable, filter] of feeds) {
+    await ensureConsumer(deps.jsm, EVENTS_STREAM.name, durable, filter, { ackWaitMs: deps.ackWaitMs, maxDeliver: deps.maxDeliver, deliverNew: true });
+  }
+
+  const count = await catalog.rebuild();
+  logger.info({ artifacts: count }, 'catalog rebuilt from the bucket');
+
+  const running: RunningConsumer[] = feeds.map(([durable, , schema]) =>
+    runConsumer({
+      js: deps.js,
+      stream: EVENTS_STREAM.name,
+      durable,
+      schema,
+      kind: 'event',
+      publisher: deps.publisher,
+      logger,
+      handler: (event, context) => handleArtifactEvent(event, { catalog }, context),
+    }),
+  );
+  const subscriptions: Subscription[] = serveCatalog(deps.nc, catalog, logger);
+
+  const retentionPass = async () => {
+    const result = await runRetention({
+      catalog, store: deps.store, publisher: deps.publisher, policies: deps.policies,
+      orphanGraceMinutes: deps.orphanGraceMinutes, logger, planOptions: deps.planOptions,
+    });
+    logger.info({ pruned: result.pruned.length, failed: result.failed.length }, 'retention pass finished');
+    return result;
+  };
+  const periodic: PeriodicTask | undefined =
+    deps.runRetentionPeriodically === false ? undefined : startPeriodic('retention', deps.retentionIntervalMs, retentionPass, logger);
+
+  return {
+    catalog,
+    retentionPass,
+    async stop() {
+      await periodic?.stop();
+      for (const subscription of subscriptions) subscription.unsubscribe();
+      await Promise.all(running.map((c) => c.stop()));
+    },
+  };
+}

@@ -1,0 +1,122 @@
+// artifact.stored.<engine>.<target>: prove a pg artifact by restoring it into a scratch database
+// of the sandbox and comparing its facts with the manifest's. The event is only a hint: the
+// manifest in the bucket is what gets verified. The scratch database is always dropped.
+import { randomBytes } from 'node:crypto';
+import {
+  SCHEMA_VERSION, TidemarkError, VerifyFailed, VerifyPassed, subjects,
+  type ArtifactStored, type ErrorInfo, type Manifest, type PgSourceFacts, type VerificationCheck, type VerificationRecord,
+} from '@tidemark/contracts';
+import type { ArtifactStore } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
+import { ack, nakWithDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
+import { restoreArtifact, type PgCluster } from '@tidemark/pg-agent-service/pg';
+import { compareFacts, probeKOf } from '../compare.js';
+
+export interface VerifierDeps {
+  readonly store: ArtifactStore;
+  /** The sandbox cluster (config `sandbox.postgres`); undefined when not configured. */
+  readonly sandbox: PgCluster | undefined;
+  readonly publisher: EventPublisher;
+  readonly keys: KeyRing;
+  readonly clock: () => Date;
+  /** Random suffix for scratch database names. */
+  readonly randomSuffix?: () => string;
+}
+
+type Context = Pick<HandlerContext, 'attempt' | 'maxDeliver' | 'working' | 'signal' | 'logger'>;
+
+/** Redelivery delay after a retryable failure: 5 s doubling to 2 min. */
+const retryDelayMs = (attempt: number): number => Math.min(120_000, 5_000 * 2 ** Math.max(0, attempt - 1));
+
+export function scratchDatabaseName(artifactId: string, suffix: string): string {
+  const short = (artifactId.split('-').pop() ?? artifactId).toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 16);
+  return `tidemark_verify_${short}_${suffix}`;
+}
+
+export async function handleArtifactStored(event: ArtifactStored, deps: VerifierDeps, ctx: Context): Promise<Outcome> {
+  const log = ctx.logger.child({ engine: event.engine, target: event.target, artifactId: event.artifactId, attempt: ctx.attempt });
+  if (!event.verify || event.engine !== 'pg') {
+    log.debug('verification not requested for this artifact (or not a pg artifact); skipping');
+    return ack();
+  }
+  const manifest = await deps.store.readManifest(event.engine, event.target, event.artifactId);
+  if (!manifest) {
+    log.error({ code: 'ARTIFACT_NOT_FOUND' }, 'the announced artifact has no committed manifest; nothing to verify');
+    return term(`ARTIFACT_NOT_FOUND: artifact ${event.artifactId} of ${event.engine}/${event.target} is not committed`);
+  }
+  if (!manifest.verify) return ack();
+
+  const startedAt = deps.clock();
+  let checks: VerificationCheck[] = [];
+  let failure: ErrorInfo | undefined;
+  try {
+    checks = await verifyPgArtifact(manifest, deps, ctx);
+    const differing = checks.filter((c) => !c.ok);
+    if (differing.length > 0) {
+      const names = differing.slice(0, 10).map((c) => c.name).join(', ');
+      failure = new TidemarkError('VERIFY_MISMATCH', `the restored copy differs from the backup in ${differing.length} check(s): ${names}${differing.length > 10 ? ', …' : ''}`).toInfo();
+    }
+  } catch (error) {
+    if (ctx.signal.aborted) {
+      log.warn('verification interrupted by shutdown; handing it back');
+      return nakWithDelay(0);
+    }
+    const info = error instanceof TidemarkError ? error.toInfo() : { code: 'INTERNAL' as const, message: error instanceof Error ? error.message : String(error), retryable: false };
+    if (info.retryable && ctx.attempt < ctx.maxDeliver) {
+      log.warn({ err: info }, 'verification could not run, will retry');
+      return nakWithDelay(retryDelayMs(ctx.attempt));
+    }
+    failure = { ...info, message: info.message.slice(0, 1900) };
+  }
+
+  const finishedAt = deps.clock();
+  const durationMs = Math.max(0, finishedAt.getTime() - startedAt.getTime());
+  const record: VerificationRecord = {
+    artifactId: manifest.id,
+    status: failure ? 'failed' : 'passed',
+    verifiedAt: finishedAt.toISOString(),
+    durationMs,
+    checks,
+    ...(failure ? { error: failure } : {}),
+  };
+  // The record first: the bucket stays the truth even if the event is lost.
+  await deps.store.writeVerification(manifest, record);
+  const fields = {
+    schemaVersion: SCHEMA_VERSION,
+    engine: manifest.engine,
+    target: manifest.target,
+    requestId: manifest.requestId,
+    occurredAt: finishedAt.toISOString(),
+    artifactId: manifest.id,
+    checks,
+    durationMs,
+  };
+  if (failure) {
+    await deps.publisher.publish(subjects.verifyFailed(manifest.engine, manifest.target), VerifyFailed, { ...fields, error: failure }, `verify:${manifest.id}`);
+    log.error({ err: failure, failedChecks: checks.filter((c) => !c.ok).length }, 'verification failed');
+  } else {
+    await deps.publisher.publish(subjects.verifyPassed(manifest.engine, manifest.target), VerifyPassed, fields, `verify:${manifest.id}`);
+    log.info({ checks: checks.length, durationMs }, 'verification passed');
+  }
+  return ack();
+}
+
+/** Restores into a scratch database, compares, and drops the scratch database whatever happened. */
+async function verifyPgArtifact(manifest: Manifest, deps: VerifierDeps, ctx: Context): Promise<VerificationCheck[]> {
+  if (!deps.sandbox) {
+    throw new TidemarkError('CONFIG_INVALID', 'pg artifacts are verified in a sandbox, but sandbox.postgres is not configured; add it to tidemark.yaml');
+  }
+  const sandbox = deps.sandbox;
+  const expected = manifest.source as unknown as PgSourceFacts;
+  const scratch = scratchDatabaseName(manifest.id, deps.randomSuffix?.() ?? randomBytes(3).toString('hex'));
+  await sandbox.createDatabase(scratch);
+  try {
+    await restoreArtifact(sandbox, scratch, manifest, deps, { working: ctx.working, signal: ctx.signal });
+    const tableChecksums = expected.tables.some((t) => t.checksum !== undefined);
+    const probeK = probeKOf(expected);
+    const actual = await sandbox.collectFacts(scratch, { tableChecksums, ...(probeK !== undefined ? { probeK } : {}) });
+    return compareFacts(expected, actual);
+  } finally {
+    await sandbox.dropDatabase(scratch).catch((error: unknown) => ctx.logger.error({ err: error, database: scratch }, 'could not drop the scratch database; drop it by hand'));
+  }
+}

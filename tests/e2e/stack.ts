@@ -1,0 +1,214 @@
+// Starts a whole Tidemark deployment on real local servers for the end-to-end suites: NATS with
+// JetStream, PostgreSQL 15 with pgvector (source and verification sandbox), an S3 endpoint or a
+// filesystem store, and every service as its own child process (so a test can SIGKILL one).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { connect, type NatsConnection, type Subscription } from 'nats';
+import { decode, type Engine } from '@tidemark/contracts';
+import { freePort, startNats, startPostgres, startS3, type PostgresServer } from '@tidemark/testkit';
+
+export const REPO_ROOT = resolve(import.meta.dirname, '../..');
+export const SERVICES = ['scheduler', 'pg-agent', 'qdrant-agent', 'storage', 'verifier', 'alerter'] as const;
+export type ServiceName = (typeof SERVICES)[number];
+
+export interface StackOptions {
+  readonly storage: 'fs' | 's3';
+  readonly encrypt: boolean;
+  /** Extra YAML for the `main` target's schedules (already indented list items), if any. */
+  readonly schedules?: string;
+  readonly webhookUrl?: string;
+  /** Services started by `start()`; default all. */
+  readonly services?: readonly ServiceName[];
+  readonly ackWaitMs?: number;
+}
+
+export interface ServiceProcess {
+  readonly name: ServiceName;
+  readonly child: ChildProcess;
+  readonly healthPort: number;
+  output(): string;
+  kill(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+export interface ObservedEvent {
+  readonly subject: string;
+  readonly data: Record<string, unknown>;
+}
+
+export class Stack {
+  readonly processes: ServiceProcess[] = [];
+  readonly events: ObservedEvent[] = [];
+  private waiters: Array<() => void> = [];
+
+  private constructor(
+    readonly options: StackOptions,
+    readonly dir: string,
+    readonly configPath: string,
+    readonly storageRoot: string,
+    readonly env: NodeJS.ProcessEnv,
+    readonly nc: NatsConnection,
+    readonly pg: PostgresServer,
+    private readonly stops: Array<() => Promise<void>>,
+  ) {}
+
+  static async start(options: StackOptions): Promise<Stack> {
+    const stops: Array<() => Promise<void>> = [];
+    const dir = await mkdtemp(join(tmpdir(), 'tidemark-e2e-'));
+    const nats = await startNats();
+    stops.push(() => nats.stop());
+    const pg = await startPostgres({ pgvector: true });
+    stops.push(() => pg.stop());
+    const storageRoot = join(dir, 'storage');
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      TIDEMARK_NATS_URL: nats.url,
+      TIDEMARK_LOG_LEVEL: 'debug',
+      TIDEMARK_ACK_WAIT_MS: String(options.ackWaitMs ?? 10_000),
+      TIDEMARK_MAX_DELIVER: '3',
+      PG_MAIN_PASSWORD: pg.password,
+      TIDEMARK_ENCRYPTION_KEY: randomBytes(32).toString('hex'),
+    };
+    let storageYaml = `storage:\n  type: fs\n  root: ${storageRoot}\n  orphanGraceMinutes: 0\n`;
+    if (options.storage === 's3') {
+      const s3 = await startS3();
+      stops.push(() => s3.stop());
+      env.TIDEMARK_S3_ACCESS_KEY = s3.accessKey;
+      env.TIDEMARK_S3_SECRET_KEY = s3.secretKey;
+      storageYaml = `storage:\n  type: s3\n  endpoint: ${s3.endpoint}\n  bucket: tidemark-e2e\n  region: ${s3.region}\n  orphanGraceMinutes: 0\n`;
+    }
+    const conn = (db: string) =>
+      `    host: ${pg.host}\n    port: ${pg.port}\n    user: ${pg.user}\n    database: ${db}\n    passwordEnv: PG_MAIN_PASSWORD\n`;
+    const yaml = [
+      `nats:\n  url: ${nats.url}\n`,
+      storageYaml,
+      options.encrypt ? `encryption:\n  keyEnv: TIDEMARK_ENCRYPTION_KEY\n  keyId: e2e-key\n` : '',
+      `defaults:\n  compression: zstd\n  encrypt: ${options.encrypt}\n  verify: true\n`,
+      `sandbox:\n  postgres:\n${conn('postgres').replaceAll('    ', '      ')}`,
+      `alerts:\n  dedupeWindowMinutes: 60\n  watchdogIntervalSeconds: 3600\n`,
+      options.webhookUrl ? `  webhooks:\n    - url: ${options.webhookUrl}\n      minSeverity: warning\n` : '',
+      `retention:\n  intervalSeconds: 3600\n`,
+      `targets:\n  - name: main\n    engine: pg\n    postgres:\n${conn('app').replaceAll('    ', '      ')}`,
+      options.schedules ? `    schedules:\n${options.schedules}` : '',
+    ].join('');
+    const configPath = join(dir, 'tidemark.yaml');
+    await writeFile(configPath, yaml);
+    env.TIDEMARK_CONFIG = configPath;
+    const nc = await connect({ servers: nats.url });
+    stops.push(() => nc.close());
+    const stack = new Stack(options, dir, configPath, storageRoot, env, nc, pg, stops);
+    stack.observe();
+    stops.push(() => rm(dir, { recursive: true, force: true }));
+    return stack;
+  }
+
+  /** Records every Tidemark event and alert (core subscription: sees what JetStream stores too). */
+  private observe(): void {
+    const subjects = ['backup.*.*.*', 'artifact.*.*.*', 'verify.*.*.*', 'restore.*.*.*', 'alert.>', 'command.rejected'];
+    for (const subject of subjects) {
+      const sub: Subscription = this.nc.subscribe(subject);
+      void (async () => {
+        for await (const msg of sub) {
+          this.events.push({ subject: msg.subject, data: decode(msg.data, msg.headers) as Record<string, unknown> });
+          const waiters = this.waiters;
+          this.waiters = [];
+          waiters.forEach((w) => w());
+        }
+      })();
+    }
+  }
+
+  /** Waits for an event whose subject starts with `prefix` and that satisfies `match`. */
+  async waitFor(prefix: string, match: (e: ObservedEvent) => boolean = () => true, timeoutMs = 60_000): Promise<ObservedEvent> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.events.find((e) => e.subject.startsWith(prefix) && match(e));
+      if (found) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        const seen = this.events.map((e) => e.subject).join(', ');
+        throw new Error(`timed out waiting for ${prefix}; saw: ${seen}\n--- service output ---\n${this.processes.map((p) => `[${p.name}]\n${p.output().slice(-4000)}`).join('\n')}`);
+      }
+      await new Promise<void>((resolveWait) => {
+        const timer = setTimeout(resolveWait, Math.min(left, 500));
+        this.waiters.push(() => {
+          clearTimeout(timer);
+          resolveWait();
+        });
+      });
+    }
+  }
+
+  async startService(name: ServiceName, extraEnv: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
+    const healthPort = await freePort();
+    const child = spawn(process.execPath, [join(REPO_ROOT, 'services', name, 'dist', 'main.js')], {
+      env: { ...this.env, TIDEMARK_HEALTH_PORT: String(healthPort), TIDEMARK_INSTANCE_ID: `${name}-${healthPort}`, ...extraEnv },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+    child.stderr?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-200_000)));
+    const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+    const proc: ServiceProcess = {
+      name,
+      child,
+      healthPort,
+      output: () => out,
+      kill: async (signal = 'SIGTERM') => {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+        return exited;
+      },
+    };
+    this.processes.push(proc);
+    await waitHealthy(proc);
+    return proc;
+  }
+
+  async startAll(): Promise<void> {
+    for (const name of this.options.services ?? SERVICES) await this.startService(name);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.processes.map((p) => p.kill('SIGTERM')));
+    for (const stop of this.stops.reverse()) await stop().catch(() => undefined);
+  }
+}
+
+async function waitHealthy(proc: ServiceProcess, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.child.exitCode !== null) throw new Error(`${proc.name} exited with ${proc.child.exitCode}:\n${proc.output()}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${proc.healthPort}/readyz`);
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${proc.name} did not become healthy:\n${proc.output()}`);
+}
+
+/** A small RAG-like source database: documents and their pgvector embeddings. */
+export async function seedSourceDatabase(pg: PostgresServer, rows = 2000): Promise<void> {
+  await pg.createDatabase('app');
+  await pg.query('CREATE EXTENSION IF NOT EXISTS vector', [], 'app');
+  await pg.query('CREATE TABLE documents (id serial PRIMARY KEY, title text NOT NULL, body text, created_at timestamptz DEFAULT now())', [], 'app');
+  await pg.query('CREATE TABLE embeddings (id int PRIMARY KEY, document_id int REFERENCES documents(id), embedding vector(8))', [], 'app');
+  await pg.query(
+    `INSERT INTO documents (title, body) SELECT 'doc ' || i, repeat(md5(i::text), 8) FROM generate_series(1, $1) i`,
+    [rows],
+    'app',
+  );
+  await pg.query(
+    `INSERT INTO embeddings SELECT i, i, ('[' || array_to_string(ARRAY(SELECT round(sin(i * k)::numeric, 4) FROM generate_series(1, 8) k), ',') || ']')::vector FROM generate_series(1, $1) i`,
+    [rows],
+    'app',
+  );
+  await pg.query('CREATE INDEX ON embeddings USING hnsw (embedding vector_l2_ops)', [], 'app');
+}
+
+export const subjectOf = (engine: Engine, target: string) => `${engine}.${target}`;
