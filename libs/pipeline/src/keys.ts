@@ -43,7 +43,8 @@ export function keyRingOf(current: EncryptionKey | undefined, older: readonly En
  * Loads keys from the environment:
  * - TIDEMARK_ENCRYPTION_KEY: 32 bytes as 64 hex chars or base64
  * - TIDEMARK_ENCRYPTION_KEY_FILE: a file holding the same (whitespace trimmed)
- * - TIDEMARK_ENCRYPTION_KEY_ID: optional name for the current key
+ * - TIDEMARK_ENCRYPTION_KEY_ID: optional name for the current key (ignored when no key is set, so a
+ *   config can name its key before the key is provisioned)
  * - TIDEMARK_ENCRYPTION_OLD_KEY_FILES: optional comma-separated files of older keys (read-only);
  *   an entry may be written `name=path` to give the old key the name its manifests recorded
  * Throws TidemarkError CONFIG_INVALID with a message naming the variable (never the key).
@@ -54,9 +55,6 @@ export function loadKeyRing(env: NodeJS.ProcessEnv): KeyRing {
   const name = nonEmpty(env['TIDEMARK_ENCRYPTION_KEY_ID']);
   if (inline !== undefined && file !== undefined) {
     throw invalid('both TIDEMARK_ENCRYPTION_KEY and TIDEMARK_ENCRYPTION_KEY_FILE are set: set only one');
-  }
-  if (name !== undefined && inline === undefined && file === undefined) {
-    throw invalid('TIDEMARK_ENCRYPTION_KEY_ID is set but no key is: set TIDEMARK_ENCRYPTION_KEY or TIDEMARK_ENCRYPTION_KEY_FILE');
   }
   if (name !== undefined && !KEY_ID_PATTERN.test(name)) {
     throw invalid('TIDEMARK_ENCRYPTION_KEY_ID must be 1-128 characters of letters, digits, ".", "_", ":" or "-"');

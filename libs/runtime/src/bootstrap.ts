@@ -23,6 +23,8 @@ export interface ServiceContext {
   /** Consumer ack wait (TIDEMARK_ACK_WAIT_MS, default 60000) and max deliveries (TIDEMARK_MAX_DELIVER, default 5). */
   readonly ackWaitMs: number;
   readonly maxDeliver: number;
+  /** The port the health server listens on (useful when TIDEMARK_HEALTH_PORT is 0). */
+  readonly healthPort?: number;
 }
 
 function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number, allowZero = false): number {
@@ -40,7 +42,10 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number, all
  * → ensureStreams(STREAMS) → health server (TIDEMARK_HEALTH_PORT, default 0 = any free port;
  * it logs the port) → SIGTERM/SIGINT shutdown that drains NATS last.
  */
-export async function bootstrap(name: string, options: { natsUrl?: string; env?: NodeJS.ProcessEnv } = {}): Promise<ServiceContext> {
+export async function bootstrap(
+  name: string,
+  options: { natsUrl?: string; env?: NodeJS.ProcessEnv; /** Exit the process after shutdown (default true; false in tests). */ exit?: boolean } = {},
+): Promise<ServiceContext> {
   const env = options.env ?? process.env;
   const logger = createLogger(name, env);
   const instanceId = env['TIDEMARK_INSTANCE_ID']?.trim() || `${hostname()}-${process.pid}`;
@@ -51,7 +56,7 @@ export async function bootstrap(name: string, options: { natsUrl?: string; env?:
   logger.info({ version: readServiceVersion(), instanceId }, `starting ${name}`);
 
   // Registered first so that it runs last: consumers and servers added later stop before NATS drains.
-  const shutdown = installShutdown(logger);
+  const shutdown = installShutdown(logger, { exit: options.exit ?? true });
   const natsConfig = natsConfigFromEnv(options.natsUrl !== undefined ? { ...env, TIDEMARK_NATS_URL: options.natsUrl } : env);
   const nc = await connectNats(natsConfig, `tidemark-${name}-${instanceId}`, logger);
   shutdown.add('nats', async () => {
@@ -90,5 +95,6 @@ export async function bootstrap(name: string, options: { natsUrl?: string; env?:
     instanceId,
     ackWaitMs,
     maxDeliver,
+    healthPort: health.port,
   };
 }

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_COMMAND_BYTES } from '@tidemark/contracts';
+import { COMMAND_ENGINES, ENGINES, MAX_COMMAND_BYTES } from '@tidemark/contracts';
+
+const withoutAgent = ENGINES.find((e) => !COMMAND_ENGINES.includes(e)) ?? 'files';
 import { intakeRejection, payloadPreview, subjectMatches } from '../src/intake.js';
 
 describe('subjectMatches', () => {
@@ -15,11 +17,11 @@ describe('subjectMatches', () => {
 describe('intakeRejection', () => {
   it('accepts what the command stream stores', () => {
     expect(intakeRejection('backup.requested.pg.main', 10)).toBeUndefined();
-    expect(intakeRejection('restore.requested.qdrant.vectors', 10)).toBeUndefined();
+    for (const engine of COMMAND_ENGINES) expect(intakeRejection(`restore.requested.${engine}.vectors`, 10)).toBeUndefined();
   });
   it('rejects unknown engines, engines without agents, bad shapes and oversized payloads', () => {
     expect(intakeRejection('backup.requested.mysql.x', 2)?.message).toContain('unknown engine "mysql"');
-    expect(intakeRejection('backup.requested.files.docs', 2)?.message).toContain('no agent handles engine "files"');
+    expect(intakeRejection(`backup.requested.${withoutAgent}.docs`, 2)?.message).toContain(`no agent handles engine "${withoutAgent}"`);
     expect(intakeRejection('backup.requested.pg.Bad.Target', 2)?.message).toContain('four tokens');
     expect(intakeRejection('backup.requested.pg.main', MAX_COMMAND_BYTES + 1)?.code).toBe('COMMAND_TOO_LARGE');
   });

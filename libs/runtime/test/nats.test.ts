@@ -2,13 +2,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection, type JetStreamManager, RetentionPolicy } from 'nats';
 import { startNats, type NatsTestServer } from '@tidemark/testkit';
 import {
-  ArtifactPruned, COMMANDS_STREAM, EVENTS_STREAM, MAX_COMMAND_BYTES, STREAMS, decode, parseMessage, subjects,
+  ArtifactPruned, COMMAND_ENGINES, COMMANDS_STREAM, ENGINES, EVENTS_STREAM, MAX_COMMAND_BYTES, STREAMS, decode, parseMessage, subjects,
 } from '@tidemark/contracts';
 import { connectNats, ensureConsumer, ensureStreams, natsConfigFromEnv } from '../src/nats.js';
 import { createEventPublisher } from '../src/publish.js';
 import { startIntakeWatcher } from '../src/intake.js';
 import { collectRejections, eventually, quietLogger, sleep } from './helpers.js';
 
+const withoutAgent = ENGINES.find((e) => !COMMAND_ENGINES.includes(e)) ?? 'files';
 let server: NatsTestServer;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -46,7 +47,7 @@ describe('ensureStreams', () => {
   });
 
   it('updates a stream whose configuration differs', async () => {
-    await ensureStreams(jsm, [{ ...EVENTS_STREAM, maxAgeSeconds: 3600, description: 'older layout' }]);
+    await ensureStreams(jsm, [{ ...EVENTS_STREAM, maxAgeSeconds: 3600, duplicateWindowSeconds: 60, description: 'older layout' }]);
     expect((await jsm.streams.info(EVENTS_STREAM.name)).config.max_age).toBe(3600 * 1e9);
     await ensureStreams(jsm, STREAMS);
     const events = await jsm.streams.info(EVENTS_STREAM.name);
@@ -110,7 +111,7 @@ describe('intake watcher', () => {
       await nc.flush();
       sender.publish('backup.requested.mysql.x', new TextEncoder().encode('{}'));
       sender.publish('backup.requested.pg.Bad.Target', new TextEncoder().encode('{}'));
-      sender.publish('restore.requested.files.docs', new TextEncoder().encode('{}'));
+      sender.publish(`restore.requested.${withoutAgent}.docs`, new TextEncoder().encode('{}'));
       sender.publish('backup.requested.pg.main', new Uint8Array(MAX_COMMAND_BYTES + 10).fill(0x20));
       sender.publish('backup.requested.pg.main', new TextEncoder().encode('{"reason":"valid"}'));
       await sender.flush();
@@ -121,7 +122,7 @@ describe('intake watcher', () => {
       expect(bySubject.get('backup.requested.mysql.x')?.error).toMatchObject({ code: 'COMMAND_UNKNOWN_SUBJECT' });
       expect(bySubject.get('backup.requested.mysql.x')?.error.message).toContain('unknown engine "mysql"');
       expect(bySubject.get('backup.requested.pg.Bad.Target')?.error.code).toBe('COMMAND_UNKNOWN_SUBJECT');
-      expect(bySubject.get('restore.requested.files.docs')?.error.message).toContain('no agent handles engine "files"');
+      expect(bySubject.get(`restore.requested.${withoutAgent}.docs`)?.error.message).toContain(`no agent handles engine "${withoutAgent}"`);
       const large = bySubject.get('backup.requested.pg.main');
       expect(large?.error.code).toBe('COMMAND_TOO_LARGE');
       expect(large?.sizeBytes).toBe(MAX_COMMAND_BYTES + 10);

@@ -13,6 +13,7 @@ import { createWebhookChannel, type WebhookOptions } from './adapters/webhook-ch
 import { handleBackupFailed, handleCommandRejected, handleRestoreFailed, handleVerifyFailed, type AlertHandlerDeps } from './handlers/alert-on-failure.js';
 import { handleBackupCompleted, handleVerifyPassed } from './handlers/track-success.js';
 import { MissedBackupWatchdog } from './watchdog/missed-backup-watchdog.js';
+import { humanDuration } from './alerts/rules.js';
 import { watchedTargets } from './watchdog/expected-window.js';
 
 export interface AlerterContext {
@@ -93,23 +94,24 @@ export async function startAlerter(config: TidemarkConfig, ctx: AlerterContext, 
       }
     }
   };
-  const timer = setInterval(() => {
-    checking = checking.then(checkWatchdog).catch((error: unknown) => logger.error({ err: error }, 'watchdog pass failed'));
-  }, config.alerts.watchdogIntervalSeconds * 1000);
+  // Passes are chained so that a slow one is never overlapped by the next.
+  const queueCheck = (): Promise<void> =>
+    (checking = checking.then(checkWatchdog).catch((error: unknown) => logger.error({ err: error }, 'watchdog pass failed')));
+  const timer = setInterval(() => void queueCheck(), config.alerts.watchdogIntervalSeconds * 1000);
 
   logger.info(
-    { webhooks: channels.map((c) => c.name), watched: watchdog.watched.map((t) => ({ target: `${t.engine}/${t.target}`, expectedWithinMinutes: Math.round(t.expectedWithinMs / 60_000), evidence: t.evidence })) },
+    { webhooks: channels.map((c) => c.name), watched: watchdog.watched.map((t) => ({ target: `${t.engine}/${t.target}`, expectedWithin: humanDuration(t.expectedWithinMs), evidence: t.evidence })) },
     'alerter started',
   );
 
   return {
     dispatcher,
     watchdog,
-    checkWatchdog: () => (checking = checking.then(checkWatchdog)),
+    checkWatchdog: queueCheck,
     async stop() {
       clearInterval(timer);
       await Promise.all(running.map((r) => r.stop()));
-      await checking.catch(() => undefined);
+      await checking;
       for (const c of channels) (c as { breaker?: { shutdown(): void } }).breaker?.shutdown();
       logger.info('alerter stopped');
     },

@@ -47,3 +47,34 @@ export function entry(id: string, now: Date, ageMinutes: number, status: Verific
   const record = status === 'passed' || status === 'failed' ? verification(id, status) : undefined;
   return toCatalogEntry(m, record);
 }
+
+/** Commits a tiny artifact through the real ArtifactStore (data first, manifest last). */
+export async function commitArtifact(
+  store: import('@tidemark/storage').ArtifactStore,
+  options: { requestId: string; createdAt: Date; engine?: Engine; target?: string; verify?: boolean },
+): Promise<Manifest> {
+  const { Readable } = await import('node:stream');
+  const { newArtifactId } = await import('@tidemark/storage');
+  const engine = options.engine ?? 'pg';
+  const target = options.target ?? 'main';
+  const id = newArtifactId(options.requestId, options.createdAt);
+  const body = Buffer.from(`data of ${id}`);
+  const { key, storedBytes } = await store.saveData(engine, target, id, Readable.from([body]), body.length);
+  const m = manifest({
+    id, engine, target, requestId: options.requestId, createdAt: options.createdAt.toISOString(), verify: options.verify ?? true,
+    data: { key, storedBytes, rawBytes: storedBytes, sha256: createHash('sha256').update(body).digest('hex') },
+  });
+  await store.commit(m);
+  return m;
+}
+
+/** An EventPublisher that remembers what it was asked to publish. */
+export function recordingPublisher() {
+  const published: Array<{ subject: string; event: unknown; msgId: string | undefined }> = [];
+  return {
+    published,
+    async publish<T>(subject: string, schema: { parse(v: unknown): T }, event: T, msgId?: string) {
+      published.push({ subject, event: schema.parse(event), msgId });
+    },
+  };
+}

@@ -44,7 +44,11 @@ export class Catalog {
     this.refreshedDuringRebuild = refreshed;
     try {
       const next = new Map<string, CatalogRecord>();
-      const manifests = await this.source.listManifests(undefined, this.onInvalid);
+      const manifests = await this.source.listManifests(undefined, (key, error) => {
+        // A storage outage is not a corrupt manifest: fail the rebuild rather than drop artifacts.
+        if (isRetryable(error)) throw error;
+        this.onInvalid(key, error);
+      });
       for (const manifest of manifests) {
         const record = await this.readRecord(manifest);
         next.set(keyOf(manifest.engine, manifest.target, manifest.id), record);

@@ -65,7 +65,7 @@ export async function runRetention(deps: RetentionDeps): Promise<RetentionResult
 
   let orphans: RetentionResult['orphans'];
   try {
-    orphans = await deps.store.sweepOrphans(deps.orphanGraceMinutes * 60_000, now);
+    orphans = await deps.store.sweepOrphans(deps.orphanGraceMinutes * 60_000, deps.now?.() ?? new Date());
     if (orphans.removed.length > 0) deps.logger.info({ removed: orphans.removed, keptYoung: orphans.kept.length }, 'orphaned data objects removed');
   } catch (error) {
     orphans = { error: toErrorInfo(error) };

@@ -1,0 +1,63 @@
+# syntax=docker/dockerfile:1
+# One image for every Tidemark service and the CLI; compose picks the entry point:
+#   node services/<name>/dist/main.js      (scheduler, pg-agent, qdrant-agent, storage, verifier, alerter)
+#   node cli/dist/main.js                  (the tidemark CLI)
+# Build and runtime stages share the same base so the zstd-napi native binding built here loads there.
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+# zstd-napi compiles its binding with node-gyp when no prebuilt matches the platform.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+
+# Manifests first: the npm ci layer is reused until a dependency changes.
+COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
+COPY libs/contracts/package.json libs/contracts/
+COPY libs/pipeline/package.json libs/pipeline/
+COPY libs/storage/package.json libs/storage/
+COPY libs/runtime/package.json libs/runtime/
+COPY libs/config/package.json libs/config/
+COPY libs/testkit/package.json libs/testkit/
+COPY services/scheduler/package.json services/scheduler/
+COPY services/pg-agent/package.json services/pg-agent/
+COPY services/qdrant-agent/package.json services/qdrant-agent/
+COPY services/storage/package.json services/storage/
+COPY services/verifier/package.json services/verifier/
+COPY services/alerter/package.json services/alerter/
+COPY cli/package.json cli/
+RUN npm ci --no-audit --no-fund
+
+COPY libs libs
+COPY services services
+COPY cli cli
+RUN npx tsc --build \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && find libs services cli -mindepth 2 -maxdepth 2 \( -name src -o -name test \) -type d -exec rm -rf {} + \
+ && find libs services cli -name '*.tsbuildinfo' -delete
+
+FROM ${NODE_IMAGE} AS runtime
+# pg_dump/pg_restore 15 (bookworm ships PostgreSQL 15; its binaries live in /usr/lib/postgresql/15/bin).
+# tini reaps the pg_dump/pg_restore children and forwards SIGTERM for a clean shutdown.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client-15 tini ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+ENV NODE_ENV=production \
+    TIDEMARK_PG_BIN=/usr/lib/postgresql/15/bin \
+    TIDEMARK_CONFIG=/etc/tidemark/tidemark.yaml \
+    TIDEMARK_HEALTH_HOST=0.0.0.0 \
+    TIDEMARK_HEALTH_PORT=8080
+WORKDIR /app
+# The workspace links in node_modules/@tidemark point at ../../libs/… and ../../services/…, so the
+# folders keep their places.
+COPY --from=build /app/package.json /app/package-lock.json ./
+COPY --from=build /app/node_modules node_modules
+COPY --from=build /app/libs libs
+COPY --from=build /app/services services
+COPY --from=build /app/cli cli
+USER node
+EXPOSE 8080
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["node", "cli/dist/main.js", "--help"]

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { RequestBackup, RequestRestore, TidemarkError } from '@tidemark/contracts';
+import { parseConfig } from '@tidemark/config';
+import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
+import { loadKeyRing } from '@tidemark/pipeline';
+import { handleBackupRequested } from '../src/handlers/backup-requested.js';
+import { handleRestoreRequested, pickArtifact, type RestoreDeps } from '../src/handlers/restore-requested.js';
+import { fakeCluster, recordingPublisher, TEST_CONFIG, TEST_KEY_HEX, testContext } from './fakes.js';
+
+const dumpBytes = Buffer.from('PGDMP restore me '.repeat(2000));
+
+async function setup() {
+  const cluster = fakeCluster(dumpBytes);
+  const publisher = recordingPublisher();
+  const store = new ArtifactStore(createMemoryBackend());
+  const deps: RestoreDeps = {
+    config: parseConfig(TEST_CONFIG),
+    store,
+    clusterFor: () => cluster,
+    publisher,
+    keys: loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: TEST_KEY_HEX }),
+    agent: { id: 'agent-1', version: '0.1.0' },
+    clock: () => new Date('2025-02-03T04:05:06Z'),
+  };
+  await handleBackupRequested(RequestBackup.parse({ requestId: 'older' }), deps, testContext({ storedAt: new Date('2025-01-01T00:00:00Z') }));
+  await handleBackupRequested(RequestBackup.parse({ requestId: 'newer' }), deps, testContext({ storedAt: new Date('2025-01-02T00:00:00Z') }));
+  publisher.published.length = 0;
+  const [newest, older] = await store.listManifests({ engine: 'pg', target: 'main' });
+  return { cluster, publisher, store, deps, newest: newest!, older: older! };
+}
+
+const restoreCtx = (overrides = {}) => testContext({ subject: 'restore.requested.pg.main', storedAt: new Date('2025-02-03T04:00:00Z'), ...overrides });
+
+describe('restore.requested handler', () => {
+  it('prefers the newest verified artifact, else the newest', async () => {
+    const { store, newest, older } = await setup();
+    expect((await pickArtifact(store, 'main', undefined)).id).toBe(newest.id);
+    await store.writeVerification(older, { artifactId: older.id, status: 'passed', verifiedAt: new Date().toISOString(), durationMs: 1, checks: [] });
+    expect((await pickArtifact(store, 'main', undefined)).id).toBe(older.id);
+    await expect(pickArtifact(store, 'main', 'missing')).rejects.toMatchObject({ code: 'ARTIFACT_NOT_FOUND' });
+  });
+
+  it('restores into a new timestamped database by default', async () => {
+    const { cluster, publisher, deps, newest } = await setup();
+    const outcome = await handleRestoreRequested(RequestRestore.parse({}), deps, restoreCtx());
+    expect(outcome).toEqual({ type: 'ack' });
+    expect(cluster.databases.get('app_restore_20250203040000')?.equals(dumpBytes)).toBe(true);
+    expect(publisher.subjects()).toEqual(['restore.started.pg.main', 'restore.completed.pg.main']);
+    expect(publisher.published[1]?.event).toMatchObject({ artifactId: newest.id, database: 'app_restore_20250203040000' });
+  });
+
+  it('refuses to restore over an existing database without overwrite', async () => {
+    const { cluster, publisher, deps } = await setup();
+    const outcome = await handleRestoreRequested(RequestRestore.parse({ intoDatabase: 'app' }), deps, restoreCtx());
+    expect(outcome.type).toBe('term');
+    expect(publisher.published).toHaveLength(1);
+    expect(publisher.published[0]).toMatchObject({ subject: 'restore.failed.pg.main', event: { database: 'app', error: { code: 'RESTORE_TARGET_EXISTS' } } });
+    expect(cluster.calls.filter((c) => !c.startsWith('dump'))).toEqual([]);
+  });
+
+  it('with overwrite, restores beside the database and swaps it in, keeping the old one', async () => {
+    const { cluster, publisher, deps } = await setup();
+    const outcome = await handleRestoreRequested(RequestRestore.parse({ intoDatabase: 'app', overwrite: true }), deps, restoreCtx());
+    expect(outcome).toEqual({ type: 'ack' });
+    expect(cluster.databases.get('app')?.equals(dumpBytes)).toBe(true);
+    expect(cluster.databases.has('app_pre_restore_20250203040506')).toBe(true);
+    expect(publisher.published.at(-1)?.event).toMatchObject({ database: 'app', previousDatabaseKeptAs: 'app_pre_restore_20250203040506' });
+  });
+
+  it('with overwrite, a failed restore drops the scratch database and leaves the original alone', async () => {
+    const { cluster, publisher, deps } = await setup();
+    cluster.failRestoreWith = new TidemarkError('RESTORE_FAILED', 'pg_restore exited with code 1');
+    const original = cluster.databases.get('app');
+    const outcome = await handleRestoreRequested(RequestRestore.parse({ intoDatabase: 'app', overwrite: true }), deps, restoreCtx());
+    expect(outcome.type).toBe('term');
+    expect(cluster.databases.get('app')).toBe(original);
+    expect([...cluster.databases.keys()].sort()).toEqual(['app']);
+    expect(publisher.published.at(-1)).toMatchObject({ subject: 'restore.failed.pg.main', event: { error: { code: 'RESTORE_FAILED' } } });
+  });
+
+  it('naks while the cluster is unreachable', async () => {
+    const { cluster, publisher, deps } = await setup();
+    cluster.unavailable = true;
+    const outcome = await handleRestoreRequested(RequestRestore.parse({}), deps, restoreCtx());
+    expect(outcome.type).toBe('nak');
+    expect(publisher.published).toEqual([]);
+  });
+});
