@@ -304,3 +304,27 @@ describe('runConsumer: events', () => {
     }
   });
 });
+
+describe('runConsumer: server restart', () => {
+  it('keeps pulling after nats-server restarts', async () => {
+    await freshConsumer(5000);
+    const seen: string[] = [];
+    start(async (message) => {
+      seen.push(message.reason ?? '');
+      return ack();
+    });
+    await js.publish(SUBJECT, text('{"reason":"before"}'));
+    await eventually(() => seen.length >= 1 || undefined, 10_000, 'the first message');
+    await server.restart();
+    await eventually(async () => {
+      try {
+        await js.publish(SUBJECT, text('{"reason":"after"}'), { msgID: 'after-restart', timeout: 1000 });
+        return true;
+      } catch {
+        return undefined;
+      }
+    }, 20_000, 'a publish after the restart');
+    await eventually(() => seen.length >= 2 || undefined, 20_000, 'the message after the restart');
+    expect(seen).toEqual(['before', 'after']);
+  });
+});
