@@ -3,10 +3,10 @@
 import { toErrorInfo, TidemarkError } from '@tidemark/contracts';
 import { USAGE, parseArgs, type Command } from './args.js';
 import { connectCli } from './connect.js';
-import { runBackup } from './commands/backup.js';
+import { buildBackupRequest, runBackup } from './commands/backup.js';
 import { runList, runStatus } from './commands/list.js';
 import type { Io } from './commands/request.js';
-import { runRestore } from './commands/restore.js';
+import { buildRestoreRequest, runRestore } from './commands/restore.js';
 
 const io: Io = { out: (text) => process.stdout.write(`${text}\n`), err: (text) => process.stderr.write(`${text}\n`) };
 
@@ -33,6 +33,13 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const timeoutMs = (globals.timeoutSeconds ?? defaultTimeoutSeconds(command)) * 1000;
+  try {
+    // Validate the message before connecting, so a bad --into or --reason is a usage error.
+    if (command.name === 'backup') buildBackupRequest(command, 'preflight');
+    if (command.name === 'restore') buildRestoreRequest(command, 'preflight');
+  } catch (error) {
+    return fail(error, globals.json);
+  }
   let nc;
   try {
     nc = await connectCli(globals.natsUrl, process.env);

@@ -1,8 +1,8 @@
 import { TidemarkError } from '@tidemark/contracts';
 
 /** NATS client error codes the CLI explains (nats.js ErrorCode values). */
-const NO_RESPONDERS = '503';
-const TIMEOUT = 'TIMEOUT';
+export const NO_RESPONDERS = '503';
+export const TIMEOUT = 'TIMEOUT';
 
 /** Turns a NATS client error into a TidemarkError that tells the user what to do. */
 export function natsFailure(error: unknown, subject: string, who: string): TidemarkError {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { ErrorInfo } from '@tidemark/contracts';
+import { subjects, type ErrorInfo } from '@tidemark/contracts';
 import { backupFollower, restoreFollower, type FollowedEvent } from '../src/commands/follow.js';
 
 const scope = { schemaVersion: 1 as const, engine: 'pg' as const, target: 'main', occurredAt: '2025-06-01T12:00:00Z' };
 const mine = { ...scope, requestId: 'req-1' };
 const sha = 'a'.repeat(64);
+const ours = subjects.backupRequested('pg', 'main');
 const err: ErrorInfo = { code: 'DUMP_FAILED', message: 'pg_dump exited 1', retryable: true };
 
 const started: FollowedEvent = { type: 'backup.started', event: { ...mine, kind: 'logical', artifactId: 'art-1', agentId: 'pg-agent-1', attempt: 1 } };
@@ -18,7 +19,7 @@ const failedVerify: FollowedEvent = {
 
 describe('backupFollower', () => {
   it('follows a backup to verification and exits 0', () => {
-    const f = backupFollower('req-1', 'backup.requested.pg.main');
+    const f = backupFollower('req-1', ours);
     expect(f.matches(passed)).toBe(false); // not ours until we know the artifact
     expect(f.step(started)).toMatchObject({ line: 'started: logical backup art-1 on pg-agent-1 (attempt 1)', artifactId: 'art-1' });
     const storedStep = f.step(stored(true));
@@ -47,17 +48,17 @@ describe('backupFollower', () => {
   });
 
   it('ignores other requests and takes rejections of our subject', () => {
-    const f = backupFollower('req-1', 'backup.requested.pg.main');
+    const f = backupFollower('req-1', ours);
     expect(f.matches({ ...started, event: { ...started.event, requestId: 'someone-else' } } as FollowedEvent)).toBe(false);
     const rejection = (subject: string, extra: object = {}): FollowedEvent => ({
       type: 'command.rejected',
       event: { schemaVersion: 1, occurredAt: scope.occurredAt, subject, error: { code: 'COMMAND_INVALID', message: 'bad', retryable: false }, sizeBytes: 3, payloadPreview: '...', ...extra },
     });
-    expect(f.matches(rejection('backup.requested.pg.other'))).toBe(false);
-    expect(f.matches(rejection('backup.requested.pg.main'))).toBe(true);
-    expect(f.matches(rejection('backup.requested.pg.main', { streamSequence: 4, payloadPreview: 'someone else' }))).toBe(false);
-    expect(f.matches(rejection('backup.requested.pg.main', { streamSequence: 4, payloadPreview: '..req-1..' }))).toBe(true);
-    expect(f.step(rejection('backup.requested.pg.main'))).toMatchObject({ line: 'rejected: COMMAND_INVALID: bad', exitCode: 1, outcome: 'rejected' });
+    expect(f.matches(rejection(subjects.backupRequested('pg', 'other')))).toBe(false);
+    expect(f.matches(rejection(ours))).toBe(true);
+    expect(f.matches(rejection(ours, { streamSequence: 4, payloadPreview: 'someone else' }))).toBe(false);
+    expect(f.matches(rejection(ours, { streamSequence: 4, payloadPreview: '..req-1..' }))).toBe(true);
+    expect(f.step(rejection(ours))).toMatchObject({ line: 'rejected: COMMAND_INVALID: bad', exitCode: 1, outcome: 'rejected' });
   });
 });
 

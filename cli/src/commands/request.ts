@@ -2,8 +2,8 @@
 import { randomUUID } from 'node:crypto';
 import { hostname, userInfo } from 'node:os';
 import { headers as natsHeaders, type JetStreamClient, type NatsConnection } from 'nats';
-import { CONTENT_TYPE_HEADER, MSGPACK, encode, type ErrorInfo } from '@tidemark/contracts';
-import { natsFailure } from '../nats-errors.js';
+import { CONTENT_TYPE_HEADER, MSGPACK, TidemarkError, encode, type ErrorInfo } from '@tidemark/contracts';
+import { NO_RESPONDERS, natsFailure } from '../nats-errors.js';
 import type { FollowedEvent, Follower, Outcome } from './follow.js';
 import { startWatch, type WatchSpec } from './watch.js';
 
@@ -42,7 +42,10 @@ export async function publishCommand(js: JetStreamClient, subject: string, comma
   try {
     await js.publish(subject, encode(command), { msgID: command.requestId, headers: h });
   } catch (error) {
-    throw natsFailure(error, subject, 'a Tidemark service (it creates the TIDEMARK_COMMANDS stream that stores commands)');
+    if ((error as { code?: unknown }).code === NO_RESPONDERS) {
+      throw new TidemarkError('COMMAND_UNKNOWN_SUBJECT', `no stream stores ${subject}: start Tidemark's services (they create the streams), and check that this engine has an agent`, { cause: error });
+    }
+    throw natsFailure(error, subject, 'NATS JetStream');
   }
 }
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { mkdir, open, opendir, rename, rm, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -43,19 +44,15 @@ export async function createFsBackend(config: FsBackendConfig): Promise<StorageB
     liveTempFiles.add(temp);
     let written = 0;
     try {
-      const file = await open(temp, 'wx');
-      try {
-        const count = new Transform({
-          transform(chunk: Buffer, _encoding, callback) {
-            written += chunk.length;
-            callback(null, chunk);
-          },
-        });
-        await pipeline(toReadable(body), count, file.createWriteStream({ autoClose: false }));
-        await file.sync();
-      } finally {
-        await file.close();
-      }
+      const count = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          written += chunk.length;
+          callback(null, chunk);
+        },
+      });
+      // `flush` fsyncs the file before it is closed: the rename below must never expose a file
+      // whose bytes are not yet on disk.
+      await pipeline(toReadable(body), count, createWriteStream(temp, { flags: 'wx', flush: true }));
       await renameIntoPlace(temp, target);
       liveTempFiles.delete(temp);
       await syncDirectory(dirname(target));

@@ -98,6 +98,16 @@ describe('pg-agent against PostgreSQL', () => {
     expect(outcome).toEqual({ type: 'ack' });
   });
 
+  it('reports a pg_dump that cannot run as DUMP_FAILED, to be retried', async () => {
+    const brokenTools = { ...deps, clusterFor: (target: Target) => pgCluster(target.postgres!, 'source', { ...env, TIDEMARK_PG_BIN: '/nonexistent' }) };
+    publisher.published.length = 0;
+    const outcome = await handleBackupRequested(RequestBackup.parse({ requestId: 'it-4' }), brokenTools, testContext({ streamSequence: 101 }));
+    expect(outcome.type).toBe('nak');
+    expect(publisher.published.at(-1)?.event).toMatchObject({ final: false, error: { code: 'DUMP_FAILED', retryable: true } });
+    expect((publisher.published.at(-1)?.event['error'] as { message: string }).message).toContain('could not start pg_dump');
+    expect((await server.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = 'app' AND state LIKE 'idle in transaction%'"))[0].n).toBe(0);
+  });
+
   it('fails a backup of a missing database without retrying', async () => {
     const missing = { ...deps, config: parseConfig(pgConfigYaml(server, 'nope', 'TM_TEST_PGPASSWORD')) };
     publisher.published.length = 0;

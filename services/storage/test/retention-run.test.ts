@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { subjects } from '@tidemark/contracts';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { createLogger } from '@tidemark/runtime';
 import { Catalog } from '../src/catalog/catalog.js';
@@ -35,7 +36,7 @@ describe('runRetention (memory backend)', () => {
     expect(await store.readManifest('pg', 'main', verified.id)).toBeDefined();
     expect(catalog.list().map((e) => e.artifactId)).toEqual([newest.id, verified.id]);
     expect(publisher.published).toHaveLength(2);
-    expect(publisher.published[0]).toMatchObject({ subject: 'artifact.pruned.pg.main', msgId: `pruned:${publisher.published[0]?.msgId?.slice(7)}` });
+    expect(publisher.published[0]).toMatchObject({ subject: subjects.artifactPruned('pg', 'main'), msgId: `pruned:${publisher.published[0]?.msgId?.slice(7)}` });
     expect(publisher.published.map((p) => p.msgId).sort()).toEqual([`pruned:${oldest.id}`, `pruned:${failedOne.id}`].sort());
     expect(result.orphans).toMatchObject({ removed: ['artifacts/pg/main/20250101T000000Z-0000000000/data-x.bin'] });
 

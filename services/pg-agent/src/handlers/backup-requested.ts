@@ -34,7 +34,7 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
   const kind: ArtifactKind = message.kind ?? 'logical';
   const requestId = requestIdOf(message.requestId, ctx.streamSequence);
   const artifactId = newArtifactId(requestId, ctx.storedAt);
-  const log = ctx.logger.child({ target: targetName, requestId, artifactId, attempt: ctx.attempt });
+  const log = ctx.logger.child({ target: targetName, requestId, artifactId });
   const scope = { schemaVersion: SCHEMA_VERSION, engine: 'pg' as const, target: targetName, requestId };
   const at = () => deps.clock().toISOString();
 

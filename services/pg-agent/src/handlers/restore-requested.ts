@@ -45,7 +45,7 @@ export async function pickArtifact(store: ArtifactStore, target: string, artifac
 export async function handleRestoreRequested(message: RequestRestore, deps: RestoreDeps, ctx: Context): Promise<Outcome> {
   const targetName = targetOfSubject(ctx.subject);
   const requestId = requestIdOf(message.requestId, ctx.streamSequence);
-  const log = ctx.logger.child({ target: targetName, requestId, attempt: ctx.attempt });
+  const log = ctx.logger.child({ target: targetName, requestId });
   const scope = { schemaVersion: SCHEMA_VERSION, engine: 'pg' as const, target: targetName, requestId };
   const at = () => deps.clock().toISOString();
   let artifactId: string | undefined;

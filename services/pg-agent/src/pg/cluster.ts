@@ -97,7 +97,7 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
         throw toPgError(error, role, `opening a snapshot of ${database}`);
       }
 
-      const tool = spawnTool('pg_dump', ['--format=custom', '--compress=0', `--snapshot=${snapshot}`, '--no-password', `--dbname=${database}`], toolEnv(database), { stdin: false, stdout: true });
+      const tool = spawnTool('pg_dump', ['--format=custom', '--compress=0', `--snapshot=${snapshot}`, '--no-password', `--dbname=${database}`], toolEnv(database), { stdin: false, stdout: true }, env);
       let produced = 0;
       const counter = new Transform({
         transform(chunk: Buffer, _encoding, done) {
@@ -119,6 +119,7 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
       });
       const onAbort = () => fail(new TidemarkError('SHUTTING_DOWN', 'the backup was interrupted by shutdown; another agent will retry it'));
       options.signal?.addEventListener('abort', onAbort, { once: true });
+      if (options.signal?.aborted) onAbort();
 
       // Facts in the same transaction, so they describe exactly the snapshot pg_dump reads.
       const facts = collectFacts(client, { tableChecksums: options.tableChecksums, snapshot }).catch((error: unknown) => {
@@ -183,7 +184,7 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
       }),
 
     async restore(database, input, options = {}) {
-      const tool = spawnTool('pg_restore', ['--exit-on-error', '--no-owner', '--no-privileges', '--no-password', `--dbname=${database}`], toolEnv(database), { stdin: true, stdout: false });
+      const tool = spawnTool('pg_restore', ['--exit-on-error', '--no-owner', '--no-privileges', '--no-password', `--dbname=${database}`], toolEnv(database), { stdin: true, stdout: false }, env);
       // The input's own failure (an integrity error from decoding) explains more than pg_restore's
       // complaint about a short file, so it wins.
       let inputError: unknown;

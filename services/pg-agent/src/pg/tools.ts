@@ -51,9 +51,10 @@ export interface RunningTool {
 
 const STDERR_KEEP_BYTES = 16 * 1024;
 
-export function spawnTool(tool: PgTool, args: readonly string[], env: NodeJS.ProcessEnv, stdio: { stdin: boolean; stdout: boolean }): RunningTool {
-  const child = spawn(pgToolPath(tool, env), args, {
-    env,
+/** `childEnv` is all the tool sees; `parentEnv` only locates the binary (TIDEMARK_PG_BIN). */
+export function spawnTool(tool: PgTool, args: readonly string[], childEnv: NodeJS.ProcessEnv, stdio: { stdin: boolean; stdout: boolean }, parentEnv: NodeJS.ProcessEnv = process.env): RunningTool {
+  const child = spawn(pgToolPath(tool, parentEnv), args, {
+    env: childEnv,
     stdio: [stdio.stdin ? 'pipe' : 'ignore', stdio.stdout ? 'pipe' : 'ignore', 'pipe'],
   });
   let stderr = '';

@@ -34,7 +34,7 @@ export function scratchDatabaseName(artifactId: string, suffix: string): string 
 }
 
 export async function handleArtifactStored(event: ArtifactStored, deps: VerifierDeps, ctx: Context): Promise<Outcome> {
-  const log = ctx.logger.child({ engine: event.engine, target: event.target, artifactId: event.artifactId, attempt: ctx.attempt });
+  const log = ctx.logger.child({ engine: event.engine, target: event.target, artifactId: event.artifactId });
   if (!event.verify || event.engine !== 'pg') {
     log.debug('verification not requested for this artifact (or not a pg artifact); skipping');
     return ack();

@@ -1,0 +1,189 @@
+// The tidemark CLI as a child process against a real nats-server. The agent and the catalog
+// are played by this test (they are not under test here): they answer with scripted events.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type NatsConnection } from 'nats';
+import {
+  ArtifactStored, BackupCompleted, BackupFailed, BackupStarted, CONTENT_TYPE_HEADER, RequestBackup, RequestRestore, RestoreCompleted, RestoreStarted, STREAMS, VerifyPassed,
+  decode, encodeJson, parseMessage, subjects, type Engine,
+} from '@tidemark/contracts';
+import { createEventPublisher, ensureStreams, type EventPublisher } from '@tidemark/runtime';
+import { startNats, type NatsTestServer } from '@tidemark/testkit';
+import { headers } from 'nats';
+
+const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url));
+
+function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const sha = 'c'.repeat(64);
+
+/** A fake pg agent: for each backup command on a target, publishes that target's scripted events. */
+function fakeAgent(nc: NatsConnection, publisher: EventPublisher, target: string, script: 'succeeds' | 'fails'): void {
+  const engine: Engine = 'pg';
+  nc.subscribe(subjects.backupRequested(engine, target), {
+    callback: (_err, msg) => {
+      void (async () => {
+        const command = parseMessage(RequestBackup, decode(msg.data, msg.headers));
+        const requestId = command.requestId as string;
+        const scope = { schemaVersion: 1 as const, engine, target, requestId, occurredAt: new Date().toISOString() };
+        const artifactId = '20250601T120000Z-0123456789';
+        await publisher.publish(subjects.backupStarted(engine, target), BackupStarted, { ...scope, kind: 'logical', artifactId, agentId: 'fake-agent', attempt: 1 });
+        if (script === 'fails') {
+          const error = { code: 'DUMP_FAILED' as const, message: 'pg_dump exited with code 1', retryable: true };
+          await publisher.publish(subjects.backupFailed(engine, target), BackupFailed, { ...scope, kind: 'logical', artifactId, error, attempt: 1, final: false });
+          await publisher.publish(subjects.backupFailed(engine, target), BackupFailed, { ...scope, kind: 'logical', artifactId, error, attempt: 2, final: true });
+          return;
+        }
+        await publisher.publish(subjects.backupCompleted(engine, target), BackupCompleted, { ...scope, kind: 'logical', artifactId, storedBytes: 4096, durationMs: 120 });
+        await publisher.publish(subjects.artifactStored(engine, target), ArtifactStored, {
+          ...scope, kind: 'logical', artifactId, manifestKey: `artifacts/pg/${target}/${artifactId}/manifest.json`, storedBytes: 4096, sha256: sha, verify: command.verify ?? true,
+        });
+        if (command.verify === false) return;
+        // The verifier's event carries its own request id; the CLI follows it by artifact.
+        await publisher.publish(subjects.verifyPassed(engine, target), VerifyPassed, {
+          ...scope, requestId: 'verifier-run-1', artifactId, checks: [{ name: 'row counts', ok: true }, { name: 'vector probe', ok: true }], durationMs: 900,
+        });
+      })();
+    },
+  });
+}
+
+describe('tidemark CLI (real NATS)', () => {
+  let server: NatsTestServer;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build the CLI first (npx tsc --build cli)`);
+    server = await startNats();
+    nc = await connect({ servers: server.url });
+    await ensureStreams(await nc.jetstreamManager(), STREAMS);
+    const publisher = createEventPublisher(nc.jetstream());
+    fakeAgent(nc, publisher, 'main', 'succeeds');
+    fakeAgent(nc, publisher, 'broken', 'fails');
+    nc.subscribe(subjects.restoreRequested('pg', 'main'), {
+      callback: (_err, msg) => {
+        void (async () => {
+          const command = parseMessage(RequestRestore, decode(msg.data, msg.headers));
+          const scope = { schemaVersion: 1 as const, engine: 'pg' as const, target: 'main', requestId: command.requestId as string, occurredAt: new Date().toISOString() };
+          const artifactId = command.artifactId ?? '20250601T120000Z-0123456789';
+          const database = command.intoDatabase ?? 'main_restore_1';
+          await publisher.publish(subjects.restoreStarted('pg', 'main'), RestoreStarted, { ...scope, artifactId, database, agentId: 'fake-agent' });
+          await publisher.publish(subjects.restoreCompleted('pg', 'main'), RestoreCompleted, { ...scope, artifactId, database, durationMs: 2500 });
+        })();
+      },
+    });
+    // A fake catalog: one target whose newest artifact failed verification.
+    nc.subscribe(subjects.catalogList(), {
+      callback: (_err, msg) => {
+        const h = headers();
+        h.set(CONTENT_TYPE_HEADER, 'application/json');
+        const at = (hours: number) => new Date(Date.now() - hours * 3600_000).toISOString();
+        msg.respond(encodeJson({
+          total: 2,
+          artifacts: [
+            { artifactId: '20250601T120000Z-aaaaaaaaaa', engine: 'pg', target: 'main', kind: 'logical', createdAt: at(1), storedBytes: 2048, verification: 'failed', verificationError: { code: 'VERIFY_MISMATCH', message: 'rows differ' } },
+            { artifactId: '20250531T120000Z-bbbbbbbbbb', engine: 'pg', target: 'main', kind: 'logical', createdAt: at(25), storedBytes: 2048, verification: 'passed' },
+          ],
+        }), { headers: h });
+      },
+    });
+    await nc.flush();
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await server?.stop();
+  });
+
+  it('backup --wait follows a backup to verification and exits 0', async () => {
+    const result = await runCli(['backup', 'pg', 'main', '--wait', '--reason', 'integration test', '--timeout', '20'], { TIDEMARK_NATS_URL: server.url });
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines[0]).toMatch(/^requested: [0-9a-f-]{36} on /);
+    expect(lines[0]).toContain(subjects.backupRequested('pg', 'main'));
+    expect(result.stdout).toContain('started: logical backup 20250601T120000Z-0123456789 on fake-agent (attempt 1)');
+    expect(result.stdout).toContain('stored: 20250601T120000Z-0123456789, 4.0 KiB');
+    expect(lines.at(-1)).toBe('verified: 2 checks passed in 900ms');
+  });
+
+  it('backup --wait --json prints one document; --no-verify ends at artifact.stored', async () => {
+    const result = await runCli(['--nats', server.url, '--json', 'backup', 'pg', 'main', '--wait', '--no-verify', '--timeout', '20']);
+    expect(result.code).toBe(0);
+    const doc = JSON.parse(result.stdout);
+    expect(doc).toMatchObject({ subject: subjects.backupRequested('pg', 'main'), outcome: 'stored', artifactId: '20250601T120000Z-0123456789' });
+    expect(doc.events.map((e: { type: string }) => e.type)).toEqual(['backup.started', 'backup.completed', 'artifact.stored']);
+  });
+
+  it('backup --wait exits 1 on the final failure and prints its code and message', async () => {
+    const result = await runCli(['--nats', server.url, 'backup', 'pg', 'broken', '--wait', '--timeout', '20']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('attempt 1 failed (DUMP_FAILED: pg_dump exited with code 1); the agent retries');
+    expect(result.stdout.trim().split('\n').at(-1)).toBe('backup failed: DUMP_FAILED: pg_dump exited with code 1');
+  });
+
+  it('backup without --wait prints the request id, and the command is stored with it as msg id', async () => {
+    const result = await runCli(['--nats', server.url, 'backup', 'pg', 'quiet']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    const requestId = result.stdout.trim();
+    expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const jsm = await nc.jetstreamManager();
+    const stored = await jsm.streams.getMessage('TIDEMARK_COMMANDS', { last_by_subj: subjects.backupRequested('pg', 'quiet') });
+    expect(stored.header.get('Nats-Msg-Id')).toBe(requestId);
+    expect(parseMessage(RequestBackup, decode(stored.data, stored.header))).toMatchObject({ requestId, requestedBy: expect.stringMatching(/^cli:/) });
+  });
+
+  it('restore --wait follows the restore and exits 0', async () => {
+    const result = await runCli(['--nats', server.url, 'restore', 'pg', 'main', '--into', 'main_copy', '--wait', '--timeout', '20']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('started: restoring 20250601T120000Z-0123456789 into main_copy on fake-agent');
+    expect(result.stdout.trim().split('\n').at(-1)).toBe('restored: 20250601T120000Z-0123456789 into main_copy in 2.5s');
+  });
+
+  it('backup --wait exits 2 when nothing happens before the timeout', async () => {
+    const result = await runCli(['--nats', server.url, 'backup', 'pg', 'idle', '--wait', '--timeout', '1']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/timed out after 1s waiting for/);
+  });
+
+  it('status reports the newest artifact per target and exits 1 when it failed verification', async () => {
+    const result = await runCli(['--nats', server.url, 'status']);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('pg/main');
+    expect(result.stdout).toMatch(/failed \(VERIFY_MISMATCH\)\s+20250531T120000Z-bbbbbbbbbb \(1d\)/);
+    const list = await runCli(['--nats', server.url, 'list', '--json']);
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout).artifacts).toHaveLength(2);
+  });
+
+  it('explains a command no stream stores (an engine without an agent) and exits 1', async () => {
+    const result = await runCli(['--nats', server.url, 'backup', 'files', 'docs']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`no stream stores ${subjects.backupRequested('files', 'docs')}`);
+  });
+
+  it('exits 2 on usage errors and 1 when NATS cannot be reached', async () => {
+    const usage = await runCli(['backup', 'pg']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('missing arguments');
+    const badDatabase = await runCli(['--nats', server.url, 'restore', 'pg', 'main', '--into', 'bad name']);
+    expect(badDatabase.code).toBe(2);
+    expect(badDatabase.stderr).toContain('intoDatabase');
+    const down = await runCli(['--nats', 'nats://127.0.0.1:1', 'status']);
+    expect(down.code).toBe(1);
+    expect(down.stderr).toContain('cannot connect to NATS at nats://127.0.0.1:1');
+  });
+});
