@@ -160,6 +160,8 @@ async function dumpAndStore(target: Target, plan: DumpPlan, deps: BackupDeps, ct
     return manifest;
   } catch (error) {
     session.abort(error instanceof TidemarkError ? error : new TidemarkError('INTERNAL', (error as Error).message));
+    // Return only once pg_dump is gone and the snapshot's session is closed.
+    await session.finished.catch(() => undefined);
     throw error;
   } finally {
     clearInterval(progress);

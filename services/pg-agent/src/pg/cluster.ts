@@ -80,13 +80,14 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
 
     async startDump(database, options) {
       const client = await openClient(conn, database, role, env);
-      let closed = false;
-      const close = async (commit: boolean) => {
-        if (closed) return;
-        closed = true;
-        await client.query(commit ? 'COMMIT' : 'ROLLBACK').catch(() => undefined);
-        await client.end().catch(() => undefined);
-      };
+      // Ends the snapshot's session once. Ending without COMMIT aborts a running facts query at
+      // once (the server rolls back); a ROLLBACK statement would queue behind it.
+      let ended: Promise<void> | undefined;
+      const close = (commit: boolean): Promise<void> =>
+        (ended ??= (async () => {
+          if (commit) await client.query('COMMIT').catch(() => undefined);
+          await client.end().catch(() => undefined);
+        })());
       let snapshot: string;
       try {
         await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
@@ -113,6 +114,7 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
         failure ??= error;
         tool.kill();
         output.destroy(failure);
+        void close(false);
       };
       const piped = pipeline(tool.child.stdout as Readable, counter, output, { end: false }).catch((error: unknown) => {
         fail(error instanceof TidemarkError ? error : new TidemarkError('DUMP_FAILED', `reading pg_dump output failed: ${(error as Error).message}`));
@@ -137,7 +139,7 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
         if (!failure && (exit.code !== 0 || tool.reportedError)) {
           fail(new TidemarkError('DUMP_FAILED', `${describeExit('pg_dump', exit, tool.stderrTail())}; check the source and the agent's pg_dump version`));
         }
-        await close(!failure);
+        await close(true);
         if (failure) throw failure;
         output.end();
       })();
