@@ -126,6 +126,9 @@ describe('logical backups end to end on S3', () => {
     expect(objects.sort()).toEqual(
       [manifests[0]!.data.key, `artifacts/pg/main/${artifactId}/manifest.json`, `artifacts/pg/main/${artifactId}/verification.json`].sort(),
     );
+    // The command was started by the killed agent and taken over by its replacement.
+    const starters = new Set(stack.events.filter((e) => e.subject === 'backup.started.pg.main' && e.data.requestId === 'kill-test').map((e) => e.data.agentId));
+    expect(starters.size).toBe(2);
     const completions = stack.events.filter((e) => e.subject === 'backup.completed.pg.main' && e.data.requestId === 'kill-test');
     expect(completions).toHaveLength(1);
   });

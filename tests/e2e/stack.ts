@@ -112,6 +112,8 @@ export class Stack {
       const sub: Subscription = this.nc.subscribe(subject);
       void (async () => {
         for await (const msg of sub) {
+          // Commands share the `backup.*.*.*` shape; only events are recorded.
+          if (msg.subject.includes('.requested.')) continue;
           this.events.push({ subject: msg.subject, data: decode(msg.data, msg.headers) as Record<string, unknown> });
           const waiters = this.waiters;
           this.waiters = [];
