@@ -1,28 +1,14 @@
 import { headers as natsHeaders, type NatsConnection } from 'nats';
 import {
   CONTENT_TYPE_HEADER, MSGPACK, TidemarkError, decode, encode, isErrorCode, subjects,
-  type CatalogDescribeRequest, type CatalogListRequest, type Engine, type ErrorInfo,
+  type CatalogDescribeRequest, type CatalogEntry, type CatalogListReply, type CatalogListRequest, type Engine, type ErrorInfo,
 } from '@tidemark/contracts';
 import { natsFailure } from './nats-errors.js';
 
-/** One artifact as the catalog lists it (the storage service's CatalogEntry, read side). */
-export interface CatalogArtifact {
-  readonly artifactId: string;
-  readonly engine: Engine;
-  readonly target: string;
-  readonly kind: string;
-  readonly createdAt: string;
-  readonly storedBytes: number;
-  readonly verification: 'unverified' | 'passed' | 'failed' | 'not-required';
-  readonly verifiedAt?: string;
-  readonly verificationError?: { readonly code: string; readonly message: string };
-  readonly [other: string]: unknown;
-}
 
-export interface CatalogListReply {
-  readonly artifacts: CatalogArtifact[];
-  readonly total?: number;
-}
+/** The catalog's reply types live in contracts; the CLI reads them as they are. */
+export type CatalogArtifact = CatalogEntry;
+export type { CatalogListReply };
 
 /** Sends one catalog request (msgpack) and returns the reply, or throws its error as a TidemarkError. */
 async function request<T>(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number): Promise<T> {

@@ -192,3 +192,32 @@ export function parseMessage<T>(schema: Schema<T>, value: unknown): T {
 }
 
 
+
+export const VERIFICATION_STATUSES = ['unverified', 'passed', 'failed', 'not-required'] as const;
+export type VerificationStatus = (typeof VERIFICATION_STATUSES)[number];
+
+/** One line of the catalog (reply of `catalog.list`): a manifest's summary and its verification. */
+export const CatalogEntry = object({
+  artifactId: id,
+  engine,
+  target,
+  kind: oneOf(ARTIFACT_KINDS),
+  format: string(),
+  requestId: id,
+  createdAt: isoDate(),
+  finishedAt: isoDate(),
+  storedBytes: number({ min: 0 }),
+  rawBytes: number({ min: 0 }),
+  sha256: string(),
+  compression: string(),
+  encrypted: boolean(),
+  verify: boolean(),
+  reason: optional(text),
+  verification: oneOf(VERIFICATION_STATUSES),
+  verifiedAt: optional(isoDate()),
+  verificationError: optional(object({ code: string(), message: string() })),
+});
+export type CatalogEntry = Infer<typeof CatalogEntry>;
+
+export const CatalogListReply = object({ artifacts: array(CatalogEntry), total: optional(number({ integer: true, min: 0 })) });
+export type CatalogListReply = Infer<typeof CatalogListReply>;

@@ -1,3 +1,3 @@
-export * from './pg/index.js';
+
 export { handleBackupRequested, PG_DUMP_FORMAT, type BackupDeps } from './handlers/backup-requested.js';
 export { handleRestoreRequested, pickArtifact, type RestoreDeps } from './handlers/restore-requested.js';

@@ -3,18 +3,19 @@ import { hostname } from 'node:os';
 import { COMMANDS_STREAM, RequestBackup, RequestRestore, consumers, filters } from '@tidemark/contracts';
 import { loadConfig, type Target } from '@tidemark/config';
 import { bootstrap, ensureConsumer, readServiceVersion, runConsumer } from '@tidemark/runtime';
-import { pgCluster } from './pg/cluster.js';
+import { pgCluster } from '@tidemark/pg';
 import { handleBackupRequested, type BackupDeps } from './handlers/backup-requested.js';
 import { handleRestoreRequested } from './handlers/restore-requested.js';
-import { keyRingFromConfig, openArtifactStore, runMain } from './wiring.js';
+import { keyRingFromConfig, openArtifactStore, runMain } from '@tidemark/service';
 
 runMain('pg-agent', async () => {
   const { config } = loadConfig(process.env);
   const keys = keyRingFromConfig(config);
   const service = await bootstrap('pg-agent', { natsUrl: config.nats.url });
   const { logger, shutdown } = service;
-  const store = await openArtifactStore(config, logger);
-  shutdown.add('storage', () => store.backend.close());
+  const { store, breakerState, close } = await openArtifactStore(config, logger);
+  shutdown.add('storage', close);
+  service.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState() } }));
 
   const deps: BackupDeps = {
     config,

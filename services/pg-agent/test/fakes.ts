@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { TidemarkError, type PgSourceFacts, type Schema } from '@tidemark/contracts';
 import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
-import type { DumpSession, PgCluster } from '../src/pg/cluster.js';
+import type { DumpSession, PgCluster } from '@tidemark/pg';
 
 export const SAMPLE_FACTS: PgSourceFacts = {
   serverVersion: '15.14',

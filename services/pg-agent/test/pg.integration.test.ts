@@ -8,7 +8,7 @@ import { loadKeyRing } from '@tidemark/pipeline';
 import { makeTempDir, removeTempDir, startPostgres, type PostgresServer } from '@tidemark/testkit';
 import { handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
 import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
-import { pgCluster } from '../src/pg/cluster.js';
+import { pgCluster } from '@tidemark/pg';
 import { recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
 import { createFixtureDatabase, FIXTURE_ROWS, pgConfigYaml } from './fixture.js';
 

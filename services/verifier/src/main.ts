@@ -2,8 +2,8 @@
 import { ArtifactStored, EVENTS_STREAM, consumers, filters } from '@tidemark/contracts';
 import { loadConfig } from '@tidemark/config';
 import { bootstrap, ensureConsumer, runConsumer } from '@tidemark/runtime';
-import { pgCluster } from '@tidemark/pg-agent-service/pg';
-import { keyRingFromConfig, openArtifactStore, runMain } from '@tidemark/pg-agent-service/wiring';
+import { pgCluster } from '@tidemark/pg';
+import { keyRingFromConfig, openArtifactStore, runMain } from '@tidemark/service';
 import { handleArtifactStored, type VerifierDeps } from './handlers/artifact-stored.js';
 
 runMain('verifier', async () => {
@@ -11,8 +11,9 @@ runMain('verifier', async () => {
   const keys = keyRingFromConfig(config);
   const service = await bootstrap('verifier', { natsUrl: config.nats.url });
   const { logger, shutdown } = service;
-  const store = await openArtifactStore(config, logger);
-  shutdown.add('storage', () => store.backend.close());
+  const { store, breakerState, close } = await openArtifactStore(config, logger);
+  shutdown.add('storage', close);
+  service.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState() } }));
   const sandboxConnection = config.sandbox?.postgres;
   if (!sandboxConnection) logger.warn('sandbox.postgres is not configured: pg artifacts will fail verification with CONFIG_INVALID');
 

@@ -5,7 +5,7 @@ import { ArtifactStored, TidemarkError, type Manifest, type PgSourceFacts, type 
 import { ArtifactStore, artifactKeys, createMemoryBackend } from '@tidemark/storage';
 import { encodeStream, loadKeyRing } from '@tidemark/pipeline';
 import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
-import type { PgCluster } from '@tidemark/pg-agent-service/pg';
+import type { PgCluster } from '@tidemark/pg';
 import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 
 const FACTS: PgSourceFacts = {

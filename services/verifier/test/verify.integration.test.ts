@@ -9,7 +9,7 @@ import { ArtifactStore, artifactKeys, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
 import { handleBackupRequested } from '@tidemark/pg-agent-service';
-import { pgCluster } from '@tidemark/pg-agent-service/pg';
+import { pgCluster } from '@tidemark/pg';
 import { makeTempDir, removeTempDir, startPostgres, type PostgresServer } from '@tidemark/testkit';
 import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 

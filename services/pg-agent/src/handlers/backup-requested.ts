@@ -10,7 +10,7 @@ import { effectiveTarget, findTarget, type Target, type TidemarkConfig } from '@
 import { artifactKeys, newArtifactId, type ArtifactStore } from '@tidemark/storage';
 import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
 import { ack, nakWithDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
-import type { PgCluster } from '../pg/cluster.js';
+import type { PgCluster } from '@tidemark/pg';
 import { errorInfoOf, requestIdOf, retryDelayMs, targetOfSubject } from './common.js';
 
 export const PG_DUMP_FORMAT = 'pg_dump-custom';

@@ -9,8 +9,8 @@ import { findTarget, type Target, type TidemarkConfig } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
 import { ack, nakWithDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
-import { derivedDatabaseName, type PgCluster } from '../pg/cluster.js';
-import { restoreArtifact } from '../pg/restore-artifact.js';
+import { derivedDatabaseName, type PgCluster } from '@tidemark/pg';
+import { restoreArtifact } from '@tidemark/pg';
 import { compactTimestamp, errorInfoOf, requestIdOf, retryDelayMs, targetOfSubject } from './common.js';
 
 export interface RestoreDeps {

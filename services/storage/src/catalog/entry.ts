@@ -1,29 +1,7 @@
-import type { Engine, ErrorCode, Manifest, VerificationRecord } from '@tidemark/contracts';
+import type { CatalogEntry, Engine, Manifest, VerificationRecord, VerificationStatus } from '@tidemark/contracts';
 
-export const VERIFICATION_STATUSES = ['unverified', 'passed', 'failed', 'not-required'] as const;
-export type VerificationStatus = (typeof VERIFICATION_STATUSES)[number];
-
-/** One line of the catalog: the manifest's summary and where its verification stands. */
-export interface CatalogEntry {
-  readonly artifactId: string;
-  readonly engine: Engine;
-  readonly target: string;
-  readonly kind: Manifest['kind'];
-  readonly format: string;
-  readonly requestId: string;
-  readonly createdAt: string;
-  readonly finishedAt: string;
-  readonly storedBytes: number;
-  readonly rawBytes: number;
-  readonly sha256: string;
-  readonly compression: Manifest['pipeline']['compression'];
-  readonly encrypted: boolean;
-  readonly verify: boolean;
-  readonly reason?: string;
-  readonly verification: VerificationStatus;
-  readonly verifiedAt?: string;
-  readonly verificationError?: { readonly code: ErrorCode | string; readonly message: string };
-}
+export type { CatalogEntry, VerificationStatus };
+export { VERIFICATION_STATUSES } from '@tidemark/contracts';
 
 export function verificationStatus(manifest: Manifest, record: VerificationRecord | undefined): VerificationStatus {
   if (record) return record.status;

@@ -9,7 +9,7 @@ import {
 import type { ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
 import { ack, nakWithDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
-import { restoreArtifact, type PgCluster } from '@tidemark/pg-agent-service/pg';
+import { restoreArtifact, type PgCluster } from '@tidemark/pg';
 import { compareFacts, probeKOf } from '../compare.js';
 
 export interface VerifierDeps {

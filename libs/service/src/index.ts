@@ -1,9 +1,9 @@
-// Start-up pieces the pg-agent and the verifier wire the same way.
-import { TidemarkError } from '@tidemark/contracts';
+// Start-up pieces every service that touches the bucket wires the same way.
+import { isRetryable, TidemarkError } from '@tidemark/contracts';
 import { storageConfig, type TidemarkConfig } from '@tidemark/config';
 import { ArtifactStore, createBackend, guardBackend, type Guard } from '@tidemark/storage';
 import { loadKeyRing, type KeyRing } from '@tidemark/pipeline';
-import { createBreaker, retryWithBackoff, type Logger } from '@tidemark/runtime';
+import { createBreaker, retryWithBackoff, type Breaker, type Logger } from '@tidemark/runtime';
 
 /**
  * The key ring named by the config's `encryption` section (the key in `keyEnv` or `keyFile`, older
@@ -20,23 +20,42 @@ export function keyRingFromConfig(config: TidemarkConfig, env: NodeJS.ProcessEnv
   return loadKeyRing(keyEnv);
 }
 
-/** The artifact store over the configured backend, each call guarded by a breaker and retries. */
-export async function openArtifactStore(config: TidemarkConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<ArtifactStore> {
+export interface GuardedStore {
+  readonly store: ArtifactStore;
+  /** The breaker's state, for health checks. */
+  readonly breakerState: () => Breaker['state'];
+  /** Closes the backend and the breaker. */
+  close(): Promise<void>;
+}
+
+/**
+ * The artifact store over the configured backend. Each backend call is retried with backoff
+ * around an opossum breaker, so every attempt counts towards opening it and an open breaker is
+ * not hammered. No call timeout: a save streams a whole dump.
+ */
+export async function openArtifactStore(config: TidemarkConfig, logger: Logger, env: NodeJS.ProcessEnv = process.env): Promise<GuardedStore> {
   const breaker = createBreaker('storage', logger, {
     timeoutMs: 0,
+    // A missing object is an answer, not an outage.
     isFailure: (error) => !(error instanceof TidemarkError && error.code === 'STORAGE_NOT_FOUND'),
   });
   const guard: Guard = (operation, call) =>
-    breaker.fire(() =>
-      retryWithBackoff(() => call(), {
-        attempts: 3,
-        baseDelayMs: 200,
-        maxDelayMs: 2_000,
-        onRetry: (error, attempt, delayMs) => logger.warn({ err: error, operation, attempt, delayMs }, 'storage call failed, retrying'),
-      }),
-    );
+    retryWithBackoff(() => breaker.fire(call), {
+      attempts: 3,
+      baseDelayMs: 200,
+      maxDelayMs: 2_000,
+      shouldRetry: (error) => isRetryable(error) && !(error instanceof TidemarkError && error.code === 'BREAKER_OPEN'),
+      onRetry: (error, attempt, delayMs) => logger.warn({ err: error, operation, attempt, delayMs }, 'storage call failed, retrying'),
+    });
   const backend = guardBackend(await createBackend(storageConfig(config, env)), guard);
-  return new ArtifactStore(backend);
+  return {
+    store: new ArtifactStore(backend),
+    breakerState: () => breaker.state,
+    close: async () => {
+      await backend.close();
+      breaker.shutdown();
+    },
+  };
 }
 
 /** Runs a service's main, turning a start-up failure into one log line and exit code 1. */
