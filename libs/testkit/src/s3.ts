@@ -13,6 +13,8 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { testProvider } from './provider.js';
+import { containerMinio } from './containers.js';
 
 export interface S3Endpoint {
   /** http://127.0.0.1:PORT */
@@ -33,6 +35,11 @@ const READY_TIMEOUT_MS = 20_000;
 
 /** Starts s3rver on a free port with its data in a fresh temp directory. */
 export async function startS3(): Promise<S3Endpoint> {
+  if (testProvider() === 'containers') {
+    // A real MinIO server instead of s3rver, where a Docker engine exists.
+    const minio = await containerMinio();
+    return { endpoint: minio.endpoint, port: minio.port, accessKey: minio.accessKey, secretKey: minio.secretKey, region: minio.region, directory: '', stop: () => minio.stop() };
+  }
   const directory = await mkdtemp(join(tmpdir(), 'tidemark-s3-'));
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), SERVE_FLAG, directory], {
     stdio: ['pipe', 'pipe', 'inherit'],
