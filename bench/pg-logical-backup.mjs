@@ -4,9 +4,10 @@
 // storage → manifest), against a bare `pg_dump -Fc -Z0 > /dev/null` of the same database in the
 // same run. Prints both times, the ratio, and the agent's peak RSS (VmHWM).
 //
-//   npm run build && node bench/pg-logical-backup.mjs [--gib 1.1] [--encrypt false]
+//   npm run build && node bench/pg-logical-backup.mjs [--gib 1.1] [--encrypt true] [--compression zstd] [--level 3] [--checksums true]
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,6 +25,7 @@ const targetGiB = Number(arg('gib', '1.1'));
 const encrypt = arg('encrypt', 'true') !== 'false';
 const compression = arg('compression', 'zstd');
 const checksums = arg('checksums', 'true') !== 'false';
+const level = arg('level', undefined);
 
 const t = () => performance.now();
 const fmt = (ms) => `${(ms / 1000).toFixed(1)} s`;
@@ -62,7 +64,9 @@ try {
   const runDump = () =>
     new Promise((res, rej) => {
       const s = t();
-      const p = spawn('pg_dump', ['-Fc', '-Z0', '-f', '/dev/null'], { env: pgEnv, stdio: ['ignore', 'ignore', 'inherit'] });
+      // Exactly `pg_dump -Fc -Z0 > /dev/null` (with -f, pg_dump 15 tries to fsync /dev/null).
+      const devNull = openSync('/dev/null', 'w');
+      const p = spawn('pg_dump', ['-Fc', '-Z0'], { env: pgEnv, stdio: ['ignore', devNull, 'inherit'] });
       p.on('exit', (code) => (code === 0 ? res(t() - s) : rej(new Error(`pg_dump exited ${code}`))));
     });
   await runDump(); // warm the cache so both runs read from memory alike
@@ -76,7 +80,9 @@ try {
     `nats:\n  url: ${nats.url}\nstorage:\n  type: fs\n  root: ${join(dir, 'storage')}\n` +
       (encrypt ? `encryption:\n  keyEnv: BENCH_KEY\n` : '') +
       `defaults:\n  compression: ${compression}\n  encrypt: ${encrypt}\n  verify: false\n` +
-      `targets:\n  - name: bench\n    engine: pg\n    tableChecksums: ${checksums}\n    postgres:\n      host: ${pg.host}\n      port: ${pg.port}\n      user: ${pg.user}\n      database: bench\n      passwordEnv: BENCH_PG_PASSWORD\n`,
+      `targets:\n  - name: bench\n    engine: pg\n    tableChecksums: ${checksums}\n` +
+      (level !== undefined ? `    compressionLevel: ${level}\n` : '') +
+      `    postgres:\n      host: ${pg.host}\n      port: ${pg.port}\n      user: ${pg.user}\n      database: bench\n      passwordEnv: BENCH_PG_PASSWORD\n`,
   );
   const agent = spawn(process.execPath, [join(repo, 'services/pg-agent/dist/main.js')], {
     env: { ...process.env, TIDEMARK_CONFIG: configPath, TIDEMARK_NATS_URL: nats.url, BENCH_KEY: keyHex, BENCH_PG_PASSWORD: pg.password, TIDEMARK_HEALTH_PORT: String(await freePort()), TIDEMARK_LOG_LEVEL: 'warn' },
@@ -107,7 +113,7 @@ try {
   const completed = await done;
   const agentMs = t() - s;
   clearInterval(sampler);
-  console.log(`tidemark backup (${compression}${encrypt ? ' + aes-256-gcm' : ''}${checksums ? ' + table checksums' : ''}): ${fmt(agentMs)}, stored ${(completed.storedBytes / 1024 ** 2).toFixed(0)} MiB`);
+  console.log(`tidemark backup (${compression}${level !== undefined ? ` level ${level}` : ''}${encrypt ? ' + aes-256-gcm' : ''}${checksums ? ' + table checksums' : ''}): ${fmt(agentMs)}, stored ${(completed.storedBytes / 1024 ** 2).toFixed(0)} MiB`);
   console.log(`ratio tidemark / pg_dump: ${(agentMs / dumpMs).toFixed(2)}`);
   console.log(`pg-agent peak RSS: ${(peakKiB / 1024).toFixed(0)} MiB`);
   agent.kill('SIGTERM');
