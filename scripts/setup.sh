@@ -9,4 +9,4 @@ if ! command -v nats-server >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/post
 fi
 $SUDO bash scripts/install-pgvector.sh
 npm ci --no-audit --no-fund
-npx tsc --build
+npm run build

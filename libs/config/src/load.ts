@@ -48,9 +48,13 @@ export function parseConfig(text: string, path = DEFAULT_CONFIG_PATH, env: NodeJ
   const rel = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
   // Environment overrides for deployment (compose) without editing the file.
   const natsUrl = env.TIDEMARK_NATS_URL ?? config.nats.url;
+  const withPasswordFile = <T extends { passwordFile?: string }>(conn: T): T =>
+    conn.passwordFile ? { ...conn, passwordFile: rel(conn.passwordFile) } : conn;
   return {
     ...config,
     nats: { url: natsUrl },
+    targets: config.targets.map((t) => (t.postgres ? { ...t, postgres: withPasswordFile(t.postgres) } : t)),
+    sandbox: config.sandbox && { ...config.sandbox, postgres: config.sandbox.postgres && withPasswordFile(config.sandbox.postgres) },
     storage: { ...config.storage, root: rel(config.storage.root) },
     encryption: config.encryption && {
       ...config.encryption,

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { TidemarkError } from '@tidemark/contracts';
+import { effectiveTarget, libpqEnv, parseConfig, storageConfig } from '@tidemark/config';
+
+const minimal = `
+targets:
+  - name: main
+    engine: pg
+    postgres: { host: db, database: app, passwordFile: secrets/pg }
+    schedules:
+      - id: nightly
+        cron: "0 2 * * *"
+sandbox:
+  postgres: { host: sandbox, passwordEnv: SANDBOX_PW }
+`;
+
+function configError(text: string): string {
+  try {
+    parseConfig(text, '/etc/tidemark/tidemark.yaml', {});
+  } catch (error) {
+    expect(error).toBeInstanceOf(TidemarkError);
+    expect((error as TidemarkError).code).toBe('CONFIG_INVALID');
+    return (error as Error).message;
+  }
+  throw new Error('expected a configuration error');
+}
+
+describe('tidemark.yaml', () => {
+  it('applies defaults and resolves relative paths against the file', () => {
+    const config = parseConfig(minimal, '/etc/tidemark/tidemark.yaml', {});
+    expect(config.storage).toMatchObject({ type: 'fs', root: '/etc/tidemark/.tidemark/storage' });
+    expect(config.targets[0]?.postgres?.passwordFile).toBe('/etc/tidemark/secrets/pg');
+    expect(config.targets[0]?.postgres?.port).toBe(5432);
+    expect(config.sandbox?.postgres?.passwordEnv).toBe('SANDBOX_PW');
+    expect(effectiveTarget(config, config.targets[0]!)).toMatchObject({ encrypt: false, verify: true, retention: { keepLast: 7, maxAgeDays: 30 } });
+  });
+
+  it('lets TIDEMARK_NATS_URL override the file', () => {
+    expect(parseConfig(minimal, '/x/t.yaml', { TIDEMARK_NATS_URL: 'nats://nats:4222' }).nats.url).toBe('nats://nats:4222');
+  });
+
+  it('names the field of an unknown key', () => {
+    expect(configError('targets:\n  - name: main\n    engine: pg\n    postgres: {}\n    schedule: []\n')).toMatch(/targets\[0\]\.schedule: is not a known field/);
+  });
+
+  it('names the field of an invalid cron expression', () => {
+    expect(configError('targets:\n  - name: main\n    engine: pg\n    postgres: {}\n    schedules:\n      - id: x\n        cron: "61 * * * *"\n')).toMatch(/targets\[0\]\.schedules\[0\]\.cron: invalid cron expression/);
+  });
+
+  it('requires an endpoint for s3 storage and a connection for pg targets', () => {
+    expect(configError('storage:\n  type: s3\n')).toMatch(/storage\.endpoint: is required/);
+    expect(configError('targets:\n  - name: main\n    engine: pg\n')).toMatch(/targets\[0\]\.postgres: is required/);
+  });
+
+  it('rejects target names that cannot be a subject token', () => {
+    expect(configError('targets:\n  - name: Main.DB\n    engine: pg\n    postgres: {}\n')).toMatch(/targets\[0\]\.name/);
+  });
+
+  it('reads secrets from the environment variables it names, never from the file', () => {
+    const config = parseConfig('storage:\n  type: s3\n  endpoint: http://minio:9000\n', '/x/t.yaml', {});
+    expect(() => storageConfig(config, {})).toThrow(/TIDEMARK_S3_ACCESS_KEY/);
+    expect(storageConfig(config, { TIDEMARK_S3_ACCESS_KEY: 'a', TIDEMARK_S3_SECRET_KEY: 'b' })).toMatchObject({ type: 's3', endPoint: 'minio', port: 9000, useSSL: false });
+    const conn = parseConfig(minimal, '/x/t.yaml', {}).sandbox!.postgres!;
+    expect(libpqEnv(conn, { SANDBOX_PW: 'pw' })).toMatchObject({ PGHOST: 'sandbox', PGPASSWORD: 'pw' });
+    expect(() => libpqEnv(conn, {})).toThrow(/SANDBOX_PW .*is not set/);
+  });
+});
