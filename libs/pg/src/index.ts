@@ -4,3 +4,4 @@ export { collectFacts, DEFAULT_PROBE_K, DETERMINISTIC_TEXT_SETTINGS, type Querya
 export { clientConfig, openClient, quoteIdent, toPgError, type ClusterRole } from './connection.js';
 export { pgToolPath, spawnTool, toolEnvironment, type PgTool, type RunningTool } from './tools.js';
 export { restoreArtifact } from './restore-artifact.js';
+export { guardCluster, type Fire } from './guard.js';

@@ -4,6 +4,8 @@ import { storageConfig, type TidemarkConfig } from '@tidemark/config';
 import { ArtifactStore, createBackend, guardBackend, type Guard } from '@tidemark/storage';
 import { loadKeyRing, type KeyRing } from '@tidemark/pipeline';
 import { createBreaker, retryWithBackoff, type Breaker, type Logger } from '@tidemark/runtime';
+import { guardCluster, pgCluster, type ClusterRole, type PgCluster } from '@tidemark/pg';
+import type { PostgresConnection } from '@tidemark/config';
 
 /**
  * The key ring named by the config's `encryption` section (the key in `keyEnv` or `keyFile`, older
@@ -56,6 +58,20 @@ export async function openArtifactStore(config: TidemarkConfig, logger: Logger, 
       breaker.shutdown();
     },
   };
+}
+
+/**
+ * A PostgreSQL cluster behind its own breaker. Only unavailability counts against it (a bad
+ * dump or a refused password is an answer, not an outage), and there is no call timeout: dumps
+ * and restores take as long as the data.
+ */
+export function openPgCluster(conn: PostgresConnection, role: ClusterRole, logger: Logger, env: NodeJS.ProcessEnv = process.env): PgCluster & { readonly breakerState: () => Breaker['state'] } {
+  const cluster = pgCluster(conn, role, env);
+  const breaker = createBreaker(`${role} postgres ${cluster.description}`, logger, {
+    timeoutMs: 0,
+    isFailure: (error) => error instanceof TidemarkError && (error.code === 'SOURCE_UNAVAILABLE' || error.code === 'SANDBOX_UNAVAILABLE'),
+  });
+  return { ...guardCluster(cluster, (call) => breaker.fire(call)), breakerState: () => breaker.state };
 }
 
 /** Runs a service's main, turning a start-up failure into one log line and exit code 1. */

@@ -3,10 +3,9 @@ import { hostname } from 'node:os';
 import { COMMANDS_STREAM, RequestBackup, RequestRestore, consumers, filters } from '@tidemark/contracts';
 import { loadConfig, type Target } from '@tidemark/config';
 import { bootstrap, ensureConsumer, readServiceVersion, runConsumer } from '@tidemark/runtime';
-import { pgCluster } from '@tidemark/pg';
 import { handleBackupRequested, type BackupDeps } from './handlers/backup-requested.js';
 import { handleRestoreRequested } from './handlers/restore-requested.js';
-import { keyRingFromConfig, openArtifactStore, runMain } from '@tidemark/service';
+import { keyRingFromConfig, openArtifactStore, openPgCluster, runMain } from '@tidemark/service';
 
 runMain('pg-agent', async () => {
   const { config } = loadConfig(process.env);
@@ -17,10 +16,17 @@ runMain('pg-agent', async () => {
   shutdown.add('storage', close);
   service.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState() } }));
 
+  // One breaker per target, shared by its backups and restores.
+  const clusters = new Map<string, ReturnType<typeof openPgCluster>>();
+  const clusterFor = (target: Target) => {
+    let cluster = clusters.get(target.name);
+    if (!cluster) clusters.set(target.name, (cluster = openPgCluster(target.postgres!, 'source', logger)));
+    return cluster;
+  };
   const deps: BackupDeps = {
     config,
     store,
-    clusterFor: (target: Target) => pgCluster(target.postgres!, 'source'),
+    clusterFor,
     publisher: service.publisher,
     keys,
     agent: { id: service.instanceId || `pg-agent-${hostname()}-${process.pid}`, version: readServiceVersion() },

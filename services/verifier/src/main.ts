@@ -2,8 +2,7 @@
 import { ArtifactStored, EVENTS_STREAM, consumers, filters } from '@tidemark/contracts';
 import { loadConfig } from '@tidemark/config';
 import { bootstrap, ensureConsumer, runConsumer } from '@tidemark/runtime';
-import { pgCluster } from '@tidemark/pg';
-import { keyRingFromConfig, openArtifactStore, runMain } from '@tidemark/service';
+import { keyRingFromConfig, openArtifactStore, openPgCluster, runMain } from '@tidemark/service';
 import { handleArtifactStored, type VerifierDeps } from './handlers/artifact-stored.js';
 
 runMain('verifier', async () => {
@@ -19,7 +18,7 @@ runMain('verifier', async () => {
 
   const deps: VerifierDeps = {
     store,
-    sandbox: sandboxConnection ? pgCluster(sandboxConnection, 'sandbox') : undefined,
+    sandbox: sandboxConnection ? openPgCluster(sandboxConnection, 'sandbox', logger) : undefined,
     publisher: service.publisher,
     keys,
     clock: () => new Date(),
