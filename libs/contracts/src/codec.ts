@@ -33,18 +33,29 @@ function firstSignificantByte(data: Uint8Array): number | undefined {
   return undefined;
 }
 
+export type PayloadEncoding = 'json' | 'msgpack';
+
+/**
+ * Which encoding a payload uses: the content-type header when present, else the first byte.
+ * A msgpack map begins with 0x80-0x8f, 0xde or 0xdf; "{" (0x7b) would be a bare integer in
+ * msgpack, which is never a valid message, so sniffing it as JSON is unambiguous. An empty payload
+ * counts as JSON: a person typed it.
+ */
+export function payloadEncoding(data: Uint8Array, headers?: HeaderReader): PayloadEncoding {
+  const declared = headers?.get(CONTENT_TYPE_HEADER)?.toLowerCase() ?? '';
+  if (declared.includes('json')) return 'json';
+  if (declared.includes('msgpack')) return 'msgpack';
+  const first = firstSignificantByte(data);
+  return first === undefined || first === 0x7b || first === 0x5b ? 'json' : 'msgpack';
+}
+
 /**
  * Decodes a payload. An empty payload decodes to `{}` so that `nats pub <subject> ""` requests a
  * backup with defaults. Throws COMMAND_UNDECODABLE with a reason that can be shown to the sender.
  */
 export function decode(data: Uint8Array, headers?: HeaderReader): unknown {
-  const declared = headers?.get(CONTENT_TYPE_HEADER)?.toLowerCase() ?? '';
-  const first = firstSignificantByte(data);
-  if (first === undefined) return {};
-  // A msgpack map begins with 0x80-0x8f, 0xde or 0xdf; "{" (0x7b) would be a bare integer in
-  // msgpack, which is never a valid message, so sniffing it as JSON is unambiguous.
-  const looksJson = first === 0x7b || first === 0x5b;
-  const useJson = declared.includes('json') || (!declared.includes('msgpack') && looksJson);
+  if (firstSignificantByte(data) === undefined) return {};
+  const useJson = payloadEncoding(data, headers) === 'json';
   try {
     if (useJson) return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
     return packr.unpack(data);

@@ -6,23 +6,15 @@ import {
   ArtifactStored, BackupCompleted, BackupFailed, BackupStarted, MANIFEST_VERSION, SCHEMA_VERSION, TidemarkError, subjects,
   type ArtifactKind, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
-import { effectiveTarget, findTarget, type Target, type TidemarkConfig } from '@tidemark/config';
-import { artifactKeys, newArtifactId, type ArtifactStore } from '@tidemark/storage';
+import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
+import { artifactKeys, newArtifactId } from '@tidemark/storage';
 import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
-import { ack, nakWithDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
-import type { PgCluster } from '@tidemark/pg';
-import { errorInfoOf, requestIdOf, retryDelayMs, targetOfSubject } from './common.js';
+import { ack, nakWithDelay, term, type HandlerContext, type Outcome } from '@tidemark/runtime';
+import { errorInfoOf, requestIdOf, retryDelayMs, targetOfSubject, type AgentDeps } from './common.js';
 
 export const PG_DUMP_FORMAT = 'pg_dump-custom';
 
-export interface BackupDeps {
-  readonly config: TidemarkConfig;
-  readonly store: ArtifactStore;
-  readonly clusterFor: (target: Target) => PgCluster;
-  readonly publisher: EventPublisher;
-  readonly keys: KeyRing;
-  readonly agent: { readonly id: string; readonly version: string };
-  readonly clock: () => Date;
+export interface BackupDeps extends AgentDeps {
   /** How often progress is reported to the consumer while pg_dump runs (default 5 s). */
   readonly progressIntervalMs?: number;
 }

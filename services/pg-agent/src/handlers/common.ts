@@ -1,5 +1,21 @@
 // Small pieces the pg-agent's handlers share.
 import { parseCommandSubject, toErrorInfo, TidemarkError, type ErrorInfo } from '@tidemark/contracts';
+import type { Target, TidemarkConfig } from '@tidemark/config';
+import type { ArtifactStore } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
+import type { EventPublisher } from '@tidemark/runtime';
+import type { PgCluster } from '@tidemark/pg';
+
+/** The ports both handlers work through. */
+export interface AgentDeps {
+  readonly config: TidemarkConfig;
+  readonly store: ArtifactStore;
+  readonly clusterFor: (target: Target) => PgCluster;
+  readonly publisher: EventPublisher;
+  readonly keys: KeyRing;
+  readonly agent: { readonly id: string; readonly version: string };
+  readonly clock: () => Date;
+}
 
 /** Events carry error messages of at most 2000 characters. */
 export function errorInfoOf(error: unknown): ErrorInfo {

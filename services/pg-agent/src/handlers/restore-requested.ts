@@ -5,23 +5,13 @@
 import {
   RestoreCompleted, RestoreFailed, RestoreStarted, SCHEMA_VERSION, TidemarkError, subjects, type Manifest, type RequestRestore,
 } from '@tidemark/contracts';
-import { findTarget, type Target, type TidemarkConfig } from '@tidemark/config';
+import { findTarget } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
-import type { KeyRing } from '@tidemark/pipeline';
-import { ack, nakWithDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
-import { derivedDatabaseName, type PgCluster } from '@tidemark/pg';
-import { restoreArtifact } from '@tidemark/pg';
-import { compactTimestamp, errorInfoOf, requestIdOf, retryDelayMs, targetOfSubject } from './common.js';
+import { ack, nakWithDelay, term, type HandlerContext, type Outcome } from '@tidemark/runtime';
+import { derivedDatabaseName, restoreArtifact } from '@tidemark/pg';
+import { compactTimestamp, errorInfoOf, requestIdOf, retryDelayMs, targetOfSubject, type AgentDeps } from './common.js';
 
-export interface RestoreDeps {
-  readonly config: TidemarkConfig;
-  readonly store: ArtifactStore;
-  readonly clusterFor: (target: Target) => PgCluster;
-  readonly publisher: EventPublisher;
-  readonly keys: KeyRing;
-  readonly agent: { readonly id: string; readonly version: string };
-  readonly clock: () => Date;
-}
+export type RestoreDeps = AgentDeps;
 
 type Context = Pick<HandlerContext, 'subject' | 'attempt' | 'maxDeliver' | 'streamSequence' | 'storedAt' | 'working' | 'signal' | 'logger'>;
 
