@@ -39,7 +39,7 @@ describe('encode then decode returns the source bytes', () => {
     const encoded = await encode(sampleBytes(10), { compression: 'zstd', key });
     expect(encoded.summary.pipeline).toEqual({
       compression: 'zstd',
-      compressionLevel: 3,
+      compressionLevel: 1,
       encryption: { algorithm: 'aes-256-gcm-chunked-v1', keyId: key.id, chunkSize: 1024 * 1024 },
     });
   });
