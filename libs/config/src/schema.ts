@@ -26,6 +26,22 @@ export const PostgresConnection = object(
 );
 export type PostgresConnection = Infer<typeof PostgresConnection>;
 
+/** How the agent reaches a Qdrant target. The API key is read from the variable it names. */
+export const QdrantConnection = object(
+  {
+    url: string({ pattern: /^https?:\/\/[^/]+\/?$/, hint: 'an http(s)://host[:port] URL, e.g. http://qdrant:6333' }),
+    apiKeyEnv: optional(string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, hint: 'an environment variable name' })),
+    /** Collections to back up; all of them when absent. */
+    collections: optional(array(string({ min: 1, max: 255 }))),
+    /** Per-call timeout in ms (default 30 s). */
+    timeoutMs: optional(number({ integer: true, min: 100 })),
+    /** Payload timestamp field (number or RFC 3339) that incremental exports compare. */
+    incrementalField: optional(string({ min: 1 })),
+  },
+  { strict: true },
+);
+export type QdrantConnection = Infer<typeof QdrantConnection>;
+
 export const Retention = object(
   {
     /** Keep at most this many committed artifacts per target (0 = no count limit). */
@@ -56,6 +72,7 @@ export const Target = object(
     name: string({ pattern: TARGET_NAME_PATTERN, hint: TARGET_NAME_HINT }),
     engine: oneOf(['pg', 'qdrant'] as const),
     postgres: optional(PostgresConnection),
+    qdrant: optional(QdrantConnection),
     schedules: withDefault(array(Schedule), []),
     retention: optional(Retention),
     compression: optional(oneOf(COMPRESSIONS)),

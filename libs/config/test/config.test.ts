@@ -64,4 +64,12 @@ describe('tidemark.yaml', () => {
     expect(libpqEnv(conn, { SANDBOX_PW: 'pw' })).toMatchObject({ PGHOST: 'sandbox', PGPASSWORD: 'pw' });
     expect(() => libpqEnv(conn, {})).toThrow(/SANDBOX_PW .*is not set/);
   });
+
+  it('reads a qdrant connection on qdrant targets, naming bad fields', () => {
+    const config = parseConfig('targets:\n  - name: vectors\n    engine: qdrant\n    qdrant: { url: "http://qdrant:6333", apiKeyEnv: QDRANT_KEY, collections: [docs], incrementalField: updatedAt }\n', '/x/t.yaml', {});
+    expect(config.targets[0]?.qdrant).toEqual({ url: 'http://qdrant:6333', apiKeyEnv: 'QDRANT_KEY', collections: ['docs'], incrementalField: 'updatedAt' });
+    expect(configError('targets:\n  - name: vectors\n    engine: qdrant\n    qdrant: { url: "qdrant:6333" }\n')).toMatch(/targets\[0\]\.qdrant\.url: an http/);
+    expect(configError('targets:\n  - name: vectors\n    engine: qdrant\n    qdrant: { url: "http://q:6333", apiKey: secret }\n')).toMatch(/targets\[0\]\.qdrant\.apiKey: is not a known field/);
+    expect(configError('targets:\n  - name: main\n    engine: pg\n    postgres: {}\n    qdrant: { url: "http://q:6333" }\n')).toMatch(/targets\[0\]\.qdrant: is only for engine qdrant/);
+  });
 });

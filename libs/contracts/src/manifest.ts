@@ -96,3 +96,57 @@ export const VerificationRecord = object({
   error: optional(object({ code: string(), message: string(), retryable: boolean() })),
 });
 export type VerificationRecord = Infer<typeof VerificationRecord>;
+
+// ---------------------------------------------------------------- qdrant
+
+/** The first points of a collection in id order, hashed; compared after a restore. */
+export const QdrantSampleFingerprint = object({
+  size: number({ integer: true, min: 0 }),
+  /** Point ids (integers or UUIDs) in id order. */
+  ids: array(unknownValue()),
+  /** sha256 over ids and float32 vector bytes (see qdrant-agent canonical.ts). */
+  vectorsSha256: string(),
+  /** sha256 over ids and canonical payload JSON; absent when payloads were not exported. */
+  payloadSha256: optional(string()),
+});
+export type QdrantSampleFingerprint = Infer<typeof QdrantSampleFingerprint>;
+
+/** A nearest-neighbour query recorded at backup time and replayed on the restored collection. */
+export const QdrantProbe = object({
+  /** The point whose stored vector is the query. */
+  queryId: unknownValue(),
+  /** Named vector the query runs on; absent for the unnamed vector. */
+  using: optional(string()),
+  k: number({ integer: true, min: 1 }),
+  /** Ids of the k nearest points, nearest first. */
+  topIds: array(unknownValue()),
+});
+export type QdrantProbe = Infer<typeof QdrantProbe>;
+
+export const QdrantSourceFacts = object({
+  qdrantVersion: string(),
+  collection: string(),
+  /** The collection config as Qdrant reported it (params, hnsw, optimizer, wal, quantization). */
+  config: record(unknownValue()),
+  payloadSchema: optional(record(unknownValue())),
+  vectors: array(object({ name: string(), kind: oneOf(['dense', 'sparse', 'multi'] as const), size: optional(number()), distance: optional(string()) })),
+  sharding: object({
+    shardNumber: number({ integer: true, min: 1 }),
+    replicationFactor: number({ integer: true, min: 1 }),
+    writeConsistencyFactor: optional(number({ integer: true, min: 1 })),
+    method: string(),
+  }),
+  /** What the artifact covers, e.g. "single node: all local shards". */
+  coverage: string(),
+  /** Exact count at backup time. */
+  pointsCount: number({ integer: true, min: 0 }),
+  sample: QdrantSampleFingerprint,
+  probes: array(QdrantProbe),
+  /** Exports only. */
+  includePayload: optional(boolean()),
+  /** Incremental exports: the payload timestamp field and the marks the chain is cut at. */
+  incremental: optional(object({ field: string(), parentHighWater: optional(unknownValue()), highWater: optional(unknownValue()) })),
+  /** Snapshots: Qdrant's snapshot name and the sha256 it reported (null when it gives none). */
+  snapshot: optional(object({ name: string(), qdrantSha256: nullable(string()), sha256: string(), bytes: number({ integer: true, min: 0 }) })),
+});
+export type QdrantSourceFacts = Infer<typeof QdrantSourceFacts>;

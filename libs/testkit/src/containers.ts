@@ -199,3 +199,42 @@ export async function containerMinio(): Promise<ContainerMinio> {
     },
   };
 }
+
+export interface ContainerQdrant {
+  /** http://host:port of the REST API. */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  /** The snapshots directory inside the container (for `file://` recover locations). */
+  readonly snapshotsDir: string;
+  stop(): Promise<void>;
+}
+
+const QDRANT_PORT = 6333;
+const QDRANT_IMAGE = process.env['TIDEMARK_QDRANT_IMAGE'] ?? 'qdrant/qdrant:v1.16.1';
+
+/** A real single-node Qdrant in a container, ready when `/readyz` answers 200. */
+export async function containerQdrant(): Promise<ContainerQdrant> {
+  const { GenericContainer, Wait } = await loadTestcontainers();
+  const container = await startContainer(
+    'qdrant',
+    new GenericContainer(QDRANT_IMAGE)
+      .withExposedPorts(QDRANT_PORT)
+      .withWaitStrategy(Wait.forHttp('/readyz', QDRANT_PORT).forStatusCode(200))
+      .withStartupTimeout(120_000),
+  );
+  const host = container.getHost();
+  const port = container.getMappedPort(QDRANT_PORT);
+  let stopped = false;
+  return {
+    url: `http://${host}:${port}`,
+    host,
+    port,
+    snapshotsDir: '/qdrant/snapshots',
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await container.stop({ remove: true, removeVolumes: true });
+    },
+  };
+}

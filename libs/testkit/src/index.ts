@@ -9,3 +9,4 @@ export * from './postgres.js';
 export * from './containers.js';
 export * from './nats.js';
 export * from './s3.js';
+export * from './qdrant.js';
