@@ -72,9 +72,9 @@ function crossCheck(config: TidemarkConfig): string[] {
     if (seen.has(key)) problems.push(`targets[${i}].name: duplicate target ${key}`);
     seen.add(key);
     if (t.engine === 'pg' && !t.postgres) problems.push(`targets[${i}].postgres: is required for engine pg`);
-    // A qdrant target without a `qdrant` section is not refused yet: existing files (and the
-    // alerter's tests) declare qdrant targets before the agent reads them. The agent requires it.
+    if (t.engine === 'qdrant' && !t.qdrant) problems.push(`targets[${i}].qdrant: is required for engine qdrant`);
     if (t.engine !== 'qdrant' && t.qdrant) problems.push(`targets[${i}].qdrant: is only for engine qdrant`);
+    if (t.engine !== 'pg' && t.postgres) problems.push(`targets[${i}].postgres: is only for engine pg`);
     const ids = new Set<string>();
     t.schedules.forEach((s, j) => {
       if (ids.has(s.id)) problems.push(`targets[${i}].schedules[${j}].id: duplicate schedule id "${s.id}"`);

@@ -146,7 +146,7 @@ export const TidemarkConfig = object(
       () => ({ encrypt: false, verify: true, retention: Retention.parse({}) }),
     ),
     /** Where the verifier restores artifacts to prove them. */
-    sandbox: optional(object({ postgres: optional(PostgresConnection) }, { strict: true })),
+    sandbox: optional(object({ postgres: optional(PostgresConnection), qdrant: optional(QdrantConnection) }, { strict: true })),
     alerts: withDefault(
       object(
         {

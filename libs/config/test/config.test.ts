@@ -47,8 +47,9 @@ describe('tidemark.yaml', () => {
     expect(configError('targets:\n  - name: main\n    engine: pg\n    postgres: {}\n    schedules:\n      - id: x\n        cron: "61 * * * *"\n')).toMatch(/targets\[0\]\.schedules\[0\]\.cron: invalid cron expression/);
   });
 
-  it('requires an endpoint for s3 storage and a connection for pg targets', () => {
+  it('requires an endpoint for s3 storage and a connection for pg and qdrant targets', () => {
     expect(configError('storage:\n  type: s3\n')).toMatch(/storage\.endpoint: is required/);
+    expect(configError('targets:\n  - name: vectors\n    engine: qdrant\n')).toMatch(/targets\[0\]\.qdrant: is required/);
     expect(configError('targets:\n  - name: main\n    engine: pg\n')).toMatch(/targets\[0\]\.postgres: is required/);
   });
 

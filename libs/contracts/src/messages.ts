@@ -41,6 +41,10 @@ export const RequestBackup = object({
   verify: optional(boolean()),
   /** Reserved for consistency groups: the group's recovery point this backup belongs to. */
   groupId: optional(id),
+  /** qdrant: the collections to back up (default: the target's `collections`, else all). */
+  collections: optional(array(string({ min: 1, max: 255 }), { max: 1000 })),
+  /** qdrant exports: include payloads (default true). */
+  includePayload: optional(boolean()),
 });
 export type RequestBackup = Infer<typeof RequestBackup>;
 
@@ -53,6 +57,10 @@ export const RequestRestore = object({
   intoDatabase: optional(string({ pattern: /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, hint: 'a plain database name of at most 63 characters' })),
   /** Required to restore over an existing database; the old one is kept until success. */
   overwrite: withDefault(boolean(), false),
+  /** qdrant: which collection's newest verified artifact to restore (when artifactId is absent). */
+  collection: optional(string({ min: 1, max: 255 })),
+  /** qdrant: the collection to restore into (default: a new `<collection>_restore_<timestamp>`). */
+  intoCollection: optional(string({ min: 1, max: 255 })),
   reason: optional(text),
   requestedBy: optional(string({ max: 200 })),
   /** Reserved for point-in-time recovery (time, LSN, restore point or "latest"). */

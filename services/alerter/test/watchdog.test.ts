@@ -22,8 +22,8 @@ describe('expected window', () => {
 defaults: { verify: true }
 targets:
   - { name: main, engine: pg, postgres: {}, schedules: [{ id: nightly, cron: "0 2 * * *" }] }
-  - { name: vectors, engine: qdrant, verify: false, expectedWithinMinutes: 90 }
-  - { name: adhoc, engine: qdrant }
+  - { name: vectors, engine: qdrant, qdrant: { url: 'http://qdrant:6333' }, verify: false, expectedWithinMinutes: 90 }
+  - { name: adhoc, engine: qdrant, qdrant: { url: 'http://qdrant:6333' } }
 `, 'test.yaml', {});
     const watched = watchedTargets(config, at('2025-01-01T00:00:00Z'));
     expect(watched).toEqual([

@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { compareIds, idKey } from '../src/qdrant/canonical.js';
+import { compareIds, idKey } from '../src/canonical.js';
 import type { CollectionInfo, PointId, QdrantPoint, QdrantPort, ScrollRequest, SnapshotInfo } from '../src/index.js';
 
 interface Collection {
