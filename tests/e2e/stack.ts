@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import { decode, type Engine } from '@tidemark/contracts';
-import { freePort, startNats, startPostgres, startS3, type PostgresServer } from '@tidemark/testkit';
+import { freePort, startNats, startPostgres, startQdrant, startS3, type PostgresServer, type QdrantTestServer } from '@tidemark/testkit';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const SERVICES = ['scheduler', 'pg-agent', 'qdrant-agent', 'storage', 'verifier', 'alerter'] as const;
@@ -23,6 +23,8 @@ export interface StackOptions {
   /** Services started by `start()`; default all. */
   readonly services?: readonly ServiceName[];
   readonly ackWaitMs?: number;
+  /** Adds a Qdrant target `vectors` (a Qdrant test double) and a second double as the verifier's sandbox. */
+  readonly qdrant?: boolean;
 }
 
 export interface ServiceProcess {
@@ -52,6 +54,8 @@ export class Stack {
     readonly nc: NatsConnection,
     readonly pg: PostgresServer,
     private readonly stops: Array<() => Promise<void>>,
+    readonly qdrant?: QdrantTestServer,
+    readonly qdrantSandbox?: QdrantTestServer,
   ) {}
 
   static async start(options: StackOptions): Promise<Stack> {
@@ -80,6 +84,14 @@ export class Stack {
       env.TIDEMARK_S3_SECRET_KEY = s3.secretKey;
       storageYaml = `storage:\n  type: s3\n  endpoint: ${s3.endpoint}\n  bucket: tidemark-e2e\n  region: ${s3.region}\n  orphanGraceMinutes: 0\n`;
     }
+    let qdrant: QdrantTestServer | undefined;
+    let qdrantSandbox: QdrantTestServer | undefined;
+    if (options.qdrant) {
+      qdrant = await startQdrant();
+      stops.push(() => qdrant!.stop());
+      qdrantSandbox = await startQdrant();
+      stops.push(() => qdrantSandbox!.stop());
+    }
     const conn = (db: string) =>
       `    host: ${pg.host}\n    port: ${pg.port}\n    user: ${pg.user}\n    database: ${db}\n    passwordEnv: PG_MAIN_PASSWORD\n`;
     const yaml = [
@@ -88,18 +100,20 @@ export class Stack {
       options.encrypt ? `encryption:\n  keyEnv: TIDEMARK_ENCRYPTION_KEY\n  keyId: e2e-key\n` : '',
       `defaults:\n  compression: zstd\n  encrypt: ${options.encrypt}\n  verify: true\n`,
       `sandbox:\n  postgres:\n${conn('postgres').replaceAll('    ', '      ')}`,
+      qdrantSandbox ? `  qdrant:\n    url: ${qdrantSandbox.url}\n` : '',
       `alerts:\n  dedupeWindowMinutes: 60\n  watchdogIntervalSeconds: 3600\n`,
       options.webhookUrl ? `  webhooks:\n    - url: ${options.webhookUrl}\n      minSeverity: warning\n` : '',
       `retention:\n  intervalSeconds: 3600\n`,
       `targets:\n  - name: main\n    engine: pg\n    postgres:\n${conn('app').replaceAll('    ', '      ')}`,
       options.schedules ? `    schedules:\n${options.schedules}` : '',
+      qdrant ? `  - name: vectors\n    engine: qdrant\n    qdrant:\n      url: ${qdrant.url}\n      timeoutMs: 2000\n      incrementalField: updatedAt\n` : '',
     ].join('');
     const configPath = join(dir, 'tidemark.yaml');
     await writeFile(configPath, yaml);
     env.TIDEMARK_CONFIG = configPath;
     const nc = await connect({ servers: nats.url });
     stops.push(() => nc.close());
-    const stack = new Stack(options, dir, configPath, storageRoot, env, nc, pg, stops);
+    const stack = new Stack(options, dir, configPath, storageRoot, env, nc, pg, stops, qdrant, qdrantSandbox);
     stack.observe();
     stops.push(() => rm(dir, { recursive: true, force: true }));
     return stack;

@@ -67,6 +67,9 @@ export function createQdrantPort(connection: QdrantConnection): QdrantPort {
       if (status === undefined || status.status !== 'enabled') return { enabled: false, peers: 1 };
       return { enabled: true, peers: Object.keys(status.peers).length };
     },
+    async listCollections() {
+      return (await client.getCollections()).collections.map((c) => c.name);
+    },
     async collectionExists(name) {
       return (await client.collectionExists(name)).exists;
     },

@@ -56,7 +56,7 @@ export function guardPort(port: QdrantPort, logger: Logger, name: string, option
 
 // Every method of the port, so a new one cannot be forgotten by the wrapper (the compiler checks).
 const PORT_METHODS: Record<keyof QdrantPort, true> = {
-  version: true, cluster: true, collectionExists: true, getCollection: true, createCollection: true, createPayloadIndex: true,
+  version: true, cluster: true, listCollections: true, collectionExists: true, getCollection: true, createCollection: true, createPayloadIndex: true,
   deleteCollection: true, count: true, scroll: true, upsert: true, deletePoints: true, query: true, listAliases: true,
   updateAliases: true, createSnapshot: true, listSnapshots: true, deleteSnapshot: true, downloadSnapshot: true, uploadSnapshot: true,
 };

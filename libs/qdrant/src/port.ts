@@ -65,6 +65,8 @@ export interface QdrantPort {
   version(): Promise<string>;
   /** Whether the node runs in distributed mode with more than one peer. */
   cluster(): Promise<{ enabled: boolean; peers: number }>;
+  /** Names of every collection on the server (aliases not included). */
+  listCollections(): Promise<string[]>;
   collectionExists(name: string): Promise<boolean>;
   getCollection(name: string): Promise<CollectionInfo>;
   /** Creates a collection from the body `PUT /collections/{name}` takes. */
