@@ -19,9 +19,9 @@ const DAY = 24 * 3600;
 /**
  * Only the engines that have agents are stored: a command for an engine without an agent is not
  * kept in a work queue that nobody drains. The intake watcher answers it with `command.rejected`
- * instead. qdrant joins this list when its agent consumes commands.
+ * instead. `files` joins this list with the files agent.
  */
-export const COMMAND_ENGINES: readonly Engine[] = ['pg'];
+export const COMMAND_ENGINES: readonly Engine[] = ['pg', 'qdrant'];
 
 export const COMMANDS_STREAM: StreamSpec = {
   name: 'TIDEMARK_COMMANDS',

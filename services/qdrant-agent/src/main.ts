@@ -1,13 +1,68 @@
-// The Qdrant agent is wired but consumes nothing yet: Qdrant commands are not stored by the
-// command stream (see COMMAND_ENGINES), so nothing waits on it. It starts, reports healthy and
-// stops cleanly, so deployments can include it now.
-import { loadConfig } from '@tidemark/config';
-import { bootstrap } from '@tidemark/runtime';
-import { runMain } from '@tidemark/service';
+// qdrant-agent: wiring only. Config → NATS → storage, keys → one guarded Qdrant port per target →
+// durable consumers → handlers → shutdown.
+import { hostname } from 'node:os';
+import { COMMANDS_STREAM, RequestBackup, RequestRestore, TidemarkError, consumers, filters } from '@tidemark/contracts';
+import { loadConfig, type Target } from '@tidemark/config';
+import { bootstrap, ensureConsumer, readServiceVersion, runConsumer } from '@tidemark/runtime';
+import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant';
+import { keyRingFromConfig, openArtifactStore, runMain } from '@tidemark/service';
+import { handleBackupRequested, type BackupDeps } from './handlers/backup-requested.js';
+import { handleRestoreRequested } from './handlers/restore-requested.js';
 
 runMain('qdrant-agent', async () => {
   const { config } = loadConfig(process.env);
+  const keys = keyRingFromConfig(config);
   const service = await bootstrap('qdrant-agent', { natsUrl: config.nats.url });
-  const qdrantTargets = config.targets.filter((t) => t.engine === 'qdrant').map((t) => t.name);
-  service.logger.info({ qdrantTargets }, 'qdrant agent ready (idle: qdrant backups are not implemented yet)');
+  const { logger, shutdown } = service;
+  const { store, breakerState, close } = await openArtifactStore(config, logger);
+  shutdown.add('storage', close);
+  service.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState() } }));
+
+  // One guarded port (breakers, timeouts, error mapping) per target, shared by its backups and restores.
+  const ports = new Map<string, GuardedPort>();
+  for (const target of config.targets) {
+    if (target.engine !== 'qdrant' || !target.qdrant) continue;
+    const { url, apiKeyEnv, timeoutMs } = target.qdrant;
+    const apiKey = apiKeyEnv === undefined ? undefined : process.env[apiKeyEnv];
+    if (apiKeyEnv !== undefined && !apiKey) {
+      throw new TidemarkError('CONFIG_INVALID', `target "${target.name}": qdrant.apiKeyEnv names ${apiKeyEnv}, which is not set; set it or remove apiKeyEnv`);
+    }
+    const port = guardPort(
+      createQdrantPort({ url, ...(apiKey === undefined ? {} : { apiKey }), ...(timeoutMs === undefined ? {} : { timeoutMs }) }),
+      logger,
+      target.name,
+      timeoutMs === undefined ? {} : { timeoutMs },
+    );
+    ports.set(target.name, port);
+    shutdown.add(`qdrant breakers of ${target.name}`, () => port.shutdown());
+  }
+  service.addHealthCheck('qdrant', () => {
+    const breakers = Object.fromEntries([...ports].map(([name, port]) => [name, port.breakers.quick.state]));
+    return { ok: Object.values(breakers).every((state) => state !== 'open'), detail: { breakers } };
+  });
+  const portFor = (target: Target) => {
+    const port = ports.get(target.name);
+    if (!port) throw new TidemarkError('CONFIG_INVALID', `target "${target.name}" has no qdrant connection`);
+    return port;
+  };
+
+  const deps: BackupDeps = {
+    config,
+    store,
+    portFor,
+    publisher: service.publisher,
+    keys,
+    agent: { id: service.instanceId || `qdrant-agent-${hostname()}-${process.pid}`, version: readServiceVersion() },
+    clock: () => new Date(),
+  };
+  const consumerOptions = { ackWaitMs: service.ackWaitMs, maxDeliver: service.maxDeliver };
+  await ensureConsumer(service.jsm, COMMANDS_STREAM.name, consumers.agentBackups('qdrant'), filters.backupCommandsFor('qdrant'), consumerOptions);
+  await ensureConsumer(service.jsm, COMMANDS_STREAM.name, consumers.agentRestores('qdrant'), filters.restoreCommandsFor('qdrant'), consumerOptions);
+
+  const common = { js: service.js, stream: COMMANDS_STREAM.name, logger, kind: 'command' as const, publisher: service.publisher };
+  const backups = runConsumer({ ...common, durable: consumers.agentBackups('qdrant'), schema: RequestBackup, handler: (message, ctx) => handleBackupRequested(message, deps, ctx) });
+  const restores = runConsumer({ ...common, durable: consumers.agentRestores('qdrant'), schema: RequestRestore, handler: (message, ctx) => handleRestoreRequested(message, deps, ctx) });
+  shutdown.add('backup consumer', () => backups.stop());
+  shutdown.add('restore consumer', () => restores.stop());
+  logger.info({ targets: [...ports.keys()], storage: store.backend.properties.location }, 'qdrant-agent ready');
 });

@@ -1,8 +1,9 @@
-// verifier: wiring only. Config → NATS → storage, keys, sandbox → artifact.stored consumer → shutdown.
-import { ArtifactStored, EVENTS_STREAM, consumers, filters } from '@tidemark/contracts';
+// verifier: wiring only. Config → NATS → storage, keys, sandboxes (pg, qdrant) → artifact.stored consumer → shutdown.
+import { ArtifactStored, EVENTS_STREAM, TidemarkError, consumers, filters } from '@tidemark/contracts';
 import { loadConfig } from '@tidemark/config';
 import { bootstrap, ensureConsumer, runConsumer } from '@tidemark/runtime';
 import { keyRingFromConfig, openArtifactStore, openPgCluster, runMain } from '@tidemark/service';
+import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant';
 import { handleArtifactStored, type VerifierDeps } from './handlers/artifact-stored.js';
 
 runMain('verifier', async () => {
@@ -16,9 +17,30 @@ runMain('verifier', async () => {
   const sandboxConnection = config.sandbox?.postgres;
   if (!sandboxConnection) logger.warn('sandbox.postgres is not configured: pg artifacts will fail verification with CONFIG_INVALID');
 
+  const qdrantSandbox = config.sandbox?.qdrant;
+  let sandboxQdrant: GuardedPort | undefined;
+  if (qdrantSandbox) {
+    const apiKey = qdrantSandbox.apiKeyEnv === undefined ? undefined : process.env[qdrantSandbox.apiKeyEnv];
+    if (qdrantSandbox.apiKeyEnv !== undefined && !apiKey) {
+      throw new TidemarkError('CONFIG_INVALID', `sandbox.qdrant.apiKeyEnv names ${qdrantSandbox.apiKeyEnv}, which is not set; set it or remove apiKeyEnv`);
+    }
+    const port = guardPort(
+      createQdrantPort({ url: qdrantSandbox.url, ...(apiKey ? { apiKey } : {}), ...(qdrantSandbox.timeoutMs === undefined ? {} : { timeoutMs: qdrantSandbox.timeoutMs }) }),
+      logger,
+      'sandbox',
+      qdrantSandbox.timeoutMs === undefined ? {} : { timeoutMs: qdrantSandbox.timeoutMs },
+    );
+    sandboxQdrant = port;
+    shutdown.add('qdrant sandbox', () => port.shutdown());
+    service.addHealthCheck('qdrant sandbox', () => ({ ok: port.breakers.quick.state !== 'open', detail: { breaker: port.breakers.quick.state, slowBreaker: port.breakers.slow.state } }));
+  } else {
+    logger.warn('sandbox.qdrant is not configured: qdrant artifacts will fail verification with CONFIG_INVALID');
+  }
+
   const deps: VerifierDeps = {
     store,
     sandbox: sandboxConnection ? openPgCluster(sandboxConnection, 'sandbox', logger) : undefined,
+    sandboxQdrant,
     publisher: service.publisher,
     keys,
     clock: () => new Date(),
@@ -35,5 +57,5 @@ runMain('verifier', async () => {
     publisher: service.publisher,
   });
   shutdown.add('artifact consumer', () => artifacts.stop());
-  logger.info({ sandbox: deps.sandbox?.description, storage: store.backend.properties.location }, 'verifier ready');
+  logger.info({ sandbox: deps.sandbox?.description, sandboxQdrant: qdrantSandbox && new URL(qdrantSandbox.url).host, storage: store.backend.properties.location }, 'verifier ready');
 });

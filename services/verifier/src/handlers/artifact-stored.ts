@@ -1,6 +1,7 @@
-// artifact.stored.<engine>.<target>: prove a pg artifact by restoring it into a scratch database
-// of the sandbox and comparing its facts with the manifest's. The event is only a hint: the
-// manifest in the bucket is what gets verified. The scratch database is always dropped.
+// artifact.stored.<engine>.<target>: prove an artifact by restoring it into scratch space of the
+// sandbox and comparing with the manifest's facts: a pg artifact into a scratch database, a
+// Qdrant artifact into a scratch collection (see ../qdrant-verify.ts). The event is only a hint:
+// the manifest in the bucket is what gets verified. The scratch space is always removed.
 import { randomBytes } from 'node:crypto';
 import {
   SCHEMA_VERSION, TidemarkError, VerifyFailed, VerifyPassed, subjects,
@@ -10,16 +11,20 @@ import type { ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
 import { ack, nakWithDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
 import { restoreArtifact, type PgCluster } from '@tidemark/pg';
+import type { QdrantPort } from '@tidemark/qdrant';
 import { compareFacts, probeKOf } from '../compare.js';
+import { verifyQdrantArtifact } from '../qdrant-verify.js';
 
 export interface VerifierDeps {
   readonly store: ArtifactStore;
   /** The sandbox cluster (config `sandbox.postgres`); undefined when not configured. */
   readonly sandbox: PgCluster | undefined;
+  /** The sandbox Qdrant (config `sandbox.qdrant`, guarded); undefined when not configured. */
+  readonly sandboxQdrant?: QdrantPort | undefined;
   readonly publisher: EventPublisher;
   readonly keys: KeyRing;
   readonly clock: () => Date;
-  /** Random suffix for scratch database names. */
+  /** Random suffix for scratch database and collection names. */
   readonly randomSuffix?: () => string;
 }
 
@@ -33,10 +38,15 @@ export function scratchDatabaseName(artifactId: string, suffix: string): string 
   return `tidemark_verify_${short}_${suffix}`;
 }
 
+/** Qdrant scratch collections follow the same pattern: `tidemark_verify_<short>_<random>`. */
+export const scratchCollectionName = scratchDatabaseName;
+
+const VERIFIABLE: ReadonlySet<string> = new Set(['pg', 'qdrant']);
+
 export async function handleArtifactStored(event: ArtifactStored, deps: VerifierDeps, ctx: Context): Promise<Outcome> {
   const log = ctx.logger.child({ engine: event.engine, target: event.target, artifactId: event.artifactId });
-  if (!event.verify || event.engine !== 'pg') {
-    log.debug('verification not requested for this artifact (or not a pg artifact); skipping');
+  if (!event.verify || !VERIFIABLE.has(event.engine)) {
+    log.debug('verification not requested for this artifact (or not a pg or qdrant artifact); skipping');
     return ack();
   }
   const manifest = await deps.store.readManifest(event.engine, event.target, event.artifactId);
@@ -50,7 +60,7 @@ export async function handleArtifactStored(event: ArtifactStored, deps: Verifier
   let checks: VerificationCheck[] = [];
   let failure: ErrorInfo | undefined;
   try {
-    checks = await verifyPgArtifact(manifest, deps, ctx);
+    checks = manifest.engine === 'qdrant' ? await verifyQdrant(manifest, deps, ctx) : await verifyPgArtifact(manifest, deps, ctx);
     const differing = checks.filter((c) => !c.ok);
     if (differing.length > 0) {
       const names = differing.slice(0, 10).map((c) => c.name).join(', ');
@@ -119,4 +129,17 @@ async function verifyPgArtifact(manifest: Manifest, deps: VerifierDeps, ctx: Con
   } finally {
     await sandbox.dropDatabase(scratch).catch((error: unknown) => ctx.logger.error({ err: error, database: scratch }, 'could not drop the scratch database; drop it by hand'));
   }
+}
+
+/** Restores into a scratch collection of the sandbox Qdrant, compares, and always deletes it. */
+async function verifyQdrant(manifest: Manifest, deps: VerifierDeps, ctx: Context): Promise<VerificationCheck[]> {
+  if (!deps.sandboxQdrant) {
+    throw new TidemarkError('CONFIG_INVALID', 'qdrant artifacts are verified in a sandbox, but sandbox.qdrant is not configured; add it to tidemark.yaml');
+  }
+  const scratch = scratchCollectionName(manifest.id, deps.randomSuffix?.() ?? randomBytes(3).toString('hex'));
+  return verifyQdrantArtifact(deps.sandboxQdrant, scratch, manifest, deps, {
+    working: ctx.working,
+    signal: ctx.signal,
+    onCleanupError: (error, collection) => ctx.logger.error({ err: error, collection }, 'could not delete the scratch collection on the qdrant sandbox; delete it by hand'),
+  });
 }

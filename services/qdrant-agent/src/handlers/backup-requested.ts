@@ -1,0 +1,342 @@
+// backup.requested.qdrant.<target>: one artifact per selected collection (the command's
+// `collections`, else the target's, else every collection on the server), streamed through the
+// pipeline into storage and committed by its manifest, written last. Redeliveries of one command
+// map to the same artifact ids, so a collection whose artifact is already committed is only
+// announced again.
+//   snapshot     a Qdrant collection snapshot (created with wait=true, deleted server-side
+//                afterwards in every case, failures included)
+//   export       the portable logical export (qdrant-export-v1)
+//   incremental  a delta against the newest export/incremental of the same collection; without
+//                one, a full export is made instead (kind "export")
+import type { Readable } from 'node:stream';
+import {
+  ArtifactStored, BackupCompleted, BackupFailed, BackupStarted, MANIFEST_VERSION, QdrantSourceFacts, SCHEMA_VERSION, TidemarkError,
+  subjects, type ArtifactKind, type Manifest, type RequestBackup,
+} from '@tidemark/contracts';
+import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
+import { artifactKeys, newArtifactId } from '@tidemark/storage';
+import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
+import { ack, nakWithDelay, term, type Outcome } from '@tidemark/runtime';
+import {
+  collectFacts, exportCollection, exportDelta, readIdSet, snapshotCollection, EXPORT_COVERAGE, EXPORT_FORMAT, SINGLE_NODE_COVERAGE,
+  SNAPSHOT_FORMAT, type ExportStream, type QdrantPort,
+} from '@tidemark/qdrant';
+import {
+  errorInfoOf, openDecoded, qdrantFactsOf, requestIdOf, retryDelayMs, settleAll, targetOfSubject, whileWorking, type AgentDeps, type Context,
+} from './common.js';
+
+export type BackupDeps = AgentDeps;
+
+const QDRANT_KINDS: readonly ArtifactKind[] = ['snapshot', 'export', 'incremental'];
+
+/** The artifact id of one collection of one command: stable across redeliveries. */
+export const collectionArtifactId = (requestId: string, collection: string, storedAt: Date): string => newArtifactId(`${requestId}:${collection}`, storedAt);
+
+type CollectionResult = 'done' | { readonly final: boolean; readonly summary: string } | 'interrupted';
+
+export async function handleBackupRequested(message: RequestBackup, deps: BackupDeps, ctx: Context): Promise<Outcome> {
+  const targetName = targetOfSubject(ctx.subject);
+  const kind: ArtifactKind = message.kind ?? 'snapshot';
+  const requestId = requestIdOf(message.requestId, ctx.streamSequence);
+  const log = ctx.logger.child({ target: targetName, requestId });
+  const at = () => deps.clock().toISOString();
+
+  // A failure before any collection is known: one backup.failed without an artifact id.
+  const failedCommand = async (error: unknown): Promise<Outcome> => {
+    if (ctx.signal.aborted) return nakWithDelay(0);
+    const info = errorInfoOf(error);
+    const final = !info.retryable || ctx.attempt >= ctx.maxDeliver;
+    await deps.publisher.publish(
+      subjects.backupFailed('qdrant', targetName),
+      BackupFailed,
+      { schemaVersion: SCHEMA_VERSION, engine: 'qdrant', target: targetName, requestId, occurredAt: at(), kind, error: info, attempt: ctx.attempt, final },
+      `failed:${requestId}:${ctx.attempt}`,
+    );
+    if (final) {
+      log.error({ err: info }, 'backup failed');
+      return term(`${info.code}: ${info.message}`);
+    }
+    log.warn({ err: info }, 'backup failed, will retry');
+    return nakWithDelay(retryDelayMs(ctx.attempt));
+  };
+
+  if (!QDRANT_KINDS.includes(kind)) {
+    return failedCommand(new TidemarkError('COMMAND_INVALID', `the qdrant agent makes "snapshot", "export" and "incremental" backups; kind "${kind}" is not one of them`));
+  }
+  const target = findTarget(deps.config, 'qdrant', targetName);
+  if (!target) return failedCommand(new TidemarkError('TARGET_UNKNOWN', `no qdrant target named "${targetName}" is configured; add it to tidemark.yaml`));
+  if (!target.qdrant) return failedCommand(new TidemarkError('CONFIG_INVALID', `target "${targetName}" has no qdrant connection`));
+  if (kind === 'incremental' && target.qdrant.incrementalField === undefined) {
+    return failedCommand(new TidemarkError('COMMAND_INVALID', `incremental backups of target "${targetName}" need a payload timestamp field; set qdrant.incrementalField, or request kind "export"`));
+  }
+  const settings = effectiveTarget(deps.config, target);
+  let key: KeyRing['current'];
+  if (settings.encrypt) {
+    key = deps.keys.current;
+    if (!key) return failedCommand(new TidemarkError('CONFIG_INVALID', `target "${targetName}" requires encryption but no key is configured; set TIDEMARK_ENCRYPTION_KEY or TIDEMARK_ENCRYPTION_KEY_FILE`));
+  }
+
+  const port = deps.portFor(target);
+  let collections: string[];
+  try {
+    collections = [...new Set(message.collections ?? target.qdrant.collections ?? (await port.listCollections()))];
+  } catch (error) {
+    return failedCommand(error);
+  }
+  if (collections.length === 0) {
+    return failedCommand(new TidemarkError('COMMAND_INVALID', `qdrant target "${targetName}" has no collections to back up; create one or name them in the command`));
+  }
+
+  const plan = { targetName, target, kind, requestId, settings, key, message, port };
+  const results: CollectionResult[] = [];
+  for (const collection of collections) {
+    if (ctx.signal.aborted) {
+      results.push('interrupted');
+      break;
+    }
+    results.push(await backupCollection(collection, plan, deps, ctx));
+  }
+
+  if (results.includes('interrupted')) {
+    log.warn('backup interrupted by shutdown; handing it back');
+    return nakWithDelay(0);
+  }
+  const failures = results.filter((r): r is Exclude<CollectionResult, string> => typeof r === 'object');
+  // A retryable failure of any collection retries the command: committed collections are only announced again.
+  if (failures.some((f) => !f.final)) return nakWithDelay(retryDelayMs(ctx.attempt));
+  if (failures.length > 0) return term(failures.map((f) => f.summary).join('; ').slice(0, 1000));
+  return ack();
+}
+
+interface Plan {
+  readonly targetName: string;
+  readonly target: Target;
+  readonly kind: ArtifactKind;
+  readonly requestId: string;
+  readonly settings: ReturnType<typeof effectiveTarget>;
+  readonly key: KeyRing['current'];
+  readonly message: RequestBackup;
+  readonly port: QdrantPort;
+}
+
+async function backupCollection(collection: string, plan: Plan, deps: BackupDeps, ctx: Context): Promise<CollectionResult> {
+  const artifactId = collectionArtifactId(plan.requestId, collection, ctx.storedAt);
+  const log = ctx.logger.child({ target: plan.targetName, requestId: plan.requestId, collection, artifactId });
+  const scope = { schemaVersion: SCHEMA_VERSION, engine: 'qdrant' as const, target: plan.targetName, requestId: plan.requestId };
+  const at = () => deps.clock().toISOString();
+  let kind = plan.kind;
+
+  const failed = async (error: unknown): Promise<CollectionResult> => {
+    if (ctx.signal.aborted) return 'interrupted';
+    const info = errorInfoOf(error);
+    const final = !info.retryable || ctx.attempt >= ctx.maxDeliver;
+    await deps.publisher.publish(
+      subjects.backupFailed('qdrant', plan.targetName),
+      BackupFailed,
+      { ...scope, occurredAt: at(), kind, artifactId, error: info, attempt: ctx.attempt, final },
+      `failed:${artifactId}:${ctx.attempt}`,
+    );
+    if (final) log.error({ err: info }, 'backup of collection failed');
+    else log.warn({ err: info }, 'backup of collection failed, will retry');
+    return { final, summary: `${collection}: ${info.code}: ${info.message}` };
+  };
+
+  let parent: Manifest | undefined;
+  try {
+    const existing = await deps.store.readManifest('qdrant', plan.targetName, artifactId);
+    if (existing) {
+      log.info('artifact already committed, announcing it again');
+      await announce(existing, deps, at);
+      return 'done';
+    }
+    if (kind === 'incremental') {
+      parent = await findParent(deps, plan.targetName, collection, plan.target.qdrant?.incrementalField);
+      if (!parent) {
+        log.info('no earlier export of this collection: making a full export instead of an incremental');
+        kind = 'export';
+      }
+    }
+  } catch (error) {
+    return failed(error);
+  }
+
+  const startedAt = deps.clock();
+  await deps.publisher.publish(
+    subjects.backupStarted('qdrant', plan.targetName),
+    BackupStarted,
+    { ...scope, occurredAt: startedAt.toISOString(), kind, artifactId, agentId: deps.agent.id, attempt: ctx.attempt },
+    `started:${artifactId}:${ctx.attempt}`,
+  );
+  log.info({ kind, parentId: parent?.id }, 'backup started');
+
+  let manifest: Manifest;
+  try {
+    manifest = await whileWorking(ctx, deps.progressIntervalMs ?? 5_000, () =>
+      kind === 'snapshot'
+        ? snapshotAndStore(collection, { ...plan, artifactId, startedAt }, deps, ctx)
+        : exportAndStore(collection, { ...plan, kind, artifactId, startedAt, parent }, deps),
+    );
+  } catch (error) {
+    return failed(error);
+  }
+  await announce(manifest, deps, at);
+  log.info({ kind, storedBytes: manifest.data.storedBytes, rawBytes: manifest.data.rawBytes }, 'backup completed');
+  return 'done';
+}
+
+/** The newest committed export or incremental of `collection` taken with the same timestamp field. */
+async function findParent(deps: BackupDeps, target: string, collection: string, field: string | undefined): Promise<Manifest | undefined> {
+  for (const manifest of await deps.store.listManifests({ engine: 'qdrant', target })) {
+    if (manifest.kind !== 'export' && manifest.kind !== 'incremental') continue;
+    const facts = qdrantFactsOf(manifest);
+    if (facts.collection !== collection) continue;
+    // The newest one decides: if it was taken without (or with another) timestamp field, its
+    // high-water mark means nothing for this field, so a fresh full export starts a new chain.
+    return facts.incremental?.field === field ? manifest : undefined;
+  }
+  return undefined;
+}
+
+interface StorePlan extends Plan {
+  readonly artifactId: string;
+  readonly startedAt: Date;
+}
+
+function encode(source: Readable, plan: StorePlan) {
+  return encodeStream(source, {
+    compression: plan.settings.compression ?? defaultCompression(),
+    ...(plan.settings.compressionLevel !== undefined ? { compressionLevel: plan.settings.compressionLevel } : {}),
+    ...(plan.key ? { key: plan.key } : {}),
+  });
+}
+
+/** Streams `source` through the pipeline into the store; returns what the manifest needs. */
+async function storeEncoded(source: Readable, plan: StorePlan, deps: BackupDeps) {
+  const encoded = encode(source, plan);
+  source.once('error', (error) => encoded.output.destroy(error));
+  try {
+    const [saved, summary] = await settleAll([
+      deps.store.saveData('qdrant', plan.targetName, plan.artifactId, encoded.output as Readable),
+      encoded.summary,
+    ] as const);
+    return { saved, summary };
+  } catch (error) {
+    // Stop reading from qdrant (an open snapshot download, an export's scroll) at once.
+    source.destroy();
+    encoded.output.destroy();
+    throw error;
+  }
+}
+
+function manifestOf(
+  plan: StorePlan & { readonly kind: ArtifactKind; readonly format: string; readonly parentId?: string | undefined },
+  source: QdrantSourceFacts,
+  stored: Awaited<ReturnType<typeof storeEncoded>>,
+  deps: BackupDeps,
+): Manifest {
+  return {
+    manifestVersion: MANIFEST_VERSION,
+    id: plan.artifactId,
+    engine: 'qdrant',
+    target: plan.targetName,
+    kind: plan.kind,
+    format: plan.format,
+    requestId: plan.requestId,
+    createdAt: plan.startedAt.toISOString(),
+    finishedAt: deps.clock().toISOString(),
+    agent: { id: deps.agent.id, version: deps.agent.version },
+    source: QdrantSourceFacts.parse(source, 'source') as unknown as Record<string, unknown>,
+    pipeline: stored.summary.pipeline,
+    data: { key: stored.saved.key, storedBytes: stored.summary.storedBytes, rawBytes: stored.summary.rawBytes, sha256: stored.summary.sha256 },
+    verify: plan.message.verify ?? plan.settings.verify,
+    ...(plan.parentId ? { parentId: plan.parentId } : {}),
+    ...(plan.message.groupId ? { groupId: plan.message.groupId } : {}),
+    ...(plan.message.reason ? { reason: plan.message.reason } : {}),
+  };
+}
+
+async function snapshotAndStore(collection: string, plan: StorePlan, deps: BackupDeps, ctx: Context): Promise<Manifest> {
+  const facts = await collectFacts(plan.port, collection, SINGLE_NODE_COVERAGE);
+  const outcome = await snapshotCollection(plan.port, {
+    collection,
+    store: (bytes) => storeEncoded(bytes, plan, deps),
+    keepAlive: () => ctx.working(),
+    keepAliveMs: deps.progressIntervalMs ?? 5_000,
+    onCleanupError: (error, snapshot) => ctx.logger.error({ err: error, collection, snapshot }, 'could not delete the server-side snapshot; delete it by hand'),
+  });
+  const source: QdrantSourceFacts = {
+    ...facts,
+    snapshot: { name: outcome.snapshot.name, qdrantSha256: outcome.qdrantSha256, sha256: outcome.sha256, bytes: outcome.bytes },
+  };
+  const manifest = manifestOf({ ...plan, kind: 'snapshot', format: SNAPSHOT_FORMAT }, source, outcome.stored, deps);
+  await deps.store.commit(manifest);
+  return manifest;
+}
+
+async function exportAndStore(collection: string, plan: StorePlan & { readonly parent: Manifest | undefined }, deps: BackupDeps): Promise<Manifest> {
+  const includePayload = plan.message.includePayload ?? true;
+  const field = plan.target.qdrant?.incrementalField;
+  const facts = await collectFacts(plan.port, collection, EXPORT_COVERAGE, { includePayload });
+  let parentData: Readable | undefined;
+  let exported: ExportStream;
+  let parentHighWater: unknown;
+  if (plan.parent && field !== undefined) {
+    const parentFacts = qdrantFactsOf(plan.parent);
+    parentHighWater = parentFacts.incremental?.highWater;
+    parentData = await openDecoded(deps.store, deps.keys, plan.parent);
+    exported = exportDelta(plan.port, {
+      collection, exportId: plan.artifactId, includePayload, incrementalField: field, parentExportId: plan.parent.id,
+      parentHighWater, parentIds: readIdSet(parentData),
+    });
+  } else {
+    exported = exportCollection(plan.port, { collection, exportId: plan.artifactId, includePayload, ...(field === undefined ? {} : { incrementalField: field }) });
+  }
+  try {
+    const stored = await storeEncoded(exported.stream, plan, deps);
+    const trailer = await exported.trailer;
+    const source: QdrantSourceFacts = {
+      ...facts,
+      ...(field === undefined ? {} : { incremental: { field, ...(parentHighWater === undefined ? {} : { parentHighWater }), ...(trailer.highWater === undefined ? {} : { highWater: trailer.highWater }) } }),
+    };
+    const kind: ArtifactKind = plan.parent ? 'incremental' : 'export';
+    const manifest = manifestOf({ ...plan, kind, format: EXPORT_FORMAT, parentId: plan.parent?.id }, source, stored, deps);
+    await deps.store.commit(manifest);
+    return manifest;
+  } finally {
+    exported.stream.destroy();
+    parentData?.destroy();
+  }
+}
+
+/** artifact.stored then backup.completed; msg ids make a repeat a no-op for the stream. */
+async function announce(manifest: Manifest, deps: BackupDeps, at: () => string): Promise<void> {
+  const scope = { schemaVersion: SCHEMA_VERSION, engine: 'qdrant' as const, target: manifest.target, requestId: manifest.requestId };
+  await deps.publisher.publish(
+    subjects.artifactStored('qdrant', manifest.target),
+    ArtifactStored,
+    {
+      ...scope,
+      occurredAt: manifest.finishedAt,
+      kind: manifest.kind,
+      artifactId: manifest.id,
+      manifestKey: artifactKeys('qdrant', manifest.target, manifest.id).manifest,
+      storedBytes: manifest.data.storedBytes,
+      sha256: manifest.data.sha256,
+      verify: manifest.verify,
+    },
+    `stored:${manifest.id}`,
+  );
+  await deps.publisher.publish(
+    subjects.backupCompleted('qdrant', manifest.target),
+    BackupCompleted,
+    {
+      ...scope,
+      occurredAt: at(),
+      kind: manifest.kind,
+      artifactId: manifest.id,
+      storedBytes: manifest.data.storedBytes,
+      durationMs: Math.max(0, Date.parse(manifest.finishedAt) - Date.parse(manifest.createdAt)),
+    },
+    `completed:${manifest.id}`,
+  );
+}

@@ -1,0 +1,186 @@
+// restore.requested.qdrant.<target>: restore a committed artifact into a collection.
+//   snapshot            the decoded snapshot is uploaded (priority "snapshot", our sha256 as the
+//                       checksum) and the restored points count is checked against the manifest
+//   export/incremental  the chain is read from the bucket (following parentId) and restoreChain
+//                       recreates the collection from the recorded config and upserts in batches
+// The default target is a new `<collection>_restore_<yyyymmddhhmmss>`. Restoring over an existing
+// collection needs `overwrite`; the data then goes into a staging collection first and the old
+// collection is never touched: over an alias, the alias is switched to the restored collection
+// (the old one is kept as it was); over a plain collection, the restored copy stays beside it,
+// waiting for promotion once verified (see promoteRestored in @tidemark/qdrant). Either way the
+// event's `previousDatabaseKeptAs` names the collection that still holds the old data.
+import {
+  RestoreCompleted, RestoreFailed, RestoreStarted, SCHEMA_VERSION, TidemarkError, subjects, type Manifest, type RequestRestore,
+} from '@tidemark/contracts';
+import { findTarget } from '@tidemark/config';
+import type { ArtifactStore } from '@tidemark/storage';
+import { ack, nakWithDelay, term, type Outcome } from '@tidemark/runtime';
+import { chainApplyOrder, restoreChain, SNAPSHOT_FORMAT, stagingName, type QdrantPort, type RestoreOutcome } from '@tidemark/qdrant';
+import {
+  compactTimestamp, errorInfoOf, openDecoded, qdrantFactsOf, requestIdOf, retryDelayMs, targetOfSubject, whileWorking, type AgentDeps, type Context,
+} from './common.js';
+
+export type RestoreDeps = AgentDeps;
+
+/**
+ * The artifact to restore: the named one, else the newest verified one of `collection` (of any
+ * collection when absent), else the newest one.
+ */
+export async function pickArtifact(store: ArtifactStore, target: string, artifactId: string | undefined, collection: string | undefined): Promise<Manifest> {
+  if (artifactId !== undefined) {
+    const named = await store.readManifest('qdrant', target, artifactId);
+    if (!named) throw new TidemarkError('ARTIFACT_NOT_FOUND', `artifact ${artifactId} of qdrant target "${target}" is not committed; list artifacts with the catalog`);
+    return named;
+  }
+  const manifests = (await store.listManifests({ engine: 'qdrant', target })).filter((m) => collection === undefined || qdrantFactsOf(m).collection === collection);
+  for (const manifest of manifests) {
+    const verification = await store.readVerification(manifest);
+    if (verification?.status === 'passed') return manifest;
+  }
+  const newest = manifests[0];
+  const what = collection === undefined ? `qdrant target "${target}"` : `collection ${collection} of qdrant target "${target}"`;
+  if (!newest) throw new TidemarkError('ARTIFACT_NOT_FOUND', `${what} has no committed artifact to restore; take a backup first`);
+  return newest;
+}
+
+export async function handleRestoreRequested(message: RequestRestore, deps: RestoreDeps, ctx: Context): Promise<Outcome> {
+  const targetName = targetOfSubject(ctx.subject);
+  const requestId = requestIdOf(message.requestId, ctx.streamSequence);
+  const log = ctx.logger.child({ target: targetName, requestId });
+  const scope = { schemaVersion: SCHEMA_VERSION, engine: 'qdrant' as const, target: targetName, requestId };
+  const at = () => deps.clock().toISOString();
+  let artifactId: string | undefined;
+  let into: string | undefined;
+
+  const failed = async (error: unknown): Promise<Outcome> => {
+    const info = errorInfoOf(error);
+    const final = !info.retryable || ctx.attempt >= ctx.maxDeliver;
+    if (final) {
+      await deps.publisher.publish(
+        subjects.restoreFailed('qdrant', targetName),
+        RestoreFailed,
+        { ...scope, occurredAt: at(), ...(artifactId ? { artifactId } : {}), ...(into ? { database: into } : {}), error: info },
+        `restore-failed:${requestId}`,
+      );
+      log.error({ err: info, artifactId, collection: into }, 'restore failed');
+      return term(`${info.code}: ${info.message}`);
+    }
+    log.warn({ err: info, artifactId, collection: into }, 'restore failed, will retry');
+    return nakWithDelay(retryDelayMs(ctx.attempt));
+  };
+
+  const target = findTarget(deps.config, 'qdrant', targetName);
+  if (!target) return failed(new TidemarkError('TARGET_UNKNOWN', `no qdrant target named "${targetName}" is configured; add it to tidemark.yaml`));
+  if (!target.qdrant) return failed(new TidemarkError('CONFIG_INVALID', `target "${targetName}" has no qdrant connection`));
+  const port = deps.portFor(target);
+
+  const startedAt = deps.clock();
+  let outcome: RestoreOutcome;
+  try {
+    const manifest = await pickArtifact(deps.store, targetName, message.artifactId, message.collection);
+    artifactId = manifest.id;
+    const facts = qdrantFactsOf(manifest);
+    const intoDefault = message.intoCollection === undefined;
+    const name = message.intoCollection ?? `${facts.collection}_restore_${compactTimestamp(ctx.storedAt)}`;
+    into = name;
+
+    let exists = await targetExists(port, name);
+    if (exists && intoDefault) {
+      // The default name derives from this command, so the collection is a leftover of an
+      // interrupted earlier attempt of this very restore.
+      log.warn({ collection: name }, 'deleting the leftover of an interrupted attempt');
+      await port.deleteCollection(name);
+      exists = false;
+    }
+    if (exists && !message.overwrite) {
+      throw new TidemarkError('RESTORE_TARGET_EXISTS', `qdrant collection ${name} exists; restore into another collection (intoCollection) or set overwrite: true (the old collection is kept until the restored one is verified)`);
+    }
+    await deps.publisher.publish(
+      subjects.restoreStarted('qdrant', targetName),
+      RestoreStarted,
+      { ...scope, occurredAt: startedAt.toISOString(), artifactId: manifest.id, database: name, agentId: deps.agent.id },
+      `restore-started:${requestId}:${ctx.attempt}`,
+    );
+    log.info({ artifactId: manifest.id, kind: manifest.kind, collection: name, overwrite: exists }, 'restore started');
+
+    outcome = await whileWorking(ctx, deps.progressIntervalMs ?? 5_000, () =>
+      manifest.format === SNAPSHOT_FORMAT
+        ? restoreSnapshot(port, manifest, name, exists, deps)
+        : restoreExportChain(port, manifest, name, exists, deps, ctx),
+    );
+  } catch (error) {
+    if (ctx.signal.aborted) {
+      log.warn('restore interrupted by shutdown; handing it back');
+      return nakWithDelay(0);
+    }
+    return failed(error);
+  }
+
+  await deps.publisher.publish(
+    subjects.restoreCompleted('qdrant', targetName),
+    RestoreCompleted,
+    {
+      ...scope,
+      occurredAt: at(),
+      artifactId: artifactId,
+      database: outcome.collection,
+      durationMs: Math.max(0, deps.clock().getTime() - startedAt.getTime()),
+      ...(outcome.previousKeptAs ? { previousDatabaseKeptAs: outcome.previousKeptAs } : {}),
+    },
+    `restore-completed:${requestId}`,
+  );
+  log.info({ artifactId, collection: outcome.collection, points: outcome.points, previousKeptAs: outcome.previousKeptAs, promotion: outcome.promotion }, 'restore completed');
+  return ack();
+}
+
+/** A collection or an alias of that name. */
+async function targetExists(port: QdrantPort, name: string): Promise<boolean> {
+  if ((await port.listAliases()).some((a) => a.alias === name)) return true;
+  return port.collectionExists(name);
+}
+
+async function restoreSnapshot(port: QdrantPort, manifest: Manifest, name: string, overwrite: boolean, deps: RestoreDeps): Promise<RestoreOutcome> {
+  const facts = qdrantFactsOf(manifest);
+  if (!facts.snapshot) throw new TidemarkError('INTEGRITY_FORMAT', `snapshot artifact ${manifest.id} records no snapshot checksum; it was not written by the qdrant agent`);
+  const alias = (await port.listAliases()).find((a) => a.alias === name)?.collection;
+  const into = overwrite ? stagingName(name, deps.clock()) : name;
+  if (await port.collectionExists(into)) throw new TidemarkError('RESTORE_TARGET_EXISTS', `qdrant collection ${into} exists; remove the leftover or retry later`);
+  const decoded = await openDecoded(deps.store, deps.keys, manifest);
+  try {
+    await port.uploadSnapshot(into, decoded, { checksum: facts.snapshot.sha256, priority: 'snapshot' });
+    const count = await port.count(into);
+    if (count !== facts.pointsCount) {
+      throw new TidemarkError('VERIFY_MISMATCH', `the restored collection ${into} holds ${count} points, the manifest says ${facts.pointsCount}; it was removed, the old data is untouched`);
+    }
+  } catch (error) {
+    // The rollback path: only the collection this restore created is removed.
+    await port.deleteCollection(into).catch(() => undefined);
+    throw error;
+  } finally {
+    decoded.destroy();
+  }
+  if (!overwrite) return { collection: into, points: facts.pointsCount, deleted: 0 };
+  if (alias !== undefined) {
+    await port.updateAliases([{ op: 'delete', alias: name }, { op: 'create', alias: name, collection: into }]);
+    return { collection: into, points: facts.pointsCount, deleted: 0, previousKeptAs: alias, promotion: 'switched' };
+  }
+  return { collection: into, points: facts.pointsCount, deleted: 0, previousKeptAs: name, promotion: 'pending' };
+}
+
+async function restoreExportChain(port: QdrantPort, manifest: Manifest, name: string, overwrite: boolean, deps: RestoreDeps, ctx: Context): Promise<RestoreOutcome> {
+  const manifests = new Map<string, Manifest>([[manifest.id, manifest]]);
+  const chain = await chainApplyOrder(manifest.id, async (id) => {
+    const link = manifests.get(id) ?? (await deps.store.readManifest('qdrant', manifest.target, id));
+    if (link === undefined) return undefined;
+    manifests.set(id, link);
+    return { id: link.id, kind: link.kind, parentId: link.parentId };
+  });
+  ctx.logger.info({ artifactId: manifest.id, chain: chain.map((l) => l.id) }, 'restoring an export chain');
+  return restoreChain(port, {
+    collection: name,
+    overwrite,
+    links: chain.map((link) => () => openDecoded(deps.store, deps.keys, manifests.get(link.id)!)),
+    clock: deps.clock,
+    progress: () => ctx.working(),
+  });
+}
