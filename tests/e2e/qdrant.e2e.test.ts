@@ -94,6 +94,15 @@ describe('qdrant backups end to end', () => {
     expect((failed.data.error as { message: string }).message).toMatch(/overwrite/);
   });
 
+  it('with the overwrite flag, a verified restored copy takes the name and the old data is kept as a snapshot', async () => {
+    const snapshot = stack.events.find((e) => e.subject === 'artifact.stored.qdrant.vectors' && e.data.requestId === 'q-snap');
+    publish('restore.requested.qdrant.vectors', { requestId: 'q-overwrite', artifactId: snapshot!.data.artifactId, intoCollection: 'docs_copy', overwrite: true });
+    const done = await stack.waitFor('restore.completed.qdrant.vectors', (e) => e.data.requestId === 'q-overwrite', 90_000);
+    expect(done.data.previousDatabaseKeptAs).toMatch(/^snapshot \S+ of collection docs_copy$/);
+    expect((await source.getCollectionAliases(done.data.database as string)).aliases).toContainEqual({ alias_name: 'docs_copy', collection_name: done.data.database });
+    expect(await allPoints(source, 'docs_copy')).toHaveLength(2000);
+  });
+
   it('a corrupted stored snapshot fails verification and raises an alert', async () => {
     const verifier = stack.processes.find((p) => p.name === 'verifier' && p.child.exitCode === null);
     await verifier?.kill('SIGTERM');

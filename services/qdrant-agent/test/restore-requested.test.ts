@@ -63,16 +63,16 @@ describe('restore.requested.qdrant handler', () => {
     expect(port.uploads).toEqual([]);
   });
 
-  it('with overwrite restores beside the old collection and keeps it', async () => {
+  it('with overwrite verifies the restored copy, keeps the old data as a snapshot and aliases the name to the copy', async () => {
     const { port, publisher, deps } = await backedUp('export');
     await port.deletePoints('docs', [1, 2]);
     const outcome = await handleRestoreRequested(restore({ intoCollection: 'docs', overwrite: true }), deps, restoreCtx());
     expect(outcome).toEqual({ type: 'ack' });
     const completed = publisher.published.at(-1)!.event as { database: string; previousDatabaseKeptAs: string };
-    expect(completed.previousDatabaseKeptAs).toBe('docs');
+    expect(completed.previousDatabaseKeptAs).toMatch(/^snapshot \S+ of collection docs$/);
     expect(completed.database).toMatch(/^docs_restoring_/);
     expect(port.all(completed.database)).toHaveLength(25);
-    expect(port.all('docs')).toHaveLength(23);
+    expect(await port.listAliases()).toContainEqual({ alias: 'docs', collection: completed.database });
   });
 
   it('a snapshot whose restored count differs is removed and fails', async () => {

@@ -447,7 +447,8 @@ class DoubleState {
   private async deleteCollection(name: string): Promise<boolean> {
     if (!this.collections.delete(name)) return false;
     for (const [alias, target] of this.aliases) if (target === name) this.aliases.delete(alias);
-    await this.files.deleteCollection(name);
+    // Like Qdrant, a deleted collection's snapshot files stay on disk: they may be its backup
+    // (qdrant#5558); `file://` recovery still finds them.
     return true;
   }
 

@@ -91,10 +91,6 @@ export class SnapshotFiles {
     await rm(`${path}.checksum`, { force: true });
   }
 
-  async deleteCollection(collection: string): Promise<void> {
-    await rm(this.dir(collection), { recursive: true, force: true });
-  }
-
   /**
    * Streams `source` to a temp file, hashing it; checks the sha256 when one is given (400 on
    * mismatch). `source` is a stream, or a function that writes the bytes (a multipart field) itself.

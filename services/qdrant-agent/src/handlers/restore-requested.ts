@@ -6,16 +6,20 @@
 // The default target is a new `<collection>_restore_<yyyymmddhhmmss>`. Restoring over an existing
 // collection needs `overwrite`; the data then goes into a staging collection first and the old
 // collection is never touched: over an alias, the alias is switched to the restored collection
-// (the old one is kept as it was); over a plain collection, the restored copy stays beside it,
-// waiting for promotion once verified (see promoteRestored in @tidemark/qdrant). Either way the
-// event's `previousDatabaseKeptAs` names the collection that still holds the old data.
+// (the old one is kept as it was); over a plain collection, which Qdrant can neither rename nor
+// alias, the restored copy takes the name only once it matches the manifest, and the old data is
+// first kept as a server-side snapshot (see verifyAndPromote). Either way the event's
+// `previousDatabaseKeptAs` says where the old data is.
 import {
   RestoreCompleted, RestoreFailed, RestoreStarted, SCHEMA_VERSION, TidemarkError, subjects, type Manifest, type RequestRestore,
 } from '@tidemark/contracts';
 import { findTarget } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
 import { ack, nakWithDelay, term, type Outcome } from '@tidemark/runtime';
-import { chainApplyOrder, restoreChain, SNAPSHOT_FORMAT, stagingName, type QdrantPort, type RestoreOutcome } from '@tidemark/qdrant';
+import {
+  chainApplyOrder, compareWithFacts, promoteRestored, restoreChain, SNAPSHOT_FORMAT, stagingName, type QdrantPort, type RestoreOutcome,
+} from '@tidemark/qdrant';
+import type { QdrantSourceFacts } from '@tidemark/contracts';
 import {
   compactTimestamp, errorInfoOf, openDecoded, qdrantFactsOf, requestIdOf, retryDelayMs, targetOfSubject, whileWorking, type AgentDeps, type Context,
 } from './common.js';
@@ -108,6 +112,7 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
         ? restoreSnapshot(port, manifest, name, exists, deps)
         : restoreExportChain(port, manifest, name, exists, deps, ctx),
     );
+    if (outcome.promotion === 'pending') outcome = await verifyAndPromote(port, name, outcome, facts);
   } catch (error) {
     if (ctx.signal.aborted) {
       log.warn('restore interrupted by shutdown; handing it back');
@@ -131,6 +136,26 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
   );
   log.info({ artifactId, collection: outcome.collection, points: outcome.points, previousKeptAs: outcome.previousKeptAs, promotion: outcome.promotion }, 'restore completed');
   return ack();
+}
+
+/**
+ * Over a plain collection: the restored copy must first match the manifest (count, sample
+ * fingerprint, recorded queries); a mismatch removes it and leaves the old collection untouched.
+ * Then the old collection is kept as a snapshot on the Qdrant server (the rollback point: recover
+ * it to undo), deleted, and its name becomes an alias of the restored collection.
+ */
+async function verifyAndPromote(port: QdrantPort, name: string, outcome: RestoreOutcome, facts: QdrantSourceFacts): Promise<RestoreOutcome> {
+  const differing = (await compareWithFacts(port, outcome.collection, facts)).filter((check) => !check.ok);
+  if (differing.length > 0) {
+    await port.deleteCollection(outcome.collection).catch(() => undefined);
+    throw new TidemarkError(
+      'VERIFY_MISMATCH',
+      `the restored copy ${outcome.collection} differs from the artifact (${differing.map((c) => c.name).join(', ')}); it was removed and ${name} is untouched`,
+    );
+  }
+  const kept = await port.createSnapshot(name);
+  await promoteRestored(port, name, outcome.collection);
+  return { ...outcome, previousKeptAs: `snapshot ${kept.name} of collection ${name}`, promotion: 'switched' };
 }
 
 /** A collection or an alias of that name. */
