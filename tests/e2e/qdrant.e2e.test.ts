@@ -61,7 +61,7 @@ describe('qdrant backups end to end', () => {
   });
 
   it('an export and an incremental chain restore into a new collection with identical points', async () => {
-    publish('backup.requested.qdrant.vectors', { kind: 'export', requestId: 'q-export' });
+    publish('backup.requested.qdrant.vectors', { kind: 'export', requestId: 'q-export', collections: [COLLECTION] });
     const full = await stack.waitFor('artifact.stored.qdrant.vectors', (e) => e.data.requestId === 'q-export', 60_000);
     await stack.waitFor('verify.passed.qdrant.vectors', (e) => e.data.artifactId === full.data.artifactId, 90_000);
     // Change the collection: update 100 points, add 30, delete 50.
@@ -73,7 +73,7 @@ describe('qdrant backups end to end', () => {
       ],
     });
     await source.delete(COLLECTION, { wait: true, points: Array.from({ length: 50 }, (_, i) => 1000 + i) });
-    publish('backup.requested.qdrant.vectors', { kind: 'incremental', requestId: 'q-incremental' });
+    publish('backup.requested.qdrant.vectors', { kind: 'incremental', requestId: 'q-incremental', collections: [COLLECTION] });
     const delta = await stack.waitFor('artifact.stored.qdrant.vectors', (e) => e.data.requestId === 'q-incremental', 60_000);
     const deltaId = delta.data.artifactId as string;
     await stack.waitFor('verify.passed.qdrant.vectors', (e) => e.data.artifactId === deltaId, 90_000);
@@ -106,7 +106,7 @@ describe('qdrant backups end to end', () => {
   it('a corrupted stored snapshot fails verification and raises an alert', async () => {
     const verifier = stack.processes.find((p) => p.name === 'verifier' && p.child.exitCode === null);
     await verifier?.kill('SIGTERM');
-    publish('backup.requested.qdrant.vectors', { kind: 'snapshot', requestId: 'q-corrupt' });
+    publish('backup.requested.qdrant.vectors', { kind: 'snapshot', requestId: 'q-corrupt', collections: [COLLECTION] });
     const stored = await stack.waitFor('artifact.stored.qdrant.vectors', (e) => e.data.requestId === 'q-corrupt', 60_000);
     const artifactId = stored.data.artifactId as string;
     const path = join(stack.storageRoot, (await manifestOf(artifactId)).data.key);
@@ -123,7 +123,7 @@ describe('qdrant backups end to end', () => {
   it.runIf(testProvider() === 'local')('a failing Qdrant ends in a clear backup.failed and an alert, with nothing half-stored', async () => {
     stack.qdrant!.faults.failNext(10_000, 503);
     try {
-      publish('backup.requested.qdrant.vectors', { kind: 'snapshot', requestId: 'q-down' });
+      publish('backup.requested.qdrant.vectors', { kind: 'snapshot', requestId: 'q-down', collections: [COLLECTION] });
       const failed = await stack.waitFor('backup.failed.qdrant.vectors', (e) => e.data.requestId === 'q-down' && e.data.final === true, 120_000);
       expect((failed.data.error as { retryable: boolean }).retryable).toBe(true);
       const attempts = stack.events.filter((e) => e.subject === 'backup.failed.qdrant.vectors' && e.data.requestId === 'q-down');
@@ -134,5 +134,19 @@ describe('qdrant backups end to end', () => {
     }
     expect(stack.events.some((e) => e.subject === 'artifact.stored.qdrant.vectors' && e.data.requestId === 'q-down')).toBe(false);
     expect(await source.listSnapshots(COLLECTION)).toEqual([]);
+  });
+
+  it.runIf(testProvider() === 'local')('a hanging Qdrant times out, is retried, and ends in a clear backup.failed', async () => {
+    stack.qdrant!.faults.hang(`/collections/${COLLECTION}/points/count`);
+    try {
+      publish('backup.requested.qdrant.vectors', { kind: 'export', requestId: 'q-hang', collections: [COLLECTION] });
+      const failed = await stack.waitFor('backup.failed.qdrant.vectors', (e) => e.data.requestId === 'q-hang' && e.data.final === true, 120_000);
+      const error = failed.data.error as { code: string; message: string; retryable: boolean };
+      expect(['SOURCE_UNAVAILABLE', 'TIMEOUT', 'BREAKER_OPEN']).toContain(error.code);
+      expect(error.retryable).toBe(true);
+    } finally {
+      stack.qdrant!.faults.reset();
+    }
+    expect(stack.events.some((e) => e.subject === 'artifact.stored.qdrant.vectors' && e.data.requestId === 'q-hang')).toBe(false);
   });
 });
