@@ -1,5 +1,5 @@
 // An in-memory QdrantPort for unit tests: real state, Qdrant's id order, range filters, brute
-// force queries, snapshots as bytes, aliases, and failure injection per method.
+// force queries, snapshots as bytes, aliases, recorded snapshot uploads, and failure injection per method.
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
@@ -19,6 +19,7 @@ export interface FakePort extends QdrantPort {
   failNext(method: keyof QdrantPort, error: unknown, times?: number): void;
   calls: Record<string, number>;
   all(name: string): QdrantPoint[];
+  readonly uploads: { name: string; checksum?: string | undefined; priority: string }[];
 }
 
 const clone = <T>(v: T): T => structuredClone(v);
@@ -48,6 +49,7 @@ export function fakePort(version = '1.19.0'): FakePort {
   const aliases = new Map<string, string>();
   const failures = new Map<string, { error: unknown; times: number }>();
   const calls: Record<string, number> = {};
+  const uploads: FakePort['uploads'] = [];
   const resolve = (name: string): Collection => {
     const c = collections.get(aliases.get(name) ?? name);
     if (!c) throw Object.assign(new Error(`collection ${name} not found`), { status: 404, data: { status: { error: `Not found: Collection \`${name}\` doesn't exist!` } } });
@@ -58,6 +60,7 @@ export function fakePort(version = '1.19.0'): FakePort {
   const impl: QdrantPort = {
     async version() { return version; },
     async cluster() { return { enabled: false, peers: 1 }; },
+    async listCollections() { return [...collections.keys()].sort(); },
     async collectionExists(name) { return collections.has(name); },
     async getCollection(name): Promise<CollectionInfo> {
       const c = resolve(name);
@@ -120,7 +123,8 @@ export function fakePort(version = '1.19.0'): FakePort {
       if (!bytes) throw Object.assign(new Error('no snapshot'), { status: 404 });
       return Readable.from([bytes.subarray(0, 10), bytes.subarray(10)]);
     },
-    async uploadSnapshot(name, body) {
+    async uploadSnapshot(name, body, options) {
+      uploads.push({ name, checksum: options.checksum, priority: options.priority });
       const parsed = JSON.parse((await buffer(body)).toString()) as { body: Record<string, unknown>; points: QdrantPoint[] };
       collections.set(name, { body: parsed.body, points: new Map(parsed.points.map((p) => [idKey(p.id), p])), snapshots: new Map() });
     },
@@ -143,6 +147,7 @@ export function fakePort(version = '1.19.0'): FakePort {
     collections,
     aliases,
     calls,
+    uploads,
     failNext(method: keyof QdrantPort, error: unknown, times = 1) { failures.set(method, { error, times }); },
     all: (name: string) => sorted(resolve(name)),
   });

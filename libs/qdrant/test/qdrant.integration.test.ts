@@ -8,17 +8,11 @@ import { createLogger } from '@tidemark/runtime';
 import { startQdrant, type QdrantTestServer } from '@tidemark/testkit';
 import {
   collectFacts, compareWithFacts, createQdrantPort, exportCollection, exportDelta, guardPort, readIdSet, restoreChain,
-  snapshotCollection, SINGLE_NODE_COVERAGE, type GuardedPort, type QdrantPoint,
+  snapshotCollection, SINGLE_NODE_COVERAGE, type GuardedPort,
 } from '../src/index.js';
+import { points, scrollAll, seedDocs } from './integration-fixture.js';
 
 const silent = createLogger('test', { LOG_LEVEL: 'silent' });
-
-function points(from: number, count: number, ts: number): QdrantPoint[] {
-  return Array.from({ length: count }, (_, i) => {
-    const n = from + i;
-    return { id: n, vector: Array.from({ length: 16 }, (_, j) => Math.fround(Math.cos(n * 3 + j))), payload: { n, text: `doc ${n}`, nested: { even: n % 2 === 0 }, updatedAt: ts } };
-  });
-}
 
 describe('qdrant logic against the qdrant double', () => {
   let server: QdrantTestServer;
@@ -27,25 +21,14 @@ describe('qdrant logic against the qdrant double', () => {
   beforeAll(async () => {
     server = await startQdrant();
     port = guardPort(createQdrantPort({ url: server.url }), silent, 'it', { timeoutMs: 10_000 });
-    await port.createCollection('docs', { vectors: { size: 16, distance: 'Dot' } });
-    for (let i = 0; i < 1200; i += 300) await port.upsert('docs', points(i, 300, 100));
-    await port.upsert('docs', [{ id: '5c56c793-69f3-4fbf-87e6-c4bf54c28c26', vector: Array(16).fill(0.5), payload: { uuid: true, updatedAt: 100 } }]);
+    await seedDocs(port);
   });
   afterAll(async () => {
     port?.shutdown();
     await server?.stop();
   });
 
-  const all = async (collection: string) => {
-    const out: QdrantPoint[] = [];
-    let offset: QdrantPoint['id'] | null = null;
-    for (;;) {
-      const page = await port.scroll(collection, { limit: 500, offset, withVector: true, withPayload: true });
-      out.push(...page.points);
-      if (page.nextOffset === null) return out;
-      offset = page.nextOffset;
-    }
-  };
+  const all = (collection: string) => scrollAll(port, collection);
 
   it('export → restore into a new collection gives identical ids, vectors and payloads, and the facts match', async () => {
     const facts = await collectFacts(port, 'docs', SINGLE_NODE_COVERAGE, { sampleSize: 32 });

@@ -7,6 +7,8 @@ import { createBreaker, retryWithBackoff, type Breaker, type Logger } from '@tid
 import { guardCluster, pgCluster, type ClusterRole, type PgCluster } from '@tidemark/pg';
 import type { PostgresConnection } from '@tidemark/config';
 
+export * from './agent-handlers.js';
+
 /**
  * The key ring named by the config's `encryption` section (the key in `keyEnv` or `keyFile`, older
  * keys in `oldKeyFiles`); without that section, the TIDEMARK_ENCRYPTION_* variables.

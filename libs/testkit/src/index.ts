@@ -10,3 +10,4 @@ export * from './containers.js';
 export * from './nats.js';
 export * from './s3.js';
 export * from './qdrant.js';
+export * from './handler-fakes.js';

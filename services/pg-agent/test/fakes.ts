@@ -1,8 +1,9 @@
-// Small in-memory ports for the handler tests: a fake cluster, a recording publisher, a context.
+// Small in-memory ports for the handler tests: a fake cluster, plus testkit's recording publisher
+// and a context for backup.requested.pg.main.
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { TidemarkError, type PgSourceFacts, type Schema } from '@tidemark/contracts';
-import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
+import { TidemarkError, type PgSourceFacts } from '@tidemark/contracts';
+import { testContextFor } from '@tidemark/testkit';
 import type { DumpSession, PgCluster } from '@tidemark/pg';
 
 export const SAMPLE_FACTS: PgSourceFacts = {
@@ -84,41 +85,8 @@ export function fakeCluster(dumpBytes: Buffer = Buffer.from('PGDMP fake custom-f
   return cluster;
 }
 
-export interface Published {
-  readonly subject: string;
-  readonly event: Record<string, unknown>;
-  readonly msgId: string | undefined;
-}
-
-export function recordingPublisher(): EventPublisher & { readonly published: Published[]; subjects(): string[] } {
-  const published: Published[] = [];
-  return {
-    published,
-    subjects: () => published.map((p) => p.subject),
-    async publish<T>(subject: string, schema: Schema<T>, event: T, msgId?: string) {
-      published.push({ subject, event: schema.parse(event) as Record<string, unknown>, msgId });
-    },
-  };
-}
-
-export function testContext(overrides: Partial<HandlerContext> = {}): HandlerContext & { workingCalls: number } {
-  const ctx = {
-    subject: 'backup.requested.pg.main',
-    attempt: 1,
-    maxDeliver: 5,
-    streamSequence: 42,
-    storedAt: new Date('2025-01-02T03:04:05Z'),
-    headers: undefined,
-    workingCalls: 0,
-    working() {
-      ctx.workingCalls++;
-    },
-    signal: new AbortController().signal,
-    logger: createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' }),
-    ...overrides,
-  };
-  return ctx;
-}
+export { recordingPublisher } from '@tidemark/testkit';
+export const testContext = testContextFor('backup.requested.pg.main');
 
 export const TEST_KEY_HEX = '11'.repeat(32);
 

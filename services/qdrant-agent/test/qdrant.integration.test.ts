@@ -7,20 +7,14 @@ import { parseConfig } from '@tidemark/config';
 import { ArtifactStore, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { createLogger } from '@tidemark/runtime';
-import { createQdrantPort, guardPort, type GuardedPort, type QdrantPoint } from '@tidemark/qdrant';
+import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant';
 import { makeTempDir, removeTempDir, startQdrant, type QdrantTestServer } from '@tidemark/testkit';
 import { collectionArtifactId, handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
 import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
 import { qdrantConfigYaml, recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
+import { points, scrollAll, seedDocs } from '../../../libs/qdrant/test/integration-fixture.js';
 
 const silent = createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' });
-
-function points(from: number, count: number, ts: number): QdrantPoint[] {
-  return Array.from({ length: count }, (_, i) => {
-    const n = from + i;
-    return { id: n, vector: Array.from({ length: 16 }, (_, j) => Math.fround(Math.cos(n * 3 + j))), payload: { n, text: `doc ${n}`, nested: { even: n % 2 === 0 }, updatedAt: ts } };
-  });
-}
 
 describe('qdrant-agent against the qdrant double', () => {
   let server: QdrantTestServer;
@@ -47,9 +41,7 @@ describe('qdrant-agent against the qdrant double', () => {
       clock: () => new Date(),
       progressIntervalMs: 50,
     };
-    await port.createCollection('docs', { vectors: { size: 16, distance: 'Dot' } });
-    for (let i = 0; i < 1200; i += 300) await port.upsert('docs', points(i, 300, 100));
-    await port.upsert('docs', [{ id: '5c56c793-69f3-4fbf-87e6-c4bf54c28c26', vector: Array(16).fill(0.5), payload: { uuid: true, updatedAt: 100 } }]);
+    await seedDocs(port);
   });
   afterAll(async () => {
     port?.shutdown();
@@ -57,16 +49,7 @@ describe('qdrant-agent against the qdrant double', () => {
     if (dir) await removeTempDir(dir);
   });
 
-  const all = async (collection: string) => {
-    const out: QdrantPoint[] = [];
-    let offset: QdrantPoint['id'] | null = null;
-    for (;;) {
-      const page = await port.scroll(collection, { limit: 500, offset, withVector: true, withPayload: true });
-      out.push(...page.points);
-      if (page.nextOffset === null) return out;
-      offset = page.nextOffset;
-    }
-  };
+  const all = (collection: string) => scrollAll(port, collection);
   const backup = async (fields: Record<string, unknown>, overrides: Parameters<typeof testContext>[0] = {}) => {
     const ctx = testContext({ streamSequence: ++sequence, storedAt: new Date(Date.UTC(2025, 0, 1, 0, 0, sequence)), ...overrides });
     const outcome = await handleBackupRequested(RequestBackup.parse(fields), deps, ctx);

@@ -1,10 +1,10 @@
 // The verifier's Qdrant path against the in-memory fake port and the memory storage backend.
 import { buffer } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
-import { TidemarkError, type Manifest, type QdrantSourceFacts, type Schema } from '@tidemark/contracts';
+import { TidemarkError, type Manifest, type QdrantSourceFacts } from '@tidemark/contracts';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
-import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
+import { recordingPublisher, testContextFor } from '@tidemark/testkit';
 import { fakePort, seed, type FakePort } from '../../../libs/qdrant/test/fake-port.js';
 import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 import { storeExportArtifact, storeIncrementalArtifact, storeSnapshotArtifact, storedEvent } from './qdrant-artifacts.js';
@@ -13,20 +13,7 @@ const keys = loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: '44'.repeat(32) });
 const SNAPSHOT_ID = '20250101T000000Z-aaaaaaaaaa';
 const SCRATCH = 'tidemark_verify_aaaaaaaaaa_abc123';
 
-function recordingPublisher() {
-  const published: { subject: string; event: Record<string, unknown>; msgId?: string }[] = [];
-  const publisher: EventPublisher = {
-    async publish<T>(subject: string, schema: Schema<T>, event: T, msgId?: string) {
-      published.push({ subject, event: schema.parse(event) as Record<string, unknown>, ...(msgId ? { msgId } : {}) });
-    },
-  };
-  return { publisher, published };
-}
-
-const ctx = (overrides: Partial<HandlerContext> = {}): HandlerContext => ({
-  subject: 'artifact.stored.qdrant.vectors', attempt: 1, maxDeliver: 5, streamSequence: 7, storedAt: new Date(), headers: undefined,
-  working: () => undefined, signal: new AbortController().signal, logger: createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' }), ...overrides,
-});
+const ctx = testContextFor('artifact.stored.qdrant.vectors');
 
 /** A sandbox fake that records upload options and every collection it ever held. */
 function sandbox(): { port: FakePort; uploads: { name: string; options: unknown }[]; created: Set<string> } {
@@ -57,7 +44,8 @@ async function setup(options: { noSandbox?: boolean; edit?: (facts: QdrantSource
     await store.commit(manifest);
   }
   const box = sandbox();
-  const { publisher, published } = recordingPublisher();
+  const publisher = recordingPublisher();
+  const { published } = publisher;
   const deps: VerifierDeps = {
     store, sandbox: undefined, sandboxQdrant: options.noSandbox ? undefined : box.port, publisher, keys,
     clock: () => new Date('2025-01-01T00:01:00Z'), randomSuffix: () => 'abc123',
@@ -92,7 +80,8 @@ describe('artifact.stored handler (verifier), qdrant artifacts', () => {
     await source.deletePoints('docs', [0, 7, 60]);
     const delta = await storeIncrementalArtifact(source, store, keys, full, { collection: 'docs', target: 'vectors', id: '20250101T000100Z-cccccccccc' });
     const box = sandbox();
-    const { publisher, published } = recordingPublisher();
+    const publisher = recordingPublisher();
+    const { published } = publisher;
     const deps: VerifierDeps = { store, sandbox: undefined, sandboxQdrant: box.port, publisher, keys, clock: () => new Date(), randomSuffix: () => 'abc123' };
     expect(await handleArtifactStored(storedEvent(delta), deps, ctx())).toEqual({ type: 'ack' });
     expect(published[0]?.subject).toBe('verify.passed.qdrant.vectors');
@@ -109,7 +98,8 @@ describe('artifact.stored handler (verifier), qdrant artifacts', () => {
     const delta = await storeIncrementalArtifact(source, store, keys, full, { collection: 'docs', target: 'vectors', id: '20250101T000100Z-cccccccccc' });
     await store.remove(full);
     const box = sandbox();
-    const { publisher, published } = recordingPublisher();
+    const publisher = recordingPublisher();
+    const { published } = publisher;
     const deps: VerifierDeps = { store, sandbox: undefined, sandboxQdrant: box.port, publisher, keys, clock: () => new Date() };
     await handleArtifactStored(storedEvent(delta), deps, ctx());
     expect(published[0]).toMatchObject({ subject: 'verify.failed.qdrant.vectors', event: { error: { code: 'ARTIFACT_NOT_FOUND' } } });

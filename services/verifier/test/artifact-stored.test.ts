@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
-import { ArtifactStored, TidemarkError, type Manifest, type PgSourceFacts, type Schema } from '@tidemark/contracts';
+import { ArtifactStored, TidemarkError, type Manifest, type PgSourceFacts } from '@tidemark/contracts';
 import { ArtifactStore, artifactKeys, createMemoryBackend } from '@tidemark/storage';
 import { encodeStream, loadKeyRing } from '@tidemark/pipeline';
-import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
 import type { PgCluster } from '@tidemark/pg';
+import { recordingPublisher, testContextFor } from '@tidemark/testkit';
 import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 
 const FACTS: PgSourceFacts = {
@@ -57,20 +57,7 @@ function sandbox(actual: PgSourceFacts) {
   return { cluster, state };
 }
 
-function recordingPublisher() {
-  const published: { subject: string; event: Record<string, unknown>; msgId?: string }[] = [];
-  const publisher: EventPublisher = {
-    async publish<T>(subject: string, schema: Schema<T>, event: T, msgId?: string) {
-      published.push({ subject, event: schema.parse(event) as Record<string, unknown>, ...(msgId ? { msgId } : {}) });
-    },
-  };
-  return { publisher, published };
-}
-
-const ctx = (overrides: Partial<HandlerContext> = {}): HandlerContext => ({
-  subject: 'artifact.stored.pg.main', attempt: 1, maxDeliver: 5, streamSequence: 7, storedAt: new Date(), headers: undefined,
-  working: () => undefined, signal: new AbortController().signal, logger: createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' }), ...overrides,
-});
+const ctx = testContextFor('artifact.stored.pg.main');
 
 const eventFor = (manifest: Manifest, verify = true): ArtifactStored => ArtifactStored.parse({
   engine: 'pg', target: 'main', requestId: manifest.requestId, occurredAt: manifest.finishedAt, kind: 'logical', artifactId: manifest.id,
@@ -81,7 +68,8 @@ async function setup(actual: PgSourceFacts = FACTS, options: { noSandbox?: boole
   const store = new ArtifactStore(createMemoryBackend());
   const manifest = await storedArtifact(store);
   const { cluster, state } = sandbox(actual);
-  const { publisher, published } = recordingPublisher();
+  const publisher = recordingPublisher();
+  const { published } = publisher;
   const deps: VerifierDeps = { store, sandbox: options.noSandbox ? undefined : cluster, publisher, keys, clock: () => new Date('2025-01-01T00:01:00Z'), randomSuffix: () => 'abc123' };
   return { store, manifest, state, published, deps };
 }

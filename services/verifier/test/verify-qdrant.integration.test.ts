@@ -4,30 +4,17 @@
 // into scratch collections of a separate sandbox Qdrant through the real client adapter.
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest, Schema } from '@tidemark/contracts';
+import type { Manifest } from '@tidemark/contracts';
 import { ArtifactStore, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
-import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
+import { createLogger } from '@tidemark/runtime';
 import { createQdrantPort, guardPort, type GuardedPort, type QdrantPoint } from '@tidemark/qdrant';
-import { makeTempDir, removeTempDir, startQdrant, testProvider, type QdrantTestServer } from '@tidemark/testkit';
+import { makeTempDir, recordingPublisher, removeTempDir, startQdrant, testContextFor, testProvider, type QdrantTestServer } from '@tidemark/testkit';
 import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 import { storeExportArtifact, storeIncrementalArtifact, storeSnapshotArtifact, storedEvent } from './qdrant-artifacts.js';
 
 const logger = createLogger('verifier-qdrant-it', { TIDEMARK_LOG_LEVEL: 'silent' });
-const ctx = (overrides: Partial<HandlerContext> = {}): HandlerContext => ({
-  subject: 'artifact.stored.qdrant.vectors', attempt: 1, maxDeliver: 5, streamSequence: 1, storedAt: new Date(), headers: undefined,
-  working: () => undefined, signal: new AbortController().signal, logger, ...overrides,
-});
-
-function recordingPublisher() {
-  const published: { subject: string; event: Record<string, unknown> }[] = [];
-  const publisher: EventPublisher = {
-    async publish<T>(subject: string, schema: Schema<T>, event: T) {
-      published.push({ subject, event: schema.parse(event) as Record<string, unknown> });
-    },
-  };
-  return { publisher, published };
-}
+const ctx = testContextFor('artifact.stored.qdrant.vectors');
 
 function points(from: number, count: number, ts: number): QdrantPoint[] {
   return Array.from({ length: count }, (_, i) => {
@@ -64,7 +51,7 @@ describe('verifier against qdrant', () => {
     store = new ArtifactStore(await createBackend({ type: 'fs', root: dir }));
     const recorder = recordingPublisher();
     published = recorder.published;
-    deps = { store, sandbox: undefined, sandboxQdrant: sandbox, publisher: recorder.publisher, keys, clock: () => new Date() };
+    deps = { store, sandbox: undefined, sandboxQdrant: sandbox, publisher: recorder, keys, clock: () => new Date() };
   });
 
   afterAll(async () => {

@@ -3,31 +3,16 @@
 // with an integrity code; the scratch databases are always gone afterwards.
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArtifactStored, RequestBackup, type Manifest, type Schema } from '@tidemark/contracts';
+import { ArtifactStored, RequestBackup, type Manifest } from '@tidemark/contracts';
 import { parseConfig, type Target } from '@tidemark/config';
 import { ArtifactStore, artifactKeys, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
-import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
 import { handleBackupRequested } from '@tidemark/pg-agent-service';
 import { pgCluster } from '@tidemark/pg';
-import { makeTempDir, removeTempDir, startPostgres, type PostgresServer } from '@tidemark/testkit';
+import { makeTempDir, recordingPublisher, removeTempDir, startPostgres, testContextFor, type PostgresServer } from '@tidemark/testkit';
 import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 
-const logger = createLogger('verifier-it', { TIDEMARK_LOG_LEVEL: 'silent' });
-const ctx = (overrides: Partial<HandlerContext> = {}): HandlerContext => ({
-  subject: 'backup.requested.pg.main', attempt: 1, maxDeliver: 5, streamSequence: 1, storedAt: new Date(), headers: undefined,
-  working: () => undefined, signal: new AbortController().signal, logger, ...overrides,
-});
-
-function recordingPublisher() {
-  const published: { subject: string; event: Record<string, unknown> }[] = [];
-  const publisher: EventPublisher = {
-    async publish<T>(subject: string, schema: Schema<T>, event: T) {
-      published.push({ subject, event: schema.parse(event) as Record<string, unknown> });
-    },
-  };
-  return { publisher, published };
-}
+const ctx = testContextFor('backup.requested.pg.main');
 
 const storedEvent = (m: Manifest) => ArtifactStored.parse({
   engine: 'pg', target: m.target, requestId: m.requestId, occurredAt: m.finishedAt, kind: m.kind, artifactId: m.id,
@@ -69,7 +54,7 @@ targets:
 `);
     const backup = recordingPublisher();
     const outcome = await handleBackupRequested(RequestBackup.parse({ requestId: 'v-1' }), {
-      config, store, publisher: backup.publisher, keys, clock: () => new Date(), agent: { id: 'it', version: '0' },
+      config, store, publisher: backup, keys, clock: () => new Date(), agent: { id: 'it', version: '0' },
       clusterFor: (target: Target) => pgCluster(target.postgres!, 'source', env),
     }, ctx());
     expect(outcome).toEqual({ type: 'ack' });
@@ -77,7 +62,7 @@ targets:
     const sandboxConnection = { ...config.targets[0]!.postgres!, database: 'postgres' };
     const recorder = recordingPublisher();
     published = recorder.published;
-    deps = { store, sandbox: pgCluster(sandboxConnection, 'sandbox', env), publisher: recorder.publisher, keys, clock: () => new Date() };
+    deps = { store, sandbox: pgCluster(sandboxConnection, 'sandbox', env), publisher: recorder, keys, clock: () => new Date() };
   });
 
   afterAll(async () => {

@@ -3,14 +3,16 @@
 // whose artifact is already committed only re-announces it.
 import type { Readable } from 'node:stream';
 import {
-  ArtifactStored, BackupCompleted, BackupFailed, BackupStarted, MANIFEST_VERSION, SCHEMA_VERSION, TidemarkError, subjects,
-  type ArtifactKind, type Manifest, type RequestBackup,
+  BackupStarted, MANIFEST_VERSION, TidemarkError, subjects, type ArtifactKind, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
-import { artifactKeys, newArtifactId } from '@tidemark/storage';
+import { newArtifactId } from '@tidemark/storage';
 import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
-import { ack, nakWithDelay, term, type HandlerContext, type Outcome } from '@tidemark/runtime';
-import { errorInfoOf, requestIdOf, retryDelayMs, targetOfSubject, type AgentDeps } from './common.js';
+import { ack, nakWithDelay, type Outcome } from '@tidemark/runtime';
+import {
+  announceArtifact, backupFailed, eventScope, requestIdOf, settleAll, targetOfSubject, type AgentContext as Context,
+} from '@tidemark/service';
+import type { AgentDeps } from './common.js';
 
 export const PG_DUMP_FORMAT = 'pg_dump-custom';
 
@@ -19,33 +21,15 @@ export interface BackupDeps extends AgentDeps {
   readonly progressIntervalMs?: number;
 }
 
-type Context = Pick<HandlerContext, 'subject' | 'attempt' | 'maxDeliver' | 'streamSequence' | 'storedAt' | 'working' | 'signal' | 'logger'>;
-
 export async function handleBackupRequested(message: RequestBackup, deps: BackupDeps, ctx: Context): Promise<Outcome> {
   const targetName = targetOfSubject(ctx.subject);
   const kind: ArtifactKind = message.kind ?? 'logical';
   const requestId = requestIdOf(message.requestId, ctx.streamSequence);
   const artifactId = newArtifactId(requestId, ctx.storedAt);
   const log = ctx.logger.child({ target: targetName, requestId, artifactId });
-  const scope = { schemaVersion: SCHEMA_VERSION, engine: 'pg' as const, target: targetName, requestId };
-  const at = () => deps.clock().toISOString();
+  const scope = eventScope('pg', targetName, requestId);
 
-  const failed = async (error: unknown): Promise<Outcome> => {
-    const info = errorInfoOf(error);
-    const final = !info.retryable || ctx.attempt >= ctx.maxDeliver;
-    await deps.publisher.publish(
-      subjects.backupFailed('pg', targetName),
-      BackupFailed,
-      { ...scope, occurredAt: at(), kind, artifactId, error: info, attempt: ctx.attempt, final },
-      `failed:${artifactId}:${ctx.attempt}`,
-    );
-    if (final) {
-      log.error({ err: info }, 'backup failed');
-      return term(`${info.code}: ${info.message}`);
-    }
-    log.warn({ err: info }, 'backup failed, will retry');
-    return nakWithDelay(retryDelayMs(ctx.attempt));
-  };
+  const failed = (error: unknown): Promise<Outcome> => backupFailed(error, { engine: 'pg', target: targetName, requestId, kind, artifactId }, deps, ctx, log);
 
   if (kind !== 'logical') {
     return failed(new TidemarkError('COMMAND_INVALID', `the pg agent makes "logical" backups; kind "${kind}" is not supported yet`));
@@ -62,7 +46,7 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
   }
   if (existing) {
     log.info('artifact already committed, announcing it again');
-    await announce(existing, deps, at);
+    await announceArtifact('pg', existing, deps);
     return ack();
   }
 
@@ -92,7 +76,7 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
     }
     return failed(error);
   }
-  await announce(manifest, deps, at);
+  await announceArtifact('pg', manifest, deps);
   log.info({ storedBytes: manifest.data.storedBytes, rawBytes: manifest.data.rawBytes }, 'backup completed');
   return ack();
 }
@@ -158,43 +142,4 @@ async function dumpAndStore(target: Target, plan: DumpPlan, deps: BackupDeps, ct
   } finally {
     clearInterval(progress);
   }
-}
-
-/** Like Promise.all, but every promise is observed, so a later rejection is never unhandled. */
-async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
-  for (const p of promises) (p as Promise<unknown>).catch(() => undefined);
-  return (await Promise.all(promises)) as unknown as T;
-}
-
-/** artifact.stored then backup.completed; msg ids make a repeat a no-op for the stream. */
-async function announce(manifest: Manifest, deps: BackupDeps, at: () => string): Promise<void> {
-  const scope = { schemaVersion: SCHEMA_VERSION, engine: 'pg' as const, target: manifest.target, requestId: manifest.requestId };
-  await deps.publisher.publish(
-    subjects.artifactStored('pg', manifest.target),
-    ArtifactStored,
-    {
-      ...scope,
-      occurredAt: manifest.finishedAt,
-      kind: manifest.kind,
-      artifactId: manifest.id,
-      manifestKey: artifactKeys('pg', manifest.target, manifest.id).manifest,
-      storedBytes: manifest.data.storedBytes,
-      sha256: manifest.data.sha256,
-      verify: manifest.verify,
-    },
-    `stored:${manifest.id}`,
-  );
-  await deps.publisher.publish(
-    subjects.backupCompleted('pg', manifest.target),
-    BackupCompleted,
-    {
-      ...scope,
-      occurredAt: at(),
-      kind: manifest.kind,
-      artifactId: manifest.id,
-      storedBytes: manifest.data.storedBytes,
-      durationMs: Math.max(0, Date.parse(manifest.finishedAt) - Date.parse(manifest.createdAt)),
-    },
-    `completed:${manifest.id}`,
-  );
 }

@@ -10,11 +10,10 @@
 //                one, a full export is made instead (kind "export")
 import type { Readable } from 'node:stream';
 import {
-  ArtifactStored, BackupCompleted, BackupFailed, BackupStarted, MANIFEST_VERSION, QdrantSourceFacts, SCHEMA_VERSION, TidemarkError,
-  subjects, type ArtifactKind, type Manifest, type RequestBackup,
+  BackupStarted, MANIFEST_VERSION, QdrantSourceFacts, TidemarkError, subjects, type ArtifactKind, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
-import { artifactKeys, newArtifactId } from '@tidemark/storage';
+import { newArtifactId } from '@tidemark/storage';
 import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
 import { ack, nakWithDelay, term, type Outcome } from '@tidemark/runtime';
 import {
@@ -22,8 +21,9 @@ import {
   SNAPSHOT_FORMAT, type ExportStream, type QdrantPort,
 } from '@tidemark/qdrant';
 import {
-  errorInfoOf, openDecoded, qdrantFactsOf, requestIdOf, retryDelayMs, settleAll, targetOfSubject, whileWorking, type AgentDeps, type Context,
-} from './common.js';
+  announceArtifact, backupFailed, eventScope, publishBackupFailed, requestIdOf, retryDelayMs, settleAll, targetOfSubject,
+} from '@tidemark/service';
+import { openDecoded, qdrantFactsOf, whileWorking, type AgentDeps, type Context } from './common.js';
 
 export type BackupDeps = AgentDeps;
 
@@ -39,25 +39,11 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
   const kind: ArtifactKind = message.kind ?? 'snapshot';
   const requestId = requestIdOf(message.requestId, ctx.streamSequence);
   const log = ctx.logger.child({ target: targetName, requestId });
-  const at = () => deps.clock().toISOString();
 
   // A failure before any collection is known: one backup.failed without an artifact id.
   const failedCommand = async (error: unknown): Promise<Outcome> => {
     if (ctx.signal.aborted) return nakWithDelay(0);
-    const info = errorInfoOf(error);
-    const final = !info.retryable || ctx.attempt >= ctx.maxDeliver;
-    await deps.publisher.publish(
-      subjects.backupFailed('qdrant', targetName),
-      BackupFailed,
-      { schemaVersion: SCHEMA_VERSION, engine: 'qdrant', target: targetName, requestId, occurredAt: at(), kind, error: info, attempt: ctx.attempt, final },
-      `failed:${requestId}:${ctx.attempt}`,
-    );
-    if (final) {
-      log.error({ err: info }, 'backup failed');
-      return term(`${info.code}: ${info.message}`);
-    }
-    log.warn({ err: info }, 'backup failed, will retry');
-    return nakWithDelay(retryDelayMs(ctx.attempt));
+    return backupFailed(error, { engine: 'qdrant', target: targetName, requestId, kind }, deps, ctx, log);
   };
 
   if (!QDRANT_KINDS.includes(kind)) {
@@ -122,20 +108,12 @@ interface Plan {
 async function backupCollection(collection: string, plan: Plan, deps: BackupDeps, ctx: Context): Promise<CollectionResult> {
   const artifactId = collectionArtifactId(plan.requestId, collection, ctx.storedAt);
   const log = ctx.logger.child({ target: plan.targetName, requestId: plan.requestId, collection, artifactId });
-  const scope = { schemaVersion: SCHEMA_VERSION, engine: 'qdrant' as const, target: plan.targetName, requestId: plan.requestId };
-  const at = () => deps.clock().toISOString();
+  const scope = eventScope('qdrant', plan.targetName, plan.requestId);
   let kind = plan.kind;
 
   const failed = async (error: unknown): Promise<CollectionResult> => {
     if (ctx.signal.aborted) return 'interrupted';
-    const info = errorInfoOf(error);
-    const final = !info.retryable || ctx.attempt >= ctx.maxDeliver;
-    await deps.publisher.publish(
-      subjects.backupFailed('qdrant', plan.targetName),
-      BackupFailed,
-      { ...scope, occurredAt: at(), kind, artifactId, error: info, attempt: ctx.attempt, final },
-      `failed:${artifactId}:${ctx.attempt}`,
-    );
+    const { info, final } = await publishBackupFailed(error, { engine: 'qdrant', target: plan.targetName, requestId: plan.requestId, kind, artifactId }, deps, ctx);
     if (final) log.error({ err: info }, 'backup of collection failed');
     else log.warn({ err: info }, 'backup of collection failed, will retry');
     return { final, summary: `${collection}: ${info.code}: ${info.message}` };
@@ -146,7 +124,7 @@ async function backupCollection(collection: string, plan: Plan, deps: BackupDeps
     const existing = await deps.store.readManifest('qdrant', plan.targetName, artifactId);
     if (existing) {
       log.info('artifact already committed, announcing it again');
-      await announce(existing, deps, at);
+      await announceArtifact('qdrant', existing, deps);
       return 'done';
     }
     if (kind === 'incremental') {
@@ -179,7 +157,7 @@ async function backupCollection(collection: string, plan: Plan, deps: BackupDeps
   } catch (error) {
     return failed(error);
   }
-  await announce(manifest, deps, at);
+  await announceArtifact('qdrant', manifest, deps);
   log.info({ kind, storedBytes: manifest.data.storedBytes, rawBytes: manifest.data.rawBytes }, 'backup completed');
   return 'done';
 }
@@ -306,37 +284,4 @@ async function exportAndStore(collection: string, plan: StorePlan & { readonly p
     exported.stream.destroy();
     parentData?.destroy();
   }
-}
-
-/** artifact.stored then backup.completed; msg ids make a repeat a no-op for the stream. */
-async function announce(manifest: Manifest, deps: BackupDeps, at: () => string): Promise<void> {
-  const scope = { schemaVersion: SCHEMA_VERSION, engine: 'qdrant' as const, target: manifest.target, requestId: manifest.requestId };
-  await deps.publisher.publish(
-    subjects.artifactStored('qdrant', manifest.target),
-    ArtifactStored,
-    {
-      ...scope,
-      occurredAt: manifest.finishedAt,
-      kind: manifest.kind,
-      artifactId: manifest.id,
-      manifestKey: artifactKeys('qdrant', manifest.target, manifest.id).manifest,
-      storedBytes: manifest.data.storedBytes,
-      sha256: manifest.data.sha256,
-      verify: manifest.verify,
-    },
-    `stored:${manifest.id}`,
-  );
-  await deps.publisher.publish(
-    subjects.backupCompleted('qdrant', manifest.target),
-    BackupCompleted,
-    {
-      ...scope,
-      occurredAt: at(),
-      kind: manifest.kind,
-      artifactId: manifest.id,
-      storedBytes: manifest.data.storedBytes,
-      durationMs: Math.max(0, Date.parse(manifest.finishedAt) - Date.parse(manifest.createdAt)),
-    },
-    `completed:${manifest.id}`,
-  );
 }

@@ -10,19 +10,18 @@
 // alias, the restored copy takes the name only once it matches the manifest, and the old data is
 // first kept as a server-side snapshot (see verifyAndPromote). Either way the event's
 // `previousDatabaseKeptAs` says where the old data is.
-import {
-  RestoreCompleted, RestoreFailed, RestoreStarted, SCHEMA_VERSION, TidemarkError, subjects, type Manifest, type RequestRestore,
-} from '@tidemark/contracts';
+import { TidemarkError, type Manifest, type RequestRestore } from '@tidemark/contracts';
 import { findTarget } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
-import { ack, nakWithDelay, term, type Outcome } from '@tidemark/runtime';
+import { ack, nakWithDelay, type Outcome } from '@tidemark/runtime';
 import {
   chainApplyOrder, compareWithFacts, promoteRestored, restoreChain, SNAPSHOT_FORMAT, stagingName, type QdrantPort, type RestoreOutcome,
 } from '@tidemark/qdrant';
 import type { QdrantSourceFacts } from '@tidemark/contracts';
 import {
-  compactTimestamp, errorInfoOf, openDecoded, qdrantFactsOf, requestIdOf, retryDelayMs, targetOfSubject, whileWorking, type AgentDeps, type Context,
-} from './common.js';
+  compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject,
+} from '@tidemark/service';
+import { openDecoded, qdrantFactsOf, whileWorking, type AgentDeps, type Context } from './common.js';
 
 export type RestoreDeps = AgentDeps;
 
@@ -31,47 +30,23 @@ export type RestoreDeps = AgentDeps;
  * collection when absent), else the newest one.
  */
 export async function pickArtifact(store: ArtifactStore, target: string, artifactId: string | undefined, collection: string | undefined): Promise<Manifest> {
-  if (artifactId !== undefined) {
-    const named = await store.readManifest('qdrant', target, artifactId);
-    if (!named) throw new TidemarkError('ARTIFACT_NOT_FOUND', `artifact ${artifactId} of qdrant target "${target}" is not committed; list artifacts with the catalog`);
-    return named;
-  }
-  const manifests = (await store.listManifests({ engine: 'qdrant', target })).filter((m) => collection === undefined || qdrantFactsOf(m).collection === collection);
-  for (const manifest of manifests) {
-    const verification = await store.readVerification(manifest);
-    if (verification?.status === 'passed') return manifest;
-  }
-  const newest = manifests[0];
-  const what = collection === undefined ? `qdrant target "${target}"` : `collection ${collection} of qdrant target "${target}"`;
-  if (!newest) throw new TidemarkError('ARTIFACT_NOT_FOUND', `${what} has no committed artifact to restore; take a backup first`);
-  return newest;
+  if (collection === undefined) return pickArtifactOf(store, 'qdrant', target, artifactId);
+  return pickArtifactOf(store, 'qdrant', target, artifactId, {
+    keep: (m) => qdrantFactsOf(m).collection === collection,
+    what: `collection ${collection} of qdrant target "${target}"`,
+  });
 }
 
 export async function handleRestoreRequested(message: RequestRestore, deps: RestoreDeps, ctx: Context): Promise<Outcome> {
   const targetName = targetOfSubject(ctx.subject);
   const requestId = requestIdOf(message.requestId, ctx.streamSequence);
   const log = ctx.logger.child({ target: targetName, requestId });
-  const scope = { schemaVersion: SCHEMA_VERSION, engine: 'qdrant' as const, target: targetName, requestId };
-  const at = () => deps.clock().toISOString();
+  const run = { engine: 'qdrant' as const, target: targetName, requestId };
   let artifactId: string | undefined;
   let into: string | undefined;
 
-  const failed = async (error: unknown): Promise<Outcome> => {
-    const info = errorInfoOf(error);
-    const final = !info.retryable || ctx.attempt >= ctx.maxDeliver;
-    if (final) {
-      await deps.publisher.publish(
-        subjects.restoreFailed('qdrant', targetName),
-        RestoreFailed,
-        { ...scope, occurredAt: at(), ...(artifactId ? { artifactId } : {}), ...(into ? { database: into } : {}), error: info },
-        `restore-failed:${requestId}`,
-      );
-      log.error({ err: info, artifactId, collection: into }, 'restore failed');
-      return term(`${info.code}: ${info.message}`);
-    }
-    log.warn({ err: info, artifactId, collection: into }, 'restore failed, will retry');
-    return nakWithDelay(retryDelayMs(ctx.attempt));
-  };
+  const failed = (error: unknown): Promise<Outcome> =>
+    restoreFailed(error, { ...run, artifactId, database: into, logFields: { artifactId, collection: into } }, deps, ctx, log);
 
   const target = findTarget(deps.config, 'qdrant', targetName);
   if (!target) return failed(new TidemarkError('TARGET_UNKNOWN', `no qdrant target named "${targetName}" is configured; add it to tidemark.yaml`));
@@ -99,12 +74,7 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
     if (exists && !message.overwrite) {
       throw new TidemarkError('RESTORE_TARGET_EXISTS', `qdrant collection ${name} exists; restore into another collection (intoCollection) or set overwrite: true (the old collection is kept until the restored one is verified)`);
     }
-    await deps.publisher.publish(
-      subjects.restoreStarted('qdrant', targetName),
-      RestoreStarted,
-      { ...scope, occurredAt: startedAt.toISOString(), artifactId: manifest.id, database: name, agentId: deps.agent.id },
-      `restore-started:${requestId}:${ctx.attempt}`,
-    );
+    await publishRestoreStarted(run, { artifactId: manifest.id, database: name, startedAt }, deps, ctx);
     log.info({ artifactId: manifest.id, kind: manifest.kind, collection: name, overwrite: exists }, 'restore started');
 
     outcome = await whileWorking(ctx, deps.progressIntervalMs ?? 5_000, () =>
@@ -121,19 +91,7 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
     return failed(error);
   }
 
-  await deps.publisher.publish(
-    subjects.restoreCompleted('qdrant', targetName),
-    RestoreCompleted,
-    {
-      ...scope,
-      occurredAt: at(),
-      artifactId: artifactId,
-      database: outcome.collection,
-      durationMs: Math.max(0, deps.clock().getTime() - startedAt.getTime()),
-      ...(outcome.previousKeptAs ? { previousDatabaseKeptAs: outcome.previousKeptAs } : {}),
-    },
-    `restore-completed:${requestId}`,
-  );
+  await publishRestoreCompleted(run, { artifactId, database: outcome.collection, startedAt, previousDatabaseKeptAs: outcome.previousKeptAs }, deps);
   log.info({ artifactId, collection: outcome.collection, points: outcome.points, previousKeptAs: outcome.previousKeptAs, promotion: outcome.promotion }, 'restore completed');
   return ack();
 }

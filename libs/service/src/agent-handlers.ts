@@ -1,0 +1,242 @@
+// What the engine agents' handlers share: the command's target and request id, error info for
+// events, the final-or-retry decision, and the events every agent publishes the same way
+// (backup.failed, restore.failed, artifact.stored + backup.completed). Only the engine-specific
+// work stays in the agents.
+import {
+  ArtifactStored, BackupCompleted, BackupFailed, RestoreCompleted, RestoreFailed, RestoreStarted, SCHEMA_VERSION, parseCommandSubject, subjects, toErrorInfo, TidemarkError,
+  type ArtifactKind, type Engine, type ErrorInfo, type Manifest,
+} from '@tidemark/contracts';
+import type { TidemarkConfig } from '@tidemark/config';
+import { artifactKeys, type ArtifactStore } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
+import { nakWithDelay, term, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
+
+/** The ports every agent's handlers work through; each agent adds its engine's port. */
+export interface AgentBaseDeps {
+  readonly config: TidemarkConfig;
+  readonly store: ArtifactStore;
+  readonly publisher: EventPublisher;
+  readonly keys: KeyRing;
+  readonly agent: { readonly id: string; readonly version: string };
+  readonly clock: () => Date;
+}
+
+/** The part of the handler context an agent's handlers use. */
+export type AgentContext = Pick<HandlerContext, 'subject' | 'attempt' | 'maxDeliver' | 'streamSequence' | 'storedAt' | 'working' | 'signal' | 'logger'>;
+
+type Publishing = Pick<AgentBaseDeps, 'publisher' | 'clock'>;
+type Attempt = Pick<AgentContext, 'attempt' | 'maxDeliver'>;
+
+/** Events carry error messages of at most 2000 characters. */
+export function errorInfoOf(error: unknown): ErrorInfo {
+  const info = toErrorInfo(error);
+  return info.message.length > 1900 ? { ...info, message: `${info.message.slice(0, 1900)}…` } : info;
+}
+
+/** Redelivery delay after a retryable failure: 2 s doubling to 60 s. */
+export const retryDelayMs = (attempt: number): number => Math.min(60_000, 2_000 * 2 ** Math.max(0, attempt - 1));
+
+/** The target named by a `<verb>.requested.<engine>.<target>` subject. */
+export function targetOfSubject(subject: string): string {
+  const parsed = parseCommandSubject(subject);
+  if ('error' in parsed) throw new TidemarkError('COMMAND_UNKNOWN_SUBJECT', parsed.error);
+  return parsed.target;
+}
+
+/** The default request id, stable across redeliveries of one stream message. */
+export const requestIdOf = (requestId: string | undefined, streamSequence: number): string => requestId ?? `js:${streamSequence}`;
+
+/** UTC yyyymmddhhmmss, for database and collection names. */
+export const compactTimestamp = (at: Date): string => at.toISOString().replace(/[-:T]/g, '').slice(0, 14);
+
+/** Like Promise.all, but every promise is observed, so a later rejection is never unhandled. */
+export async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  for (const p of promises) (p as Promise<unknown>).catch(() => undefined);
+  return (await Promise.all(promises)) as unknown as T;
+}
+
+/** The fields every event of one command starts with. */
+export const eventScope = (engine: Engine, target: string, requestId: string) => ({ schemaVersion: SCHEMA_VERSION, engine, target, requestId });
+
+/** A failure as events report it; final when it cannot succeed or this was the last delivery. */
+export interface Failure {
+  readonly info: ErrorInfo;
+  readonly final: boolean;
+}
+
+export function failureOf(error: unknown, ctx: Attempt): Failure {
+  const info = errorInfoOf(error);
+  return { info, final: !info.retryable || ctx.attempt >= ctx.maxDeliver };
+}
+
+/** A final failure terminates the message, a retryable one is redelivered after a backoff; both are logged as `what`. */
+export function termOrRetry(failure: Failure, ctx: Attempt, log: Logger, what: string, fields: Record<string, unknown> = {}): Outcome {
+  const { info } = failure;
+  if (failure.final) {
+    log.error({ err: info, ...fields }, what);
+    return term(`${info.code}: ${info.message}`);
+  }
+  log.warn({ err: info, ...fields }, `${what}, will retry`);
+  return nakWithDelay(retryDelayMs(ctx.attempt));
+}
+
+export interface BackupFailure {
+  readonly engine: Engine;
+  readonly target: string;
+  readonly requestId: string;
+  readonly kind: ArtifactKind;
+  /** Absent when the command failed before any artifact was known. */
+  readonly artifactId?: string | undefined;
+}
+
+/** Publishes backup.failed for this delivery (msg id `failed:<artifact or request id>:<attempt>`). */
+export async function publishBackupFailed(error: unknown, failure: BackupFailure, deps: Publishing, ctx: Attempt): Promise<Failure> {
+  const outcome = failureOf(error, ctx);
+  const { engine, target, requestId, kind, artifactId } = failure;
+  await deps.publisher.publish(
+    subjects.backupFailed(engine, target),
+    BackupFailed,
+    {
+      ...eventScope(engine, target, requestId),
+      occurredAt: deps.clock().toISOString(),
+      kind,
+      ...(artifactId ? { artifactId } : {}),
+      error: outcome.info,
+      attempt: ctx.attempt,
+      final: outcome.final,
+    },
+    `failed:${artifactId ?? requestId}:${ctx.attempt}`,
+  );
+  return outcome;
+}
+
+/** backup.failed, then term or a delayed nak. */
+export async function backupFailed(error: unknown, failure: BackupFailure, deps: Publishing, ctx: Attempt, log: Logger): Promise<Outcome> {
+  return termOrRetry(await publishBackupFailed(error, failure, deps, ctx), ctx, log, 'backup failed');
+}
+
+export interface RestoreFailure extends RestoreRun {
+  readonly artifactId: string | undefined;
+  /** The database or collection restored into, once known. */
+  readonly database: string | undefined;
+  /** What the log lines name besides the error. */
+  readonly logFields: Record<string, unknown>;
+}
+
+/** A final failure publishes restore.failed (once per request) and terms; a retryable one is redelivered. */
+export async function restoreFailed(error: unknown, failure: RestoreFailure, deps: Publishing, ctx: Attempt, log: Logger): Promise<Outcome> {
+  const outcome = failureOf(error, ctx);
+  const { engine, target, requestId, artifactId, database } = failure;
+  if (outcome.final) {
+    await deps.publisher.publish(
+      subjects.restoreFailed(engine, target),
+      RestoreFailed,
+      { ...eventScope(engine, target, requestId), occurredAt: deps.clock().toISOString(), ...(artifactId ? { artifactId } : {}), ...(database ? { database } : {}), error: outcome.info },
+      `restore-failed:${requestId}`,
+    );
+  }
+  return termOrRetry(outcome, ctx, log, 'restore failed', failure.logFields);
+}
+
+/** artifact.stored then backup.completed; msg ids make a repeat a no-op for the stream. */
+export async function announceArtifact(engine: Engine, manifest: Manifest, deps: Publishing): Promise<void> {
+  const scope = eventScope(engine, manifest.target, manifest.requestId);
+  await deps.publisher.publish(
+    subjects.artifactStored(engine, manifest.target),
+    ArtifactStored,
+    {
+      ...scope,
+      occurredAt: manifest.finishedAt,
+      kind: manifest.kind,
+      artifactId: manifest.id,
+      manifestKey: artifactKeys(engine, manifest.target, manifest.id).manifest,
+      storedBytes: manifest.data.storedBytes,
+      sha256: manifest.data.sha256,
+      verify: manifest.verify,
+    },
+    `stored:${manifest.id}`,
+  );
+  await deps.publisher.publish(
+    subjects.backupCompleted(engine, manifest.target),
+    BackupCompleted,
+    {
+      ...scope,
+      occurredAt: deps.clock().toISOString(),
+      kind: manifest.kind,
+      artifactId: manifest.id,
+      storedBytes: manifest.data.storedBytes,
+      durationMs: Math.max(0, Date.parse(manifest.finishedAt) - Date.parse(manifest.createdAt)),
+    },
+    `completed:${manifest.id}`,
+  );
+}
+
+/** The command a restore answers. */
+export interface RestoreRun {
+  readonly engine: Engine;
+  readonly target: string;
+  readonly requestId: string;
+}
+
+/** restore.started for this delivery (msg id `restore-started:<request id>:<attempt>`). */
+export async function publishRestoreStarted(
+  run: RestoreRun,
+  restore: { readonly artifactId: string; readonly database: string; readonly startedAt: Date },
+  deps: Publishing & Pick<AgentBaseDeps, 'agent'>,
+  ctx: Pick<AgentContext, 'attempt'>,
+): Promise<void> {
+  await deps.publisher.publish(
+    subjects.restoreStarted(run.engine, run.target),
+    RestoreStarted,
+    { ...eventScope(run.engine, run.target, run.requestId), occurredAt: restore.startedAt.toISOString(), artifactId: restore.artifactId, database: restore.database, agentId: deps.agent.id },
+    `restore-started:${run.requestId}:${ctx.attempt}`,
+  );
+}
+
+/** restore.completed, once per request; `previousDatabaseKeptAs` says where the old data went. */
+export async function publishRestoreCompleted(
+  run: RestoreRun,
+  restore: { readonly artifactId: string; readonly database: string; readonly startedAt: Date; readonly previousDatabaseKeptAs?: string | undefined },
+  deps: Publishing,
+): Promise<void> {
+  await deps.publisher.publish(
+    subjects.restoreCompleted(run.engine, run.target),
+    RestoreCompleted,
+    {
+      ...eventScope(run.engine, run.target, run.requestId),
+      occurredAt: deps.clock().toISOString(),
+      artifactId: restore.artifactId,
+      database: restore.database,
+      durationMs: Math.max(0, deps.clock().getTime() - restore.startedAt.getTime()),
+      ...(restore.previousDatabaseKeptAs ? { previousDatabaseKeptAs: restore.previousDatabaseKeptAs } : {}),
+    },
+    `restore-completed:${run.requestId}`,
+  );
+}
+
+/**
+ * The artifact to restore: the named one, else the newest that passed verification, else the
+ * newest. `among` narrows the candidates (and names them in the error when there is none).
+ */
+export async function pickArtifactOf(
+  store: ArtifactStore,
+  engine: Engine,
+  target: string,
+  artifactId: string | undefined,
+  among?: { readonly keep: (manifest: Manifest) => boolean; readonly what: string },
+): Promise<Manifest> {
+  if (artifactId !== undefined) {
+    const named = await store.readManifest(engine, target, artifactId);
+    if (!named) throw new TidemarkError('ARTIFACT_NOT_FOUND', `artifact ${artifactId} of ${engine} target "${target}" is not committed; list artifacts with the catalog`);
+    return named;
+  }
+  const listed = await store.listManifests({ engine, target });
+  const manifests = among ? listed.filter(among.keep) : listed;
+  for (const manifest of manifests) {
+    const verification = await store.readVerification(manifest);
+    if (verification?.status === 'passed') return manifest;
+  }
+  const newest = manifests[0];
+  if (!newest) throw new TidemarkError('ARTIFACT_NOT_FOUND', `${among?.what ?? `${engine} target "${target}"`} has no committed artifact to restore; take a backup first`);
+  return newest;
+}
