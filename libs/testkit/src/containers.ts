@@ -2,7 +2,7 @@
 // without the server packages. testcontainers is imported lazily, so local runs never load it.
 // Each helper returns the same shape as its local counterpart.
 import type { GenericContainer as GenericContainerClass, StartedTestContainer, Wait as WaitClass } from 'testcontainers';
-import { ensurePgvectorAvailable, postgresClient, randomPassword, type PostgresServer, type StartPostgresOptions } from './postgres.js';
+import { postgresClient, withPgvectorChecked, randomPassword, type PostgresServer, type StartPostgresOptions } from './postgres.js';
 
 /** Images, overridable so a mirror or a pinned digest can be used. */
 export const CONTAINER_IMAGES = {
@@ -99,15 +99,7 @@ export async function containerPostgres(options: StartPostgresOptions = {}): Pro
     },
   };
 
-  if (options.pgvector === true) {
-    try {
-      await ensurePgvectorAvailable(server);
-    } catch (error) {
-      await server.stop();
-      throw error;
-    }
-  }
-  return server;
+  return withPgvectorChecked(server, options);
 }
 
 export interface ContainerNats {

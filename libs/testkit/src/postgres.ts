@@ -267,13 +267,17 @@ async function startLocalPostgres(options: StartPostgresOptions): Promise<Postgr
     },
   };
 
-  if (options.pgvector === true) {
-    try {
-      await ensurePgvectorAvailable(server);
-    } catch (error) {
-      await server.stop();
-      throw error;
-    }
+  return withPgvectorChecked(server, options);
+}
+
+/** Fails clearly (and stops the server) when `pgvector: true` was asked for but is not installed. */
+export async function withPgvectorChecked(server: PostgresServer, options: { pgvector?: boolean }): Promise<PostgresServer> {
+  if (options.pgvector !== true) return server;
+  try {
+    await ensurePgvectorAvailable(server);
+  } catch (error) {
+    await server.stop();
+    throw error;
   }
   return server;
 }

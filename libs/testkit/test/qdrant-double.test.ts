@@ -1,9 +1,9 @@
 // The Qdrant test double, driven through @qdrant/js-client-rest as Tidemark drives a real Qdrant.
-import { createHash } from 'node:crypto';
+import { hashingTap } from '../src/qdrant-double/hash-tap.js';
 import { createWriteStream, openAsBlob } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { QdrantClient, type Schemas } from '@qdrant/js-client-rest';
@@ -50,17 +50,10 @@ async function download(url: string, path: string): Promise<{ sha256: string; si
   const response = await fetch(url);
   expect(response.status).toBe(200);
   expect(response.headers.get('content-type')).toBe('application/octet-stream');
-  const hash = createHash('sha256');
-  let size = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
-      size += chunk.length;
-      callback(null, chunk);
-    },
-  });
+  const { tap, result } = hashingTap();
   await pipeline(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), tap, createWriteStream(path));
-  return { sha256: hash.digest('hex'), size };
+  const { checksum, size } = result();
+  return { sha256: checksum, size };
 }
 
 async function upload(url: string, file: string): Promise<Response> {

@@ -2,10 +2,10 @@
 // kind, the collection's full config), then one line per point with its exact float32 vectors,
 // payload and version, then a trailer with the count, so a truncated file is rejected. Gzip's CRC
 // makes a corrupted file fail to read. Written and read as streams: memory stays flat.
-import { createHash } from 'node:crypto';
+import { hashingTap } from './hash-tap.js';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
-import { Readable, Transform, type Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StringDecoder } from 'node:string_decoder';
 import { createGunzip, createGzip } from 'node:zlib';
@@ -62,15 +62,7 @@ export function streamArchive(header: ArchiveHeader, points: readonly StoredPoin
 /** Writes an archive to `path` (via a temp file, renamed when complete); returns its size and sha256. */
 export async function writeArchive(path: string, header: ArchiveHeader, points: readonly StoredPoint[]): Promise<{ size: number; checksum: string }> {
   const temp = `${path}.partial`;
-  const hash = createHash('sha256');
-  let size = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk);
-      size += chunk.length;
-      callback(null, chunk);
-    },
-  });
+  const { tap, result } = hashingTap();
   try {
     await pipeline(Readable.from(lines(header, points)), createGzip({ level: 1, chunkSize: 256 * 1024 }), tap, createWriteStream(temp, { highWaterMark: 1024 * 1024 }));
     await rename(temp, path);
@@ -78,7 +70,7 @@ export async function writeArchive(path: string, header: ArchiveHeader, points: 
     await rm(temp, { force: true });
     throw error;
   }
-  return { size, checksum: hash.digest('hex') };
+  return result();
 }
 
 /**

@@ -2,11 +2,12 @@
 // collection snapshots and <root>/<collection>/shards/<shard>/<name>.snapshot for shard snapshots,
 // each with a `<name>.checksum` file holding its sha256. Incoming snapshots (uploads and
 // downloads from a URL) are streamed to <root>/.incoming and hashed on the way.
+import { hashingTap } from './hash-tap.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type Readable, type Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { badRequest, notFound } from './errors.js';
 import type { Schemas } from './types.js';
@@ -99,15 +100,7 @@ export class SnapshotFiles {
     const dir = join(this.root, '.incoming');
     await mkdir(dir, { recursive: true });
     const path = join(dir, `${randomBytes(8).toString('hex')}.snapshot`);
-    const hash = createHash('sha256');
-    let size = 0;
-    const tap = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        hash.update(chunk);
-        size += chunk.length;
-        callback(null, chunk);
-      },
-    });
+    const { tap, result } = hashingTap();
     const file = createWriteStream(path);
     try {
       if (typeof source === 'function') {
@@ -130,7 +123,7 @@ export class SnapshotFiles {
       await rm(path, { force: true });
       throw error;
     }
-    const checksum = hash.digest('hex');
+    const { size, checksum } = result();
     if (expected !== undefined && expected !== null && expected.toLowerCase() !== checksum) {
       await rm(path, { force: true });
       throw badRequest(`Snapshot checksum mismatch: expected ${expected}, got ${checksum}`);
