@@ -20,6 +20,8 @@ export type Command =
       readonly reason?: string;
       /** false with --no-verify; otherwise the target's own setting applies. */
       readonly verify?: false;
+      /** qdrant: --collection a,b */
+      readonly collections?: readonly string[];
       readonly wait: boolean;
     }
   | {
@@ -27,7 +29,10 @@ export type Command =
       readonly engine: Engine;
       readonly target: string;
       readonly artifactId?: string;
+      /** --into: the database (pg) or collection (qdrant) to restore into. */
       readonly intoDatabase?: string;
+      /** qdrant: whose newest verified artifact to restore. */
+      readonly collection?: string;
       readonly overwrite: boolean;
       readonly reason?: string;
       readonly wait: boolean;
@@ -48,9 +53,12 @@ const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
 };
 const COMMAND_OPTIONS: Record<string, Record<string, OptionSpec>> = {
   help: {},
-  backup: { '--kind': { takesValue: true }, '--reason': { takesValue: true }, '--no-verify': { takesValue: false }, '--wait': { takesValue: false } },
+  backup: {
+    '--kind': { takesValue: true }, '--reason': { takesValue: true }, '--no-verify': { takesValue: false }, '--wait': { takesValue: false },
+    '--collection': { takesValue: true },
+  },
   restore: {
-    '--artifact': { takesValue: true }, '--into': { takesValue: true }, '--overwrite': { takesValue: false },
+    '--artifact': { takesValue: true }, '--into': { takesValue: true }, '--overwrite': { takesValue: false }, '--collection': { takesValue: true },
     '--reason': { takesValue: true }, '--wait': { takesValue: false },
   },
   list: { '--limit': { takesValue: true } },
@@ -123,6 +131,7 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
     case 'backup': {
       const { engine, target } = scope(positionals, 'backup <engine> <target>');
       const kind = stringOption(options, '--kind');
+      const collections = stringOption(options, '--collection')?.split(',').filter(Boolean);
       if (kind !== undefined && !(ARTIFACT_KINDS as readonly string[]).includes(kind)) {
         throw new UsageError(`unknown kind "${kind}" (known: ${ARTIFACT_KINDS.join(', ')})`);
       }
@@ -134,6 +143,7 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
           ...(kind !== undefined ? { kind: kind as ArtifactKind } : {}),
           ...optionalText(options, '--reason', 'reason'),
           ...(options.has('--no-verify') ? { verify: false as const } : {}),
+          ...(collections !== undefined ? { collections } : {}),
         },
       };
     }
@@ -146,6 +156,7 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
           name: 'restore', engine, target, wait: options.has('--wait'), overwrite: options.has('--overwrite'),
           ...optionalText(options, '--artifact', 'artifactId'),
           ...optionalText(options, '--into', 'intoDatabase'),
+          ...optionalText(options, '--collection', 'collection'),
           ...optionalText(options, '--reason', 'reason'),
         },
       };
@@ -206,9 +217,9 @@ export const USAGE = `tidemark: backup and recovery over NATS
 usage: tidemark [--nats <url>] [--json] [--timeout <seconds>] <command> [arguments]
 
 commands:
-  backup <engine> <target> [--kind <kind>] [--reason "…"] [--no-verify] [--wait]
+  backup <engine> <target> [--kind <kind>] [--collection <a,b>] [--reason "…"] [--no-verify] [--wait]
       request a backup; prints the request id. --wait follows it until verified.
-  restore <engine> <target> [--artifact <id>] [--into <db>] [--overwrite] [--reason "…"] [--wait]
+  restore <engine> <target> [--artifact <id>] [--collection <name>] [--into <db|collection>] [--overwrite] [--reason "…"] [--wait]
       request a restore (default: the newest verified artifact into a new database).
   list [<engine> [<target>]] [--limit <n>]
       list committed artifacts, newest first.

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_NATS_URL, parseArgs } from '../src/args.js';
+import { buildBackupRequest } from '../src/commands/backup.js';
+import { buildRestoreRequest } from '../src/commands/restore.js';
 
 const ok = (argv: string[], env: NodeJS.ProcessEnv = {}) => {
   const result = parseArgs(argv, env);
@@ -32,6 +34,19 @@ describe('parseArgs', () => {
     expect(ok(['restore', 'pg', 'main', '--artifact', '20250101T000000Z-abc', '--into', 'main_copy', '--overwrite', '--wait']).command).toEqual({
       name: 'restore', engine: 'pg', target: 'main', artifactId: '20250101T000000Z-abc', intoDatabase: 'main_copy', overwrite: true, wait: true,
     });
+  });
+
+  it('names qdrant collections: --collection for backups and restores, --into as the collection to restore into', () => {
+    const backup = ok(['backup', 'qdrant', 'vectors', '--kind', 'export', '--collection', 'docs,chunks']).command;
+    expect(backup).toEqual({ name: 'backup', engine: 'qdrant', target: 'vectors', kind: 'export', collections: ['docs', 'chunks'], wait: false });
+    expect(buildBackupRequest(backup as Parameters<typeof buildBackupRequest>[0], 'r1', 'me')).toMatchObject({ kind: 'export', collections: ['docs', 'chunks'] });
+    const restore = ok(['restore', 'qdrant', 'vectors', '--collection', 'docs', '--into', 'docs_copy']).command;
+    const request = buildRestoreRequest(restore as Parameters<typeof buildRestoreRequest>[0], 'r2', 'me');
+    expect(request).toMatchObject({ collection: 'docs', intoCollection: 'docs_copy', overwrite: false });
+    expect(request).not.toHaveProperty('intoDatabase');
+    const pg = buildRestoreRequest(ok(['restore', 'pg', 'main', '--into', 'app_copy']).command as Parameters<typeof buildRestoreRequest>[0], 'r3', 'me');
+    expect(pg).toMatchObject({ intoDatabase: 'app_copy' });
+    expect(pg).not.toHaveProperty('intoCollection');
   });
 
   it('parses list with an optional scope and limit', () => {

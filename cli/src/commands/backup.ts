@@ -15,6 +15,7 @@ export function buildBackupRequest(command: BackupCommand, requestId: string, by
     ...(command.kind !== undefined ? { kind: command.kind } : {}),
     ...(command.reason !== undefined ? { reason: command.reason } : {}),
     ...(command.verify !== undefined ? { verify: command.verify } : {}),
+    ...(command.collections !== undefined ? { collections: command.collections } : {}),
   });
   return { ...request, requestId };
 }

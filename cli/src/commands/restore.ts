@@ -13,7 +13,9 @@ export function buildRestoreRequest(command: RestoreCommand, requestId: string, 
     requestedBy: by,
     overwrite: command.overwrite,
     ...(command.artifactId !== undefined ? { artifactId: command.artifactId } : {}),
-    ...(command.intoDatabase !== undefined ? { intoDatabase: command.intoDatabase } : {}),
+    // --into names a database for pg and a collection for qdrant.
+    ...(command.intoDatabase !== undefined ? (command.engine === 'qdrant' ? { intoCollection: command.intoDatabase } : { intoDatabase: command.intoDatabase }) : {}),
+    ...(command.collection !== undefined ? { collection: command.collection } : {}),
     ...(command.reason !== undefined ? { reason: command.reason } : {}),
   });
   return { ...request, requestId };
