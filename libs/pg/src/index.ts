@@ -5,3 +5,6 @@ export { clientConfig, openClient, quoteIdent, toPgError, type ClusterRole } fro
 export { pgToolPath, spawnTool, toolEnvironment, type PgTool, type RunningTool } from './tools.js';
 export { restoreArtifact } from './restore-artifact.js';
 export { guardCluster, type Fire } from './guard.js';
+export * from './wal-receiver.js';
+export { startBaseBackup, TarReader, type BaseBackupSession, type BaseBackupFacts, type BaseBackupOptions, type TarEntry, type TarVisitor } from './base-backup.js';
+export { extractTar, verifyBaseBackup, startFromBaseBackup, type ExtractResult, type BaseBackupServer, type StartFromBaseBackupOptions } from './base-verify.js';

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 
-export type PgTool = 'pg_dump' | 'pg_restore';
+export type PgTool = 'pg_dump' | 'pg_restore' | 'pg_basebackup' | 'pg_verifybackup' | 'pg_receivewal';
 
 const DEBIAN_PG_ROOT = '/usr/lib/postgresql';
 
