@@ -1,7 +1,7 @@
 import { headers as natsHeaders, type NatsConnection } from 'nats';
 import {
   CONTENT_TYPE_HEADER, MSGPACK, TidemarkError, decode, encode, isErrorCode, subjects,
-  type CatalogDescribeRequest, type CatalogEntry, type CatalogListReply, type CatalogListRequest, type Engine, type ErrorInfo,
+  type CatalogEntry, type CatalogListReply, type CatalogListRequest, type Engine, type ErrorInfo,
 } from '@tidemark/contracts';
 import { natsFailure } from './nats-errors.js';
 
@@ -30,10 +30,6 @@ async function request<T>(nc: NatsConnection, subject: string, body: unknown, ti
 
 export function listCatalog(nc: NatsConnection, body: CatalogListRequest, timeoutMs: number): Promise<CatalogListReply> {
   return request<CatalogListReply>(nc, subjects.catalogList(), body, timeoutMs);
-}
-
-export function describeCatalog(nc: NatsConnection, body: CatalogDescribeRequest, timeoutMs: number): Promise<unknown> {
-  return request<unknown>(nc, subjects.catalogDescribe(), body, timeoutMs);
 }
 
 export const ALL_ARTIFACTS_LIMIT = 10_000;

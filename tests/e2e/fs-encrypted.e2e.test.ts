@@ -5,12 +5,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Manifest } from '@tidemark/contracts';
-import { Stack, seedSourceDatabase } from './stack.js';
-
-function cronInSeconds(seconds: number): string {
-  const t = new Date(Date.now() + seconds * 1000);
-  return `${t.getUTCSeconds()} ${t.getUTCMinutes()} ${t.getUTCHours()} * * *`;
-}
+import { Stack, cronInSeconds, seedSourceDatabase } from './stack.js';
 
 describe('encrypted logical backups end to end on filesystem storage', () => {
   let stack: Stack;

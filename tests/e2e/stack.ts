@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from 'nats';
-import { decode, type Engine } from '@tidemark/contracts';
+import { decode } from '@tidemark/contracts';
 import { freePort, startNats, startPostgres, startQdrant, startS3, type PostgresServer, type QdrantTestServer } from '@tidemark/testkit';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
@@ -227,4 +227,8 @@ export async function seedSourceDatabase(pg: PostgresServer, rows = 2000): Promi
   await pg.query('CREATE INDEX ON embeddings USING hnsw (embedding vector_l2_ops)', [], 'app');
 }
 
-export const subjectOf = (engine: Engine, target: string) => `${engine}.${target}`;
+/** A six-field cron that fires once, `seconds` from now (UTC). */
+export function cronInSeconds(seconds: number): string {
+  const t = new Date(Date.now() + seconds * 1000);
+  return `${t.getUTCSeconds()} ${t.getUTCMinutes()} ${t.getUTCHours()} * * *`;
+}

@@ -87,11 +87,3 @@ export function parseCommandSubject(subject: string): ParsedCommandSubject | { r
   return { action: family, engine, target };
 }
 
-/** Parses the `<engine>.<target>` tail of any scoped event subject. */
-export function parseScopedSubject(subject: string): { engine: Engine; target: string } | undefined {
-  const parts = subject.split('.');
-  const engine = parts[2];
-  const target = parts[3];
-  if (parts.length !== 4 || engine === undefined || target === undefined || !isEngine(engine)) return undefined;
-  return { engine, target };
-}

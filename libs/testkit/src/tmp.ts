@@ -14,12 +14,3 @@ export async function removeTempDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
 }
 
-/** Runs `use` with a fresh temp dir and removes it afterwards, whatever `use` does. */
-export async function withTempDir<T>(prefix: string, use: (dir: string) => Promise<T>): Promise<T> {
-  const dir = await makeTempDir(prefix);
-  try {
-    return await use(dir);
-  } finally {
-    await removeTempDir(dir);
-  }
-}
