@@ -12,7 +12,7 @@ import {
 import type { Logger } from './logger.js';
 import type { EventPublisher } from './publish.js';
 import { rejectCommand } from './intake.js';
-import { sleep } from './retry.js';
+import { retryDelay, sleep } from './retry.js';
 
 export type Outcome =
   | { readonly type: 'ack' }
@@ -81,10 +81,6 @@ interface InFlight {
 const DEFAULT_ACK_WAIT_MS = 30_000;
 const DEFAULT_GRACE_MS = 10_000;
 
-/** Delay before a retry: exponential in the delivery attempt, bounded. */
-export function retryDelay(attempt: number, baseDelayMs: number, maxDelayMs: number): number {
-  return Math.min(maxDelayMs, baseDelayMs * 2 ** Math.max(0, Math.min(attempt - 1, 30)));
-}
 
 /**
  * Pulls from a durable consumer (created beforehand with ensureConsumer) and runs `handler` for

@@ -10,10 +10,14 @@ export interface RetryOptions {
   readonly onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
 }
 
+/** Delay before a retry: exponential in the attempt, bounded. */
+export function retryDelay(attempt: number, baseDelayMs: number, maxDelayMs: number): number {
+  return Math.min(maxDelayMs, baseDelayMs * 2 ** Math.max(0, Math.min(attempt - 1, 30)));
+}
+
 /** Full jitter: a random delay between 0 and the exponential cap, so retrying clients spread out. */
 export function backoffDelay(attempt: number, baseDelayMs: number, maxDelayMs: number, random: () => number = Math.random): number {
-  const cap = Math.min(maxDelayMs, baseDelayMs * 2 ** Math.max(0, attempt - 1));
-  return Math.floor(random() * cap);
+  return Math.floor(random() * retryDelay(attempt, baseDelayMs, maxDelayMs));
 }
 
 function abortError(signal: AbortSignal): TidemarkError {

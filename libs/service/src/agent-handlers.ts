@@ -9,7 +9,7 @@ import {
 import type { TidemarkConfig } from '@tidemark/config';
 import { artifactKeys, type ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
-import { nakWithDelay, term, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
+import { nakWithDelay, retryDelay, term, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
 
 /** The ports every agent's handlers work through; each agent adds its engine's port. */
 export interface AgentBaseDeps {
@@ -34,7 +34,7 @@ export function errorInfoOf(error: unknown): ErrorInfo {
 }
 
 /** Redelivery delay after a retryable failure: 2 s doubling to 60 s. */
-export const retryDelayMs = (attempt: number): number => Math.min(60_000, 2_000 * 2 ** Math.max(0, attempt - 1));
+export const retryDelayMs = (attempt: number): number => retryDelay(attempt, 2_000, 60_000);
 
 /** The target named by a `<verb>.requested.<engine>.<target>` subject. */
 export function targetOfSubject(subject: string): string {
