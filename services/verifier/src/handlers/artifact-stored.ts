@@ -4,12 +4,12 @@
 // the manifest in the bucket is what gets verified. The scratch space is always removed.
 import { randomBytes } from 'node:crypto';
 import {
-  SCHEMA_VERSION, TidemarkError, VerifyFailed, VerifyPassed, subjects,
+  SCHEMA_VERSION, TidemarkError, VerifyFailed, VerifyPassed, subjects, toErrorInfo,
   type ArtifactStored, type ErrorInfo, type Manifest, type PgSourceFacts, type VerificationCheck, type VerificationRecord,
 } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
-import { ack, nakWithDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
+import { ack, nakWithDelay, retryDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
 import { restoreArtifact, type PgCluster } from '@tidemark/pg';
 import type { QdrantPort } from '@tidemark/qdrant';
 import { compareFacts, probeKOf } from '../compare.js';
@@ -31,7 +31,7 @@ export interface VerifierDeps {
 type Context = Pick<HandlerContext, 'attempt' | 'maxDeliver' | 'working' | 'signal' | 'logger'>;
 
 /** Redelivery delay after a retryable failure: 5 s doubling to 2 min. */
-const retryDelayMs = (attempt: number): number => Math.min(120_000, 5_000 * 2 ** Math.max(0, attempt - 1));
+const retryDelayMs = (attempt: number): number => retryDelay(attempt, 5_000, 120_000);
 
 export function scratchDatabaseName(artifactId: string, suffix: string): string {
   const short = (artifactId.split('-').pop() ?? artifactId).toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 16);
@@ -71,7 +71,7 @@ export async function handleArtifactStored(event: ArtifactStored, deps: Verifier
       log.warn('verification interrupted by shutdown; handing it back');
       return nakWithDelay(0);
     }
-    const info = error instanceof TidemarkError ? error.toInfo() : { code: 'INTERNAL' as const, message: error instanceof Error ? error.message : String(error), retryable: false };
+    const info = toErrorInfo(error);
     if (info.retryable && ctx.attempt < ctx.maxDeliver) {
       log.warn({ err: info }, 'verification could not run, will retry');
       return nakWithDelay(retryDelayMs(ctx.attempt));
