@@ -2,7 +2,7 @@
 // turned into an alert and raised. Storing the alert failing (NATS away) naks the event so it
 // comes back; everything else acks.
 import type { Alert, BackupFailed, CommandRejected, RestoreFailed, VerifyFailed } from '@tidemark/contracts';
-import type { HandlerContext, Outcome } from '@tidemark/runtime';
+import { retryDelay, type HandlerContext, type Outcome } from '@tidemark/runtime';
 import { backupFailedAlert, commandRejectedAlert, restoreFailedAlert, verifyFailedAlert } from '../alerts/rules.js';
 import type { AlertDispatcher } from '../alerts/dispatcher.js';
 
@@ -15,7 +15,7 @@ type Ctx = Pick<HandlerContext, 'attempt' | 'logger'>;
 
 const ACK: Outcome = { type: 'ack' };
 /** Backoff for a failed alert store: 2 s, 4 s, 8 s … capped at a minute. */
-const retryDelayMs = (attempt: number) => Math.min(60_000, 2_000 * 2 ** Math.max(0, attempt - 1));
+const retryDelayMs = (attempt: number) => retryDelay(attempt, 2_000, 60_000);
 
 async function raise(alert: Alert | undefined, deps: AlertHandlerDeps, ctx: Ctx): Promise<Outcome> {
   if (!alert) return ACK;
