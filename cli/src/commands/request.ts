@@ -79,10 +79,14 @@ export async function requestAndFollow(
 
   const events: Array<{ type: FollowedEvent['type']; event: unknown }> = [];
   let artifactId: string | undefined;
+  // A fast agent can answer before JetStream acknowledges the publish: its progress lines wait
+  // until "requested:" is printed, so the output always reads in order.
+  let heldLines: string[] | undefined = [];
+  const show = (line: string) => (heldLines ? heldLines.push(line) : io.out(line));
   const watch = await startWatch(deps.nc, wait.specs, wait.follower, (step, followed) => {
     events.push({ type: followed.type, event: followed.event });
     if (step.artifactId) artifactId = step.artifactId;
-    if (!json && step.line) io.out(step.line);
+    if (!json && step.line) show(step.line);
   }, deps.timeoutMs);
   try {
     await publishCommand(deps.js, subject, command);
@@ -91,6 +95,8 @@ export async function requestAndFollow(
     throw error;
   }
   if (!json) io.out(`requested: ${requestId} on ${subject}`);
+  heldLines.forEach((line) => io.out(line));
+  heldLines = undefined;
 
   const finished = await watch.finished;
   if (finished === 'timeout') {
