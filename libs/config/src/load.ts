@@ -56,6 +56,7 @@ export function parseConfig(text: string, path = DEFAULT_CONFIG_PATH, env: NodeJ
     targets: config.targets.map((t) => (t.postgres ? { ...t, postgres: withPasswordFile(t.postgres) } : t)),
     sandbox: config.sandbox && { ...config.sandbox, postgres: config.sandbox.postgres && withPasswordFile(config.sandbox.postgres) },
     storage: { ...config.storage, root: rel(config.storage.root) },
+    pg: { ...config.pg, workDir: rel(config.pg.workDir) },
     encryption: config.encryption && {
       ...config.encryption,
       keyFile: config.encryption.keyFile && rel(config.encryption.keyFile),
@@ -75,6 +76,8 @@ function crossCheck(config: TidemarkConfig): string[] {
     if (t.engine === 'qdrant' && !t.qdrant) problems.push(`targets[${i}].qdrant: is required for engine qdrant`);
     if (t.engine !== 'qdrant' && t.qdrant) problems.push(`targets[${i}].qdrant: is only for engine qdrant`);
     if (t.engine !== 'pg' && t.postgres) problems.push(`targets[${i}].postgres: is only for engine pg`);
+    if (t.engine !== 'pg' && t.wal) problems.push(`targets[${i}].wal: is only for engine pg`);
+    if (t.engine !== 'pg' && t.baseBackup) problems.push(`targets[${i}].baseBackup: is only for engine pg`);
     const ids = new Set<string>();
     t.schedules.forEach((s, j) => {
       if (ids.has(s.id)) problems.push(`targets[${i}].schedules[${j}].id: duplicate schedule id "${s.id}"`);
@@ -89,6 +92,12 @@ function crossCheck(config: TidemarkConfig): string[] {
   if (config.storage.type === 's3' && !config.storage.endpoint) problems.push('storage.endpoint: is required when storage.type is s3');
   return problems;
 }
+
+/** The replication slot a target's WAL receiver uses: configured, or tidemark_<target>. */
+export const walSlotOf = (target: Target): string => target.wal?.slot ?? `tidemark_${target.name.replace(/-/g, '_')}`;
+
+/** pg targets whose WAL is archived continuously. */
+export const walTargets = (config: TidemarkConfig): Target[] => config.targets.filter((t) => t.engine === 'pg' && t.wal?.enabled === true);
 
 export function findTarget(config: TidemarkConfig, engine: string, name: string): Target | undefined {
   return config.targets.find((t) => t.engine === engine && t.name === name);

@@ -53,6 +53,38 @@ export const Retention = object(
 );
 export type Retention = Infer<typeof Retention>;
 
+/** pg targets: continuous WAL archiving with pg_receivewal on a physical replication slot. */
+export const WalArchiving = object(
+  {
+    enabled: withDefault(boolean(), false),
+    /** Physical replication slot, created when missing (default tidemark_<target>, "-" → "_"). */
+    slot: optional(string({ pattern: /^[a-z0-9_]{1,63}$/, hint: 'slot names use lowercase letters, digits and "_"' })),
+    /** How often the open (partial) segment is uploaded when it grew: the RPO in seconds. */
+    partialIntervalSeconds: withDefault(number({ min: 1 }), 5),
+    /** Alert (wal_slot_growth) when the slot holds back more WAL than this. */
+    maxSlotRetainedMb: withDefault(number({ min: 1 }), 4096),
+    /** Alert (wal_lagging) when the archive is further behind the primary than this. */
+    maxLagSeconds: withDefault(number({ min: 1 }), 300),
+  },
+  { strict: true },
+);
+export type WalArchiving = Infer<typeof WalArchiving>;
+
+/** pg targets: how base backups (kind "base") are taken. */
+export const BaseBackupSettings = object(
+  {
+    /** pg_basebackup --max-rate in kB/s (32 to 1048576): the throttle that protects production. */
+    maxRateKbps: optional(number({ integer: true, min: 32, max: 1048576 })),
+    /** Process priority (nice, 0..19) for pg_basebackup while it runs. */
+    nice: withDefault(number({ integer: true, min: 0, max: 19 }), 0),
+    /** Compress on the server (pg_basebackup --compress=server-zstd:workers=N) before the network. */
+    serverCompression: withDefault(oneOf(['none', 'zstd'] as const), 'none'),
+    serverCompressionWorkers: optional(number({ integer: true, min: 1, max: 64 })),
+  },
+  { strict: true },
+);
+export type BaseBackupSettings = Infer<typeof BaseBackupSettings>;
+
 export const Schedule = object(
   {
     id: string({ pattern: /^[a-z0-9][a-z0-9_-]{0,62}$/, hint: 'schedule ids use lowercase letters, digits, "-" and "_"' }),
@@ -83,10 +115,28 @@ export const Target = object(
     tableChecksums: withDefault(boolean(), true),
     /** Alert when no verified backup is newer than this (default: twice the longest schedule gap). */
     expectedWithinMinutes: optional(number({ min: 1 })),
+    /** pg: continuous WAL archiving (needed for point-in-time recovery). */
+    wal: optional(WalArchiving),
+    /** pg: base backup settings. */
+    baseBackup: optional(BaseBackupSettings),
   },
   { strict: true },
 );
 export type Target = Infer<typeof Target>;
+
+/** Local work of the pg agent and verifier: WAL spool, restored data directories, sandboxes. */
+export const PgLocalSection = object(
+  {
+    /** WAL spool (<workDir>/wal/<target>), point-in-time restores (<workDir>/restores/…), verifier scratch. */
+    workDir: withDefault(string({ min: 1 }), './.tidemark/pg'),
+    /** The OS user pg_receivewal and restored servers run as when Tidemark runs as root. */
+    osUser: withDefault(string({ min: 1 }), 'postgres'),
+    /** How often the storage service checks the WAL archive for gaps. */
+    archiveCheckIntervalSeconds: withDefault(number({ min: 1 }), 300),
+  },
+  { strict: true },
+);
+export type PgLocalSection = Infer<typeof PgLocalSection>;
 
 export const StorageSection = object(
   {
@@ -164,6 +214,7 @@ export const TidemarkConfig = object(
       object({ intervalSeconds: withDefault(number({ min: 1 }), 3600) }, { strict: true }),
       () => ({ intervalSeconds: 3600 }),
     ),
+    pg: withDefault(PgLocalSection, () => PgLocalSection.parse({})),
     targets: withDefault(array(Target), []),
   },
   { strict: true },

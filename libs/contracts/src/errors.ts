@@ -29,6 +29,8 @@ export const ERROR_CODES = {
   RESTORE_FAILED: { retryable: false, summary: 'the restore tool failed' },
   RESTORE_TARGET_EXISTS: { retryable: false, summary: 'the restore target exists and overwrite was not requested' },
   VERIFY_MISMATCH: { retryable: false, summary: 'the restored data differs from the manifest' },
+  WAL_MISSING: { retryable: false, summary: 'the WAL archive lacks a segment the recovery needs' },
+  RECOVERY_TARGET_UNREACHABLE: { retryable: false, summary: 'no base backup and archived WAL reach the requested point in time' },
   // plumbing
   BREAKER_OPEN: { retryable: true, summary: 'a circuit breaker is open after repeated failures' },
   TIMEOUT: { retryable: true, summary: 'the operation timed out' },

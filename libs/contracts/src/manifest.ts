@@ -46,6 +46,43 @@ export const PgSourceFacts = object({
 });
 export type PgSourceFacts = Infer<typeof PgSourceFacts>;
 
+/**
+ * `source` of a pg base backup (kind "base", format "pg_basebackup-tar"): what pg_basebackup and
+ * the server said, plus the data-level facts of the target's database for the verifier.
+ */
+export const PgBaseSourceFacts = object({
+  label: string(),
+  /** LSNs as PostgreSQL prints them. Recovery from this backup is consistent at stopLsn. */
+  startLsn: string(),
+  checkpointLsn: string(),
+  stopLsn: string(),
+  startTimeline: number({ integer: true, min: 1 }),
+  stopTimeline: number({ integer: true, min: 1 }),
+  /** When the backup started (backup_label) and ended (pg_basebackup exited), ISO 8601. */
+  startedAt: isoDate(),
+  stoppedAt: isoDate(),
+  serverVersion: string(),
+  serverVersionNum: number({ integer: true }),
+  /** pg_control's system identifier (decimal): WAL of another cluster never mixes in. */
+  systemIdentifier: string(),
+  walSegmentSize: number({ integer: true, min: 1 }),
+  pgvectorVersion: nullable(string()),
+  /** PostgreSQL's own backup_manifest is the tar's last member; its size and sha256 as stored there. */
+  backupManifest: object({ bytes: number({ integer: true, min: 0 }), sha256: optional(string()) }),
+  /** Server-side compression used between the server and the agent (the stored tar is always plain). */
+  serverCompression: optional(string()),
+  /** Throttle applied (kB/s), if any. */
+  maxRateKbps: optional(number({ integer: true, min: 1 })),
+  /**
+   * Row counts, checksums and kNN probes of the target's database, taken in a snapshot when the
+   * backup started; tables written while the backup ran are listed in `changedTables` and only
+   * checked for readability (their state in the backup is that of stopLsn, not of the snapshot).
+   */
+  database: optional(PgSourceFacts),
+  changedTables: optional(array(string())),
+});
+export type PgBaseSourceFacts = Infer<typeof PgBaseSourceFacts>;
+
 export const PipelineFacts = object({
   compression: oneOf(COMPRESSIONS),
   compressionLevel: optional(number({ integer: true })),
@@ -85,6 +122,34 @@ export const Manifest = object({
   reason: optional(string()),
 });
 export type Manifest = Infer<typeof Manifest>;
+
+/**
+ * One WAL file in the archive, written after its data object: it commits the file. Keys:
+ * `wal/pg/<target>/<systemIdentifier>/<file>/manifest.json` (see libs/storage wal-keys.ts).
+ */
+export const WalFileManifest = object({
+  manifestVersion: literal(MANIFEST_VERSION),
+  engine: literal('pg'),
+  target: string({ pattern: TARGET_NAME_PATTERN, hint: TARGET_NAME_HINT }),
+  systemIdentifier: string({ pattern: /^\d+$/, hint: 'a decimal system identifier' }),
+  /** PostgreSQL's file name; partial uploads are named `<segment>.partial`. */
+  file: string(),
+  fileKind: oneOf(['segment', 'partial', 'history'] as const),
+  timeline: number({ integer: true, min: 1 }),
+  /** Segments: the range the file covers; partials end at the flushed position uploaded. */
+  startLsn: optional(string()),
+  endLsn: optional(string()),
+  archivedAt: isoDate(),
+  agent: object({ id: string(), version: string() }),
+  pipeline: PipelineFacts,
+  data: object({
+    key: string(),
+    storedBytes: number({ integer: true, min: 0 }),
+    rawBytes: number({ integer: true, min: 0 }),
+    sha256: string({ pattern: /^[0-9a-f]{64}$/ }),
+  }),
+});
+export type WalFileManifest = Infer<typeof WalFileManifest>;
 
 /** Written beside the manifest by the verifier. */
 export const VerificationRecord = object({

@@ -48,6 +48,44 @@ export const RequestBackup = object({
 });
 export type RequestBackup = Infer<typeof RequestBackup>;
 
+/** pg: an LSN as PostgreSQL prints it, e.g. "0/3000060". */
+export const LSN_PATTERN = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
+const lsn = string({ pattern: LSN_PATTERN, hint: 'an LSN like 0/3000060' });
+
+/**
+ * pg point-in-time recovery target: exactly one of `time` (ISO 8601; without an offset it is
+ * UTC), `lsn`, `restorePoint` (a name given to pg_create_restore_point) or `latest: true` (all
+ * archived WAL, including the partial segment). `inclusive` (default true) stops just after the
+ * target instead of just before it.
+ */
+export const PointInTime = object({
+  time: optional(isoDate()),
+  lsn: optional(lsn),
+  restorePoint: optional(string({ min: 1, max: 63 })),
+  latest: optional(literal(true)),
+  inclusive: optional(boolean()),
+}, { strict: true });
+export type PointInTime = Infer<typeof PointInTime>;
+
+/** The one recovery target a PointInTime names; COMMAND_INVALID unless exactly one is set. */
+export type RecoveryTarget =
+  | { readonly type: 'time'; readonly time: string; readonly inclusive: boolean }
+  | { readonly type: 'lsn'; readonly lsn: string; readonly inclusive: boolean }
+  | { readonly type: 'restorePoint'; readonly name: string }
+  | { readonly type: 'latest' };
+
+export function recoveryTargetOf(point: PointInTime): RecoveryTarget {
+  const named = (['time', 'lsn', 'restorePoint', 'latest'] as const).filter((field) => point[field] !== undefined);
+  if (named.length !== 1) {
+    throw new TidemarkError('COMMAND_INVALID', `pointInTime needs exactly one of time, lsn, restorePoint or latest; got ${named.length === 0 ? 'none' : named.join(', ')}`);
+  }
+  const inclusive = point.inclusive ?? true;
+  if (point.time !== undefined) return { type: 'time', time: new Date(point.time).toISOString(), inclusive };
+  if (point.lsn !== undefined) return { type: 'lsn', lsn: point.lsn.toUpperCase(), inclusive };
+  if (point.restorePoint !== undefined) return { type: 'restorePoint', name: point.restorePoint };
+  return { type: 'latest' };
+}
+
 export const RequestRestore = object({
   schemaVersion: version,
   requestId: optional(id),
@@ -63,8 +101,15 @@ export const RequestRestore = object({
   intoCollection: optional(string({ min: 1, max: 255 })),
   reason: optional(text),
   requestedBy: optional(string({ max: 200 })),
-  /** Reserved for point-in-time recovery (time, LSN, restore point or "latest"). */
-  pointInTime: optional(unknownValue()),
+  /**
+   * pg: recover a physical (base) backup plus archived WAL to this point, into a new data
+   * directory started as a promoted server. Without it a pg restore is logical (pg_restore).
+   */
+  pointInTime: optional(PointInTime),
+  /** pg point-in-time: the data directory to restore into (default: a new one under the agent's pg.workDir). An existing, non-empty one needs overwrite: it is moved aside first. */
+  intoDirectory: optional(string({ pattern: /^\/[^\0]*$/, hint: 'an absolute directory path' })),
+  /** pg point-in-time: the port the restored server listens on (default: a free one). */
+  intoPort: optional(number({ integer: true, min: 1, max: 65535 })),
   groupId: optional(id),
 });
 export type RequestRestore = Infer<typeof RequestRestore>;
@@ -124,13 +169,42 @@ export type VerifyFailed = Infer<typeof VerifyFailed>;
 
 export const RestoreStarted = object({ ...scope, artifactId: id, database: string(), agentId: string() });
 export type RestoreStarted = Infer<typeof RestoreStarted>;
+/** pg point-in-time: where recovery stopped, as the restored server reports it. */
+export const RecoveredTo = object({
+  timeline: number({ integer: true, min: 1 }),
+  /** The LSN replay ended at. */
+  lsn: string(),
+  /** The commit time of the last transaction replayed, when PostgreSQL reported one. */
+  lastTransactionAt: optional(isoDate()),
+});
+export type RecoveredTo = Infer<typeof RecoveredTo>;
+
+/** Recovery time, split: fetching and unpacking the base backup, replaying WAL, starting up. */
+export const RecoveryTimes = object({
+  downloadMs: number({ min: 0 }),
+  replayMs: number({ min: 0 }),
+  startMs: number({ min: 0 }),
+  totalMs: number({ min: 0 }),
+  /** WAL files fetched from the archive during replay. */
+  walFilesFetched: optional(number({ integer: true, min: 0 })),
+});
+export type RecoveryTimes = Infer<typeof RecoveryTimes>;
+
 export const RestoreCompleted = object({
   ...scope,
   artifactId: id,
+  /** The database (logical) or data directory (point-in-time) restored into. */
   database: string(),
   durationMs: number({ min: 0 }),
-  /** Where the overwritten database was moved to, when overwrite was requested. */
+  /** Where the overwritten database (or data directory) was moved to, when overwrite was requested. */
   previousDatabaseKeptAs: optional(string()),
+  /** pg point-in-time: the promoted server's data directory and port. */
+  dataDirectory: optional(string()),
+  port: optional(number({ integer: true, min: 1, max: 65535 })),
+  recoveredTo: optional(RecoveredTo),
+  rto: optional(RecoveryTimes),
+  /** Checks run on the restored server. */
+  checks: optional(array(VerificationCheck)),
 });
 export type RestoreCompleted = Infer<typeof RestoreCompleted>;
 export const RestoreFailed = object({ ...scope, artifactId: optional(id), database: optional(string()), error: errorInfo });
@@ -138,6 +212,63 @@ export type RestoreFailed = Infer<typeof RestoreFailed>;
 
 export const ArtifactPruned = object({ ...scope, artifactId: id, reason: text });
 export type ArtifactPruned = Infer<typeof ArtifactPruned>;
+
+// ---------------------------------------------------------------- the WAL archive (pg)
+
+export const WAL_FILE_KINDS = ['segment', 'partial', 'history'] as const;
+export type WalFileKind = (typeof WAL_FILE_KINDS)[number];
+
+const walScope = { schemaVersion: version, engine, target, occurredAt: isoDate() };
+
+/**
+ * A WAL file reached storage: a closed segment, an upload of the open (partial) segment, or a
+ * timeline history file. The lag says how far the archive is behind the primary right now.
+ */
+export const WalArchived = object({
+  ...walScope,
+  systemIdentifier: string(),
+  /** PostgreSQL's file name, e.g. 000000010000000000000003 or 00000002.history. */
+  file: string(),
+  fileKind: oneOf(WAL_FILE_KINDS),
+  timeline: number({ integer: true, min: 1 }),
+  /** The WAL range the stored file covers (partial: up to the flushed position). */
+  startLsn: optional(lsn),
+  endLsn: optional(lsn),
+  storedBytes: number({ integer: true, min: 0 }),
+  /** Bytes of WAL the primary has written beyond endLsn at upload time. */
+  lagBytes: optional(number({ min: 0 })),
+  /** How old the oldest WAL not yet archived is (the RPO right now), in seconds. */
+  lagSeconds: optional(number({ min: 0 })),
+});
+export type WalArchived = Infer<typeof WalArchived>;
+
+/**
+ * Something endangers point-in-time recovery:
+ * - `gap`: a segment is missing from the archive between a retained base backup and the newest WAL;
+ * - `timeline`: a timeline switch is not followed (a timeline's segments without its history file);
+ * - `slot_growth`: the replication slot holds back more WAL than allowed (disk fills up on the primary);
+ * - `lagging`: the archive is further behind the primary than allowed, or the receiver is down.
+ */
+export const WAL_PROBLEMS = ['gap', 'timeline', 'slot_growth', 'lagging'] as const;
+export type WalProblemKind = (typeof WAL_PROBLEMS)[number];
+
+export const WalProblem = object({
+  ...walScope,
+  problem: oneOf(WAL_PROBLEMS),
+  summary: text,
+  systemIdentifier: optional(string()),
+  /** gap: the first missing files (at most 100), and how many are missing in all. */
+  missing: optional(array(string(), { max: 100 })),
+  missingCount: optional(number({ integer: true, min: 0 })),
+  /** slot_growth: bytes retained by the slot, and the configured limit. */
+  retainedBytes: optional(number({ min: 0 })),
+  limitBytes: optional(number({ min: 0 })),
+  /** lagging: the archive's lag, and the configured limit. */
+  lagSeconds: optional(number({ min: 0 })),
+  limitSeconds: optional(number({ min: 0 })),
+  details: optional(record(unknownValue())),
+});
+export type WalProblem = Infer<typeof WalProblem>;
 
 export const CommandRejected = object({
   schemaVersion: version,

@@ -50,7 +50,22 @@ export const EVENTS_STREAM: StreamSpec = {
   description: 'Tidemark events: the audit history',
 };
 
-export const STREAMS: readonly StreamSpec[] = [COMMANDS_STREAM, EVENTS_STREAM];
+/**
+ * The WAL archive's events: one per archived segment and one per partial-segment upload (every few
+ * seconds per target), too many for the 90-day audit history. Problems (gaps, slot growth) are
+ * here too and reach the audit history as alerts.
+ */
+export const WAL_STREAM: StreamSpec = {
+  name: 'TIDEMARK_WAL',
+  subjects: [filters.wal],
+  retention: 'limits',
+  maxAgeSeconds: 7 * DAY,
+  duplicateWindowSeconds: 2 * 3600,
+  maxMsgSize: 1024 * 1024,
+  description: 'Tidemark WAL archive events: wal.archived.*, wal.problem.*',
+};
+
+export const STREAMS: readonly StreamSpec[] = [COMMANDS_STREAM, EVENTS_STREAM, WAL_STREAM];
 
 /** Durable consumer names, one per (service, filter). */
 export const consumers = {
@@ -66,6 +81,7 @@ export const consumers = {
   catalogArtifactStored: 'storage-artifact-stored',
   catalogVerifyPassed: 'storage-verify-passed',
   catalogVerifyFailed: 'storage-verify-failed',
+  alerterWalProblem: 'alerter-wal-problem',
 } as const;
 
 /** JetStream KV buckets. Their content can always be rebuilt (the bucket is the truth). */

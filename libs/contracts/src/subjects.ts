@@ -14,7 +14,11 @@ export const isTargetName = (value: string): boolean => TARGET_NAME_PATTERN.test
 export const SEVERITIES = ['critical', 'warning', 'info'] as const;
 export type Severity = (typeof SEVERITIES)[number];
 
-export const ALERT_KINDS = ['verify_failed', 'backup_failed', 'command_rejected', 'backup_missed', 'restore_failed'] as const;
+export const ALERT_KINDS = [
+  'verify_failed', 'backup_failed', 'command_rejected', 'backup_missed', 'restore_failed',
+  // The WAL archive: one kind per WalProblem (see messages.ts), so alert rules can route them.
+  'wal_gap', 'wal_timeline', 'wal_slot_growth', 'wal_lagging',
+] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
 const scoped = (family: string, action: string) => (engine: Engine, target: string) => `${family}.${action}.${engine}.${target}`;
@@ -34,6 +38,9 @@ export const subjects = {
   restoreStarted: scoped('restore', 'started'),
   restoreCompleted: scoped('restore', 'completed'),
   restoreFailed: scoped('restore', 'failed'),
+  // the continuous WAL archive (its own stream: one event per segment and partial upload)
+  walArchived: scoped('wal', 'archived'),
+  walProblem: scoped('wal', 'problem'),
   alert: (severity: Severity, kind: AlertKind) => `alert.${severity}.${kind}`,
   commandRejected: () => 'command.rejected',
   // core request/reply (not persisted)
@@ -59,6 +66,9 @@ export const filters = {
   restoreFailed: 'restore.failed.>',
   alerts: 'alert.>',
   commandRejected: 'command.rejected',
+  walArchived: 'wal.archived.>',
+  walProblem: 'wal.problem.>',
+  wal: 'wal.>',
 } as const;
 
 export type CommandAction = 'backup' | 'restore';

@@ -7,3 +7,4 @@ export { artifactKeys, newArtifactId, parseArtifactKey, ARTIFACT_ROOTS, MANIFEST
 export { ArtifactStore, type OrphanSweepResult } from './artifact-store.js';
 export { createMemoryBackend } from './memory-backend.js';
 export { readAll } from './streams.js';
+export { WalArchive, WAL_ROOT, walPrefix, walFileKeys, parseWalKey, type WalKeyParts, type ListedWalFile } from './wal-archive.js';

@@ -10,6 +10,12 @@ export const SEVERITY_OF: Readonly<Record<AlertKind, Severity>> = {
   restore_failed: 'critical',
   backup_missed: 'critical',
   command_rejected: 'warning',
+  // Point-in-time recovery is broken past a gap or an unfollowed timeline.
+  wal_gap: 'critical',
+  wal_timeline: 'critical',
+  // The primary's disk fills up, or the RPO is exceeded: act soon.
+  wal_slot_growth: 'warning',
+  wal_lagging: 'warning',
 };
 
 const RANK: Readonly<Record<Severity, number>> = { info: 0, warning: 1, critical: 2 };
