@@ -6,7 +6,7 @@
 //
 //   npm run build && node bench/pg-logical-backup.mjs [--gib 1.1] [--encrypt true] [--compression zstd] [--level 3] [--checksums true]
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { openSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -15,6 +15,8 @@ import { randomBytes } from 'node:crypto';
 import { connect, headers } from 'nats';
 import { encode, decode, subjects, CONTENT_TYPE_HEADER, MSGPACK } from '@tidemark/contracts';
 import { freePort, startNats, startPostgres } from '@tidemark/testkit';
+import { buildRagDatabase } from './lib/rag-database.mjs';
+import { peakRssSampler } from './lib/peak-rss.mjs';
 
 const repo = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const arg = (name, fallback) => {
@@ -34,31 +36,7 @@ const dir = await mkdtemp(join(tmpdir(), 'tidemark-bench-'));
 const nats = await startNats();
 const pg = await startPostgres({ pgvector: true, settings: { shared_buffers: '512MB', max_wal_size: '4GB', checkpoint_timeout: '30min' } });
 try {
-  console.log(`# building a ~${targetGiB} GiB database (documents + vector(768) embeddings)…`);
-  const t0 = t();
-  await pg.createDatabase('bench');
-  await pg.query('CREATE EXTENSION vector', [], 'bench');
-  await pg.query('CREATE TABLE documents (id bigint PRIMARY KEY, title text, body text)', [], 'bench');
-  await pg.query('CREATE TABLE embeddings (id bigint PRIMARY KEY, embedding vector(768))', [], 'bench');
-  // 768 floats ≈ 3 KiB per row on disk; bodies ≈ 1 KiB. Half the bytes in each table.
-  const bytes = targetGiB * 1024 ** 3;
-  const embRows = Math.ceil(bytes / 2 / 3100);
-  const docRows = Math.ceil(bytes / 2 / 1100);
-  await pg.query(
-    `INSERT INTO documents SELECT i, 'document ' || i, repeat(md5(i::text) || md5((i+1)::text), 16) FROM generate_series(1, $1) i`,
-    [docRows],
-    'bench',
-  );
-  for (let start = 1; start <= embRows; start += 20000) {
-    await pg.query(
-      `INSERT INTO embeddings SELECT i, (SELECT array_agg(random()::real) FROM generate_series(1, 768) WHERE i > 0)::vector FROM generate_series($1::bigint, $2::bigint) i`,
-      [start, Math.min(embRows, start + 19999)],
-      'bench',
-    );
-  }
-  await pg.query('VACUUM ANALYZE', [], 'bench');
-  const [{ size }] = await pg.query(`SELECT pg_database_size('bench')::bigint AS size`, [], 'bench');
-  console.log(`# database size ${(Number(size) / 1024 ** 3).toFixed(2)} GiB (${docRows} documents, ${embRows} embeddings) built in ${fmt(t() - t0)}`);
+  await buildRagDatabase(pg, { gib: targetGiB, database: 'bench' });
 
   const pgEnv = { ...process.env, PGHOST: pg.host, PGPORT: String(pg.port), PGUSER: pg.user, PGPASSWORD: pg.password, PGDATABASE: 'bench' };
   const runDump = () =>
@@ -102,20 +80,17 @@ try {
   await new Promise((r) => setTimeout(r, 1500)); // let the agent create its consumer
   const h = headers();
   h.set(CONTENT_TYPE_HEADER, MSGPACK);
-  let peakKiB = 0;
-  const sampler = setInterval(async () => {
-    const status = await readFile(`/proc/${agent.pid}/status`, 'utf8').catch(() => '');
-    const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    peakKiB = Math.max(peakKiB, hwm);
-  }, 200);
+  const rss = peakRssSampler();
+  rss.add(agent.pid);
   const s = t();
   await nc.jetstream().publish(subjects.backupRequested('pg', 'bench'), encode({ requestId: 'bench-1' }), { headers: h, msgID: 'bench-1' });
   const completed = await done;
   const agentMs = t() - s;
-  clearInterval(sampler);
+  await rss.sample();
+  rss.stop();
   console.log(`tidemark backup (${compression}${level !== undefined ? ` level ${level}` : ''}${encrypt ? ' + aes-256-gcm' : ''}${checksums ? ' + table checksums' : ''}): ${fmt(agentMs)}, stored ${(completed.storedBytes / 1024 ** 2).toFixed(0)} MiB`);
   console.log(`ratio tidemark / pg_dump: ${(agentMs / dumpMs).toFixed(2)}`);
-  console.log(`pg-agent peak RSS: ${(peakKiB / 1024).toFixed(0)} MiB`);
+  console.log(`pg-agent peak RSS: ${rss.peakMiB().toFixed(0)} MiB`);
   agent.kill('SIGTERM');
   await nc.close();
 } finally {

@@ -1,5 +1,5 @@
 // Command-line parsing with plain process.argv: a small declarative table of options per command.
-import { ARTIFACT_KINDS, ENGINES, TARGET_NAME_HINT, isEngine, isTargetName, type ArtifactKind, type Engine } from '@tidemark/contracts';
+import { ARTIFACT_KINDS, ENGINES, LSN_PATTERN, TARGET_NAME_HINT, isEngine, isTargetName, type ArtifactKind, type Engine, type PointInTime } from '@tidemark/contracts';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -31,6 +31,11 @@ export type Command =
       readonly artifactId?: string;
       /** --into: the database (pg) or collection (qdrant) to restore into. */
       readonly intoDatabase?: string;
+      /** pg --to: recover a base backup and the archived WAL to this point (a physical restore). */
+      readonly pointInTime?: PointInTime;
+      /** pg physical restores: --into <dir>, <port> or <dir>:<port>. */
+      readonly intoDirectory?: string;
+      readonly intoPort?: number;
       /** qdrant: whose newest verified artifact to restore. */
       readonly collection?: string;
       readonly overwrite: boolean;
@@ -59,7 +64,7 @@ const COMMAND_OPTIONS: Record<string, Record<string, OptionSpec>> = {
   },
   restore: {
     '--artifact': { takesValue: true }, '--into': { takesValue: true }, '--overwrite': { takesValue: false }, '--collection': { takesValue: true },
-    '--reason': { takesValue: true }, '--wait': { takesValue: false },
+    '--reason': { takesValue: true }, '--wait': { takesValue: false }, '--to': { takesValue: true }, '--exclusive': { takesValue: false },
   },
   list: { '--limit': { takesValue: true } },
   status: {},
@@ -149,13 +154,18 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
     }
     case 'restore': {
       const { engine, target } = scope(positionals, 'restore <engine> <target>');
+      const to = stringOption(options, '--to');
+      if ((to !== undefined || options.has('--exclusive')) && engine !== 'pg') throw new UsageError('--to and --exclusive are for pg targets (point-in-time recovery)');
+      if (options.has('--exclusive') && to === undefined) throw new UsageError('--exclusive needs --to <time|LSN>');
+      const into = stringOption(options, '--into');
       return {
         ok: true,
         globals,
         command: {
           name: 'restore', engine, target, wait: options.has('--wait'), overwrite: options.has('--overwrite'),
           ...optionalText(options, '--artifact', 'artifactId'),
-          ...optionalText(options, '--into', 'intoDatabase'),
+          ...(into === undefined ? {} : engine === 'pg' ? pgInto(into) : { intoDatabase: into }),
+          ...(to === undefined ? {} : { pointInTime: parsePointInTime(to, options.has('--exclusive')) }),
           ...optionalText(options, '--collection', 'collection'),
           ...optionalText(options, '--reason', 'reason'),
         },
@@ -177,6 +187,57 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
       expectAtMost(positionals, 0, 'status');
       return { ok: true, globals, command: { name: 'status' } };
   }
+}
+
+/**
+ * pg --into: an absolute directory, a port, or <directory>:<port> name where a physical restore
+ * goes; anything else is a database for a logical restore. Database names never start with "/"
+ * or a digit, so the forms cannot be confused.
+ */
+function pgInto(into: string): { intoDatabase: string } | { intoDirectory?: string; intoPort?: number } {
+  const port = (text: string): number => {
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < 1 || value > 65535) throw new UsageError(`--into: ${text} is not a port (1-65535)`);
+    return value;
+  };
+  if (/^\d+$/.test(into)) return { intoPort: port(into) };
+  const both = /^(\/.*):(\d+)$/.exec(into);
+  if (both) return { intoDirectory: both[1] as string, intoPort: port(both[2] as string) };
+  if (into.startsWith('/')) return { intoDirectory: into };
+  return { intoDatabase: into };
+}
+
+const TIME = /^(\d{4}-\d\d-\d\d)(?:[ T](\d\d:\d\d(?::\d\d(?:\.\d+)?)?))?\s*(Z|UTC|[+-]\d\d(?::?\d\d)?)?$/i;
+const TO_HINT = 'latest, an LSN (0/3000060), a time ("2026-11-22 10:15:00", UTC unless it has an offset such as +01:00) or restore-point:<name>';
+
+/**
+ * --to: "latest", an LSN, "restore-point:<name>" or a time. A time without an offset is UTC (so
+ * the same command means the same moment wherever it is typed); it is sent as ISO 8601 in UTC.
+ */
+export function parsePointInTime(text: string, exclusive = false): PointInTime {
+  const value = text.trim();
+  let point: PointInTime;
+  if (value === 'latest') point = { latest: true };
+  else if (value.startsWith('restore-point:')) {
+    const name = value.slice('restore-point:'.length);
+    if (name === '' || name.length > 63) throw new UsageError(`--to restore-point:<name> needs a name of 1 to 63 characters`);
+    point = { restorePoint: name };
+  } else if (LSN_PATTERN.test(value)) point = { lsn: value.toUpperCase() };
+  else {
+    const match = TIME.exec(value);
+    if (!match) throw new UsageError(`--to "${text}" is not a recovery target: use ${TO_HINT}`);
+    const zone = (match[3] ?? 'Z').toUpperCase();
+    const offset = zone === 'Z' || zone === 'UTC' ? 'Z' : zone.length === 3 ? `${zone}:00` : zone.includes(':') ? zone : `${zone.slice(0, 3)}:${zone.slice(3)}`;
+    const time = match[2] === undefined ? '00:00:00' : match[2].length === 5 ? `${match[2]}:00` : match[2];
+    const date = new Date(`${match[1]}T${time}${offset}`);
+    if (Number.isNaN(date.getTime())) throw new UsageError(`--to "${text}" is not a valid time: use ${TO_HINT}`);
+    point = { time: date.toISOString() };
+  }
+  if (exclusive) {
+    if (point.time === undefined && point.lsn === undefined) throw new UsageError('--exclusive applies to a time or an LSN');
+    point = { ...point, inclusive: false };
+  }
+  return point;
 }
 
 function scope(positionals: string[], usage: string): { engine: Engine; target: string } {
@@ -221,6 +282,14 @@ commands:
       request a backup; prints the request id. --wait follows it until verified.
   restore <engine> <target> [--artifact <id>] [--collection <name>] [--into <db|collection>] [--overwrite] [--reason "…"] [--wait]
       request a restore (default: the newest verified artifact into a new database).
+  restore pg <target> --to <latest|LSN|time|restore-point:NAME> [--exclusive] [--into <dir|port|dir:port>] [--artifact <id>] [--overwrite] [--wait]
+      point-in-time recovery: the newest base backup before the target plus the archived WAL,
+      recovered into a new data directory (default: under the agent's pg.workDir) and started
+      as a promoted server on a free port (or the one given) on the agent's host; it keeps
+      running. A time without an offset is UTC ("2026-11-22 10:15:00"; "…+01:00" for others).
+      --exclusive stops just before the target. --overwrite restores over a non-empty directory,
+      which is moved aside to <dir>.pre_restore_<time> first (refused while a server runs in it).
+      --wait prints the RTO split (download, WAL replay, start) and where the server runs.
   list [<engine> [<target>]] [--limit <n>]
       list committed artifacts, newest first.
   status

@@ -78,6 +78,18 @@ describe('tidemark CLI (real NATS)', () => {
           const command = parseMessage(RequestRestore, decode(msg.data, msg.headers));
           const scope = { schemaVersion: 1 as const, engine: 'pg' as const, target: 'main', requestId: command.requestId as string, occurredAt: new Date().toISOString() };
           const artifactId = command.artifactId ?? '20250601T120000Z-0123456789';
+          if (command.pointInTime) {
+            // A point-in-time restore reports its data directory, port, recovery point and RTO.
+            const dataDirectory = command.intoDirectory ?? '/var/lib/tidemark/pg/restores/main-1';
+            await publisher.publish(subjects.restoreStarted('pg', 'main'), RestoreStarted, { ...scope, artifactId, database: dataDirectory, agentId: 'fake-agent' });
+            await publisher.publish(subjects.restoreCompleted('pg', 'main'), RestoreCompleted, {
+              ...scope, artifactId, database: dataDirectory, durationMs: 4200, dataDirectory, port: command.intoPort ?? 40001,
+              recoveredTo: { timeline: 2, lsn: '0/40001C8', lastTransactionAt: command.pointInTime.time ?? '2026-11-22T10:14:59.000Z' },
+              rto: { downloadMs: 1500, replayMs: 800, startMs: 1200, totalMs: 3500, walFilesFetched: 3 },
+              checks: [{ name: 'out of recovery', ok: true }],
+            });
+            return;
+          }
           const database = command.intoDatabase ?? 'main_restore_1';
           await publisher.publish(subjects.restoreStarted('pg', 'main'), RestoreStarted, { ...scope, artifactId, database, agentId: 'fake-agent' });
           await publisher.publish(subjects.restoreCompleted('pg', 'main'), RestoreCompleted, { ...scope, artifactId, database, durationMs: 2500 });
@@ -151,6 +163,20 @@ describe('tidemark CLI (real NATS)', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('started: restoring 20250601T120000Z-0123456789 into main_copy on fake-agent');
     expect(result.stdout.trim().split('\n').at(-1)).toBe('restored: 20250601T120000Z-0123456789 into main_copy in 2.5s');
+  });
+
+  it('restore --to … --into <port> --wait sends a point-in-time command and prints the server, recovery point and RTO', async () => {
+    const result = await runCli(['--nats', server.url, 'restore', 'pg', 'main', '--to', '2026-11-22 10:15:00', '--into', '5544', '--wait', '--timeout', '20']);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('started: restoring 20250601T120000Z-0123456789 into /var/lib/tidemark/pg/restores/main-1 on fake-agent');
+    expect(result.stdout).toContain("server: port 5544 on the pg-agent's host (127.0.0.1), data directory /var/lib/tidemark/pg/restores/main-1");
+    // The time was sent as UTC: the fake agent echoes it as the last transaction.
+    expect(result.stdout).toContain('recovered to: LSN 0/40001C8 on new timeline 2, last transaction committed at 2026-11-22T10:15:00.000Z');
+    expect(result.stdout.trim().split('\n').at(-2)).toBe('RTO: download 1.5s, WAL replay 800ms, start 1.2s, total 3.5s (3 WAL files fetched)');
+    const jsm = await nc.jetstreamManager();
+    const stored = await jsm.streams.getMessage('TIDEMARK_COMMANDS', { last_by_subj: subjects.restoreRequested('pg', 'main') });
+    expect(parseMessage(RequestRestore, decode(stored.data, stored.header))).toMatchObject({ pointInTime: { time: '2026-11-22T10:15:00.000Z' }, intoPort: 5544 });
   });
 
   it('backup --wait exits 2 when nothing happens before the timeout', async () => {

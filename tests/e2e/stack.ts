@@ -2,7 +2,7 @@
 // JetStream, PostgreSQL 15 with pgvector (source and verification sandbox), an S3 endpoint or a
 // filesystem store, and every service as its own child process (so a test can SIGKILL one).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +25,8 @@ export interface StackOptions {
   readonly ackWaitMs?: number;
   /** Adds a Qdrant target `vectors` (a Qdrant test double) and a second double as the verifier's sandbox. */
   readonly qdrant?: boolean;
+  /** Continuous WAL archiving for the `main` target (point-in-time recovery). */
+  readonly wal?: { readonly partialIntervalSeconds: number; readonly archiveCheckIntervalSeconds: number };
 }
 
 export interface ServiceProcess {
@@ -61,9 +63,12 @@ export class Stack {
   static async start(options: StackOptions): Promise<Stack> {
     const stops: Array<() => Promise<void>> = [];
     const dir = await mkdtemp(join(tmpdir(), 'tidemark-e2e-'));
+    // The WAL spool and restored data directories under it belong to the postgres OS user, which must get through.
+    if (options.wal) await chmod(dir, 0o755);
     const nats = await startNats();
     stops.push(() => nats.stop());
-    const pg = await startPostgres({ pgvector: true });
+    // Physical backups and point-in-time recovery need torn-page protection (the test default is off).
+    const pg = await startPostgres({ pgvector: true, ...(options.wal ? { settings: { full_page_writes: 'on' } } : {}) });
     stops.push(() => pg.stop());
     const storageRoot = join(dir, 'storage');
     const env: NodeJS.ProcessEnv = {
@@ -104,8 +109,10 @@ export class Stack {
       `alerts:\n  dedupeWindowMinutes: 60\n  watchdogIntervalSeconds: 3600\n`,
       options.webhookUrl ? `  webhooks:\n    - url: ${options.webhookUrl}\n      minSeverity: warning\n` : '',
       `retention:\n  intervalSeconds: 3600\n`,
+      options.wal ? `pg:\n  workDir: ${join(dir, 'pg')}\n  archiveCheckIntervalSeconds: ${options.wal.archiveCheckIntervalSeconds}\n` : '',
       `targets:\n  - name: main\n    engine: pg\n    postgres:\n${conn('app').replaceAll('    ', '      ')}`,
       options.schedules ? `    schedules:\n${options.schedules}` : '',
+      options.wal ? `    wal:\n      enabled: true\n      partialIntervalSeconds: ${options.wal.partialIntervalSeconds}\n` : '',
       qdrant ? `  - name: vectors\n    engine: qdrant\n    qdrant:\n      url: ${qdrant.url}\n      timeoutMs: 2000\n      incrementalField: updatedAt\n` : '',
     ].join('');
     const configPath = join(dir, 'tidemark.yaml');
@@ -121,7 +128,7 @@ export class Stack {
 
   /** Records every Tidemark event and alert (core subscription: sees what JetStream stores too). */
   private observe(): void {
-    const subjects = ['backup.*.*.*', 'artifact.*.*.*', 'verify.*.*.*', 'restore.*.*.*', 'alert.>', 'command.rejected'];
+    const subjects = ['backup.*.*.*', 'artifact.*.*.*', 'verify.*.*.*', 'restore.*.*.*', 'wal.*.*.*', 'alert.>', 'command.rejected'];
     for (const subject of subjects) {
       const sub: Subscription = this.nc.subscribe(subject);
       void (async () => {

@@ -99,6 +99,26 @@ export function backupFollower(requestId: string, commandSubject: string): Follo
   };
 }
 
+/** A point-in-time restore's result: where the server runs, where it recovered to, the RTO split and the checks. */
+export function pointInTimeLines(e: RestoreCompleted): string {
+  const kept = e.previousDatabaseKeptAs ? `; the previous data directory is kept as ${e.previousDatabaseKeptAs}` : '';
+  const lines = [`restored: ${e.artifactId} into ${e.dataDirectory} in ${formatDuration(e.durationMs)}${kept}`];
+  if (e.port !== undefined) lines.push(`server: port ${e.port} on the pg-agent's host (127.0.0.1), data directory ${e.dataDirectory}; it keeps running (stop it with pg_ctl -D ${e.dataDirectory} stop)`);
+  if (e.recoveredTo) {
+    const last = e.recoveredTo.lastTransactionAt ? `, last transaction committed at ${e.recoveredTo.lastTransactionAt}` : '';
+    lines.push(`recovered to: LSN ${e.recoveredTo.lsn} on new timeline ${e.recoveredTo.timeline}${last}`);
+  }
+  if (e.rto) {
+    const files = e.rto.walFilesFetched !== undefined ? ` (${e.rto.walFilesFetched} WAL file${e.rto.walFilesFetched === 1 ? '' : 's'} fetched)` : '';
+    lines.push(`RTO: download ${formatDuration(e.rto.downloadMs)}, WAL replay ${formatDuration(e.rto.replayMs)}, start ${formatDuration(e.rto.startMs)}, total ${formatDuration(e.rto.totalMs)}${files}`);
+  }
+  if (e.checks) {
+    const failing = e.checks.filter((c) => !c.ok);
+    lines.push(`checks: ${e.checks.length - failing.length} of ${e.checks.length} passed${failing.map((c) => `; failed: ${c.name}${c.detail ? ` (${c.detail})` : ''}`).join('')}`);
+  }
+  return lines.join('\n');
+}
+
 export function restoreFollower(requestId: string, commandSubject: string): Follower {
   return {
     matches(followed) {
@@ -113,6 +133,7 @@ export function restoreFollower(requestId: string, commandSubject: string): Foll
         }
         case 'restore.completed': {
           const e = followed.event;
+          if (e.dataDirectory !== undefined) return { line: pointInTimeLines(e), exitCode: 0, outcome: 'restored', artifactId: e.artifactId };
           const kept = e.previousDatabaseKeptAs ? `; the previous database is kept as ${e.previousDatabaseKeptAs}` : '';
           return { line: `restored: ${e.artifactId} into ${e.database} in ${formatDuration(e.durationMs)}${kept}`, exitCode: 0, outcome: 'restored', artifactId: e.artifactId };
         }

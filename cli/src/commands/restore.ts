@@ -15,6 +15,9 @@ export function buildRestoreRequest(command: RestoreCommand, requestId: string, 
     ...(command.artifactId !== undefined ? { artifactId: command.artifactId } : {}),
     // --into names a database for pg and a collection for qdrant.
     ...(command.intoDatabase !== undefined ? (command.engine === 'qdrant' ? { intoCollection: command.intoDatabase } : { intoDatabase: command.intoDatabase }) : {}),
+    ...(command.pointInTime !== undefined ? { pointInTime: command.pointInTime } : {}),
+    ...(command.intoDirectory !== undefined ? { intoDirectory: command.intoDirectory } : {}),
+    ...(command.intoPort !== undefined ? { intoPort: command.intoPort } : {}),
     ...(command.collection !== undefined ? { collection: command.collection } : {}),
     ...(command.reason !== undefined ? { reason: command.reason } : {}),
   });

@@ -74,13 +74,19 @@ export type RecoveryTarget =
   | { readonly type: 'restorePoint'; readonly name: string }
   | { readonly type: 'latest' };
 
+/** A time without an offset is UTC (JavaScript's Date would read it as local time). */
+export function utcUnlessOffset(time: string): string {
+  const iso = time.trim().replace(/^(\d{4}-\d\d-\d\d) (?=\d)/, '$1T');
+  return /T\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(iso) ? `${iso}Z` : iso;
+}
+
 export function recoveryTargetOf(point: PointInTime): RecoveryTarget {
   const named = (['time', 'lsn', 'restorePoint', 'latest'] as const).filter((field) => point[field] !== undefined);
   if (named.length !== 1) {
     throw new TidemarkError('COMMAND_INVALID', `pointInTime needs exactly one of time, lsn, restorePoint or latest; got ${named.length === 0 ? 'none' : named.join(', ')}`);
   }
   const inclusive = point.inclusive ?? true;
-  if (point.time !== undefined) return { type: 'time', time: new Date(point.time).toISOString(), inclusive };
+  if (point.time !== undefined) return { type: 'time', time: new Date(utcUnlessOffset(point.time)).toISOString(), inclusive };
   if (point.lsn !== undefined) return { type: 'lsn', lsn: point.lsn.toUpperCase(), inclusive };
   if (point.restorePoint !== undefined) return { type: 'restorePoint', name: point.restorePoint };
   return { type: 'latest' };
@@ -360,3 +366,33 @@ export type CatalogEntry = Infer<typeof CatalogEntry>;
 
 export const CatalogListReply = object({ artifacts: array(CatalogEntry), total: optional(number({ integer: true, min: 0 })) });
 export type CatalogListReply = Infer<typeof CatalogListReply>;
+
+// ---------------------------------------------------------------- catalog.wal (the pg WAL archive)
+
+/** `catalog.wal`: one target's archive, or every archived target's when `target` is absent. */
+export const CatalogWalRequest = object({ target: optional(target) });
+export type CatalogWalRequest = Infer<typeof CatalogWalRequest>;
+
+/** One cluster (system identifier) of a target's WAL archive. */
+export const WalArchiveSummary = object({
+  target,
+  systemIdentifier: string(),
+  /** The cluster archived most recently (the live one); older clusters await retention. */
+  current: boolean(),
+  segments: number({ integer: true, min: 0 }),
+  partials: number({ integer: true, min: 0 }),
+  histories: number({ integer: true, min: 0 }),
+  /** Bytes stored (data and manifests). */
+  storedBytes: number({ min: 0 }),
+  timelines: array(number({ integer: true, min: 1 })),
+  /** First and last closed segment by name (timeline, then position): the last is where "latest" recovery reaches. */
+  firstSegment: optional(string()),
+  lastSegment: optional(string()),
+  /** The newest file committed (a segment, a partial or a history file) and when. */
+  newestFile: optional(string()),
+  newestArchivedAt: optional(isoDate()),
+});
+export type WalArchiveSummary = Infer<typeof WalArchiveSummary>;
+
+export const CatalogWalReply = object({ archives: array(WalArchiveSummary) });
+export type CatalogWalReply = Infer<typeof CatalogWalReply>;

@@ -46,6 +46,8 @@ export const subjects = {
   // core request/reply (not persisted)
   catalogList: () => 'catalog.list',
   catalogDescribe: () => 'catalog.describe',
+  /** The pg WAL archive per target and cluster (storage service). */
+  catalogWal: () => 'catalog.wal',
 } as const;
 
 /** Wildcards for subscriptions and stream/consumer filters. */

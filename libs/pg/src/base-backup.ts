@@ -11,15 +11,24 @@
 // pg_stat_progress_basebackup or pg_control_checkpoint() would have. Version, system identifier
 // and pgvector come from a normal connection opened before the backup starts (so a wrong password
 // fails fast, before pg_basebackup is spawned).
-import { PassThrough, Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+//
+// Throttling: --max-rate limits how fast the server's walsender reads and sends the data files
+// (the production cost is mostly that I/O), and `nice` lowers the priority of the pg_basebackup
+// client process; our encode pipeline runs at normal priority. Server-side compression cannot be
+// combined with a tar on stdout in PostgreSQL 15 (see baseBackupArgs), and is refused.
+import { createHash } from 'node:crypto';
+import { setPriority } from 'node:os';
+import { Transform, type Readable } from 'node:stream';
 import { TidemarkError } from '@tidemark/contracts';
 import { libpqEnv, type PostgresConnection } from '@tidemark/config';
 import { openClient, toPgError } from './connection.js';
-import { describeExit, spawnTool, toolEnvironment, type PgTool } from './tools.js';
+import { describeExit, guardToolOutput, spawnTool, toolEnvironment, type PgTool, type RunningTool, type ToolExit } from './tools.js';
 
 // tools.ts only names pg_dump/pg_restore in PgTool; spawnTool and pgToolPath work for any pg binary.
 export const PG_BASEBACKUP: PgTool = 'pg_basebackup';
+
+/** Manifest `format` of a stored base backup: the plain tar pg_basebackup wrote, before our pipeline. */
+export const BASE_BACKUP_FORMAT = 'pg_basebackup-tar';
 
 // ---------------------------------------------------------------------------------------------
 // A streaming tar reader: ustar headers (name + prefix), regular files, directories, symlinks
@@ -171,6 +180,11 @@ export interface BaseBackupFacts {
   readonly stopTimeline: number;
   /** START TIME from backup_label, as PostgreSQL wrote it ("2026-11-22 10:15:00 UTC"). */
   readonly startTime: string;
+  /**
+   * START TIME as ISO 8601. The label is written in the server's log_timezone; when that zone
+   * cannot be resolved here, the agent's clock just before pg_basebackup was spawned stands in.
+   */
+  readonly startedAt: string;
   readonly serverVersion: string;
   readonly serverVersionNum: number;
   /** pg_control_system().system_identifier, as a decimal string (it is a 64-bit integer). */
@@ -180,11 +194,11 @@ export interface BaseBackupFacts {
   readonly pgvectorVersion: string | null;
   /** Size of PostgreSQL's backup_manifest inside the tar. */
   readonly manifestBytes: number;
+  /** sha256 (hex) of the backup_manifest member, hashed as it passed. */
+  readonly manifestSha256: string;
   /** Total bytes of the tar stream. */
   readonly bytes: number;
 }
-
-/** Parses a PostgreSQL LSN ("16/B374D848") into a bigint for comparisons. */
 
 interface LabelFacts {
   label: string;
@@ -206,6 +220,44 @@ export function parseBackupLabel(text: string): LabelFacts {
   return { label: field('LABEL') ?? '', startLsn: start, checkpointLsn: checkpoint, startTimeline: timeline, startTime: field('START TIME') ?? '' };
 }
 
+/** The UTC offset (ms) of an IANA zone at an instant; throws RangeError for a zone ICU does not know. */
+function zoneOffsetMs(instant: number, timeZone: string): number {
+  const parts = new Intl.DateTimeFormat('en-US', {
+    timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit',
+  }).formatToParts(new Date(instant));
+  const part = (type: Intl.DateTimeFormatPartTypes) => Number(parts.find((p) => p.type === type)?.value);
+  const local = Date.UTC(part('year'), part('month') - 1, part('day'), part('hour'), part('minute'), part('second'));
+  return local - Math.floor(instant / 1000) * 1000;
+}
+
+/**
+ * backup_label's START TIME ("2026-11-22 10:15:00 CET": strftime %Z in the server's log_timezone)
+ * as ISO 8601. Abbreviations are ambiguous, so only UTC/GMT and numeric zones ("+03", "-0330") are
+ * read from the text; any other is resolved through `logTimezone` (an IANA name, as PostgreSQL
+ * reports it). Undefined when neither works.
+ */
+export function startTimeToIso(startTime: string, logTimezone?: string): string | undefined {
+  const match = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?: (\S+))?$/.exec(startTime.trim());
+  if (!match) return undefined;
+  const [, year, month, day, hour, minute, second, zone = ''] = match;
+  const wall = Date.UTC(Number(year), Number(month) - 1, Number(day), Number(hour), Number(minute), Number(second));
+  if (/^(UTC|UCT|GMT|Z|Zulu)$/i.test(zone)) return new Date(wall).toISOString();
+  const numeric = /^([+-])(\d{2}):?(\d{2})?$/.exec(zone);
+  if (numeric) {
+    const minutes = (Number(numeric[2]) * 60 + Number(numeric[3] ?? 0)) * (numeric[1] === '-' ? -1 : 1);
+    return new Date(wall - minutes * 60_000).toISOString();
+  }
+  if (!logTimezone) return undefined;
+  try {
+    // The instant whose wall-clock time in the zone is `wall`: two rounds settle DST edges.
+    let instant = wall - zoneOffsetMs(wall, logTimezone);
+    instant = wall - zoneOffsetMs(instant, logTimezone);
+    return new Date(instant).toISOString();
+  } catch {
+    return undefined;
+  }
+}
+
 /** The WAL ranges from (the tail of) a backup_manifest: [{timeline, start, end}]. */
 export function parseManifestWalRanges(tail: string): { timeline: number; startLsn: string; endLsn: string }[] {
   const section = tail.slice(tail.lastIndexOf('"WAL-Ranges"'));
@@ -218,10 +270,11 @@ export function parseManifestWalRanges(tail: string): { timeline: number; startL
 const LABEL_LIMIT = 64 * 1024;
 const MANIFEST_TAIL = 64 * 1024;
 
-/** Watches a base backup tar pass by and keeps only backup_label and the tail of backup_manifest. */
+/** Watches a base backup tar pass by and keeps only backup_label and the tail (and hash) of backup_manifest. */
 class BackupObserver implements TarVisitor {
   labelText: string | undefined;
   manifestBytes = 0;
+  private readonly manifestHash = createHash('sha256');
   private manifestTail = Buffer.alloc(0);
   private labelChunks: Buffer[] = [];
   private labelLength = 0;
@@ -236,6 +289,7 @@ class BackupObserver implements TarVisitor {
       this.labelLength += chunk.length;
     } else if (entry.name === 'backup_manifest') {
       this.manifestBytes += chunk.length;
+      this.manifestHash.update(chunk);
       const joined = Buffer.concat([this.manifestTail, chunk]);
       this.manifestTail = Buffer.from(joined.subarray(Math.max(0, joined.length - MANIFEST_TAIL)));
     }
@@ -248,19 +302,35 @@ class BackupObserver implements TarVisitor {
   manifestTailText(): string {
     return this.manifestTail.toString('utf8');
   }
+
+  manifestSha256(): string {
+    return this.manifestHash.digest('hex');
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // The session
 
-export interface BaseBackupOptions {
+export type ServerCompression = 'none' | 'zstd';
+
+export interface BaseBackupThrottle {
+  /** pg_basebackup --max-rate, in kB/s (32 kB/s to 1 GB/s). */
+  readonly maxRateKbps?: number | undefined;
+  /** Process priority (nice 0..19) of the pg_basebackup client; 0 leaves it alone. */
+  readonly nice?: number | undefined;
+  /** Refused unless 'none' (see baseBackupArgs). */
+  readonly serverCompression?: ServerCompression | undefined;
+  readonly serverCompressionWorkers?: number | undefined;
+}
+
+export interface BaseBackupOptions extends BaseBackupThrottle {
   readonly label: string;
-  /** Throttle, in kB/s (pg_basebackup --max-rate accepts 32 kB/s to 1 GB/s). */
-  readonly maxRateKbps?: number;
   /** Aborting kills pg_basebackup; the output stream then errors with SHUTTING_DOWN. */
-  readonly signal?: AbortSignal;
+  readonly signal?: AbortSignal | undefined;
   /** Where secrets (passwordEnv) and TIDEMARK_PG_BIN are read from; process.env by default. */
-  readonly env?: NodeJS.ProcessEnv;
+  readonly env?: NodeJS.ProcessEnv | undefined;
+  /** The clock for startedAt when backup_label's time cannot be resolved; Date by default. */
+  readonly clock?: (() => Date) | undefined;
 }
 
 export interface BaseBackupSession {
@@ -268,6 +338,8 @@ export interface BaseBackupSession {
   readonly output: Readable;
   /** Resolves once the backup has completed (it needs the stop LSN); rejects when it fails. */
   readonly facts: Promise<BaseBackupFacts>;
+  /** pg_basebackup's process id (undefined when it could not be spawned). */
+  readonly pid: number | undefined;
   bytesProduced(): number;
   abort(reason: TidemarkError): void;
 }
@@ -280,14 +352,15 @@ interface ServerFacts {
   pgvectorVersion: string | null;
 }
 
-async function serverFacts(conn: PostgresConnection, env: NodeJS.ProcessEnv): Promise<ServerFacts> {
+async function serverFacts(conn: PostgresConnection, env: NodeJS.ProcessEnv): Promise<ServerFacts & { logTimezone: string }> {
   const client = await openClient(conn, conn.database, 'source', env);
   try {
-    const { rows } = await client.query<{ version: string; num: string; sysid: string; seg: string; vector: string | null }>(
+    const { rows } = await client.query<{ version: string; num: string; sysid: string; seg: string; vector: string | null; tz: string }>(
       `SELECT current_setting('server_version') AS version, current_setting('server_version_num') AS num,
               (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
               current_setting('wal_segment_size') AS seg,
-              (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS vector`,
+              (SELECT extversion FROM pg_extension WHERE extname = 'vector') AS vector,
+              current_setting('log_timezone') AS tz`,
     );
     const row = rows[0];
     if (row === undefined) throw new TidemarkError('INTERNAL', 'the server returned no facts row');
@@ -299,6 +372,7 @@ async function serverFacts(conn: PostgresConnection, env: NodeJS.ProcessEnv): Pr
       systemIdentifier: row.sysid,
       walSegmentSize: Number(segment?.[1] ?? 0) * unit,
       pgvectorVersion: row.vector,
+      logTimezone: row.tz,
     };
   } catch (error) {
     throw toPgError(error, 'source', `reading the facts of ${conn.host}:${conn.port}`);
@@ -307,7 +381,16 @@ async function serverFacts(conn: PostgresConnection, env: NodeJS.ProcessEnv): Pr
   }
 }
 
-export function baseBackupArgs(options: Pick<BaseBackupOptions, 'label' | 'maxRateKbps'>): string[] {
+/**
+ * pg_basebackup's arguments. Throws CONFIG_INVALID for settings it cannot honour:
+ *
+ * Server-side compression is refused. With `-D - -Ft` PostgreSQL 15's pg_basebackup must parse the
+ * archive to append backup_manifest to it, and it cannot parse a server-compressed one ("cannot
+ * inject manifest into a compressed tar file"); the alternatives lose what a base backup needs:
+ * `--no-manifest` drops the manifest (no pg_verifybackup, no WAL ranges), and a directory target
+ * lands a full copy on local disk. The agent compresses with zstd itself (compression: zstd).
+ */
+export function baseBackupArgs(options: Pick<BaseBackupOptions, 'label'> & BaseBackupThrottle): string[] {
   const args = ['-D', '-', '-Ft', '-X', 'fetch', '--checkpoint=fast', `--label=${options.label}`, '--manifest-checksums=SHA256', '--no-password'];
   if (options.maxRateKbps !== undefined) {
     const rate = options.maxRateKbps;
@@ -316,17 +399,64 @@ export function baseBackupArgs(options: Pick<BaseBackupOptions, 'label' | 'maxRa
     }
     args.push(`--max-rate=${rate}k`);
   }
+  if (options.nice !== undefined && (!Number.isInteger(options.nice) || options.nice < 0 || options.nice > 19)) {
+    throw new TidemarkError('CONFIG_INVALID', `baseBackup.nice must be a whole number from 0 to 19, got ${options.nice}`);
+  }
+  if (options.serverCompression !== undefined && options.serverCompression !== 'none') {
+    throw new TidemarkError(
+      'CONFIG_INVALID',
+      `baseBackup.serverCompression "${options.serverCompression}" cannot be used: pg_basebackup streams the backup to the agent as one tar with its backup_manifest appended, ` +
+        'and PostgreSQL 15 cannot append the manifest to a server-compressed tar ("cannot inject manifest into a compressed tar file"); ' +
+        'set serverCompression: none (the agent compresses the stream itself, see the target\'s compression)',
+    );
+  }
   return args;
+}
+
+// pg_basebackup's complaints that no retry can fix, with what the operator should do.
+const NOT_RETRYABLE: readonly { readonly pattern: RegExp; readonly code: 'SOURCE_AUTH_FAILED' | 'CONFIG_INVALID'; readonly advice: string }[] = [
+  {
+    pattern: /must be superuser or replication role|permission denied to start WAL sender|no pg_hba\.conf entry for replication connection|password authentication failed|authentication failed for user/i,
+    code: 'SOURCE_AUTH_FAILED',
+    advice: 'the backup user needs the REPLICATION attribute (ALTER ROLE <user> REPLICATION) and pg_hba.conf must allow it a "replication" connection',
+  },
+  {
+    pattern: /WAL level not sufficient|wal_level must be/i,
+    code: 'CONFIG_INVALID',
+    advice: 'set wal_level = replica (or logical) on the source and restart it',
+  },
+];
+
+function backupToolFailure(exit: ToolExit, tool: RunningTool): TidemarkError {
+  const tail = tool.stderrTail();
+  const described = describeExit(PG_BASEBACKUP, exit, tail);
+  const known = NOT_RETRYABLE.find((k) => k.pattern.test(tail));
+  if (known) return new TidemarkError(known.code, `${described}; ${known.advice}`);
+  return new TidemarkError('DUMP_FAILED', `${described}; check that the user has the REPLICATION attribute, that pg_hba.conf allows a replication connection and that max_wal_senders is free`);
+}
+
+/** Lowers the process priority of `pid` (best effort: the process may already be gone). */
+function lowerPriority(pid: number | undefined, nice: number | undefined): void {
+  if (pid === undefined || nice === undefined || nice <= 0) return;
+  try {
+    setPriority(pid, nice);
+  } catch {
+    // ESRCH: it exited already; raising a nice value never needs privileges.
+  }
 }
 
 export async function startBaseBackup(conn: PostgresConnection, options: BaseBackupOptions): Promise<BaseBackupSession> {
   const env = options.env ?? process.env;
   const args = baseBackupArgs(options);
-  if (options.signal?.aborted) throw new TidemarkError('SHUTTING_DOWN', 'the base backup was interrupted by shutdown; another agent will retry it');
-  const server = await serverFacts(conn, env);
+  const shutdown = () => new TidemarkError('SHUTTING_DOWN', 'the base backup was interrupted by shutdown; another agent will retry it');
+  if (options.signal?.aborted) throw shutdown();
+  const { logTimezone, ...server } = await serverFacts(conn, env);
+  if (options.signal?.aborted) throw shutdown();
 
+  const spawnedAt = (options.clock ?? (() => new Date()))();
   // The password reaches pg_basebackup only through PGPASSWORD in its environment.
   const tool = spawnTool(PG_BASEBACKUP, args, toolEnvironment(libpqEnv(conn, env), env), { stdin: false, stdout: true }, env);
+  lowerPriority(tool.child.pid, options.nice);
   const observer = new BackupObserver();
   const reader = new TarReader(observer);
   let produced = 0;
@@ -339,35 +469,18 @@ export async function startBaseBackup(conn: PostgresConnection, options: BaseBac
       );
     },
   });
-
-  const output = new PassThrough();
-  let failure: TidemarkError | undefined;
-  const fail = (error: TidemarkError) => {
-    failure ??= error;
-    tool.kill();
-    output.destroy(failure);
-  };
-  const piped = pipeline(tool.child.stdout as Readable, watch, output, { end: false }).then(
-    () => undefined,
-    (error: unknown) => error,
-  );
-  const onAbort = () => fail(new TidemarkError('SHUTTING_DOWN', 'the base backup was interrupted by shutdown; another agent will retry it'));
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const guarded = guardToolOutput(tool, [watch], { signal: options.signal, aborted: shutdown });
 
   const facts = (async (): Promise<BaseBackupFacts> => {
-    const exit = await tool.exited;
-    const pipeError = await piped;
-    options.signal?.removeEventListener('abort', onAbort);
-    // A malformed stream (our parser's TidemarkError) makes pg_basebackup die of a broken pipe, so
-    // it explains more; otherwise pg_basebackup's own complaint explains more than a short tar does.
-    if (!failure && pipeError instanceof TidemarkError) fail(pipeError);
-    if (!failure && (exit.code !== 0 || tool.reportedError)) {
-      fail(new TidemarkError('DUMP_FAILED', `${describeExit(PG_BASEBACKUP, exit, tool.stderrTail())}; check that the user has the REPLICATION attribute, that pg_hba.conf allows a replication connection and that max_wal_senders is free`));
-    }
-    if (!failure && pipeError !== undefined) {
-      fail(new TidemarkError('DUMP_FAILED', `reading pg_basebackup output failed: ${(pipeError as Error).message}`));
-    }
-    if (failure) throw failure;
+    const { exit, pipeError } = await guarded.settled;
+    // Precedence: an abort (already recorded); then a malformed stream (our parser's
+    // TidemarkError, which makes pg_basebackup die of a broken pipe, so it explains more); then
+    // pg_basebackup's own complaint, which explains more than the short tar it leaves; then any
+    // other broken pipe; then what the completed stream lacks.
+    if (pipeError instanceof TidemarkError) guarded.fail(pipeError);
+    if (exit.code !== 0 || tool.reportedError) guarded.fail(backupToolFailure(exit, tool));
+    if (pipeError !== undefined) guarded.fail(new TidemarkError('DUMP_FAILED', `reading pg_basebackup output failed: ${(pipeError as Error).message}`));
+    if (guarded.failure) throw guarded.failure;
     try {
       reader.finish();
       if (observer.labelText === undefined) throw new TidemarkError('INTEGRITY_FORMAT', 'the base backup stream has no backup_label; check the pg_basebackup version');
@@ -377,22 +490,23 @@ export async function startBaseBackup(conn: PostgresConnection, options: BaseBac
       if (observer.manifestBytes === 0 || last === undefined) throw new TidemarkError('INTEGRITY_FORMAT', 'the base backup stream has no backup_manifest with WAL ranges; pg_basebackup 13 or newer is needed');
       const result: BaseBackupFacts = {
         ...label,
+        startedAt: startTimeToIso(label.startTime, logTimezone) ?? spawnedAt.toISOString(),
         stopLsn: last.endLsn,
         stopTimeline: last.timeline,
         ...server,
         manifestBytes: observer.manifestBytes,
+        manifestSha256: observer.manifestSha256(),
         bytes: produced,
       };
-      output.end();
+      guarded.end();
       return result;
     } catch (error) {
       const converted = error instanceof TidemarkError ? error : new TidemarkError('DUMP_FAILED', `reading the base backup stream failed: ${(error as Error).message}`);
-      fail(converted);
+      guarded.fail(converted);
       throw converted;
     }
   })();
   facts.catch(() => undefined);
-  if (options.signal?.aborted) onAbort();
 
-  return { output, facts, bytesProduced: () => produced, abort: (reason) => fail(reason) };
+  return { output: guarded.output, facts, pid: tool.child.pid, bytesProduced: () => produced, abort: (reason) => guarded.fail(reason) };
 }

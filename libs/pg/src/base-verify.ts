@@ -36,6 +36,9 @@ function safePath(dir: string, name: string): string {
  * overwritten. Memory stays flat: each chunk is written before the next is read.
  */
 export async function extractTar(input: Readable, dir: string): Promise<ExtractResult> {
+  // The input's errors surface through the iteration below; one raised before it starts (a
+  // decoder missing its key fails at once, while mkdir is awaited) must not go unhandled.
+  input.on('error', () => undefined);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   let handle: FileHandle | undefined;
   let files = 0;
@@ -129,7 +132,8 @@ export interface BaseBackupServer {
 const STDERR_KEEP = 16 * 1024;
 const HOST = '127.0.0.1';
 
-async function osUserIds(name: string): Promise<{ uid: number; gid: number } | undefined> {
+/** The uid/gid the server runs as when we are root; undefined otherwise (it runs as us). */
+export async function osUserIds(name: string): Promise<{ uid: number; gid: number } | undefined> {
   if (process.getuid?.() !== 0) return undefined;
   const passwd = await readFile('/etc/passwd', 'utf8');
   for (const line of passwd.split('\n')) {
@@ -139,7 +143,7 @@ async function osUserIds(name: string): Promise<{ uid: number; gid: number } | u
   throw new TidemarkError('CONFIG_INVALID', `the ${name} os user does not exist and postgres will not run as root; install postgresql or set TIDEMARK_PG_OS_USER`);
 }
 
-async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   await chown(dir, uid, gid);
   for await (const entry of await opendir(dir)) {
     const path = join(dir, entry.name);
@@ -148,7 +152,8 @@ async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   }
 }
 
-function postgresBinary(major: string, env: NodeJS.ProcessEnv): string {
+/** The `postgres` server binary of a major version: TIDEMARK_PG_BIN, else Debian's versioned directory. */
+export function postgresBinary(major: string, env: NodeJS.ProcessEnv): string {
   const configured = env['TIDEMARK_PG_BIN'];
   if (configured) return join(configured, 'postgres');
   const debian = `/usr/lib/postgresql/${major}/bin/postgres`;
@@ -156,11 +161,88 @@ function postgresBinary(major: string, env: NodeJS.ProcessEnv): string {
   throw new TidemarkError('RESTORE_FAILED', `the backup is of postgresql ${major}, whose server binaries are not in /usr/lib/postgresql/${major}/bin; install postgresql-${major} or set TIDEMARK_PG_BIN`);
 }
 
-const quoteConf = (value: string) => `'${value.replace(/'/g, "''")}'`;
+/** A postgresql.conf string literal. */
+export const quoteConf = (value: string) => `'${value.replace(/'/g, "''")}'`;
 
+/** Keeps the source's file as <name>.source; a second preparation (a retry) keeps the first copy. */
 async function setAside(dir: string, name: string): Promise<void> {
   const path = join(dir, name);
-  if (existsSync(path)) await rename(path, `${path}.source`);
+  if (existsSync(path) && !existsSync(`${path}.source`)) await rename(path, `${path}.source`);
+}
+
+/** The environment a restored server gets from ours: no libpq or Tidemark variables, no secrets. */
+export function serverEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const childEnv: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(env)) if (!key.startsWith('PG') && !key.startsWith('TIDEMARK_') && /^(PATH|HOME|LANG|LC_\w+|TZ|TMPDIR)$/.test(key)) childEnv[key] = value;
+  return childEnv;
+}
+
+export interface RecoveryDirectoryOptions {
+  /** OS user that owns and runs the server when we are root; TIDEMARK_PG_OS_USER or 'postgres'. */
+  readonly osUser?: string;
+  /** Address the server listens on; 127.0.0.1 by default. */
+  readonly listenAddress?: string;
+  /** PostgreSQL's restore_command (PostgreSQL 12+ refuses archive recovery without one). */
+  readonly restoreCommand: string;
+  /** recovery_target* lines (already formatted), e.g. "recovery_target = 'immediate'". */
+  readonly recoveryTarget: readonly string[];
+  /** Further lines appended to postgresql.conf (logging, say). */
+  readonly extraSettings?: readonly string[];
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface PreparedRecoveryDirectory {
+  /** The server binary matching the backup's PG_VERSION. */
+  readonly postgres: string;
+  readonly major: string;
+  /** Who the server runs as (undefined: as us). */
+  readonly owner: { readonly uid: number; readonly gid: number } | undefined;
+}
+
+/**
+ * Turns an extracted base backup into a directory that starts in archive recovery on `port`: the
+ * source's postgresql.conf, postgresql.auto.conf and pg_hba.conf are set aside (as *.source) for
+ * a minimal config (listen address, port, the data directory as the 0700 unix socket directory,
+ * no hot standby, no archiving, the restore_command and recovery target given), recovery.signal
+ * asks for archive recovery, and everything is chowned to the OS user. Every directory above
+ * `dir` must be traversable by that user.
+ */
+export async function prepareRecoveryDirectory(dir: string, port: number, options: RecoveryDirectoryOptions): Promise<PreparedRecoveryDirectory> {
+  const env = options.env ?? process.env;
+  const socketPath = join(dir, `.s.PGSQL.${port}`);
+  if (Buffer.byteLength(socketPath) > 107) throw new TidemarkError('CONFIG_INVALID', `the restore directory path ${dir} is too long for a unix socket; use a shorter one`);
+  const major = (await readFile(join(dir, 'PG_VERSION'), 'utf8').catch(() => '')).trim();
+  if (!/^\d+$/.test(major)) throw new TidemarkError('INTEGRITY_FORMAT', `${dir} has no PG_VERSION file; it is not an extracted base backup`);
+  const postgres = postgresBinary(major, env);
+  const owner = await osUserIds(options.osUser ?? env['TIDEMARK_PG_OS_USER'] ?? 'postgres');
+
+  for (const name of ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf']) await setAside(dir, name);
+  await rm(join(dir, 'standby.signal'), { force: true });
+  const conf = [
+    '# Written by tidemark: a server started from a base backup. The source settings are in *.source.',
+    `listen_addresses = ${quoteConf(options.listenAddress ?? HOST)}`,
+    `port = ${port}`,
+    `unix_socket_directories = ${quoteConf(dir)}`,
+    'unix_socket_permissions = 0700',
+    // Without hot standby no one connects before promotion, and the standby parameter checks
+    // (max_connections and friends at least the source's) do not apply.
+    'hot_standby = off',
+    'archive_mode = off',
+    `restore_command = ${quoteConf(options.restoreCommand)}`,
+    ...options.recoveryTarget,
+    ...(options.extraSettings ?? []),
+    '',
+  ].join('\n');
+  await writeFile(join(dir, 'postgresql.conf'), conf, { mode: 0o600 });
+  await writeFile(join(dir, 'postgresql.auto.conf'), '', { mode: 0o600 });
+  // The socket lives in the 0700 data directory, so only its owner and root can use the trust line.
+  await writeFile(join(dir, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.1/32 md5\n', { mode: 0o600 });
+  if (!existsSync(join(dir, 'pg_ident.conf'))) await writeFile(join(dir, 'pg_ident.conf'), '', { mode: 0o600 });
+  // PostgreSQL 12+ reads recovery settings from the config; the signal file's content is ignored.
+  await writeFile(join(dir, 'recovery.signal'), '', { mode: 0o600 });
+  await chmod(dir, 0o700);
+  if (owner !== undefined) await chownTree(dir, owner.uid, owner.gid);
+  return { postgres, major, owner };
 }
 
 /**
@@ -173,46 +255,17 @@ async function setAside(dir: string, name: string): Promise<void> {
  */
 export async function startFromBaseBackup(dir: string, port: number, options: StartFromBaseBackupOptions = {}): Promise<BaseBackupServer> {
   const env = options.env ?? process.env;
-  const socketPath = join(dir, `.s.PGSQL.${port}`);
-  if (Buffer.byteLength(socketPath) > 107) throw new TidemarkError('CONFIG_INVALID', `the restore directory path ${dir} is too long for a unix socket; use a shorter one`);
-  const major = (await readFile(join(dir, 'PG_VERSION'), 'utf8').catch(() => '')).trim();
-  if (!/^\d+$/.test(major)) throw new TidemarkError('INTEGRITY_FORMAT', `${dir} has no PG_VERSION file; it is not an extracted base backup`);
-  const postgres = postgresBinary(major, env);
-  const owner = await osUserIds(options.osUser ?? env['TIDEMARK_PG_OS_USER'] ?? 'postgres');
+  const { postgres, owner } = await prepareRecoveryDirectory(dir, port, {
+    env,
+    ...(options.osUser !== undefined ? { osUser: options.osUser } : {}),
+    // The WAL is in pg_wal/ unless the caller fetches it.
+    restoreCommand: options.restoreCommand ?? 'false',
+    recoveryTarget: ["recovery_target = 'immediate'", "recovery_target_action = 'promote'"],
+  });
 
-  for (const name of ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf']) await setAside(dir, name);
-  await rm(join(dir, 'standby.signal'), { force: true });
-  const conf = [
-    '# Written by tidemark: a sandbox started from a base backup. The source settings are in *.source.',
-    `listen_addresses = ${quoteConf(HOST)}`,
-    `port = ${port}`,
-    `unix_socket_directories = ${quoteConf(dir)}`,
-    'unix_socket_permissions = 0700',
-    // Without hot standby no one connects before promotion, and the standby parameter checks
-    // (max_connections and friends at least the source's) do not apply.
-    'hot_standby = off',
-    'archive_mode = off',
-    // PostgreSQL 12+ refuses archive recovery without a restore_command; the WAL is in pg_wal/.
-    `restore_command = ${quoteConf(options.restoreCommand ?? 'false')}`,
-    "recovery_target = 'immediate'",
-    "recovery_target_action = 'promote'",
-    '',
-  ].join('\n');
-  await writeFile(join(dir, 'postgresql.conf'), conf, { mode: 0o600 });
-  await writeFile(join(dir, 'postgresql.auto.conf'), '', { mode: 0o600 });
-  // The socket lives in the 0700 data directory, so only its owner and root can use the trust line.
-  await writeFile(join(dir, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.1/32 md5\n', { mode: 0o600 });
-  if (!existsSync(join(dir, 'pg_ident.conf'))) await writeFile(join(dir, 'pg_ident.conf'), '', { mode: 0o600 });
-  // PostgreSQL 12+ reads recovery settings from the config; the signal file's content is ignored.
-  await writeFile(join(dir, 'recovery.signal'), '', { mode: 0o600 });
-  await chmod(dir, 0o700);
-  if (owner !== undefined) await chownTree(dir, owner.uid, owner.gid);
-
-  const childEnv: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(env)) if (!key.startsWith('PG') && !key.startsWith('TIDEMARK_') && /^(PATH|HOME|LANG|LC_\w+|TZ|TMPDIR)$/.test(key)) childEnv[key] = value;
   const child: ChildProcess = spawn(postgres, ['-D', dir], {
     cwd: dir,
-    env: childEnv,
+    env: serverEnvironment(env),
     stdio: ['ignore', 'ignore', 'pipe'],
     ...(owner ?? {}),
   });

@@ -1,14 +1,14 @@
 // The PostgreSQL port of the handlers: one cluster (a source or the verification sandbox) and the
 // operations the backup, restore and verify paths need. `pgCluster` is the real adapter over the
 // pg driver and the pg tools; tests of the handlers use a small in-memory fake.
-import { PassThrough, Transform, type Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { TidemarkError, type PgSourceFacts } from '@tidemark/contracts';
 import { libpqEnv, type PostgresConnection } from '@tidemark/config';
 import { openClient, quoteIdent, toPgError, type ClusterRole } from './connection.js';
 import { collectFacts } from './facts.js';
-import { describeExit, spawnTool, toolEnvironment } from './tools.js';
+import { describeExit, guardToolOutput, spawnTool, toolEnvironment } from './tools.js';
 
 export interface DumpOptions {
   readonly tableChecksums: boolean;
@@ -106,51 +106,43 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
           done(null, chunk);
         },
       });
-      // The output ends only once pg_dump has exited cleanly, so a failed dump can never look
-      // like a short but complete one to whoever stores it.
-      const output = new PassThrough();
-      let failure: TidemarkError | undefined;
-      const fail = (error: TidemarkError) => {
-        failure ??= error;
-        tool.kill();
-        output.destroy(failure);
-        void close(false);
-      };
-      const piped = pipeline(tool.child.stdout as Readable, counter, output, { end: false }).catch((error: unknown) => {
-        fail(error instanceof TidemarkError ? error : new TidemarkError('DUMP_FAILED', `reading pg_dump output failed: ${(error as Error).message}`));
+      const guarded = guardToolOutput(tool, [counter], {
+        signal: options.signal,
+        aborted: () => new TidemarkError('SHUTTING_DOWN', 'the backup was interrupted by shutdown; another agent will retry it'),
+        onFail: () => void close(false),
       });
-      const onAbort = () => fail(new TidemarkError('SHUTTING_DOWN', 'the backup was interrupted by shutdown; another agent will retry it'));
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      if (options.signal?.aborted) onAbort();
 
       // Facts in the same transaction, so they describe exactly the snapshot pg_dump reads.
       const facts = collectFacts(client, { tableChecksums: options.tableChecksums, snapshot }).catch((error: unknown) => {
         const converted = toPgError(error, role, `collecting facts of ${database}`);
-        fail(converted);
+        guarded.fail(converted);
         throw converted;
       });
       facts.catch(() => undefined);
 
       const finished = (async () => {
-        const exit = await tool.exited;
-        await piped;
-        options.signal?.removeEventListener('abort', onAbort);
+        const { exit, pipeError } = await guarded.settled;
         await facts.catch(() => undefined);
-        if (!failure && (exit.code !== 0 || tool.reportedError)) {
-          fail(new TidemarkError('DUMP_FAILED', `${describeExit('pg_dump', exit, tool.stderrTail())}; check the source and the agent's pg_dump version`));
+        // Precedence: an abort or a facts failure (already recorded), then a broken pipe (which
+        // killed pg_dump, so its exit says nothing), then pg_dump's own failure.
+        if (pipeError !== undefined) {
+          guarded.fail(pipeError instanceof TidemarkError ? pipeError : new TidemarkError('DUMP_FAILED', `reading pg_dump output failed: ${(pipeError as Error).message}`));
+        }
+        if (exit.code !== 0 || tool.reportedError) {
+          guarded.fail(new TidemarkError('DUMP_FAILED', `${describeExit('pg_dump', exit, tool.stderrTail())}; check the source and the agent's pg_dump version`));
         }
         await close(true);
-        if (failure) throw failure;
-        output.end();
+        if (guarded.failure) throw guarded.failure;
+        guarded.end();
       })();
       finished.catch(() => undefined);
 
       return {
-        output,
+        output: guarded.output,
         facts,
         finished,
         bytesProduced: () => produced,
-        abort: (reason) => fail(reason),
+        abort: (reason) => guarded.fail(reason),
       };
     },
 

@@ -140,3 +140,46 @@ export function segmentNameForLsn(timeline: number, lsn: string | bigint): strin
 export function segmentStartLsn(name: string): string {
   return formatLsn(BigInt(segmentNumber(requireSegment(name))) * BigInt(WAL_SEGMENT_SIZE));
 }
+
+// ---------------------------------------------------------------- positions and timeline history
+
+/** The position (log * 256 + seg) of the segment holding the byte at `lsn`. */
+export function segmentNumberForLsn(lsn: string | bigint): number {
+  const position = typeof lsn === 'string' ? parseLsn(lsn) : lsn;
+  return Number(position / BigInt(WAL_SEGMENT_SIZE));
+}
+
+/** The name of the segment at `number` (as `segmentNumber` counts) on `timeline`. */
+export function segmentNameAt(timeline: number, number: number): string {
+  return formatSegmentName(segmentAt(timeline, number));
+}
+
+/** One line of a history file: `timeline` ran until `switchLsn`, where the next one in the file began. */
+export interface TimelineSwitch {
+  readonly timeline: number;
+  readonly switchLsn: string;
+  readonly reason: string;
+}
+
+/**
+ * Parses a `.history` file as PostgreSQL writes it: one line per ancestor timeline,
+ * "<timeline>\t<switch lsn>\t<reason>", oldest first, '#' comments and blank lines allowed. The
+ * file of timeline N lists every timeline N descends from, so it alone gives the whole path.
+ * Anything else is INTEGRITY_FORMAT.
+ */
+export function parseTimelineHistory(text: string): TimelineSwitch[] {
+  const switches: TimelineSwitch[] = [];
+  for (const [index, raw] of text.split('\n').entries()) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^(\d+)\s+([0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8})\s*(.*)$/.exec(line);
+    if (!match) throw new TidemarkError('INTEGRITY_FORMAT', `line ${index + 1} of a timeline history file is not "<timeline> <lsn> <reason>": ${JSON.stringify(line.slice(0, 80))}`);
+    const timeline = Number(match[1]);
+    const previous = switches[switches.length - 1];
+    if (timeline < 1 || (previous !== undefined && (timeline <= previous.timeline || parseLsn(match[2] as string) < parseLsn(previous.switchLsn)))) {
+      throw new TidemarkError('INTEGRITY_FORMAT', `line ${index + 1} of a timeline history file goes backwards (timeline ${timeline} at ${match[2]})`);
+    }
+    switches.push({ timeline, switchLsn: formatLsn(parseLsn(match[2] as string)), reason: (match[3] ?? '').trim() });
+  }
+  return switches;
+}

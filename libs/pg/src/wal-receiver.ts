@@ -18,8 +18,8 @@
 // - The password travels only in PGPASSWORD (libpq environment), never on argv.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
-import { chown, mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import type pg from 'pg';
 import { TidemarkError } from '@tidemark/contracts';
 import { libpqEnv, type PostgresConnection } from '@tidemark/config';
@@ -53,13 +53,23 @@ export interface WalReceiverOptions {
    * Must be idempotent: after a restart of this process a file still on disk is offered again.
    */
   readonly onSegment: (path: string, name: string) => Promise<void>;
-  /** Called with the open `.partial` segment each status interval when it changed (for a seconds-level RPO). */
+  /**
+   * Called with the open `.partial` segment each status interval when it changed (for a
+   * seconds-level RPO). Also called once for a `.partial` of an older timeline that pg_receivewal
+   * left behind at a timeline switch (it never renames an incomplete segment); that file is then
+   * removed, so the spool does not keep it forever.
+   */
   readonly onPartial?: (path: string, name: string) => Promise<void>;
   readonly logger: WalReceiverLogger;
   /** The OS user pg_receivewal runs as when we are root. Default postgres. */
   readonly osUser?: string;
   /** Restart backoff: first delay and cap, in ms. Default 1000 and 30000. */
   readonly restartDelayMs?: { readonly initial: number; readonly max: number };
+  /**
+   * Poll the slot's restart_lsn each status interval for `status().lastFlushLsn` (one more
+   * connection). Default true; a caller that watches the slot itself turns it off.
+   */
+  readonly pollSlot?: boolean;
   /** How often the directory is rescanned besides fs.watch (a safety net). Default 2000 ms. */
   readonly scanIntervalMs?: number;
   readonly env?: NodeJS.ProcessEnv;
@@ -72,7 +82,7 @@ export interface WalReceiverStatus {
   readonly restarts: number;
   /** The last file `onSegment` accepted. */
   readonly lastSegment: string | undefined;
-  /** The slot's restart_lsn (the flush position pg_receivewal reported), polled each status interval. */
+  /** The slot's restart_lsn (the flush position pg_receivewal reported), polled each status interval (unless pollSlot is false). */
   readonly lastFlushLsn: string | undefined;
 }
 
@@ -87,7 +97,69 @@ const STDERR_KEEP_BYTES = 8 * 1024;
 /** A run this long resets the backoff. */
 const HEALTHY_RUN_MS = 30_000;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+const sleep = (ms: number) => new Promise<void>((done) => setTimeout(done, ms).unref());
+
+/** Where the receiver notes its pg_receivewal's pid (pg_receivewal ignores non-WAL names). */
+export const RECEIVER_PID_FILE = '.pg_receivewal.pid';
+
+const timelineOf = (name: string): number => parseInt(name.slice(0, 8), 16);
+
+/** pg_receivewal's error when the server has already recycled the WAL it asked for. */
+const WAL_GONE = /requested WAL segment \S+ has already been removed/;
+
+/** Alive and not a zombie (an exited child not yet reaped still has a /proc entry). */
+async function processRunning(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined);
+  if (stat === undefined) return false;
+  // "pid (comm) S ...": the state follows the last ')' (comm may contain spaces and parens).
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+}
+
+/**
+ * Stops a pg_receivewal that an earlier run left streaming into `dir` (the agent was killed
+ * with SIGKILL or crashed: its child lives on, keeps the slot active, and a new one could never
+ * connect). Only a process whose command line is pg_receivewal on this very directory is touched.
+ */
+async function stopLeftoverReceiver(dir: string, slot: string, logger: WalReceiverLogger): Promise<void> {
+  const pid = Number((await readFile(join(dir, RECEIVER_PID_FILE), 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) return;
+  const args = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0');
+  if (!(args[0] ?? '').endsWith('pg_receivewal') || !args.includes(dir) || !(await processRunning(pid))) return;
+  logger.warn({ slot, pid }, 'a pg_receivewal left by an earlier run still streams into the wal directory; stopping it');
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      process.kill(pid, name);
+    } catch {
+      // already gone
+    }
+  };
+  signal('SIGINT');
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while (await processRunning(pid)) {
+    if (Date.now() > deadline) {
+      signal('SIGKILL');
+      break;
+    }
+    await sleep(50);
+  }
+}
+
+/**
+ * pg_receivewal runs as `user` and must pass through every parent of its directory; a root-only
+ * parent (mkdir -p under root's umask, a 0700 temp dir) makes it fail at once. Warn with the fix.
+ */
+async function warnIfUnreachable(dir: string, owner: { uid: number; gid: number }, user: string, slot: string, logger: WalReceiverLogger): Promise<void> {
+  const blocked: string[] = [];
+  for (let path = dirname(dir); ; path = dirname(path)) {
+    const info = await stat(path).catch(() => undefined);
+    const enterable = info === undefined || (info.uid === owner.uid && (info.mode & 0o100) !== 0) || (info.gid === owner.gid && (info.mode & 0o010) !== 0) || (info.mode & 0o001) !== 0;
+    if (!enterable) blocked.push(path);
+    if (dirname(path) === path) break;
+  }
+  if (blocked.length > 0) {
+    logger.warn({ slot, dir, blocked }, `pg_receivewal runs as ${user} and probably cannot enter ${blocked.join(', ')}: allow it (chmod o+x) or move pg.workDir somewhere ${user} can reach`);
+  }
+}
 
 async function osUserIds(user: string): Promise<{ uid: number; gid: number }> {
   const passwd = await readFile('/etc/passwd', 'utf8');
@@ -118,7 +190,9 @@ export async function ensurePhysicalSlot(conn: PostgresConnection, slot: string,
 
 export async function startWalReceiver(conn: PostgresConnection, options: WalReceiverOptions): Promise<WalReceiver> {
   const env = options.env ?? process.env;
-  const { dir, slot, logger } = options;
+  const { slot, logger } = options;
+  // Absolute, so a leftover process can be recognised by its command line.
+  const dir = resolve(options.dir);
   if (!/^[a-z0-9_]{1,63}$/.test(slot)) {
     throw new TidemarkError('CONFIG_INVALID', `replication slot name ${JSON.stringify(slot)} is invalid: use 1 to 63 lower-case letters, digits or underscores`);
   }
@@ -129,8 +203,14 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
   const binary = pgToolPath('pg_receivewal', env);
   const childEnv = toolEnvironment({ ...libpqEnv(conn, env), PGAPPNAME: `tidemark-wal-${slot}` }, env);
 
+  // Parents this creates are traversable (not listable) by others: pg_receivewal must pass them.
+  await mkdir(dirname(dir), { recursive: true, mode: 0o711 });
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  if (owner !== undefined) await chown(dir, owner.uid, owner.gid);
+  if (owner !== undefined) {
+    await chown(dir, owner.uid, owner.gid);
+    await warnIfUnreachable(dir, owner, options.osUser ?? 'postgres', slot, logger);
+  }
+  await stopLeftoverReceiver(dir, slot, logger);
   await ensurePhysicalSlot(conn, slot, env);
 
   let stopping = false;
@@ -141,6 +221,7 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
   let lastSegment: string | undefined;
   let lastFlushLsn: string | undefined;
   let restartTimer: NodeJS.Timeout | undefined;
+  let walLost = false;
 
   // --- the process -----------------------------------------------------------------------------
 
@@ -150,6 +231,9 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
     let stderr = '';
     const proc = spawn(binary, args, { cwd: dir, env: childEnv, stdio: ['ignore', 'ignore', 'pipe'], ...(owner ?? {}) });
     child = proc;
+    if (proc.pid !== undefined) {
+      writeFile(join(dir, RECEIVER_PID_FILE), `${proc.pid}\n`).catch((error: unknown) => logger.warn({ slot, err: (error as Error).message }, 'could not note the pg_receivewal pid'));
+    }
     proc.stderr?.setEncoding('utf8');
     proc.stderr?.on('data', (chunk: string) => {
       stderr = (stderr + chunk).slice(-STDERR_KEEP_BYTES);
@@ -167,6 +251,7 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
           return;
         }
         if (Date.now() - started > HEALTHY_RUN_MS) delay = backoff.initial;
+        if (WAL_GONE.test(stderr)) walLost = true;
         logger.warn({ slot, code, signal, stderr: tail, restartInMs: delay }, 'pg_receivewal exited; restarting it');
         scheduleRestart();
       };
@@ -187,8 +272,12 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
       restartTimer = undefined;
       if (stopping) return;
       restarts += 1;
-      // A dropped slot is recreated (logged: the archive then has a gap the detector reports).
-      ensurePhysicalSlot(conn, slot, env)
+      const skip = walLost;
+      walLost = false;
+      (skip ? skipLostWal() : Promise.resolve())
+        .catch((error: unknown) => logger.error({ slot, err: (error as Error).message }, 'could not skip the lost wal yet; retrying'))
+        // A dropped slot is recreated (logged: the archive then has a gap the detector reports).
+        .then(() => ensurePhysicalSlot(conn, slot, env))
         .then((created) => {
           if (created) logger.warn({ slot }, 'replication slot was missing and has been recreated; wal written meanwhile may be missing from the archive');
         })
@@ -197,6 +286,43 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
           if (!stopping) launch();
         });
     }, wait);
+  };
+
+  /**
+   * The server no longer has the WAL pg_receivewal would resume from (the slot was dropped and
+   * recreated, or invalidated by max_slot_wal_keep_size): retrying can never succeed, and a fresh
+   * slot would hold WAL back forever. Hand over what is complete, drop an invalidated slot (it is
+   * recreated), and move the leftovers aside so streaming restarts at the slot's position. The
+   * archive then has a gap, which the gap detector reports; a new base backup covers it.
+   */
+  const skipLostWal = async () => {
+    scan();
+    while (working !== undefined) await working;
+    const leftovers = (await readdir(dir)).filter((name) => parseWalFileName(name) !== undefined).sort();
+    const pending = leftovers.filter((name) => !name.endsWith('.partial') && !handedOver.has(name));
+    if (pending.length > 0) throw new TidemarkError('STORAGE_UNAVAILABLE', `${pending.length} closed wal files are not archived yet (first ${pending[0]}); they are kept until they are`);
+    // The slot goes too (it is recreated before the next start): invalidated, or moved back by
+    // the failed attempt itself (pg_receivewal reports its start position as flushed, and a
+    // physical slot takes that as its restart_lsn), it points at WAL the server no longer has.
+    const client = await openClient(conn, conn.database, 'source', env);
+    try {
+      const rows = await client.query<{ active: boolean }>('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+      if (rows.rows[0]?.active === true) throw new TidemarkError('SOURCE_UNAVAILABLE', `replication slot ${slot} is still in use by the failed stream`);
+      if (rows.rows[0] !== undefined) await client.query('SELECT pg_drop_replication_slot($1)', [slot]);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+    const aside = join(dir, `.lost-${Date.now()}`);
+    if (leftovers.length > 0) {
+      await mkdir(aside);
+      for (const name of leftovers) await rename(join(dir, name), join(aside, name));
+    }
+    handedOver.clear();
+    lastPartial = undefined;
+    logger.error(
+      { slot, keptIn: leftovers.length > 0 ? aside : undefined, files: leftovers },
+      "the server has removed wal this receiver still needed (its slot was dropped or invalidated): streaming restarts at the slot's position, so the archive has a gap here; take a new base backup",
+    );
   };
 
   // --- the directory -----------------------------------------------------------------------------
@@ -208,6 +334,7 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
 
   // Files already accepted by onSegment but still on disk (see below); bounded by what is on disk.
   const handedOver = new Set<string>();
+  const reportedStrays = new Set<string>();
 
   const drain = async () => {
     const names = (await readdir(dir)).filter((name) => parseWalFileName(name) !== undefined).sort();
@@ -228,9 +355,27 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
         handedOver.delete(name);
       }
     }
+    const partials = names.filter((n) => n.endsWith('.partial'));
+    const partial = partials.at(-1);
+    // At a timeline switch pg_receivewal closes the old timeline's last segment without renaming
+    // it (it is incomplete), so that .partial would stay in the spool forever. Once a partial of
+    // a newer timeline exists, the old one is offered one last time and removed.
+    for (const name of partials.slice(0, -1)) {
+      if (stopping) return;
+      if (timelineOf(name) >= timelineOf(partial as string)) {
+        if (!reportedStrays.has(name)) {
+          reportedStrays.add(name);
+          logger.warn({ slot, file: name, newest: partial }, 'two partial segments of one timeline in the wal directory; leaving the older one alone: inspect it');
+        }
+        continue;
+      }
+      const path = join(dir, name);
+      if (options.onPartial !== undefined) await options.onPartial(path, name);
+      await rm(path, { force: true });
+      logger.info({ slot, file: name }, 'removed the partial segment of a timeline pg_receivewal has left');
+    }
     if (partialDue && options.onPartial !== undefined && !stopping) {
       partialDue = false;
-      const partial = names.filter((n) => n.endsWith('.partial')).pop();
       if (partial === undefined) return;
       const path = join(dir, partial);
       const info = await stat(path).catch(() => undefined);
@@ -276,7 +421,7 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
   let client: pg.Client | undefined;
   let polling: Promise<void> | undefined;
   const pollFlush = () => {
-    if (polling !== undefined || stopping) return;
+    if (polling !== undefined || stopping || options.pollSlot === false) return;
     polling = readFlush().finally(() => {
       polling = undefined;
     });
@@ -326,6 +471,7 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
         await working;
         await polling;
         await client?.end().catch(() => undefined);
+        await rm(join(dir, RECEIVER_PID_FILE), { force: true });
       })();
       return stopped;
     },

@@ -1,7 +1,8 @@
 // The WAL name helpers, and the supervised pg_receivewal against a real PostgreSQL 15: closed
 // segments arrive in order with no gap across a SIGKILLed receiver and a server restart, and
 // stop() leaves no process behind.
-import { chmod, readdir, readFile, stat } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chmod, chown, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTempDir, removeTempDir, startPostgres, type PostgresServer } from '@tidemark/testkit';
@@ -9,7 +10,7 @@ import {
   findGaps, formatLsn, formatSegmentName, historyFileName, isSegmentName, nextSegment, parseLsn, parseWalFileName,
   segmentNameForLsn, segmentStartLsn, timelinesWithoutHistory, WAL_SEGMENT_SIZE,
 } from '../src/wal-names.js';
-import { startWalReceiver, type WalReceiver } from '../src/index.js';
+import { pgToolPath, RECEIVER_PID_FILE, startWalReceiver, type WalReceiver } from '../src/index.js';
 
 describe('wal names', () => {
   it('parses and formats segments, partials and history files', () => {
@@ -224,6 +225,101 @@ describe('wal receiver (real postgresql)', () => {
     await waitFor(`segment ${last} after the restart`, () => received.includes(last), 20_000);
     expect(receiver?.status().restarts).toBeGreaterThan(restartsBefore);
     expectConsecutive();
+  });
+
+  it('stops a pg_receivewal an earlier (killed) run left streaming into its directory', async () => {
+    // The agent died with SIGKILL: its child keeps streaming and holds the slot. Play that orphan.
+    const orphanDir = join(root, 'orphaned');
+    await mkdir(orphanDir, { mode: 0o700 });
+    const [passwd] = (await readFile('/etc/passwd', 'utf8')).split('\n').filter((line) => line.startsWith('postgres:'));
+    const [, , uid, gid] = (passwd as string).split(':');
+    await chown(orphanDir, Number(uid), Number(gid));
+    await server.query(`SELECT pg_create_physical_replication_slot('tidemark_orphan', true)`);
+    const orphan = spawn(pgToolPath('pg_receivewal'), ['-D', orphanDir, '-S', 'tidemark_orphan', '--no-loop'], {
+      uid: Number(uid),
+      gid: Number(gid),
+      stdio: 'ignore',
+      env: { ...process.env, PGHOST: server.host, PGPORT: String(server.port), PGUSER: server.user, PGPASSWORD: server.password, PGDATABASE: 'postgres' },
+    });
+    const orphanExit = new Promise<number | null>((resolve) => orphan.once('exit', (code) => resolve(code)));
+    await writeFile(join(orphanDir, RECEIVER_PID_FILE), `${orphan.pid}\n`);
+    const slotPid = async () => (await server.query<{ pid: number | null }>(`SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'tidemark_orphan'`))[0]?.pid ?? null;
+    await waitFor('the orphan to hold the slot', async () => (await slotPid()) !== null);
+    const holder = await slotPid();
+
+    const ownLogs: string[] = [];
+    const quiet = { info: (d: object, m: string) => ownLogs.push(`info ${m} ${JSON.stringify(d)}`), warn: (d: object, m: string) => ownLogs.push(`warn ${m} ${JSON.stringify(d)}`), error: () => undefined };
+    const second = await startWalReceiver({ ...server.connection(), passwordEnv: PASSWORD_ENV }, { slot: 'tidemark_orphan', dir: orphanDir, logger: quiet, onSegment: async () => undefined, restartDelayMs: { initial: 100, max: 500 } });
+    try {
+      expect(await orphanExit).toBe(0); // SIGINT: it flushed and exited cleanly
+      expect(ownLogs.some((line) => line.includes('left by an earlier run'))).toBe(true);
+      await waitFor('the new receiver to hold the slot', async () => {
+        const pid = await slotPid();
+        return pid !== null && pid !== holder && second.status().running;
+      });
+      expect(second.status().restarts).toBe(0);
+      expect(Number((await readFile(join(orphanDir, RECEIVER_PID_FILE), 'utf8')).trim())).toBe(second.status().pid);
+    } finally {
+      await second.stop();
+    }
+    expect(await processesMentioning(orphanDir)).toEqual([]);
+    await server.query(`SELECT pg_drop_replication_slot('tidemark_orphan')`);
+  });
+
+  it('skips ahead, keeping the leftovers, when the server has removed the wal it would resume from', async () => {
+    const lostDir = join(root, 'lost');
+    const got: string[] = [];
+    const ownLogs: string[] = [];
+    const quiet = {
+      info: (d: object, m: string) => ownLogs.push(`info ${m} ${JSON.stringify(d)}`),
+      warn: (d: object, m: string) => ownLogs.push(`warn ${m} ${JSON.stringify(d)}`),
+      error: (d: object, m: string) => ownLogs.push(`error ${m} ${JSON.stringify(d)}`),
+    };
+    const conn = { ...server.connection(), passwordEnv: PASSWORD_ENV };
+    const options = {
+      slot: 'tidemark_lost',
+      dir: lostDir,
+      logger: quiet,
+      statusIntervalSeconds: 1,
+      scanIntervalMs: 300,
+      restartDelayMs: { initial: 100, max: 500 },
+      onSegment: async (_path: string, name: string) => {
+        got.push(name);
+      },
+    };
+    const first = await startWalReceiver(conn, options);
+    const before = await closeSegment();
+    await waitFor(`segment ${before}`, () => got.includes(before));
+    await first.stop();
+    // The slot is dropped (by an operator, or invalidated): checkpoints recycle what the spool would resume from.
+    await server.query(`SELECT pg_drop_replication_slot('tidemark_lost')`);
+    for (let i = 0; i < 3; i += 1) await closeSegment();
+    // The other receiver's slot must have moved on too, or it keeps the segments alive.
+    await waitFor('every slot to catch up', async () => {
+      const rows = await server.query<{ behind: boolean }>('SELECT bool_or(restart_lsn < pg_current_wal_lsn()) AS behind FROM pg_replication_slots');
+      return rows[0]?.behind !== true;
+    });
+    await server.query('CHECKPOINT');
+    const second = await startWalReceiver(conn, options);
+    try {
+      await waitFor('the receiver to skip the lost wal', () => ownLogs.some((line) => line.includes('has removed wal this receiver still needed'))).catch(async (error: unknown) => {
+        const slots = await server.query('SELECT slot_name, active, restart_lsn::text, wal_status, pg_current_wal_lsn()::text AS cur FROM pg_replication_slots');
+        const wal = await server.query('SELECT name FROM pg_ls_waldir() ORDER BY name');
+        throw new Error(`${(error as Error).message}; its log:\n${ownLogs.join('\n')}\n${JSON.stringify(slots)}\n${JSON.stringify(wal)}\nspool ${JSON.stringify(await readdir(lostDir))} before ${before}`);
+      });
+      const after = await closeSegment();
+      await waitFor(`segment ${after} after the skip`, () => got.includes(after)).catch(async (error: unknown) => {
+        const slots = await server.query('SELECT slot_name, active, restart_lsn::text, wal_status, pg_current_wal_lsn()::text AS cur FROM pg_replication_slots');
+        throw new Error(`${(error as Error).message}; got ${JSON.stringify(got)}; its log:\n${ownLogs.join('\n')}\n${JSON.stringify(slots)}\nspool ${JSON.stringify(await readdir(lostDir))}`);
+      });
+      expect(findGaps(got).length).toBeGreaterThan(0); // the gap is real, and the gap detector's to report
+      const aside = (await readdir(lostDir)).filter((name) => name.startsWith('.lost-'));
+      expect(aside).toHaveLength(1);
+      expect(await readdir(join(lostDir, aside[0] as string))).toContain(before);
+    } finally {
+      await second.stop();
+    }
+    await server.query(`SELECT pg_drop_replication_slot('tidemark_lost')`);
   });
 
   it('stops cleanly and leaves no process behind', async () => {

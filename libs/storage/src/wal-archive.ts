@@ -100,6 +100,11 @@ export class WalArchive {
       throw error;
     }
     const keys = walFileKeys(valid.target, valid.systemIdentifier, valid.file);
+    // Readers (restore_command, the gap detector) trust the kind and timeline: they must agree with the name.
+    const kindOfName = valid.file.endsWith('.partial') ? 'partial' : valid.file.endsWith('.history') ? 'history' : 'segment';
+    if (valid.fileKind !== kindOfName || valid.timeline !== parseInt(valid.file.slice(0, 8), 16)) {
+      throw new TidemarkError('INTEGRITY_FORMAT', `WAL manifest of ${valid.file} says ${valid.fileKind} on timeline ${valid.timeline}, which its name contradicts; fix the producer`);
+    }
     if (!valid.data.key.startsWith(keys.prefix)) {
       throw new TidemarkError('INTEGRITY_FORMAT', `WAL manifest of ${valid.file} points at ${valid.data.key}, outside ${keys.prefix}`);
     }

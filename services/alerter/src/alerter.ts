@@ -1,16 +1,16 @@
-// Assembles the alerter: durable consumers for the failure events and the success events, the
-// dispatcher with its webhooks, and the watchdog timer.
+// Assembles the alerter: durable consumers for the failure events, the WAL archive's problems
+// and the success events, the dispatcher with its webhooks, and the watchdog timer.
 import type { JetStreamClient, JetStreamManager } from 'nats';
 import type { TidemarkConfig } from '@tidemark/config';
 import {
-  BackupCompleted, BackupFailed, CommandRejected, EVENTS_STREAM, RestoreFailed, VerifyFailed, VerifyPassed, consumers, decode,
+  BackupCompleted, BackupFailed, CommandRejected, EVENTS_STREAM, RestoreFailed, VerifyFailed, VerifyPassed, WAL_STREAM, WalProblem, consumers, decode,
   filters, parseMessage, subjects, type Schema,
 } from '@tidemark/contracts';
 import { ensureConsumer, runConsumer, type EventPublisher, type HandlerContext, type Logger, type Outcome, type RunningConsumer } from '@tidemark/runtime';
 import { AlertDispatcher, type AlertChannel, type AlertStore } from './alerts/dispatcher.js';
 import { createJetStreamAlertStore } from './adapters/jetstream-alert-store.js';
 import { createWebhookChannel, type WebhookOptions } from './adapters/webhook-channel.js';
-import { handleBackupFailed, handleCommandRejected, handleRestoreFailed, handleVerifyFailed, type AlertHandlerDeps } from './handlers/alert-on-failure.js';
+import { handleBackupFailed, handleCommandRejected, handleRestoreFailed, handleVerifyFailed, handleWalProblem, type AlertHandlerDeps } from './handlers/alert-on-failure.js';
 import { handleBackupCompleted, handleVerifyPassed } from './handlers/track-success.js';
 import { MissedBackupWatchdog } from './watchdog/missed-backup-watchdog.js';
 import { humanDuration } from './alerts/rules.js';
@@ -70,15 +70,18 @@ export async function startAlerter(config: TidemarkConfig, ctx: AlerterContext, 
   const consumerOptions = { ...(ctx.ackWaitMs ? { ackWaitMs: ctx.ackWaitMs } : {}), ...(ctx.maxDeliver ? { maxDeliver: ctx.maxDeliver } : {}) };
   for (const c of FAILURE_CONSUMERS) await ensureConsumer(jsm, EVENTS_STREAM.name, c.durable, c.filter, { ...consumerOptions, deliverNew: true });
   for (const c of SUCCESS_CONSUMERS) await ensureConsumer(jsm, EVENTS_STREAM.name, c.durable, c.filter, { ...consumerOptions, deliverNew: false });
+  // WAL problems live on their own stream; like the failures, only new ones page.
+  await ensureConsumer(jsm, WAL_STREAM.name, consumers.alerterWalProblem, filters.walProblem, { ...consumerOptions, deliverNew: true });
 
   const deps: AlertHandlerDeps = { dispatcher, clock };
-  const run = <T>(durable: string, schema: Schema<T>, handler: (event: T, context: HandlerContext) => Promise<Outcome>): RunningConsumer =>
-    runConsumer({ js, stream: EVENTS_STREAM.name, durable, schema, handler, logger, kind: 'event', publisher });
+  const run = <T>(durable: string, schema: Schema<T>, handler: (event: T, context: HandlerContext) => Promise<Outcome>, stream = EVENTS_STREAM.name): RunningConsumer =>
+    runConsumer({ js, stream, durable, schema, handler, logger, kind: 'event', publisher });
   const running = [
     run(consumers.alerterVerifyFailed, VerifyFailed, (e, c) => handleVerifyFailed(e, deps, c)),
     run(consumers.alerterBackupFailed, BackupFailed, (e, c) => handleBackupFailed(e, deps, c)),
     run(consumers.alerterCommandRejected, CommandRejected, (e, c) => handleCommandRejected(e, deps, c)),
     run(consumers.alerterRestoreFailed, RestoreFailed, (e, c) => handleRestoreFailed(e, deps, c)),
+    run(consumers.alerterWalProblem, WalProblem, (e, c) => handleWalProblem(e, deps, c), WAL_STREAM.name),
     run(consumers.alerterVerifyPassed, VerifyPassed, (e) => handleVerifyPassed(e, watchdog)),
     run(consumers.alerterBackupCompleted, BackupCompleted, (e) => handleBackupCompleted(e, watchdog)),
   ];

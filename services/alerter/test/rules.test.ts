@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { Alert, type BackupFailed, type CommandRejected, type RestoreFailed, type VerifyFailed } from '@tidemark/contracts';
+import { Alert, type BackupFailed, type CommandRejected, type RestoreFailed, type VerifyFailed, type WalProblem } from '@tidemark/contracts';
 import {
-  atLeast, backupFailedAlert, backupMissedAlert, commandRejectedAlert, restoreFailedAlert, toSlackMessage, verifyFailedAlert,
+  atLeast, backupFailedAlert, backupMissedAlert, commandRejectedAlert, restoreFailedAlert, toSlackMessage, verifyFailedAlert, walProblemAlert,
 } from '../src/index.js';
 
 const scope = { schemaVersion: 1 as const, engine: 'pg' as const, target: 'main', requestId: 'req-1', occurredAt: '2025-01-01T02:10:00.000Z' };
@@ -55,6 +55,40 @@ describe('alert rules', () => {
     expect(alert).toMatchObject({ severity: 'critical', kind: 'backup_missed', dedupeKey: 'backup_missed:pg:main:2025-01-01T00:00:00.000Z' });
     expect(alert.summary).toContain('No verified backup of pg/main within 2 days');
     expect(() => Alert.parse(alert)).not.toThrow();
+  });
+
+  it('turns WAL archive problems into alerts that say what to do, keyed by the problem itself', () => {
+    const wal = { schemaVersion: 1 as const, engine: 'pg' as const, target: 'main', occurredAt: scope.occurredAt, systemIdentifier: '7300000000000000001' };
+    const gap: WalProblem = {
+      ...wal, problem: 'gap', missing: ['000000010000000000000005', '000000010000000000000006'], missingCount: 2,
+      summary: '2 WAL segments missing from the archive of pg/main (cluster 7300000000000000001) between … and …, the first 000000010000000000000005: recovery cannot replay across the gap',
+    };
+    const gapAlert = walProblemAlert(gap);
+    expect(gapAlert).toMatchObject({
+      severity: 'critical', kind: 'wal_gap', engine: 'pg', target: 'main',
+      dedupeKey: 'wal_gap:pg:main:7300000000000000001:000000010000000000000005',
+      details: { problem: 'gap', missingCount: 2, missing: gap.missing },
+    });
+    expect(gapAlert.summary).toMatch(/^WAL archive of pg\/main: 2 WAL segments missing/);
+    expect(gapAlert.summary).toContain('Take a new base backup now (tidemark backup pg main --kind base)');
+    expect(gapAlert.summary).toContain('into or across the gap is impossible');
+    expect(() => Alert.parse(gapAlert)).not.toThrow();
+    // The same gap an hour later is the same alert; another gap is another.
+    expect(walProblemAlert({ ...gap, occurredAt: '2025-01-01T03:10:00.000Z' }).dedupeKey).toBe(gapAlert.dedupeKey);
+    expect(walProblemAlert({ ...gap, missing: ['000000010000000000000009'] }).dedupeKey).not.toBe(gapAlert.dedupeKey);
+
+    const timeline = walProblemAlert({ ...wal, problem: 'timeline', summary: 'timeline 2 has WAL but its history file 00000002.history is missing', missing: ['00000002.history'], details: { timeline: 2 } });
+    expect(timeline).toMatchObject({ severity: 'critical', kind: 'wal_timeline', dedupeKey: 'wal_timeline:pg:main:7300000000000000001:timeline-2' });
+    expect(timeline.summary).toContain('restart it after a failover');
+
+    const slot = walProblemAlert({ ...wal, problem: 'slot_growth', summary: 'slot tidemark_main is inactive', retainedBytes: 6 * 1024 ** 3, limitBytes: 4 * 1024 ** 3, details: { slot: 'tidemark_main' } });
+    expect(slot).toMatchObject({ severity: 'warning', kind: 'wal_slot_growth', dedupeKey: 'wal_slot_growth:pg:main:7300000000000000001:tidemark_main' });
+    expect(slot.summary).toContain('(6144 MiB held, limit 4096 MiB)');
+
+    const lag = walProblemAlert({ ...wal, problem: 'lagging', summary: 'the archive is 900 s behind', lagSeconds: 900, limitSeconds: 300 });
+    expect(lag).toMatchObject({ severity: 'warning', kind: 'wal_lagging', dedupeKey: 'wal_lagging:pg:main:7300000000000000001:lag' });
+    expect(lag.summary).toContain('(900 s behind, limit 300 s)');
+    for (const alert of [timeline, slot, lag]) expect(() => Alert.parse(alert)).not.toThrow();
   });
 
   it('orders severities', () => {

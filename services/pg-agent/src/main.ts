@@ -6,6 +6,8 @@ import { bootstrap, ensureConsumer, readServiceVersion, runConsumer } from '@tid
 import { handleBackupRequested, type BackupDeps } from './handlers/backup-requested.js';
 import { handleRestoreRequested } from './handlers/restore-requested.js';
 import { keyRingFromConfig, openArtifactStore, openPgCluster, runMain } from '@tidemark/service';
+import { WalArchive } from '@tidemark/storage';
+import { createWalArchivers } from './wal/start.js';
 
 runMain('pg-agent', async () => {
   const { config } = loadConfig(process.env);
@@ -41,5 +43,22 @@ runMain('pg-agent', async () => {
   const restores = runConsumer({ ...common, durable: consumers.agentRestores('pg'), schema: RequestRestore, handler: (message, ctx) => handleRestoreRequested(message, deps, ctx) });
   shutdown.add('backup consumer', () => backups.stop());
   shutdown.add('restore consumer', () => restores.stop());
-  logger.info({ targets: config.targets.filter((t) => t.engine === 'pg').map((t) => t.name), storage: store.backend.properties.location }, 'pg-agent ready');
+
+  // Continuous WAL archiving: one supervised pg_receivewal per target with wal.enabled. It starts
+  // in the background (an unreachable server is retried, never fatal); shutdown stops it before
+  // storage closes (steps run newest first), letting the upload in flight finish.
+  const wal = await createWalArchivers({ config, keys, archive: new WalArchive(store.backend), publisher: service.publisher, agent: deps.agent, logger, clock: deps.clock });
+  for (const { target, error } of wal.refused) {
+    logger.error({ target, code: error.code }, error.message);
+    service.addHealthCheck(`wal:${target}`, () => ({ ok: false, detail: { error: error.message } }));
+  }
+  for (const archiver of wal.archivers) {
+    archiver.start();
+    service.addHealthCheck(`wal:${archiver.target}`, () => archiver.health());
+    shutdown.add(`wal archiver ${archiver.target}`, () => archiver.stop());
+  }
+  logger.info(
+    { targets: config.targets.filter((t) => t.engine === 'pg').map((t) => t.name), walTargets: wal.archivers.map((a) => a.target), storage: store.backend.properties.location },
+    'pg-agent ready',
+  );
 });

@@ -69,9 +69,9 @@ describe('backup.requested handler', () => {
     expect(publisher.published[0]).toMatchObject({ subject: 'backup.failed.pg.nope', event: { final: true, error: { code: 'TARGET_UNKNOWN', retryable: false } } });
   });
 
-  it('refuses kinds other than logical without retrying', async () => {
+  it('refuses kinds other than logical and base without retrying', async () => {
     const { publisher, deps } = setup();
-    const outcome = await handleBackupRequested(command({ kind: 'base' }), deps, testContext());
+    const outcome = await handleBackupRequested(command({ kind: 'snapshot' }), deps, testContext());
     expect(outcome.type).toBe('term');
     expect(publisher.published[0]?.event).toMatchObject({ final: true, error: { code: 'COMMAND_INVALID' } });
   });

@@ -9,3 +9,14 @@ export { retentionPolicies } from './retention/policies.js';
 export { runRetention, type RetentionDeps, type RetentionResult } from './retention/run.js';
 export { startPeriodic, type PeriodicTask } from './retention/loop.js';
 export { startStorageService, type StorageService, type StorageServiceDeps } from './service.js';
+export { retentionFamily } from './retention/plan.js';
+export { planWalRetention, type WalRetentionInput, type WalRetentionPlan, type WalRemoval, type ClusterRetention, type ClusterRule } from './retention/wal-plan.js';
+export { pruneWal, sweepWalOrphans, type WalRetentionDeps, type WalRetentionResult, type WalOrphanSweepResult } from './retention/wal-run.js';
+export { indexArchive, timelineChain, type WalListing, type ClusterArchive, type ChainLink, type TimelineChain } from './wal/archive-index.js';
+export {
+  planArchiveCheck, clusterToCheck, historyToRead, DEFAULT_SETTLE_MS, DEFAULT_FOLLOW_GRACE_MS, MAX_LISTED_MISSING,
+  type ArchiveCheckInput, type ArchiveCheckPlan, type ArchiveFinding, type ArchiveProblem, type BaseBackupStart,
+} from './wal/check.js';
+export { ArchiveChecker, baseBackupStarts, problemMsgId, type ArchiveCheckDeps, type TargetCheckResult } from './wal/check-run.js';
+export { listWalObjects, type WalFileObjects } from './wal/objects.js';
+export { summariseWalArchive } from './handlers/catalog-wal.js';

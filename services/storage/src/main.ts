@@ -1,8 +1,10 @@
 #!/usr/bin/env node
-// tidemark-storage: the catalog (request/reply), retention and the orphan sweep. Wiring only.
-import { loadConfig } from '@tidemark/config';
+// tidemark-storage: the catalog (request/reply), retention, the orphan sweep and the WAL archive
+// check. Wiring only.
+import { loadConfig, walTargets } from '@tidemark/config';
+import type { KeyRing } from '@tidemark/pipeline';
 import { bootstrap } from '@tidemark/runtime';
-import { openArtifactStore, runMain } from '@tidemark/service';
+import { keyRingFromConfig, openArtifactStore, runMain } from '@tidemark/service';
 import { retentionPolicies } from './retention/policies.js';
 import { startStorageService } from './service.js';
 
@@ -14,6 +16,15 @@ runMain('storage', async () => {
   const { store, breakerState, close } = await openArtifactStore(config, ctx.logger);
   ctx.shutdown.add('storage backend', close);
   ctx.logger.info({ storage: store.backend.properties.location }, 'storage backend ready');
+
+  // Only to read timeline history files of an encrypted WAL archive; without a key the archive
+  // check infers timeline fork points from segment names.
+  let keyRing: KeyRing | undefined;
+  try {
+    keyRing = keyRingFromConfig(config);
+  } catch (error) {
+    ctx.logger.warn({ err: error }, 'encryption key not loaded; encrypted timeline history files are not read by the WAL archive check');
+  }
 
   const service = await startStorageService({
     nc: ctx.nc,
@@ -27,6 +38,9 @@ runMain('storage', async () => {
     orphanGraceMinutes: config.storage.orphanGraceMinutes,
     ackWaitMs: ctx.ackWaitMs,
     maxDeliver: ctx.maxDeliver,
+    walTargets: walTargets(config).map((t) => t.name),
+    archiveCheckIntervalMs: config.pg.archiveCheckIntervalSeconds * 1000,
+    ...(keyRing ? { keyRing } : {}),
   });
   ctx.shutdown.add('storage service', () => service.stop());
   ctx.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState(), artifacts: service.catalog.size } }));

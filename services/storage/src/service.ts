@@ -3,13 +3,15 @@
 import type { JetStreamClient, JetStreamManager, NatsConnection, Subscription } from 'nats';
 import { ArtifactStored, EVENTS_STREAM, VerifyFailed, VerifyPassed, consumers, filters, type Schema } from '@tidemark/contracts';
 import { ensureConsumer, runConsumer, type EventPublisher, type Logger, type RunningConsumer } from '@tidemark/runtime';
-import type { ArtifactStore } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
+import { WalArchive, type ArtifactStore } from '@tidemark/storage';
 import { Catalog } from './catalog/catalog.js';
 import { handleArtifactEvent } from './handlers/catalog-events.js';
 import { serveCatalog } from './handlers/serve-catalog.js';
 import { startPeriodic, type PeriodicTask } from './retention/loop.js';
 import type { PlanOptions, RetentionPolicy } from './retention/plan.js';
 import { runRetention, type RetentionResult } from './retention/run.js';
+import { ArchiveChecker, type TargetCheckResult } from './wal/check-run.js';
 
 export interface StorageServiceDeps {
   readonly nc: NatsConnection;
@@ -26,12 +28,24 @@ export interface StorageServiceDeps {
   readonly planOptions?: PlanOptions;
   /** Tests run retention by hand; production leaves this on. */
   readonly runRetentionPeriodically?: boolean;
+  /** pg targets whose WAL is archived (config `walTargets`): their archive is checked. */
+  readonly walTargets?: readonly string[];
+  /** How often the WAL archive is checked (config pg.archiveCheckIntervalSeconds). */
+  readonly archiveCheckIntervalMs?: number;
+  /** Tests run the archive check by hand; production leaves this on. */
+  readonly runArchiveChecksPeriodically?: boolean;
+  /** Reads encrypted timeline history files; without it fork points are inferred from segment names. */
+  readonly keyRing?: KeyRing;
+  /** See planArchiveCheck; tests shorten them. */
+  readonly archiveCheck?: { readonly settleMs?: number; readonly followGraceMs?: number; readonly now?: () => Date };
 }
 
 export interface StorageService {
   readonly catalog: Catalog;
   /** One retention pass now (the periodic loop calls the same). */
   retentionPass(): Promise<RetentionResult>;
+  /** One WAL archive check of every WAL target now (the periodic loop calls the same). */
+  archiveCheckPass(): Promise<TargetCheckResult[]>;
   stop(): Promise<void>;
 }
 
@@ -64,24 +78,43 @@ export async function startStorageService(deps: StorageServiceDeps): Promise<Sto
       handler: (event, context) => handleArtifactEvent(event, { catalog }, context),
     }),
   );
-  const subscriptions: Subscription[] = serveCatalog(deps.nc, catalog, logger);
+  const walArchive = new WalArchive(deps.store.backend);
+  const subscriptions: Subscription[] = serveCatalog(deps.nc, catalog, logger, deps.store.backend);
 
   const retentionPass = async () => {
     const result = await runRetention({
       catalog, store: deps.store, publisher: deps.publisher, policies: deps.policies,
-      orphanGraceMinutes: deps.orphanGraceMinutes, logger, planOptions: deps.planOptions,
+      orphanGraceMinutes: deps.orphanGraceMinutes, logger, planOptions: deps.planOptions, walArchive,
     });
-    logger.info({ pruned: result.pruned.length, failed: result.failed.length }, 'retention pass finished');
+    logger.info({
+      pruned: result.pruned.length, failed: result.failed.length,
+      walFilesRemoved: result.wal.reduce((n, w) => n + w.removed.length, 0), walBytesRemoved: result.wal.reduce((n, w) => n + w.removedBytes, 0),
+    }, 'retention pass finished');
     return result;
   };
   const periodic: PeriodicTask | undefined =
     deps.runRetentionPeriodically === false ? undefined : startPeriodic('retention', deps.retentionIntervalMs, retentionPass, logger);
 
+  const walTargets = deps.walTargets ?? [];
+  const checker = new ArchiveChecker({
+    archive: walArchive, catalog, publisher: deps.publisher, logger,
+    ...(deps.keyRing ? { keyRing: deps.keyRing } : {}),
+    ...(deps.archiveCheck?.settleMs !== undefined ? { settleMs: deps.archiveCheck.settleMs } : {}),
+    ...(deps.archiveCheck?.followGraceMs !== undefined ? { followGraceMs: deps.archiveCheck.followGraceMs } : {}),
+    ...(deps.archiveCheck?.now ? { now: deps.archiveCheck.now } : {}),
+  });
+  const archiveCheckPass = () => checker.checkAll(walTargets);
+  const archiveChecks: PeriodicTask | undefined = deps.runArchiveChecksPeriodically === false || walTargets.length === 0
+    ? undefined
+    : startPeriodic('wal archive check', deps.archiveCheckIntervalMs ?? 300_000, archiveCheckPass, logger);
+
   return {
     catalog,
     retentionPass,
+    archiveCheckPass,
     async stop() {
       await periodic?.stop();
+      await archiveChecks?.stop();
       for (const subscription of subscriptions) subscription.unsubscribe();
       await Promise.all(running.map((c) => c.stop()));
     },

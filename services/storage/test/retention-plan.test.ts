@@ -53,6 +53,27 @@ describe('planRetention', () => {
     expect(ids(plan)).toEqual(['main3', 'other2', 'other3']);
   });
 
+  it('counts a pg target\'s base backups and logical dumps separately, and Qdrant kinds together', () => {
+    const base = (id: string, age: number, status: Parameters<typeof entry>[3] = 'not-required') => ({ ...entry(id, now, age, status), kind: 'base' as const });
+    const entries = [
+      ...[1, 2, 3, 4].map((n) => entry(`dump${n}`, now, n * 10, 'not-required')),
+      base('base1', 15, 'passed'), base('base2', 100), base('base3', 200),
+      { ...entry('snap1', now, 1, 'not-required', { engine: 'qdrant' }), kind: 'snapshot' as const },
+      { ...entry('export1', now, 2, 'not-required', { engine: 'qdrant' }), kind: 'export' as const },
+      { ...entry('snap2', now, 3, 'not-required', { engine: 'qdrant' }), kind: 'snapshot' as const },
+    ];
+    const plan = planRetention(entries, new Map([['pg/main', { keepLast: 2, maxAgeDays: 0 }], ['qdrant/main', { keepLast: 2, maxAgeDays: 0 }]]), now);
+    expect(ids(plan)).toEqual(['base3', 'dump3', 'dump4', 'snap2']);
+    expect(plan.find((d) => d.entry.artifactId === 'base3')?.reason).toMatch(/number 3 newest of its target's base backups/);
+    expect(plan.find((d) => d.entry.artifactId === 'dump3')?.reason).toMatch(/of its target's logical backups/);
+  });
+
+  it('never prunes the newest verified base backup, even when dumps were verified since', () => {
+    const base = (id: string, age: number, status: Parameters<typeof entry>[3]) => ({ ...entry(id, now, age, status), kind: 'base' as const });
+    const entries = [entry('dump-new', now, 1, 'passed'), base('base-failed', 10, 'failed'), base('base-ok', 50 * DAY, 'passed')];
+    expect(ids(planRetention(entries, policies({ keepLast: 1, maxAgeDays: 30 }, 'pg/main'), now))).toEqual([]);
+  });
+
   it('leaves targets without a policy alone', () => {
     const entries = [entry('a', now, 100 * DAY, 'not-required', { target: 'removed' })];
     expect(planRetention(entries, policies({ keepLast: 1, maxAgeDays: 1 }, 'pg/main'), now)).toEqual([]);

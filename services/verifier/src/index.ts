@@ -1,3 +1,4 @@
 export { handleArtifactStored, scratchDatabaseName, scratchCollectionName, type VerifierDeps } from './handlers/artifact-stored.js';
-export { compareFacts, probeKOf } from './compare.js';
+export { compareFacts, compareBaseFacts, probeKOf } from './compare.js';
 export { verifyQdrantArtifact, qdrantFactsOf, sandboxPort, type QdrantVerifyDeps, type QdrantVerifyProgress } from './qdrant-verify.js';
+export { verifyPgBaseArtifact, baseFactsOf, requireServerBinaries, type PgBaseVerifySettings, type PgBaseVerifyDeps, type PgBaseVerifyProgress } from './pg-base-verify.js';

@@ -15,7 +15,7 @@ runMain('verifier', async () => {
   shutdown.add('storage', close);
   service.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState() } }));
   const sandboxConnection = config.sandbox?.postgres;
-  if (!sandboxConnection) logger.warn('sandbox.postgres is not configured: pg artifacts will fail verification with CONFIG_INVALID');
+  if (!sandboxConnection) logger.warn('sandbox.postgres is not configured: pg logical artifacts will fail verification with CONFIG_INVALID');
 
   const qdrantSandbox = config.sandbox?.qdrant;
   let sandboxQdrant: GuardedPort | undefined;
@@ -41,6 +41,8 @@ runMain('verifier', async () => {
     store,
     sandbox: sandboxConnection ? openPgCluster(sandboxConnection, 'sandbox', logger) : undefined,
     sandboxQdrant,
+    // Base backups need no sandbox server: the verifier starts each one itself, below pg.workDir.
+    pgBase: { workDir: config.pg.workDir, osUser: config.pg.osUser },
     publisher: service.publisher,
     keys,
     clock: () => new Date(),

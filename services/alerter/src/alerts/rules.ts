@@ -1,7 +1,7 @@
 // Event → Alert. Pure: what deserves a page, how loud, and which repeats count as the same alert
 // (the dedupe key). Summaries are sentences a person on call can act on.
 import type {
-  Alert, AlertKind, BackupFailed, CommandRejected, Engine, RestoreFailed, Severity, VerifyFailed,
+  Alert, AlertKind, BackupFailed, CommandRejected, Engine, RestoreFailed, Severity, VerifyFailed, WalProblem, WalProblemKind,
 } from '@tidemark/contracts';
 
 export const SEVERITY_OF: Readonly<Record<AlertKind, Severity>> = {
@@ -92,6 +92,75 @@ export function commandRejectedAlert(event: CommandRejected): Alert {
     error: event.error,
     dedupeKey: `command_rejected:${event.subject}:${event.error.code}`,
     details: { subject: event.subject, sizeBytes: event.sizeBytes, payloadPreview: event.payloadPreview },
+  };
+}
+
+const WAL_ALERT_KIND: Readonly<Record<WalProblemKind, AlertKind>> = {
+  gap: 'wal_gap',
+  timeline: 'wal_timeline',
+  slot_growth: 'wal_slot_growth',
+  lagging: 'wal_lagging',
+};
+
+const mib = (bytes: number): string => `${Math.round(bytes / (1024 * 1024))} MiB`;
+
+/**
+ * A WAL archive problem (pg). The event's summary says what is wrong; the alert adds what it
+ * means for recovery and what to do. The dedupe key names the problem itself (the first missing
+ * file, the timeline), so a problem reported again every hour pages once per dedupe window,
+ * while a new gap elsewhere pages at once.
+ */
+export function walProblemAlert(event: WalProblem): Alert {
+  const kind = WAL_ALERT_KIND[event.problem];
+  const scope = `${event.engine}/${event.target}`;
+  const cluster = event.systemIdentifier ?? '-';
+  const timeline = typeof event.details?.['timeline'] === 'number' ? event.details['timeline'] : undefined;
+  let advice: string;
+  let identity: string;
+  switch (event.problem) {
+    case 'gap':
+      identity = event.missing?.[0] ?? '';
+      advice = `Point-in-time recovery into or across the gap is impossible; moments before it stay recoverable from older base backups. `
+        + `Take a new base backup now (tidemark backup ${event.engine} ${event.target} --kind base) so that moments from now on are recoverable, `
+        + `and look in the pg-agent log for failed WAL uploads. Do not remove the base backups from before the gap until the new one is verified.`;
+      break;
+    case 'timeline':
+      identity = timeline !== undefined ? `timeline-${timeline}` : (event.missing?.[0] ?? '');
+      advice = `Recovery past the timeline switch is not possible from this archive. Check that the pg-agent streams from the current primary `
+        + `(restart it after a failover or a point-in-time restore), then take a new base backup (tidemark backup ${event.engine} ${event.target} --kind base).`;
+      break;
+    case 'slot_growth':
+      identity = typeof event.details?.['slot'] === 'string' ? event.details['slot'] : 'slot';
+      advice = `The primary keeps this WAL on its disk until the slot advances${event.retainedBytes !== undefined && event.limitBytes !== undefined ? ` (${mib(event.retainedBytes)} held, limit ${mib(event.limitBytes)})` : ''}. `
+        + `Check that the pg-agent's WAL receiver runs and reaches the server; drop the slot (pg_drop_replication_slot) only if WAL archiving for this target is given up.`;
+      break;
+    case 'lagging':
+      identity = 'lag';
+      advice = `Point-in-time recovery reaches only as far as the archive${event.lagSeconds !== undefined && event.limitSeconds !== undefined ? ` (${Math.round(event.lagSeconds)} s behind, limit ${Math.round(event.limitSeconds)} s)` : ''}: the recovery point objective is not met. `
+        + `Check that the pg-agent and its WAL receiver run and that the storage backend accepts uploads.`;
+      break;
+  }
+  const summary = event.summary.replace(/[.\s]+$/, '');
+  return {
+    schemaVersion: 1,
+    occurredAt: event.occurredAt,
+    severity: SEVERITY_OF[kind],
+    kind,
+    summary: clip(`WAL archive of ${scope}: ${summary}. ${advice}`),
+    engine: event.engine,
+    target: event.target,
+    dedupeKey: `${kind}:${event.engine}:${event.target}:${cluster}:${identity}`,
+    details: {
+      problem: event.problem,
+      ...(event.systemIdentifier !== undefined ? { systemIdentifier: event.systemIdentifier } : {}),
+      ...(event.missing ? { missing: event.missing.slice(0, 10) } : {}),
+      ...(event.missingCount !== undefined ? { missingCount: event.missingCount } : {}),
+      ...(event.retainedBytes !== undefined ? { retainedBytes: event.retainedBytes } : {}),
+      ...(event.limitBytes !== undefined ? { limitBytes: event.limitBytes } : {}),
+      ...(event.lagSeconds !== undefined ? { lagSeconds: event.lagSeconds } : {}),
+      ...(event.limitSeconds !== undefined ? { limitSeconds: event.limitSeconds } : {}),
+      ...(event.details ? { event: event.details } : {}),
+    },
   };
 }
 

@@ -1,9 +1,9 @@
 // Handlers for the failure events: decode is done by the consumer runner; here the event is
 // turned into an alert and raised. Storing the alert failing (NATS away) naks the event so it
 // comes back; everything else acks.
-import type { Alert, BackupFailed, CommandRejected, RestoreFailed, VerifyFailed } from '@tidemark/contracts';
+import type { Alert, BackupFailed, CommandRejected, RestoreFailed, VerifyFailed, WalProblem } from '@tidemark/contracts';
 import { retryDelay, type HandlerContext, type Outcome } from '@tidemark/runtime';
-import { backupFailedAlert, commandRejectedAlert, restoreFailedAlert, verifyFailedAlert } from '../alerts/rules.js';
+import { backupFailedAlert, commandRejectedAlert, restoreFailedAlert, verifyFailedAlert, walProblemAlert } from '../alerts/rules.js';
 import type { AlertDispatcher } from '../alerts/dispatcher.js';
 
 export interface AlertHandlerDeps {
@@ -34,3 +34,5 @@ export const handleVerifyFailed = (event: VerifyFailed, deps: AlertHandlerDeps, 
 export const handleBackupFailed = (event: BackupFailed, deps: AlertHandlerDeps, ctx: Ctx) => raise(backupFailedAlert(event), deps, ctx);
 export const handleRestoreFailed = (event: RestoreFailed, deps: AlertHandlerDeps, ctx: Ctx) => raise(restoreFailedAlert(event), deps, ctx);
 export const handleCommandRejected = (event: CommandRejected, deps: AlertHandlerDeps, ctx: Ctx) => raise(commandRejectedAlert(event), deps, ctx);
+/** wal.problem.pg.<target> (TIDEMARK_WAL stream): gaps, timeline switches, slot growth, lag. */
+export const handleWalProblem = (event: WalProblem, deps: AlertHandlerDeps, ctx: Ctx) => raise(walProblemAlert(event), deps, ctx);

@@ -1,24 +1,27 @@
-// backup.requested.pg.<target>: a consistent pg_dump streamed through the pipeline into storage,
-// committed by its manifest. Redeliveries of one command map to one artifact id, so a command
-// whose artifact is already committed only re-announces it.
-import type { Readable } from 'node:stream';
+// backup.requested.pg.<target>: a consistent pg_dump (kind "logical", the default) or a physical
+// base backup (kind "base", see base-backup.ts) streamed through the pipeline into storage,
+// committed by its manifest (store-artifact.ts). Redeliveries of one command map to one artifact
+// id, so a command whose artifact is already committed only re-announces it.
 import {
-  BackupStarted, MANIFEST_VERSION, TidemarkError, subjects, type ArtifactKind, type Manifest, type RequestBackup,
+  BackupStarted, TidemarkError, subjects, type ArtifactKind, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
-import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
 import { ack, nakWithDelay, type Outcome } from '@tidemark/runtime';
 import {
   announceArtifact, backupFailed, eventScope, requestIdOf, settleAll, targetOfSubject, type AgentContext as Context,
 } from '@tidemark/service';
 import type { AgentDeps } from './common.js';
+import { PG_BASEBACKUP_FORMAT, baseBackupThrottleOf, startBaseBackupSource, type BaseBackupPort } from './base-backup.js';
+import { storeArtifact, type ArtifactPlan, type ArtifactSource } from './store-artifact.js';
 
 export const PG_DUMP_FORMAT = 'pg_dump-custom';
 
 export interface BackupDeps extends AgentDeps {
-  /** How often progress is reported to the consumer while pg_dump runs (default 5 s). */
+  /** How often progress is reported to the consumer while pg_dump or pg_basebackup runs (default 5 s). */
   readonly progressIntervalMs?: number;
+  /** Starts base backups of a target; the real one (startPgBaseBackup over process.env) by default. */
+  readonly baseBackups?: BaseBackupPort;
 }
 
 export async function handleBackupRequested(message: RequestBackup, deps: BackupDeps, ctx: Context): Promise<Outcome> {
@@ -31,12 +34,20 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
 
   const failed = (error: unknown): Promise<Outcome> => backupFailed(error, { engine: 'pg', target: targetName, requestId, kind, artifactId }, deps, ctx, log);
 
-  if (kind !== 'logical') {
-    return failed(new TidemarkError('COMMAND_INVALID', `the pg agent makes "logical" backups; kind "${kind}" is not supported yet`));
+  if (kind !== 'logical' && kind !== 'base') {
+    return failed(new TidemarkError('COMMAND_INVALID', `the pg agent makes "logical" and "base" backups; kind "${kind}" is not one of them`));
   }
   const target = findTarget(deps.config, 'pg', targetName);
   if (!target) return failed(new TidemarkError('TARGET_UNKNOWN', `no pg target named "${targetName}" is configured; add it to tidemark.yaml`));
   if (!target.postgres) return failed(new TidemarkError('CONFIG_INVALID', `target "${targetName}" has no postgres connection`));
+  if (kind === 'base') {
+    // Settings pg_basebackup cannot honour fail before anything starts.
+    try {
+      baseBackupThrottleOf(target);
+    } catch (error) {
+      return failed(error);
+    }
+  }
 
   let existing: Manifest | undefined;
   try {
@@ -64,11 +75,13 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
     { ...scope, occurredAt: startedAt.toISOString(), kind, artifactId, agentId: deps.agent.id, attempt: ctx.attempt },
     `started:${artifactId}:${ctx.attempt}`,
   );
-  log.info({ source: deps.clusterFor(target).description, database: target.postgres.database }, 'backup started');
+  log.info({ kind, source: deps.clusterFor(target).description, database: target.postgres.database }, 'backup started');
 
   let manifest: Manifest;
   try {
-    manifest = await dumpAndStore(target, { artifactId, requestId, kind, startedAt, key, settings, message }, deps, ctx);
+    const plan: ArtifactPlan = { artifactId, requestId, kind, format: kind === 'base' ? PG_BASEBACKUP_FORMAT : PG_DUMP_FORMAT, startedAt, key, settings, message };
+    const source = kind === 'base' ? await startBaseBackupSource(target, plan, deps, ctx) : await startDumpSource(target, deps, ctx);
+    manifest = await storeArtifact(target, plan, source, deps, ctx);
   } catch (error) {
     if (ctx.signal.aborted) {
       log.warn('backup interrupted by shutdown; handing it back');
@@ -81,65 +94,17 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
   return ack();
 }
 
-interface DumpPlan {
-  readonly artifactId: string;
-  readonly requestId: string;
-  readonly kind: ArtifactKind;
-  readonly startedAt: Date;
-  readonly key: KeyRing['current'];
-  readonly settings: ReturnType<typeof effectiveTarget>;
-  readonly message: RequestBackup;
-}
-
-async function dumpAndStore(target: Target, plan: DumpPlan, deps: BackupDeps, ctx: Context): Promise<Manifest> {
-  const conn = target.postgres!;
-  const session = await deps.clusterFor(target).startDump(conn.database, { tableChecksums: target.tableChecksums, signal: ctx.signal });
-  let lastReported = 0;
-  const progress = setInterval(() => {
-    const produced = session.bytesProduced();
-    if (produced === lastReported) return;
-    lastReported = produced;
-    ctx.working();
-    ctx.logger.debug({ artifactId: plan.artifactId, dumpedBytes: produced }, 'backup in progress');
-  }, deps.progressIntervalMs ?? 5_000);
-  try {
-    const encoded = encodeStream(session.output, {
-      compression: plan.settings.compression ?? defaultCompression(),
-      ...(plan.settings.compressionLevel !== undefined ? { compressionLevel: plan.settings.compressionLevel } : {}),
-      ...(plan.key ? { key: plan.key } : {}),
-    });
-    const [saved, summary, facts] = await settleAll([
-      deps.store.saveData('pg', target.name, plan.artifactId, encoded.output as Readable),
-      encoded.summary,
-      session.facts,
-      session.finished,
-    ] as const);
-    const manifest: Manifest = {
-      manifestVersion: MANIFEST_VERSION,
-      id: plan.artifactId,
-      engine: 'pg',
-      target: target.name,
-      kind: plan.kind,
-      format: PG_DUMP_FORMAT,
-      requestId: plan.requestId,
-      createdAt: plan.startedAt.toISOString(),
-      finishedAt: deps.clock().toISOString(),
-      agent: { id: deps.agent.id, version: deps.agent.version },
-      source: facts as unknown as Record<string, unknown>,
-      pipeline: summary.pipeline,
-      data: { key: saved.key, storedBytes: summary.storedBytes, rawBytes: summary.rawBytes, sha256: summary.sha256 },
-      verify: plan.message.verify ?? plan.settings.verify,
-      ...(plan.message.groupId ? { groupId: plan.message.groupId } : {}),
-      ...(plan.message.reason ? { reason: plan.message.reason } : {}),
-    };
-    await deps.store.commit(manifest);
-    return manifest;
-  } catch (error) {
-    session.abort(error instanceof TidemarkError ? error : new TidemarkError('INTERNAL', (error as Error).message));
-    // Return only once pg_dump is gone and the snapshot's session is closed.
-    await session.finished.catch(() => undefined);
-    throw error;
-  } finally {
-    clearInterval(progress);
-  }
+/** pg_dump in a snapshot, with the facts taken in that snapshot. */
+async function startDumpSource(target: Target, deps: BackupDeps, ctx: Context): Promise<ArtifactSource> {
+  const session = await deps.clusterFor(target).startDump(target.postgres!.database, { tableChecksums: target.tableChecksums, signal: ctx.signal });
+  // The dump counts as done only when pg_dump exited cleanly and the snapshot is closed.
+  const facts = settleAll([session.facts, session.finished] as const).then(([f]) => f as unknown as Record<string, unknown>);
+  facts.catch(() => undefined);
+  return {
+    output: session.output,
+    facts,
+    progress: () => session.bytesProduced(),
+    abort: (reason) => session.abort(reason),
+    finished: session.finished.catch(() => undefined),
+  };
 }

@@ -1,4 +1,6 @@
 // restore.requested.pg.<target>: decode a committed artifact and pg_restore it into a database.
+// With pointInTime, or naming a base backup, the restore is physical instead: a new data directory
+// recovered to that point and started as a server (../restore/point-in-time.ts).
 // Over an existing database the restore goes to a temporary database first; only when that
 // succeeded is the old one moved aside (kept as <db>_pre_restore_<ts>) and the new one renamed
 // into place. A failed restore drops the temporary database and leaves the original untouched.
@@ -11,12 +13,23 @@ import {
   compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, type AgentContext as Context,
 } from '@tidemark/service';
 import type { AgentDeps } from './common.js';
+import { handlePointInTimeRestore } from '../restore/point-in-time.js';
 
 export type RestoreDeps = AgentDeps;
 
-/** The artifact to restore: the named one, else the newest that passed verification, else the newest. */
+/**
+ * The artifact to restore logically: the named one, else the newest logical backup that passed
+ * verification, else the newest logical backup (base backups are restored with pointInTime).
+ */
 export const pickArtifact = (store: ArtifactStore, target: string, artifactId: string | undefined): Promise<Manifest> =>
-  pickArtifactOf(store, 'pg', target, artifactId);
+  pickArtifactOf(store, 'pg', target, artifactId, { keep: (manifest) => manifest.kind === 'logical', what: `pg target "${target}" (logical backups)` });
+
+/** pointInTime, intoDirectory/intoPort or a named base backup ask for a physical restore. */
+async function isPhysicalRestore(message: RequestRestore, store: ArtifactStore, target: string): Promise<boolean> {
+  if (message.pointInTime !== undefined || message.intoDirectory !== undefined || message.intoPort !== undefined) return true;
+  if (message.artifactId === undefined) return false;
+  return (await store.readManifest('pg', target, message.artifactId))?.kind === 'base';
+}
 
 export async function handleRestoreRequested(message: RequestRestore, deps: RestoreDeps, ctx: Context): Promise<Outcome> {
   const targetName = targetOfSubject(ctx.subject);
@@ -32,6 +45,13 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
   const target = findTarget(deps.config, 'pg', targetName);
   if (!target) return failed(new TidemarkError('TARGET_UNKNOWN', `no pg target named "${targetName}" is configured; add it to tidemark.yaml`));
   if (!target.postgres) return failed(new TidemarkError('CONFIG_INVALID', `target "${targetName}" has no postgres connection`));
+  let physical: boolean;
+  try {
+    physical = await isPhysicalRestore(message, deps.store, targetName);
+  } catch (error) {
+    return failed(error);
+  }
+  if (physical) return handlePointInTimeRestore(message, deps, ctx, target, run, log);
   const cluster = deps.clusterFor(target);
   const intoDefault = message.intoDatabase === undefined;
   const into = message.intoDatabase ?? derivedDatabaseName(target.postgres.database, `_restore_${compactTimestamp(ctx.storedAt)}`);

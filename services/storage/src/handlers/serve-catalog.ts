@@ -1,8 +1,10 @@
 import { headers as natsHeaders, type Msg, type NatsConnection, type Subscription } from 'nats';
 import { CONTENT_TYPE_HEADER, subjects, toErrorInfo } from '@tidemark/contracts';
 import type { Logger } from '@tidemark/runtime';
+import type { StorageBackend } from '@tidemark/storage';
 import type { Catalog } from '../catalog/catalog.js';
 import { describeArtifact, listArtifacts } from './catalog-requests.js';
+import { summariseWalArchive } from './catalog-wal.js';
 import { decodeRequest, encodeReply, requestEncoding } from './wire.js';
 
 /** Every storage instance answers catalog requests; one of them answers each request. */
@@ -10,11 +12,15 @@ export const CATALOG_QUEUE_GROUP = 'tidemark-catalog';
 
 type RequestHandler = (request: unknown, catalog: Catalog) => unknown | Promise<unknown>;
 
-/** Subscribes catalog.list and catalog.describe (core NATS request/reply, queue group tidemark-catalog). */
-export function serveCatalog(nc: NatsConnection, catalog: Catalog, logger: Logger): Subscription[] {
+/**
+ * Subscribes catalog.list and catalog.describe, and catalog.wal when given the backend the WAL
+ * archive lives in (core NATS request/reply, queue group tidemark-catalog).
+ */
+export function serveCatalog(nc: NatsConnection, catalog: Catalog, logger: Logger, walBackend?: Pick<StorageBackend, 'list'>): Subscription[] {
   const routes: Array<[string, RequestHandler]> = [
     [subjects.catalogList(), listArtifacts],
     [subjects.catalogDescribe(), describeArtifact],
+    ...(walBackend ? [[subjects.catalogWal(), (request: unknown) => summariseWalArchive(request, walBackend)] as [string, RequestHandler]] : []),
   ];
   return routes.map(([subject, handler]) =>
     nc.subscribe(subject, {

@@ -26,10 +26,24 @@ export const DEFAULT_UNVERIFIED_GRACE_MS = 15 * 60_000;
 const DAY_MS = 24 * 3600_000;
 
 /**
- * Chooses the artifacts to prune, per target: those beyond `keepLast` (newest first) and those
- * older than `maxAgeDays`. Never the newest artifact whose verification passed (the last known
- * good restore point), and never a young unverified one. Targets without a policy (no longer
- * configured) are left alone: removing data needs an operator's explicit setting.
+ * Artifacts that are counted together. A pg target's logical dumps and base backups are
+ * separate families: `keepLast: 7` keeps seven of each, so frequent dumps never push out the
+ * base backups that point-in-time recovery starts from (nor the other way round). Other engines
+ * have one family per target (a Qdrant target's snapshots and exports count together, as before).
+ */
+export function retentionFamily(entry: Pick<CatalogEntry, 'engine' | 'kind'>): string {
+  if (entry.engine === 'pg') return entry.kind === 'base' ? 'base' : 'logical';
+  return 'all';
+}
+
+const FAMILY_NOUN: Readonly<Record<string, string>> = { base: 'base backups', logical: 'logical backups', all: 'artifacts' };
+
+/**
+ * Chooses the artifacts to prune, per target and family (see `retentionFamily`): those beyond
+ * `keepLast` (newest first) and those older than `maxAgeDays`. Never the newest artifact of a
+ * family whose verification passed (the last known good restore point), and never a young
+ * unverified one. Targets without a policy (no longer configured) are left alone: removing data
+ * needs an operator's explicit setting.
  */
 export function planRetention<E extends CatalogEntry>(
   entries: readonly E[],
@@ -38,22 +52,24 @@ export function planRetention<E extends CatalogEntry>(
   options: PlanOptions = {},
 ): PruneDecision<E>[] {
   const graceMs = options.unverifiedGraceMs ?? DEFAULT_UNVERIFIED_GRACE_MS;
-  const byTarget = new Map<string, E[]>();
+  const groups = new Map<string, { target: string; family: string; list: E[] }>();
   for (const entry of entries) {
-    const key = targetKey(entry.engine, entry.target);
-    const list = byTarget.get(key) ?? [];
-    list.push(entry);
-    byTarget.set(key, list);
+    const target = targetKey(entry.engine, entry.target);
+    const family = retentionFamily(entry);
+    const key = `${target}#${family}`;
+    const group = groups.get(key) ?? { target, family, list: [] };
+    group.list.push(entry);
+    groups.set(key, group);
   }
 
   const decisions: PruneDecision<E>[] = [];
-  for (const [key, list] of byTarget) {
-    const policy = retentionByTarget.get(key);
+  for (const { target, family, list } of groups.values()) {
+    const policy = retentionByTarget.get(target);
     if (!policy) continue;
     list.sort(newestFirst);
     const newestPassed = list.find((e) => e.verification === 'passed');
     list.forEach((entry, index) => {
-      const reason = pruneReason(entry, index, policy, now);
+      const reason = pruneReason(entry, index, family, policy, now);
       if (reason === undefined) return;
       if (entry === newestPassed) return;
       const ageMs = now.getTime() - Date.parse(entry.createdAt);
@@ -64,9 +80,9 @@ export function planRetention<E extends CatalogEntry>(
   return decisions;
 }
 
-function pruneReason(entry: CatalogEntry, index: number, policy: RetentionPolicy, now: Date): string | undefined {
+function pruneReason(entry: CatalogEntry, index: number, family: string, policy: RetentionPolicy, now: Date): string | undefined {
   if (policy.keepLast > 0 && index >= policy.keepLast) {
-    return `beyond keepLast ${policy.keepLast} (number ${index + 1} newest of its target)`;
+    return `beyond keepLast ${policy.keepLast} (number ${index + 1} newest of its target's ${FAMILY_NOUN[family] ?? family})`;
   }
   const ageDays = (now.getTime() - Date.parse(entry.createdAt)) / DAY_MS;
   if (policy.maxAgeDays > 0 && ageDays > policy.maxAgeDays) {

@@ -1,8 +1,9 @@
 import { ArtifactPruned, SCHEMA_VERSION, subjects, toErrorInfo, type ErrorInfo } from '@tidemark/contracts';
-import type { ArtifactStore, OrphanSweepResult } from '@tidemark/storage';
+import type { ArtifactStore, OrphanSweepResult, WalArchive } from '@tidemark/storage';
 import type { EventPublisher, Logger } from '@tidemark/runtime';
 import type { Catalog, CatalogRecord } from '../catalog/catalog.js';
 import { planRetention, type PlanOptions, type RetentionPolicy } from './plan.js';
+import { pruneWal, sweepWalOrphans, type WalOrphanSweepResult, type WalRetentionResult } from './wal-run.js';
 
 export interface RetentionDeps {
   readonly catalog: Catalog;
@@ -13,19 +14,25 @@ export interface RetentionDeps {
   readonly logger: Logger;
   readonly now?: () => Date;
   readonly planOptions?: PlanOptions;
+  /** The pg WAL archive; without it WAL is neither pruned nor swept. */
+  readonly walArchive?: Pick<WalArchive, 'backend' | 'remove' | 'readManifest'>;
 }
 
 export interface RetentionResult {
   readonly pruned: ReadonlyArray<{ readonly artifactId: string; readonly engine: string; readonly target: string; readonly reason: string }>;
   readonly failed: ReadonlyArray<{ readonly artifactId: string; readonly error: ErrorInfo }>;
   readonly orphans: OrphanSweepResult | { readonly error: ErrorInfo };
+  /** Per pg target with a policy and archived WAL. */
+  readonly wal: readonly WalRetentionResult[];
+  readonly walOrphans: WalOrphanSweepResult | { readonly error: ErrorInfo } | undefined;
 }
 
 /**
  * One retention pass: re-reads the bucket (so verification states are current), prunes what the
  * planner chooses (manifest first, through ArtifactStore.remove), announces each with
- * ArtifactPruned (msgId `pruned:<id>`, so a repeated pass is de-duplicated), then sweeps orphans.
- * One artifact's failure does not stop the pass.
+ * ArtifactPruned (msgId `pruned:<id>`, so a repeated pass is de-duplicated), then removes the
+ * archived WAL no retained base backup needs any more (after the base backups, never before),
+ * then sweeps orphans of both. One artifact's or target's failure does not stop the pass.
  */
 export async function runRetention(deps: RetentionDeps): Promise<RetentionResult> {
   const now = deps.now?.() ?? new Date();
@@ -63,6 +70,21 @@ export async function runRetention(deps: RetentionDeps): Promise<RetentionResult
     }
   }
 
+  const wal: WalRetentionResult[] = [];
+  if (deps.walArchive) {
+    for (const [key, policy] of deps.policies) {
+      if (!key.startsWith('pg/')) continue;
+      const target = key.slice('pg/'.length);
+      try {
+        wal.push(await pruneWal(target, policy.maxAgeDays, deps.orphanGraceMinutes * 60_000, { archive: deps.walArchive, catalog: deps.catalog, logger: deps.logger }, now));
+      } catch (error) {
+        const info = toErrorInfo(error);
+        deps.logger.error({ target, error: info }, 'WAL retention failed for a target; the next pass retries');
+        wal.push({ target, removed: [], removedBytes: 0, keptFiles: 0, clusters: [], error: info });
+      }
+    }
+  }
+
   let orphans: RetentionResult['orphans'];
   try {
     orphans = await deps.store.sweepOrphans(deps.orphanGraceMinutes * 60_000, deps.now?.() ?? new Date());
@@ -71,5 +93,15 @@ export async function runRetention(deps: RetentionDeps): Promise<RetentionResult
     orphans = { error: toErrorInfo(error) };
     deps.logger.error({ error: orphans.error }, 'orphan sweep failed; the next pass retries');
   }
-  return { pruned, failed, orphans };
+  let walOrphans: RetentionResult['walOrphans'];
+  if (deps.walArchive) {
+    try {
+      walOrphans = await sweepWalOrphans({ archive: deps.walArchive }, deps.orphanGraceMinutes * 60_000, deps.now?.() ?? new Date());
+      if (walOrphans.removed.length > 0) deps.logger.info({ removed: walOrphans.removed, keptYoung: walOrphans.kept.length }, 'orphaned WAL data objects removed');
+    } catch (error) {
+      walOrphans = { error: toErrorInfo(error) };
+      deps.logger.error({ error: walOrphans.error }, 'WAL orphan sweep failed; the next pass retries');
+    }
+  }
+  return { pruned, failed, orphans, wal, walOrphans };
 }

@@ -1,6 +1,7 @@
-// artifact.stored.<engine>.<target>: prove an artifact by restoring it into scratch space of the
-// sandbox and comparing with the manifest's facts: a pg artifact into a scratch database, a
-// Qdrant artifact into a scratch collection (see ../qdrant-verify.ts). The event is only a hint:
+// artifact.stored.<engine>.<target>: prove an artifact by restoring it into scratch space and
+// comparing with the manifest's facts: a pg dump into a scratch database of the sandbox, a pg base
+// backup into a scratch data directory started by the verifier itself (see ../pg-base-verify.ts),
+// a Qdrant artifact into a scratch collection (see ../qdrant-verify.ts). The event is only a hint:
 // the manifest in the bucket is what gets verified. The scratch space is always removed.
 import { randomBytes } from 'node:crypto';
 import {
@@ -13,6 +14,7 @@ import { ack, nakWithDelay, retryDelay, term, type EventPublisher, type HandlerC
 import { restoreArtifact, type PgCluster } from '@tidemark/pg';
 import type { QdrantPort } from '@tidemark/qdrant';
 import { compareFacts, probeKOf } from '../compare.js';
+import { verifyPgBaseArtifact, type PgBaseVerifySettings } from '../pg-base-verify.js';
 import { verifyQdrantArtifact } from '../qdrant-verify.js';
 
 export interface VerifierDeps {
@@ -24,7 +26,9 @@ export interface VerifierDeps {
   readonly publisher: EventPublisher;
   readonly keys: KeyRing;
   readonly clock: () => Date;
-  /** Random suffix for scratch database and collection names. */
+  /** Where and how base backups (kind "base") are started (config `pg`); undefined: they fail with CONFIG_INVALID. */
+  readonly pgBase?: PgBaseVerifySettings | undefined;
+  /** Random suffix for scratch database, collection and directory names. */
   readonly randomSuffix?: () => string;
 }
 
@@ -60,7 +64,10 @@ export async function handleArtifactStored(event: ArtifactStored, deps: Verifier
   let checks: VerificationCheck[] = [];
   let failure: ErrorInfo | undefined;
   try {
-    checks = manifest.engine === 'qdrant' ? await verifyQdrant(manifest, deps, ctx) : await verifyPgArtifact(manifest, deps, ctx);
+    checks =
+      manifest.engine === 'qdrant' ? await verifyQdrant(manifest, deps, ctx)
+      : manifest.kind === 'base' ? await verifyPgBase(manifest, deps, ctx)
+      : await verifyPgArtifact(manifest, deps, ctx);
     const differing = checks.filter((c) => !c.ok);
     if (differing.length > 0) {
       const names = differing.slice(0, 10).map((c) => c.name).join(', ');
@@ -129,6 +136,19 @@ async function verifyPgArtifact(manifest: Manifest, deps: VerifierDeps, ctx: Con
   } finally {
     await sandbox.dropDatabase(scratch).catch((error: unknown) => ctx.logger.error({ err: error, database: scratch }, 'could not drop the scratch database; drop it by hand'));
   }
+}
+
+/** Extracts and starts a base backup in a scratch directory, compares, and always removes it. */
+async function verifyPgBase(manifest: Manifest, deps: VerifierDeps, ctx: Context): Promise<VerificationCheck[]> {
+  if (!deps.pgBase) {
+    throw new TidemarkError('CONFIG_INVALID', 'pg base backups are verified by starting them on the verifier host, but no pg work directory is configured; set pg.workDir in tidemark.yaml');
+  }
+  return verifyPgBaseArtifact(manifest, deps.pgBase, deps, {
+    working: ctx.working,
+    signal: ctx.signal,
+    suffix: deps.randomSuffix?.() ?? randomBytes(3).toString('hex'),
+    onCleanupError: (error, dir) => ctx.logger.error({ err: error, dir }, 'could not remove the scratch data directory; remove it by hand'),
+  });
 }
 
 /** Restores into a scratch collection of the sandbox Qdrant, compares, and always deletes it. */

@@ -1,0 +1,548 @@
+// Point-in-time recovery of an extracted base backup: the recovery config for a target (time, LSN,
+// restore point, latest, or just the backup itself), a server started so that it outlives the
+// process that started it, its log read back for progress, failure reasons and the RTO split, and
+// the checks run on the promoted result.
+//
+// The server runs detached (its own session, stdout and stderr to a file, no pipe to us): a
+// restored cluster is the operator's from then on, and must not die with the agent. Its log goes
+// through the logging collector to <dir>/log/postgresql.log (rotation can be switched on later with
+// a reload); what the postmaster writes before the collector starts lands in the same file.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { chown, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import pg from 'pg';
+import { TidemarkError, type RecoveryTarget, type VerificationCheck } from '@tidemark/contracts';
+import { prepareRecoveryDirectory, quoteConf, serverEnvironment } from './base-verify.js';
+import { quoteIdent } from './connection.js';
+
+/** A recovery target, plus `immediate`: just the base backup, consistent at its end. */
+export type PointInTimeTarget = RecoveryTarget | { readonly type: 'immediate' };
+
+/** Where the restored server logs, relative to its data directory. */
+export const RECOVERY_LOG = join('log', 'postgresql.log');
+
+/** A time for postgresql.conf: UTC, in the form PostgreSQL prints. */
+function confTime(iso: string): string {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) throw new TidemarkError('COMMAND_INVALID', `recovery target time ${JSON.stringify(iso)} is not a valid time`);
+  return `${date.toISOString().replace('T', ' ').replace('Z', '')}+00`;
+}
+
+/** The recovery_target* settings for a target; every target follows the newest timeline and promotes. */
+export function recoveryTargetSettings(target: PointInTimeTarget): string[] {
+  const lines: string[] = [];
+  switch (target.type) {
+    case 'time':
+      lines.push(`recovery_target_time = ${quoteConf(confTime(target.time))}`, `recovery_target_inclusive = ${target.inclusive ? 'on' : 'off'}`);
+      break;
+    case 'lsn':
+      lines.push(`recovery_target_lsn = ${quoteConf(target.lsn)}`, `recovery_target_inclusive = ${target.inclusive ? 'on' : 'off'}`);
+      break;
+    case 'restorePoint':
+      lines.push(`recovery_target_name = ${quoteConf(target.name)}`);
+      break;
+    case 'immediate':
+      lines.push("recovery_target = 'immediate'");
+      break;
+    case 'latest':
+      // No target: replay everything the archive has, then promote.
+      break;
+  }
+  lines.push("recovery_target_timeline = 'latest'", "recovery_target_action = 'promote'");
+  return lines;
+}
+
+/** How a target reads in messages. */
+export function describePointInTimeTarget(target: PointInTimeTarget): string {
+  switch (target.type) {
+    case 'time':
+      return `time ${target.time}${target.inclusive ? '' : ' (exclusive)'}`;
+    case 'lsn':
+      return `LSN ${target.lsn}${target.inclusive ? '' : ' (exclusive)'}`;
+    case 'restorePoint':
+      return `restore point "${target.name}"`;
+    case 'immediate':
+      return 'the end of the base backup';
+    case 'latest':
+      return 'the end of the archived WAL';
+  }
+}
+
+const LOGGING_SETTINGS = [
+  'logging_collector = on',
+  "log_directory = 'log'",
+  "log_filename = 'postgresql.log'",
+  'log_rotation_age = 0',
+  'log_rotation_size = 0',
+  "log_line_prefix = '%m '",
+  "log_timezone = 'UTC'",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Reading the recovery log
+
+export interface RecoveryLog {
+  readonly redoStartsAt?: Date;
+  readonly redoDoneAt?: Date;
+  /** The LSN of the last record replayed ("redo done at"). */
+  readonly redoDoneLsn?: string;
+  /** "selected new timeline ID: N": the timeline the promoted server writes on. */
+  readonly newTimeline?: number;
+  readonly newTimelineAt?: Date;
+  /** "database system is ready to accept connections" (after promotion: hot standby is off). */
+  readonly readyAt?: Date;
+  /** The commit time of the last transaction replayed, ISO 8601. */
+  readonly lastTransactionAt?: string;
+  /** "recovery stopping before commit of transaction 740, time …", when a target stopped replay. */
+  readonly stoppedBy?: string;
+  /** Files restore_command delivered ("restored log file … from archive"). */
+  readonly restoredFiles: number;
+  /** FATAL and PANIC messages, in order. */
+  readonly fatal: readonly string[];
+}
+
+const LINE = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) (UTC|GMT|[+-]\d\d(?::?\d\d)?) ([A-Z]+\d?):\s+(.*)$/;
+
+/** A log prefix time ("2026-11-22 03:04:05.123 UTC") as a Date. */
+function prefixTime(stamp: string, zone: string): Date {
+  const offset = zone === 'UTC' || zone === 'GMT' ? 'Z' : zone.length === 3 ? `${zone}:00` : zone.includes(':') ? zone : `${zone.slice(0, 3)}:${zone.slice(3)}`;
+  return new Date(`${stamp.replace(' ', 'T')}${offset}`);
+}
+
+/** A timestamptz as PostgreSQL prints it ("2026-11-22 03:04:05.123456+00") as ISO 8601, or undefined. */
+export function pgTimestampToIso(text: string): string | undefined {
+  const match = /^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)([+-]\d\d(?::?\d\d)?)?$/.exec(text.trim());
+  if (!match) return undefined;
+  const zone = match[3] ?? '+00';
+  const offset = zone.length === 3 ? `${zone}:00` : zone.includes(':') ? zone : `${zone.slice(0, 3)}:${zone.slice(3)}`;
+  const date = new Date(`${match[1]}T${match[2]}${offset}`);
+  return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
+}
+
+/** What a recovering server's log says so far. Lines without our prefix (a restore_command's stderr) are skipped. */
+export function parseRecoveryLog(text: string): RecoveryLog {
+  const log: {
+    -readonly [K in keyof RecoveryLog]: RecoveryLog[K];
+  } = { restoredFiles: 0, fatal: [] };
+  const fatal: string[] = [];
+  for (const line of text.split('\n')) {
+    const match = LINE.exec(line);
+    if (!match) continue;
+    const at = prefixTime(match[1] as string, match[2] as string);
+    const level = match[3] as string;
+    const message = match[4] as string;
+    if (level === 'FATAL' || level === 'PANIC') {
+      // Connection attempts during startup are refused with FATAL; they say nothing about recovery.
+      if (!/the database system is (starting up|not yet accepting connections|shutting down)/.test(message)) fatal.push(message);
+      continue;
+    }
+    if (level !== 'LOG') continue;
+    let m: RegExpExecArray | null;
+    if (/^redo starts at /.test(message)) log.redoStartsAt ??= at;
+    else if ((m = /^redo done at ([0-9A-F]+\/[0-9A-F]+)/i.exec(message))) {
+      log.redoDoneAt = at;
+      log.redoDoneLsn = m[1] as string;
+    } else if ((m = /^last completed transaction was at log time (.+)$/.exec(message))) {
+      const iso = pgTimestampToIso(m[1] as string);
+      if (iso) log.lastTransactionAt = iso;
+    } else if (/^recovery stopping /.test(message)) log.stoppedBy = message;
+    else if ((m = /^selected new timeline ID: (\d+)/.exec(message))) {
+      log.newTimeline = Number(m[1]);
+      log.newTimelineAt = at;
+    } else if (/^database system is ready to accept connections/.test(message)) log.readyAt = at;
+    else if (/^restored log file ".*" from archive/.test(message)) log.restoredFiles += 1;
+  }
+  log.fatal = fatal;
+  return log;
+}
+
+/** The last `lines` lines of a log, joined with "; " for an error message. */
+export function logTail(text: string, lines = 6): string {
+  return text.trim().split('\n').filter((line) => line.trim() !== '').slice(-lines).join('; ');
+}
+
+export interface RecoveryTimes {
+  readonly replayMs: number;
+  readonly startMs: number;
+}
+
+/**
+ * The RTO split from the log: start = spawn → "redo starts" plus "redo done" → ready;
+ * replay = "redo starts" → "redo done" (or the timeline switch when no "redo done" was logged).
+ */
+export function recoveryTimes(log: RecoveryLog, spawnedAt: Date, readyAt: Date): RecoveryTimes {
+  const ready = log.readyAt ?? readyAt;
+  const redoStart = log.redoStartsAt;
+  const redoEnd = log.redoDoneAt ?? log.newTimelineAt;
+  if (redoStart === undefined || redoEnd === undefined) return { replayMs: 0, startMs: Math.max(0, ready.getTime() - spawnedAt.getTime()) };
+  const replayMs = Math.max(0, redoEnd.getTime() - redoStart.getTime());
+  const startMs = Math.max(0, redoStart.getTime() - spawnedAt.getTime()) + Math.max(0, ready.getTime() - redoEnd.getTime());
+  return { replayMs, startMs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Postmasters in a data directory
+
+/** The pid of a live postmaster owning `dir` (its postmaster.pid names a running postgres), or undefined. */
+export async function livePostmaster(dir: string): Promise<number | undefined> {
+  const text = await readFile(join(dir, 'postmaster.pid'), 'utf8').catch(() => undefined);
+  const pid = Number(text?.split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
+  }
+  // A stale postmaster.pid whose pid now belongs to something else is not a server.
+  const comm = await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => undefined);
+  if (comm !== undefined && !/^(postgres|postmaster)/.test(comm.trim())) return undefined;
+  return pid;
+}
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+/**
+ * Stops the postmaster owning `dir`, if any: fast shutdown (SIGINT), immediate (SIGQUIT) after
+ * `timeoutMs`, SIGKILL after as long again. Resolves once it is gone.
+ */
+export async function stopPostmaster(dir: string, timeoutMs = 30_000): Promise<void> {
+  const pid = await livePostmaster(dir);
+  if (pid !== undefined) await stopPid(pid, timeoutMs);
+}
+
+async function stopPid(pid: number, timeoutMs: number): Promise<void> {
+  const steps: Array<NodeJS.Signals> = ['SIGINT', 'SIGQUIT', 'SIGKILL'];
+  for (const signal of steps) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      return;
+    }
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (!alive(pid)) return;
+      await sleep(100);
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Starting and waiting
+
+export interface PointInTimeRecoveryOptions {
+  readonly port: number;
+  readonly target: PointInTimeTarget;
+  /** PostgreSQL's restore_command (shell syntax, %f and %p). */
+  readonly restoreCommand: string;
+  /** 127.0.0.1 by default. */
+  readonly listenAddress?: string;
+  /** OS user that owns and runs the server when we are root; TIDEMARK_PG_OS_USER or 'postgres'. */
+  readonly osUser?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface WaitOptions {
+  /** Aborting stops waiting (the server keeps running; stop it). */
+  readonly signal?: AbortSignal;
+  /** Called on every poll (about 4 times a second) while recovery runs. */
+  readonly onProgress?: () => void;
+  /** Undefined: no limit (replay takes as long as the WAL needs). */
+  readonly timeoutMs?: number;
+  /**
+   * Turns a failed recovery (the server exited) into the error to report; the default explains
+   * it from the log. Gets the log so far and its tail.
+   */
+  readonly explainFailure?: (log: RecoveryLog, tail: string) => TidemarkError | undefined;
+  /** Roles to try for the readiness check over the unix socket (trust), in order; ['postgres'] by default. */
+  readonly users?: readonly string[];
+}
+
+export interface PromotedServer {
+  readonly log: RecoveryLog;
+  /** When we saw the server ready and out of recovery. */
+  readonly readyAt: Date;
+  /** A role that can log in over the unix socket (trust): the one that answered. */
+  readonly user: string;
+}
+
+export interface RecoveringServer {
+  readonly dataDirectory: string;
+  readonly host: string;
+  readonly port: number;
+  readonly logFile: string;
+  readonly spawnedAt: Date;
+  readonly pid: number | undefined;
+  /** Resolves once recovery has ended, the server promoted and accepts connections. */
+  waitUntilPromoted(options?: WaitOptions): Promise<PromotedServer>;
+  readLog(): Promise<string>;
+  hasExited(): boolean;
+  /** Fast shutdown, escalating; resolves once the server is gone. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Configures an extracted base backup for archive recovery to `target` (see
+ * prepareRecoveryDirectory) and starts it detached, logging to <dir>/log/postgresql.log.
+ */
+export async function startPointInTimeRecovery(dir: string, options: PointInTimeRecoveryOptions): Promise<RecoveringServer> {
+  const env = options.env ?? process.env;
+  const host = options.listenAddress ?? '127.0.0.1';
+  const { postgres, owner } = await prepareRecoveryDirectory(dir, options.port, {
+    env,
+    listenAddress: host,
+    restoreCommand: options.restoreCommand,
+    recoveryTarget: recoveryTargetSettings(options.target),
+    extraSettings: LOGGING_SETTINGS,
+    ...(options.osUser !== undefined ? { osUser: options.osUser } : {}),
+  });
+  const logFile = join(dir, RECOVERY_LOG);
+  await mkdir(join(dir, 'log'), { recursive: true, mode: 0o700 });
+  // A fresh log per start: a retry on another port must not read the last attempt's lines.
+  await writeFile(logFile, '', { mode: 0o600 });
+  if (owner !== undefined) {
+    await chown(join(dir, 'log'), owner.uid, owner.gid);
+    await chown(logFile, owner.uid, owner.gid);
+  }
+
+  const fd = openSync(logFile, 'a');
+  let child: ChildProcess;
+  const spawnedAt = new Date();
+  try {
+    child = spawn(postgres, ['-D', dir], {
+      cwd: dir,
+      env: serverEnvironment(env),
+      stdio: ['ignore', fd, fd],
+      // Its own session: signals to the agent's process group never reach it, and it outlives us.
+      detached: true,
+      ...(owner ?? {}),
+    });
+  } finally {
+    closeSync(fd);
+  }
+  let exited = false;
+  let spawnError: Error | undefined;
+  const exit = new Promise<void>((resolve) => {
+    child.once('error', (error) => {
+      spawnError = error;
+      exited = true;
+      resolve();
+    });
+    child.once('exit', () => {
+      exited = true;
+      resolve();
+    });
+  });
+  child.unref();
+
+  const readLog = () => readFile(logFile, 'utf8').catch(() => '');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      if (exited || child.pid === undefined) return;
+      await stopPid(child.pid, 30_000);
+      await Promise.race([exit, sleep(1000)]);
+    })());
+
+  const waitUntilPromoted = async (wait: WaitOptions = {}): Promise<PromotedServer> => {
+    const deadline = wait.timeoutMs === undefined ? Infinity : Date.now() + wait.timeoutMs;
+    const users = [...new Set(wait.users ?? ['postgres'])];
+    for (;;) {
+      if (wait.signal?.aborted) throw new TidemarkError('SHUTTING_DOWN', 'the point-in-time restore was interrupted by shutdown; it will be retried');
+      wait.onProgress?.();
+      const text = await readLog();
+      const log = parseRecoveryLog(text);
+      if (exited) {
+        await sleep(50); // the last lines may still be on their way to the file
+        const final = await readLog();
+        const finalLog = parseRecoveryLog(final);
+        const tail = logTail(final);
+        if (spawnError) throw new TidemarkError('RESTORE_FAILED', `could not start ${postgres}: ${spawnError.message}`);
+        throw wait.explainFailure?.(finalLog, tail) ?? explainRecoveryFailure(finalLog, tail, dir);
+      }
+      if (log.readyAt !== undefined) {
+        const answered = await outOfRecovery(dir, options.port, users);
+        if (answered !== undefined) return { log, readyAt: new Date(), user: answered };
+      }
+      if (Date.now() > deadline) throw new TidemarkError('TIMEOUT', `the server restoring into ${dir} did not finish recovery in time: ${logTail(text)}`);
+      await sleep(250);
+    }
+  };
+
+  return {
+    dataDirectory: dir,
+    host,
+    port: options.port,
+    logFile,
+    spawnedAt,
+    pid: child.pid,
+    waitUntilPromoted,
+    readLog,
+    hasExited: () => exited,
+    stop,
+  };
+}
+
+/** Whether a server exited because its port was taken (worth another port when we chose it). */
+export const portWasTaken = (logText: string): boolean => /could not bind IPv[46] address|could not create any TCP\/IP sockets|Address already in use/.test(logText);
+
+/** The default explanation of a server that exited during recovery. */
+export function explainRecoveryFailure(log: RecoveryLog, tail: string, dir: string): TidemarkError {
+  const fatal = log.fatal.join('; ');
+  if (/recovery ended before configured recovery target was reached/.test(fatal)) {
+    return new TidemarkError('RECOVERY_TARGET_UNREACHABLE', `the archived WAL ends before the recovery target${log.lastTransactionAt ? ` (the last transaction it holds committed at ${log.lastTransactionAt})` : ''}; choose an earlier target, or check that WAL archiving is running: ${tail}`);
+  }
+  if (/requested recovery stop point is before consistent recovery point/.test(fatal)) {
+    return new TidemarkError('RECOVERY_TARGET_UNREACHABLE', `the recovery target lies before the end of the base backup; restore from an older base backup (artifactId) or choose a later target: ${tail}`);
+  }
+  if (/WAL ends before (end of online backup|consistent recovery point)|could not locate required checkpoint record|could not find redo location/.test(fatal)) {
+    return new TidemarkError('WAL_MISSING', `the WAL archive lacks segments the base backup needs to become consistent: ${tail}`);
+  }
+  return new TidemarkError('RESTORE_FAILED', `postgres exited while recovering in ${dir}: ${tail || 'no log output'}`);
+}
+
+/** Connects over the unix socket as one of `users` (the first is tried first; a role that does not exist moves on) and asks. */
+async function outOfRecovery(dir: string, port: number, users: readonly string[]): Promise<string | undefined> {
+  for (const user of users) {
+    const client = new pg.Client({ host: dir, port, user, database: 'template1', connectionTimeoutMillis: 5000 });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      const { rows } = await client.query<{ recovering: boolean }>('SELECT pg_is_in_recovery() AS recovering');
+      return rows[0]?.recovering === false ? user : undefined;
+    } catch (error) {
+      // 28000: no such role; the caller's list has another one to try.
+      if ((error as { code?: unknown }).code !== '28000') return undefined;
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  return undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// After promotion
+
+/**
+ * Cuts the restored server loose from the restore: restore_command is removed from its config
+ * (and the config reloaded), so it holds no reference to the agent that served the WAL.
+ */
+export async function detachRestoreCommand(dir: string, port: number, user: string): Promise<void> {
+  const path = join(dir, 'postgresql.conf');
+  const conf = await readFile(path, 'utf8');
+  const rewritten = conf.replace(/^restore_command = .*$/m, `# restore_command was removed by tidemark when the point-in-time restore finished (${new Date().toISOString()})`);
+  // Write in place: the file keeps its owner and mode.
+  const handle = await open(path, 'r+');
+  try {
+    await handle.truncate(0);
+    await handle.write(rewritten, 0, 'utf8');
+  } finally {
+    await handle.close();
+  }
+  await withClient(dir, port, user, 'template1', (client) => client.query('SELECT pg_reload_conf()'));
+}
+
+export interface RestoredServerFacts {
+  readonly systemIdentifier: string;
+  /** The timeline the promoted server writes on. */
+  readonly timeline: number;
+  readonly currentLsn: string;
+  readonly inRecovery: boolean;
+  /** The cluster's bootstrap superuser (oid 10). */
+  readonly superuser: string;
+}
+
+export async function restoredServerFacts(dir: string, port: number, user: string): Promise<RestoredServerFacts> {
+  return withClient(dir, port, user, 'template1', async (client) => {
+    const { rows } = await client.query<{ sysid: string; walfile: string; checkpoint_tli: number; lsn: string; recovering: boolean; superuser: string }>(
+      `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
+              pg_walfile_name(pg_current_wal_lsn()) AS walfile,
+              (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
+              pg_current_wal_lsn()::text AS lsn,
+              pg_is_in_recovery() AS recovering,
+              (SELECT rolname FROM pg_roles WHERE oid = 10) AS superuser`,
+    );
+    const row = rows[0];
+    if (row === undefined) throw new TidemarkError('INTERNAL', 'the restored server returned no facts row');
+    // The WAL file being written names the current timeline even before the next checkpoint.
+    const timeline = Math.max(parseInt(row.walfile.slice(0, 8), 16), Number(row.checkpoint_tli));
+    return { systemIdentifier: row.sysid, timeline, currentLsn: row.lsn, inRecovery: row.recovering, superuser: row.superuser };
+  });
+}
+
+/** Per-table row counts of `database` (user tables; at most `limit`), or the reason it is unreachable. */
+export async function tableRowCounts(dir: string, port: number, user: string, database: string, limit = 500): Promise<Record<string, number>> {
+  return withClient(dir, port, user, database, async (client) => {
+    const { rows: tables } = await client.query<{ schema: string; name: string }>(
+      `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+        ORDER BY 1, 2 LIMIT $1`,
+      [limit],
+    );
+    const counts: Record<string, number> = {};
+    for (const table of tables) {
+      const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`);
+      counts[`${table.schema}.${table.name}`] = Number(rows[0]?.n ?? 0);
+    }
+    return counts;
+  });
+}
+
+async function withClient<T>(dir: string, port: number, user: string, database: string, body: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ host: dir, port, user, database, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await body(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export interface RestoreCheckExpectations {
+  readonly systemIdentifier: string;
+  /** The base backup's timeline: a promoted restore writes on a newer one. */
+  readonly backupTimeline: number;
+  /** The target's database, checked for a connection and row counts. */
+  readonly database: string;
+}
+
+export interface RestoreCheckResult {
+  readonly facts: RestoredServerFacts;
+  readonly checks: VerificationCheck[];
+  /** Checks whose failure makes the restore unusable (the rest are reported only). */
+  readonly fatal: VerificationCheck[];
+}
+
+/**
+ * The checks run on a promoted restore: out of recovery, the same cluster (system identifier), a
+ * new timeline, and the target database connectable with its per-table row counts. A database
+ * that did not exist at the recovery target is reported, not fatal: the cluster is still usable.
+ */
+export async function checkRestoredServer(dir: string, port: number, user: string, expect: RestoreCheckExpectations): Promise<RestoreCheckResult> {
+  const facts = await restoredServerFacts(dir, port, user);
+  const checks: VerificationCheck[] = [
+    { name: 'out of recovery', ok: !facts.inRecovery, expected: false, actual: facts.inRecovery },
+    { name: 'system identifier', ok: facts.systemIdentifier === expect.systemIdentifier, expected: expect.systemIdentifier, actual: facts.systemIdentifier },
+    { name: 'new timeline', ok: facts.timeline > expect.backupTimeline, expected: `> ${expect.backupTimeline}`, actual: facts.timeline },
+  ];
+  const fatal = checks.filter((check) => !check.ok);
+  try {
+    const counts = await tableRowCounts(dir, port, facts.superuser, expect.database);
+    const tables = Object.keys(counts).length;
+    checks.push({ name: `database ${expect.database}`, ok: true, actual: counts, detail: `connectable; ${tables} table${tables === 1 ? '' : 's'} counted` });
+  } catch (error) {
+    checks.push({ name: `database ${expect.database}`, ok: false, detail: `not connectable: ${(error as Error).message}` });
+  }
+  return { facts, checks, fatal };
+}

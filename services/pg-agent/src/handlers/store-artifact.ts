@@ -1,0 +1,95 @@
+// What the logical (pg_dump) and the physical (pg_basebackup) backups share: a tool's output
+// streamed through the pipeline into storage, then committed by its manifest. The tool's session
+// says what the source was; this file owns progress, storage, the manifest and the clean-up.
+import type { Readable } from 'node:stream';
+import { MANIFEST_VERSION, TidemarkError, type ArtifactKind, type Manifest, type RequestBackup } from '@tidemark/contracts';
+import type { effectiveTarget, Target } from '@tidemark/config';
+import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
+import { settleAll, type AgentContext as Context } from '@tidemark/service';
+import type { AgentDeps } from './common.js';
+
+/** A running backup tool, as storeArtifact needs it. */
+export interface ArtifactSource {
+  /** The bytes to store; ends only after the tool finished cleanly. */
+  readonly output: Readable;
+  /** The manifest's `source`, once the tool has finished; rejects when the backup failed. */
+  readonly facts: Promise<Record<string, unknown>>;
+  /** Grows while the backup makes progress (bytes, facts queries): heartbeats follow it. */
+  progress(): number;
+  abort(reason: TidemarkError): void;
+  /** Resolves (never rejects) once the tool is gone and its sessions are closed. */
+  readonly finished: Promise<void>;
+}
+
+export interface ArtifactPlan {
+  readonly artifactId: string;
+  readonly requestId: string;
+  readonly kind: ArtifactKind;
+  /** What the decoded bytes are, e.g. "pg_dump-custom". */
+  readonly format: string;
+  readonly startedAt: Date;
+  readonly key: KeyRing['current'];
+  readonly settings: ReturnType<typeof effectiveTarget>;
+  readonly message: RequestBackup;
+}
+
+export interface StoreDeps extends Pick<AgentDeps, 'store' | 'clock' | 'agent'> {
+  /** How often progress is reported to the consumer while the tool runs (default 5 s). */
+  readonly progressIntervalMs?: number;
+}
+
+/**
+ * Streams the source's output through the pipeline into storage and commits the manifest last.
+ * On any failure the source is aborted, and this returns only once the tool is gone.
+ */
+export async function storeArtifact(target: Target, plan: ArtifactPlan, source: ArtifactSource, deps: StoreDeps, ctx: Context): Promise<Manifest> {
+  let lastReported = 0;
+  const progress = setInterval(() => {
+    const now = source.progress();
+    // Only progress keeps the command alive: a tool that hangs lets the ack wait expire.
+    if (now === lastReported) return;
+    lastReported = now;
+    ctx.working();
+    ctx.logger.debug({ artifactId: plan.artifactId, progress: now }, 'backup in progress');
+  }, deps.progressIntervalMs ?? 5_000);
+  try {
+    const encoded = encodeStream(source.output, {
+      compression: plan.settings.compression ?? defaultCompression(),
+      ...(plan.settings.compressionLevel !== undefined ? { compressionLevel: plan.settings.compressionLevel } : {}),
+      ...(plan.key ? { key: plan.key } : {}),
+    });
+    const [saved, summary, facts] = await settleAll([
+      deps.store.saveData('pg', target.name, plan.artifactId, encoded.output as Readable),
+      encoded.summary,
+      source.facts,
+      source.finished,
+    ] as const);
+    const manifest: Manifest = {
+      manifestVersion: MANIFEST_VERSION,
+      id: plan.artifactId,
+      engine: 'pg',
+      target: target.name,
+      kind: plan.kind,
+      format: plan.format,
+      requestId: plan.requestId,
+      createdAt: plan.startedAt.toISOString(),
+      finishedAt: deps.clock().toISOString(),
+      agent: { id: deps.agent.id, version: deps.agent.version },
+      source: facts,
+      pipeline: summary.pipeline,
+      data: { key: saved.key, storedBytes: summary.storedBytes, rawBytes: summary.rawBytes, sha256: summary.sha256 },
+      verify: plan.message.verify ?? plan.settings.verify,
+      ...(plan.message.groupId ? { groupId: plan.message.groupId } : {}),
+      ...(plan.message.reason ? { reason: plan.message.reason } : {}),
+    };
+    await deps.store.commit(manifest);
+    return manifest;
+  } catch (error) {
+    source.abort(error instanceof TidemarkError ? error : new TidemarkError('INTERNAL', (error as Error).message));
+    // Return only once the tool is gone and its sessions are closed.
+    await source.finished;
+    throw error;
+  } finally {
+    clearInterval(progress);
+  }
+}

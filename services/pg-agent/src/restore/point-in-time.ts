@@ -1,0 +1,214 @@
+// restore.requested.pg.<target> with pointInTime (or naming a base artifact): a physical restore.
+//
+//   choose the base backup → claim the data directory → download and extract it → serve WAL to
+//   restore_command from a local HTTP server → start PostgreSQL in archive recovery to the target
+//   → wait for promotion → detach restore_command → check → restore.completed
+//
+// The restored server keeps running when the agent stops: it is the operator's from then on. Any
+// failure stops it, removes the new directory and puts back an overwritten one (see
+// data-directory.ts); the source database and its data directory are never touched.
+import { createServer } from 'node:net';
+import { chown, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import {
+  RestoreCompleted, TidemarkError, recoveryTargetOf, subjects, type RequestRestore,
+} from '@tidemark/contracts';
+import type { Target } from '@tidemark/config';
+import { WalArchive } from '@tidemark/storage';
+import { decodeStream } from '@tidemark/pipeline';
+import { ack, nakWithDelay, type Logger, type Outcome } from '@tidemark/runtime';
+import {
+  checkRestoredServer, describePointInTimeTarget, detachRestoreCommand, explainRecoveryFailure, extractTar, osUserIds, parseLsn,
+  portWasTaken, recoveryTimes, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
+} from '@tidemark/pg';
+import {
+  compactTimestamp, eventScope, publishRestoreStarted, restoreFailed, type AgentContext as Context, type RestoreRun,
+} from '@tidemark/service';
+import type { AgentDeps } from '../handlers/common.js';
+import { chooseBaseBackup } from './choose-base-backup.js';
+import { assertReachable, claimDataDirectory, type ClaimedDirectory } from './data-directory.js';
+import { WAL_FETCH_SCRIPT, segmentEndingAt, startWalServer, walFetchCommand, type WalServer } from './wal-server.js';
+
+/** The restored server listens here (a later setting may widen it; the source's config is kept as *.source). */
+const LISTEN_ADDRESS = '127.0.0.1';
+const HEARTBEAT_MS = 5_000;
+/** In the data directory while recovery runs: the WAL server's URL (with its token), readable by the server's OS user only. */
+const WAL_SOURCE_FILE = 'tidemark-wal-source';
+
+
+/** A port nothing listens on right now. */
+async function freePort(host: string): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function assertPortFree(host: string, port: number): Promise<void> {
+  await new Promise<void>((resolveFree, reject) => {
+    const server = createServer();
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(error.code === 'EADDRINUSE'
+        ? new TidemarkError('RESTORE_TARGET_EXISTS', `port ${port} is in use on ${host}; choose another intoPort, or leave it out for a free one`)
+        : new TidemarkError('CONFIG_INVALID', `cannot listen on ${host}:${port} (${error.message}); choose another intoPort`)));
+    server.listen(port, host, () => server.close(() => resolveFree()));
+  });
+}
+
+/** Why recovery ended without promotion: the WAL server's failure first, then what the log says. */
+function explainFailure(walServer: WalServer, dir: string) {
+  return (log: RecoveryLog, tail: string): TidemarkError => {
+    const first = walServer.firstError();
+    if (first !== undefined) return new TidemarkError(first.code, `recovery aborted: ${first.message}`, { cause: first, retryable: first.retryable });
+    const explained = explainRecoveryFailure(log, tail, dir);
+    if (explained.code !== 'RECOVERY_TARGET_UNREACHABLE') return explained;
+    const served = walServer.fetches.filter((f) => f.outcome === 'file' || f.outcome === 'partial').map((f) => f.file).filter((f) => !f.endsWith('.history'));
+    const last = served.at(-1);
+    return last === undefined ? explained : new TidemarkError(explained.code, `${explained.message} (the last archived WAL replayed: ${last})`);
+  };
+}
+
+export async function handlePointInTimeRestore(message: RequestRestore, deps: AgentDeps, ctx: Context, target: Target, run: RestoreRun, log: Logger): Promise<Outcome> {
+  let artifactId: string | undefined;
+  let dataDirectory: string | undefined;
+  const failed = (error: unknown): Promise<Outcome> =>
+    restoreFailed(error, { ...run, artifactId, database: dataDirectory, logFields: { artifactId, dataDirectory } }, deps, ctx, log);
+
+  let point: PointInTimeTarget;
+  try {
+    if (message.intoDatabase !== undefined) {
+      throw new TidemarkError('COMMAND_INVALID', 'a point-in-time restore creates a data directory and a server, not a database: use intoDirectory and intoPort instead of intoDatabase');
+    }
+    point = message.pointInTime ? recoveryTargetOf(message.pointInTime) : { type: 'immediate' };
+  } catch (error) {
+    return failed(error);
+  }
+
+  const startedAt = deps.clock();
+  const started = Date.now();
+  const heartbeat = setInterval(() => ctx.working(), HEARTBEAT_MS);
+  let claimed: ClaimedDirectory | undefined;
+  let walServer: WalServer | undefined;
+  let server: RecoveringServer | undefined;
+  try {
+    const { manifest, facts } = await chooseBaseBackup(deps.store, run.target, point, message.artifactId);
+    artifactId = manifest.id;
+    const osUser = deps.config.pg.osUser;
+    const owner = await osUserIds(osUser);
+    // restore_command runs as the server's OS user: it must reach node and the fetch script.
+    await assertReachable(WAL_FETCH_SCRIPT, owner, `the WAL fetch script ${WAL_FETCH_SCRIPT}`);
+    await assertReachable(process.execPath, owner, `the node binary ${process.execPath}`);
+
+    const stamp = compactTimestamp(ctx.storedAt);
+    const dir = resolve(message.intoDirectory ?? join(deps.config.pg.workDir, 'restores', `${run.target}-${stamp}`));
+    dataDirectory = dir;
+    claimed = await claimDataDirectory({ dir, named: message.intoDirectory !== undefined, overwrite: message.overwrite, stamp, requestId: run.requestId, owner, logger: log });
+    let port = message.intoPort ?? (await freePort(LISTEN_ADDRESS));
+    if (message.intoPort !== undefined) await assertPortFree(LISTEN_ADDRESS, port);
+
+    await publishRestoreStarted(run, { artifactId: manifest.id, database: dir, startedAt }, deps, ctx);
+    log.info({ artifactId, dataDirectory: dir, port, target: describePointInTimeTarget(point), previousKeptAs: claimed.previousKeptAs }, 'point-in-time restore started');
+
+    const downloadStarted = Date.now();
+    const stored = await deps.store.openData(manifest);
+    const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, deps.keys);
+    const interrupt = () => decoded.destroy(new TidemarkError('SHUTTING_DOWN', 'the point-in-time restore was interrupted by shutdown; it will be retried'));
+    ctx.signal.addEventListener('abort', interrupt, { once: true });
+    try {
+      if (ctx.signal.aborted) interrupt();
+      await extractTar(decoded, dir);
+    } finally {
+      ctx.signal.removeEventListener('abort', interrupt);
+      stored.destroy();
+      decoded.destroy();
+    }
+    const downloadMs = Date.now() - downloadStarted;
+    log.info({ downloadMs, bytes: manifest.data.rawBytes }, 'base backup extracted');
+
+    walServer = await startWalServer({
+      archive: new WalArchive(deps.store.backend),
+      target: run.target,
+      systemIdentifier: facts.systemIdentifier,
+      keys: deps.keys,
+      walSegmentSize: facts.walSegmentSize,
+      backupEndSegment: segmentEndingAt(facts.stopTimeline, parseLsn(facts.stopLsn), facts.walSegmentSize),
+      logger: log,
+    });
+    const sourceFile = join(dir, WAL_SOURCE_FILE);
+    await writeFile(sourceFile, `${walServer.url}\n`, { mode: 0o600 });
+    if (owner !== undefined) await chown(sourceFile, owner.uid, owner.gid);
+
+    let promoted: PromotedServer;
+    for (let attempt = 1; ; attempt += 1) {
+      server = await startPointInTimeRecovery(dir, { port, target: point, restoreCommand: walFetchCommand(sourceFile), listenAddress: LISTEN_ADDRESS, osUser });
+      try {
+        promoted = await server.waitUntilPromoted({ signal: ctx.signal, users: [target.postgres!.user, 'postgres'], explainFailure: explainFailure(walServer, dir) });
+        break;
+      } catch (error) {
+        // The free port we picked was taken before postgres bound it: pick another.
+        if (message.intoPort !== undefined || attempt >= 3 || !server.hasExited() || !portWasTaken(await server.readLog())) throw error;
+        log.warn({ port }, 'the chosen port was taken meanwhile; trying another');
+        port = await freePort(LISTEN_ADDRESS);
+      }
+    }
+    const { replayMs, startMs } = recoveryTimes(promoted.log, server.spawnedAt, promoted.readyAt);
+    const rto = { downloadMs, replayMs, startMs, totalMs: promoted.readyAt.getTime() - started, walFilesFetched: walServer.filesServed() };
+    log.info({ rto, stoppedBy: promoted.log.stoppedBy }, 'recovered and promoted');
+
+    const result = await checkRestoredServer(dir, port, promoted.user, {
+      systemIdentifier: facts.systemIdentifier,
+      backupTimeline: facts.stopTimeline,
+      database: target.postgres!.database,
+    });
+    if (result.fatal.length > 0) {
+      const failing = result.fatal.map((check) => `${check.name} (expected ${JSON.stringify(check.expected)}, got ${JSON.stringify(check.actual)})`).join(', ');
+      throw new TidemarkError('RESTORE_FAILED', `the restored server failed its checks: ${failing}`);
+    }
+    for (const check of result.checks.filter((c) => !c.ok)) log.warn({ check }, 'restored server check failed');
+    // From here on the server holds no reference to this agent.
+    await detachRestoreCommand(dir, port, result.facts.superuser);
+    await rm(sourceFile, { force: true });
+    await walServer.close();
+    await claimed.complete();
+
+    await deps.publisher.publish(
+      subjects.restoreCompleted('pg', run.target),
+      RestoreCompleted,
+      {
+        ...eventScope('pg', run.target, run.requestId),
+        occurredAt: deps.clock().toISOString(),
+        artifactId: manifest.id,
+        database: dir,
+        durationMs: Math.max(0, Date.now() - started),
+        ...(claimed.previousKeptAs ? { previousDatabaseKeptAs: claimed.previousKeptAs } : {}),
+        dataDirectory: dir,
+        port,
+        recoveredTo: {
+          timeline: result.facts.timeline,
+          lsn: promoted.log.redoDoneLsn ?? result.facts.currentLsn,
+          ...(promoted.log.lastTransactionAt ? { lastTransactionAt: promoted.log.lastTransactionAt } : {}),
+        },
+        rto,
+        checks: result.checks,
+      },
+      `restore-completed:${run.requestId}`,
+    );
+    log.info({ artifactId, dataDirectory: dir, port, timeline: result.facts.timeline }, 'point-in-time restore completed; the server keeps running');
+    return ack();
+  } catch (error) {
+    await server?.stop().catch((stopError: unknown) => log.error({ err: stopError }, 'could not stop the restored server'));
+    await walServer?.close();
+    await claimed?.rollback().catch((undoError: unknown) => log.error({ err: undoError, dataDirectory }, 'could not roll back the data directory'));
+    if (ctx.signal.aborted) {
+      log.warn('point-in-time restore interrupted by shutdown; handing it back');
+      return nakWithDelay(0);
+    }
+    return failed(error);
+  } finally {
+    clearInterval(heartbeat);
+  }
+}

@@ -1,0 +1,144 @@
+// Point-in-time recovery against a real PostgreSQL 15 and filesystem storage: rows committed at
+// t1, t2 and t3 (a WAL switch and a pause between each); a restore to a time between t2 and t3
+// holds exactly the t1 and t2 rows, "latest" holds t3 too, an LSN and a named restore point stop
+// where they should. Each restore is a promoted server that keeps running after the handler
+// returns; the suite stops them at the end.
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RequestRestore } from '@tidemark/contracts';
+import { createFsBackend, type StorageBackend } from '@tidemark/storage';
+import { loadKeyRing, type KeyRing } from '@tidemark/pipeline';
+import { livePostmaster } from '@tidemark/pg';
+import { compactTimestamp } from '@tidemark/service';
+import { freePort } from '@tidemark/testkit';
+import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
+import { RESTORE_MARKER } from '../src/restore/data-directory.js';
+import { completedEvent, labelsAt, pitrDeps, restoreContext, sleep, startPitrSource, stopRestoredServers, type PitrSource } from './pitr-fixture.js';
+
+const KEY_HEX = '5a'.repeat(32);
+
+describe('point-in-time restore (real PostgreSQL, fs storage)', () => {
+  let source: PitrSource;
+  let backend: StorageBackend;
+  let storeRoot: string;
+  let keys: KeyRing;
+  const restored = new Set<string>();
+  let between: string;
+  let lsnAfterT2: string;
+  let t2CommittedAt: Date;
+  const rtos: Record<string, unknown> = {};
+
+  beforeAll(async () => {
+    keys = loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: KEY_HEX });
+    storeRoot = await mkdtemp(join(tmpdir(), 'tidemark-pitr-store-'));
+    backend = await createFsBackend({ root: storeRoot });
+    source = await startPitrSource(backend);
+    await source.server.query('CREATE TABLE moments (id serial PRIMARY KEY, label text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())', [], 'app');
+    await source.takeBaseBackup('base-1', keys.current);
+    await source.archiveWal(keys.current);
+
+    await source.server.query(`INSERT INTO moments (label) VALUES ('t1')`, [], 'app');
+    await source.archiveWal(keys.current);
+    await sleep(1100);
+    const [t2] = await source.server.query<{ at: Date }>(`INSERT INTO moments (label) VALUES ('t2') RETURNING clock_timestamp() AS at`, [], 'app');
+    t2CommittedAt = t2!.at;
+    const [position] = await source.server.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    lsnAfterT2 = position!.lsn;
+    await source.server.query(`SELECT pg_create_restore_point('before_t3')`);
+    await sleep(500);
+    const [now] = await source.server.query<{ now: Date }>('SELECT clock_timestamp() AS now');
+    between = now!.now.toISOString();
+    await sleep(600);
+    await source.server.query(`INSERT INTO moments (label) VALUES ('t3')`, [], 'app');
+    await source.archiveWal(keys.current);
+  });
+
+  afterAll(async () => {
+    await stopRestoredServers(restored);
+    if (source) await source.stop();
+    await backend?.close();
+    if (storeRoot) await rm(storeRoot, { recursive: true, force: true });
+    console.log(`RTO splits: ${JSON.stringify(rtos)}`);
+  });
+
+  async function restore(name: string, request: Record<string, unknown>, ctx = restoreContext()) {
+    const deps = pitrDeps(source, backend, keys);
+    const outcome = await handleRestoreRequested(RequestRestore.parse({ requestId: name, ...request }), deps, ctx);
+    const published = deps.publisher.published;
+    const done = published.find((p) => p.subject === 'restore.completed.pg.main');
+    if (done) restored.add(done.event.dataDirectory as string);
+    return { outcome, publisher: deps.publisher };
+  }
+
+  it('restores to a time between t2 and t3: exactly the t1 and t2 rows, on a new timeline, holding no reference to the agent', async () => {
+    const { outcome, publisher } = await restore('pitr-time', { pointInTime: { time: between } });
+    const event = completedEvent(publisher);
+    expect(outcome).toEqual({ type: 'ack' });
+    expect(publisher.subjects()).toEqual(['restore.started.pg.main', 'restore.completed.pg.main']);
+    expect(await labelsAt(event.port!, source)).toEqual(['t1', 't2']);
+
+    const dir = event.dataDirectory!;
+    expect(dir.startsWith(join(source.workDir, 'restores', 'main-'))).toBe(true);
+    expect(event.database).toBe(dir);
+    expect(event.recoveredTo?.timeline).toBe(2);
+    expect(Date.parse(event.recoveredTo!.lastTransactionAt!)).toBeCloseTo(t2CommittedAt.getTime(), -3);
+    expect(event.rto).toMatchObject({ downloadMs: expect.any(Number), replayMs: expect.any(Number), startMs: expect.any(Number), totalMs: expect.any(Number) });
+    expect(event.rto!.walFilesFetched).toBeGreaterThan(0);
+    expect(event.rto!.totalMs).toBeGreaterThanOrEqual(event.rto!.downloadMs + event.rto!.replayMs);
+    expect(event.checks?.every((check) => check.ok)).toBe(true);
+    expect(event.checks?.find((check) => check.name === 'database app')?.actual).toEqual({ 'public.moments': 2 });
+    rtos['time'] = event.rto;
+
+    const conf = await readFile(join(dir, 'postgresql.conf'), 'utf8');
+    expect(conf).not.toMatch(/^restore_command/m);
+    expect(conf).toMatch(/^recovery_target_time = /m);
+    expect(existsSync(join(dir, 'tidemark-wal-source'))).toBe(false);
+    expect(existsSync(join(dir, RESTORE_MARKER))).toBe(false);
+    expect(existsSync(join(dir, 'postgresql.conf.source'))).toBe(true);
+    expect(await livePostmaster(dir)).toBeGreaterThan(0);
+  });
+
+  it('restores to latest: the t3 row too', async () => {
+    const { publisher } = await restore('pitr-latest', { pointInTime: { latest: true } });
+    const event = completedEvent(publisher);
+    expect(await labelsAt(event.port!, source)).toEqual(['t1', 't2', 't3']);
+    rtos['latest'] = event.rto;
+  });
+
+  it('restores to an LSN over an existing directory on a given port, keeping the old one aside', async () => {
+    const into = join(source.root, 'restored-lsn');
+    await mkdir(into);
+    await writeFile(join(into, 'old-file'), 'the previous data directory');
+    const port = await freePort('127.0.0.1');
+    const ctx = restoreContext();
+    const { publisher } = await restore('pitr-lsn', { pointInTime: { lsn: lsnAfterT2 }, intoDirectory: into, intoPort: port, overwrite: true }, ctx);
+    const byLsn = completedEvent(publisher);
+    expect(byLsn).toMatchObject({ dataDirectory: into, port, previousDatabaseKeptAs: `${into}.pre_restore_${compactTimestamp(ctx.storedAt)}` });
+    expect(await labelsAt(port, source)).toEqual(['t1', 't2']);
+    expect(await readFile(join(byLsn.previousDatabaseKeptAs!, 'old-file'), 'utf8')).toBe('the previous data directory');
+    expect(existsSync(join(into, 'old-file'))).toBe(false);
+    rtos['lsn'] = byLsn.rto;
+  });
+
+  it('restores to a named restore point, clearing the leftover of an interrupted attempt of the same command', async () => {
+    const ctx = restoreContext();
+    const leftover = join(source.workDir, 'restores', `main-${compactTimestamp(ctx.storedAt)}`);
+    await mkdir(join(leftover, 'base'), { recursive: true });
+    await writeFile(join(leftover, 'base', 'half-extracted'), 'x');
+    const byName = completedEvent((await restore('pitr-name', { pointInTime: { restorePoint: 'before_t3' } }, ctx)).publisher);
+    expect(byName.dataDirectory).toBe(leftover);
+    expect(existsSync(join(leftover, 'base', 'half-extracted'))).toBe(false);
+    expect(await labelsAt(byName.port!, source)).toEqual(['t1', 't2']);
+    rtos['restorePoint'] = byName.rto;
+  });
+
+  it('a restore point the archive does not hold is RECOVERY_TARGET_UNREACHABLE, and nothing is left behind', async () => {
+    const { outcome, publisher } = await restore('pitr-nowhere', { pointInTime: { restorePoint: 'never_created' }, intoDirectory: join(source.root, 'nowhere') });
+    expect(outcome.type).toBe('term');
+    expect(publisher.published.at(-1)).toMatchObject({ subject: 'restore.failed.pg.main', event: { error: { code: 'RECOVERY_TARGET_UNREACHABLE' } } });
+    expect(existsSync(join(source.root, 'nowhere'))).toBe(false);
+  });
+});

@@ -1,0 +1,223 @@
+// Proves a pg base backup (kind "base") without any sandbox server: the verifier starts the backup
+// itself. The stored stream is decoded (GCM tags, size, sha256: INTEGRITY_* on any doubt) and
+// extracted into a fresh directory under <pg.workDir>/verify/, checked file by file against
+// PostgreSQL's own backup_manifest (pg_verifybackup), started on a free loopback port with the WAL
+// it carries replayed to consistency and promoted, and then compared with the manifest's facts:
+// system identifier, server version, and the data-level facts of the target's database taken at
+// backup start (tables written while the backup ran are only read, see compareBaseFacts). The
+// server is always stopped and the directory always removed.
+import { existsSync } from 'node:fs';
+import { mkdir, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import pg from 'pg';
+import { PgBaseSourceFacts, SchemaError, TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
+import type { ArtifactStore } from '@tidemark/storage';
+import { decodeStream, type KeyRing } from '@tidemark/pipeline';
+import {
+  BASE_BACKUP_FORMAT, collectFacts, extractTar, osUserIds, parseLsn, pgToolPath, startFromBaseBackup, verifyBaseBackup, type BaseBackupServer,
+} from '@tidemark/pg';
+import { compareBaseFacts, probeKOf } from './compare.js';
+
+export interface PgBaseVerifySettings {
+  /** config.pg.workDir: scratch data directories go to <workDir>/verify/<artifact>-<random>. */
+  readonly workDir: string;
+  /** The OS user the restored server runs as when the verifier runs as root (config.pg.osUser). */
+  readonly osUser: string;
+  /**
+   * The role the checks connect as, over the server's private unix socket (trust): it must exist
+   * in the source cluster. 'postgres' (initdb's usual bootstrap superuser) by default.
+   */
+  readonly user?: string;
+  /** How long WAL replay to consistency may take; 15 min by default. */
+  readonly recoveryTimeoutMs?: number;
+  /** Where TIDEMARK_PG_BIN is read from; process.env by default. */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface PgBaseVerifyDeps {
+  readonly store: ArtifactStore;
+  readonly keys: KeyRing;
+}
+
+export interface PgBaseVerifyProgress {
+  readonly working: () => void;
+  readonly signal?: AbortSignal;
+  readonly heartbeatMs?: number;
+  /** Random part of the scratch directory's name. */
+  readonly suffix: string;
+  /** Told when the scratch directory could not be removed (it must then be removed by hand). */
+  readonly onCleanupError?: (error: unknown, dir: string) => void;
+}
+
+/** The manifest's base backup facts, validated: without them the backup cannot be verified. */
+export function baseFactsOf(manifest: Manifest): PgBaseSourceFacts {
+  if (manifest.format !== BASE_BACKUP_FORMAT) {
+    throw new TidemarkError('INTEGRITY_FORMAT', `base backup ${manifest.id} has format ${JSON.stringify(manifest.format)}, not ${BASE_BACKUP_FORMAT}; the verifier cannot start it`);
+  }
+  try {
+    return PgBaseSourceFacts.parse(manifest.source);
+  } catch (error) {
+    if (error instanceof SchemaError) {
+      throw new TidemarkError('INTEGRITY_FORMAT', `manifest of base backup ${manifest.id} has no valid base backup facts: ${error.message}; the artifact cannot be verified`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+const onPath = (name: string, env: NodeJS.ProcessEnv) => (env['PATH'] ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, name)));
+const found = (path: string, env: NodeJS.ProcessEnv) => (isAbsolute(path) ? existsSync(path) : onPath(path, env));
+
+/** The server binaries of the backup's major version and pg_verifybackup must be on this host. */
+export function requireServerBinaries(major: number, env: NodeJS.ProcessEnv): void {
+  const configured = env['TIDEMARK_PG_BIN'];
+  const postgres = configured ? join(configured, 'postgres') : `/usr/lib/postgresql/${major}/bin/postgres`;
+  const missing = [postgres, pgToolPath('pg_verifybackup', env)].filter((path) => !found(path, env));
+  if (missing.length > 0) {
+    throw new TidemarkError(
+      'CONFIG_INVALID',
+      `verifying a base backup of PostgreSQL ${major} starts it on the verifier host, but ${missing.join(' and ')} ${missing.length > 1 ? 'are' : 'is'} missing; ` +
+        `install the postgresql-${major} server package there (or point TIDEMARK_PG_BIN at its bin directory)`,
+    );
+  }
+}
+
+/** When we are root the server runs as `osUser`, which must be able to reach the scratch directory. */
+async function requireTraversable(dir: string, osUser: string): Promise<void> {
+  const owner = await osUserIds(osUser);
+  if (owner === undefined) return;
+  for (let current = dir; ; current = dirname(current)) {
+    const info = await stat(current);
+    const reachable = info.uid === owner.uid ? (info.mode & 0o100) !== 0 : info.gid === owner.gid ? (info.mode & 0o010) !== 0 : (info.mode & 0o001) !== 0;
+    if (!reachable) {
+      throw new TidemarkError('CONFIG_INVALID', `the ${osUser} OS user cannot reach ${current} (mode ${(info.mode & 0o777).toString(8)}), so a base backup extracted below it cannot be started; make it traversable (chmod o+x) or set pg.workDir elsewhere`);
+    }
+    if (dirname(current) === current) return;
+  }
+}
+
+async function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Starts the extracted backup on a free port; another port when the chosen one was taken meanwhile. */
+async function startOnFreePort(dir: string, settings: PgBaseVerifySettings, user: string): Promise<BaseBackupServer> {
+  for (let attempt = 1; ; attempt += 1) {
+    const port = await freeLoopbackPort();
+    try {
+      return await startFromBaseBackup(dir, port, {
+        user,
+        osUser: settings.osUser,
+        timeoutMs: settings.recoveryTimeoutMs ?? 15 * 60_000,
+        ...(settings.env ? { env: settings.env } : {}),
+      });
+    } catch (error) {
+      const lostRace = error instanceof TidemarkError && /could not (bind|create listen socket)|address already in use/i.test(error.message);
+      if (!lostRace || attempt >= 3) throw error;
+    }
+  }
+}
+
+/** Errors reading the restored data: missing extension files are the host's fault, the rest the backup's. */
+function restoredReadError(error: unknown, major: number, database: string): TidemarkError {
+  if (error instanceof TidemarkError) return error;
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === '58P01' || code === '58P02') {
+    return new TidemarkError('CONFIG_INVALID', `reading ${database} in the restored base backup needs files missing on the verifier host (${message}); install the extensions the source uses for PostgreSQL ${major} (pgvector: postgresql-${major}-pgvector)`, { cause: error });
+  }
+  if (typeof code === 'string' && code.startsWith('XX')) {
+    return new TidemarkError('VERIFY_MISMATCH', `reading ${database} in the restored base backup failed: ${message}`, { cause: error });
+  }
+  return new TidemarkError('INTERNAL', `reading ${database} in the restored base backup failed: ${message}`, { cause: error });
+}
+
+/** Decodes, extracts, checks, starts and compares one base backup; the scratch directory is always removed. */
+export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseVerifySettings, deps: PgBaseVerifyDeps, progress: PgBaseVerifyProgress): Promise<VerificationCheck[]> {
+  const env = settings.env ?? process.env;
+  const facts = baseFactsOf(manifest);
+  const major = Math.floor(facts.serverVersionNum / 10_000);
+  requireServerBinaries(major, env);
+  const user = settings.user ?? 'postgres';
+  const scratchRoot = join(settings.workDir, 'verify');
+  const dir = join(scratchRoot, `${manifest.id}-${progress.suffix}`);
+  if (Buffer.byteLength(join(dir, '.s.PGSQL.65535')) > 107) {
+    throw new TidemarkError('CONFIG_INVALID', `the verifier's scratch directory ${dir} is too long for PostgreSQL's unix socket (107 bytes); set a shorter pg.workDir`);
+  }
+  // Directories we create must be traversable by the server's OS user; existing ones are checked.
+  await mkdir(scratchRoot, { recursive: true, mode: 0o711 });
+  await requireTraversable(scratchRoot, settings.osUser);
+
+  const checks: VerificationCheck[] = [];
+  const stored = await deps.store.openData(manifest);
+  const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, deps.keys);
+  let client: pg.Client | undefined;
+  let server: BaseBackupServer | undefined;
+  const shutdown = () => new TidemarkError('SHUTTING_DOWN', 'verification interrupted by shutdown');
+  const abort = () => {
+    decoded.destroy(shutdown());
+    void client?.end().catch(() => undefined);
+  };
+  progress.signal?.addEventListener('abort', abort, { once: true });
+  const heartbeat = setInterval(() => progress.working(), progress.heartbeatMs ?? 5_000);
+  try {
+    const extracted = await extractTar(decoded, dir);
+    checks.push({ name: 'extract', ok: true, actual: { files: extracted.files, bytes: extracted.bytes } });
+    // Throws INTEGRITY_CHECKSUM_MISMATCH when a file differs from PostgreSQL's backup_manifest.
+    await verifyBaseBackup(dir, env);
+    checks.push({ name: 'pg_verifybackup', ok: true, detail: 'every file matches the backup_manifest' });
+    if (progress.signal?.aborted) throw shutdown();
+
+    server = await startOnFreePort(dir, settings, user);
+    if (progress.signal?.aborted) throw shutdown();
+    const connect = async (database: string) => {
+      const opened = new pg.Client({ host: server!.socketDir, port: server!.port, user, database, connectionTimeoutMillis: 15_000 });
+      opened.on('error', () => undefined);
+      await opened.connect();
+      return opened;
+    };
+
+    client = await connect(facts.database?.database ?? 'template1');
+    const { rows } = await client.query<{ recovering: boolean; sysid: string; version: string; lsn: string }>(
+      `SELECT pg_is_in_recovery() AS recovering, (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
+              current_setting('server_version') AS version, pg_current_wal_lsn()::text AS lsn`,
+    );
+    const row = rows[0];
+    checks.push({ name: 'recovery:promoted', ok: row?.recovering === false, expected: false, actual: row?.recovering ?? null });
+    checks.push({ name: 'system-identifier', ok: row?.sysid === facts.systemIdentifier, expected: facts.systemIdentifier, actual: row?.sysid ?? null });
+    checks.push({ name: 'server-version', ok: row?.version === facts.serverVersion, expected: facts.serverVersion, actual: row?.version ?? null });
+    // Replay reached the backup's end: the promoted server writes past the stop LSN.
+    const reached = row !== undefined && parseLsn(row.lsn) >= parseLsn(facts.stopLsn);
+    checks.push({ name: 'wal:consistent', ok: reached, expected: `>= ${facts.stopLsn}`, actual: row?.lsn ?? null });
+
+    if (facts.database) {
+      const expected = facts.database;
+      try {
+        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY');
+        const probeK = probeKOf(expected);
+        const actual = await collectFacts(client, { tableChecksums: expected.tables.some((t) => t.checksum !== undefined), ...(probeK !== undefined ? { probeK } : {}) });
+        await client.query('ROLLBACK');
+        checks.push(...compareBaseFacts(expected, facts.changedTables ?? [], actual));
+      } catch (error) {
+        if (progress.signal?.aborted) throw shutdown();
+        throw restoredReadError(error, major, expected.database);
+      }
+    }
+    return checks;
+  } finally {
+    clearInterval(heartbeat);
+    progress.signal?.removeEventListener('abort', abort);
+    stored.destroy();
+    decoded.destroy();
+    await client?.end().catch(() => undefined);
+    await server?.stop().catch(() => undefined);
+    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 }).catch((error: unknown) => progress.onCleanupError?.(error, dir));
+  }
+}
