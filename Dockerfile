@@ -39,11 +39,18 @@ RUN npx tsc --build \
  && find libs services cli -name '*.tsbuildinfo' -delete
 
 FROM ${NODE_IMAGE} AS runtime
-# pg_dump/pg_restore 15 (bookworm ships PostgreSQL 15; its binaries live in /usr/lib/postgresql/15/bin).
-# tini reaps the pg_dump/pg_restore children and forwards SIGTERM for a clean shutdown.
+# PostgreSQL 15 from the PGDG repository: the client tools (pg_dump, pg_restore, pg_basebackup,
+# pg_receivewal, pg_verifybackup) and the server binaries with pgvector, which the verifier starts
+# base backups with and pg-agent runs point-in-time restores on. No cluster is created in the image.
+# tini reaps the tools' children and forwards SIGTERM for a clean shutdown.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends postgresql-client-15 tini ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && apt-get install -y --no-install-recommends postgresql-common ca-certificates tini \
+ && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
+ && mkdir -p /etc/postgresql-common/createcluster.d \
+ && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/tidemark.conf \
+ && apt-get install -y --no-install-recommends postgresql-15 postgresql-15-pgvector \
+ && rm -rf /var/lib/apt/lists/* \
+ && mkdir -p /var/lib/tidemark/pg && chown node:node /var/lib/tidemark/pg
 ENV NODE_ENV=production \
     TIDEMARK_PG_BIN=/usr/lib/postgresql/15/bin \
     TIDEMARK_CONFIG=/etc/tidemark/tidemark.yaml \

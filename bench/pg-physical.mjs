@@ -7,8 +7,9 @@
 //      (compress-type=zst, i.e. zstd, process-max=2, repository on the same filesystem);
 //   2. a restore to a promoted server: Tidemark's point-in-time restore to "latest" against
 //      `pgbackrest restore` plus starting PostgreSQL on it until it is promoted;
-//   3. pgbench TPS loss while a backup runs: Tidemark unthrottled and throttled
-//      (baseBackup.maxRateKbps + nice 19), pgBackRest for reference;
+//   3. pgbench TPS loss while a backup runs, against the seconds just before it in the same
+//      pgbench run: Tidemark unthrottled and throttled (baseBackup.maxRateKbps + nice 19),
+//      pgBackRest for reference;
 //   4. WAL lag (RPO) under pgbench load, from the wal.archived events;
 //   5. pg-agent's peak RSS over the whole run.
 // Both archivers run for the whole measured part, as they would in production: the pg-agent's
@@ -439,21 +440,31 @@ function startPgbench(seconds) {
   };
 }
 
-/** TPS while `work` runs (pgbench warmed up for 3 s first); resolves with the TPS and work's result. */
-async function tpsDuring(work) {
+/**
+ * TPS while `work` runs, and in the `referenceMs` just before it in the same pgbench run (after a
+ * 3 s warm-up). The loss is taken against that paired reference rather than one baseline for
+ * the whole run: on a shared machine the background load drifts between minutes.
+ */
+async function tpsDuring(work, referenceMs = 0) {
   const bench = startPgbench(3600);
   cleanups.push(() => bench.stop());
   try {
     await sleep(3000);
+    const referenceFrom = Date.now();
+    if (referenceMs > 0) await sleep(referenceMs);
     const from = Date.now();
     const result = await work();
     const to = Date.now();
     await sleep(1100); // the progress line of the last second
-    return { ...bench.tpsBetween(from, to), result };
+    const during = bench.tpsBetween(from, to);
+    const reference = referenceMs > 0 ? bench.tpsBetween(referenceFrom, from) : undefined;
+    const loss = reference ? (1 - during.tps / reference.tps) * 100 : undefined;
+    return { ...during, reference, loss, result };
   } finally {
     await bench.stop();
   }
 }
+const describeTps = (run) => `${run.tps.toFixed(0)} TPS over ${run.seconds} s against ${run.reference.tps.toFixed(0)} TPS in the ${run.reference.seconds} s before → loss ${run.loss.toFixed(1)} %`;
 
 // ---------------------------------------------------------------------------------------------
 // WAL lag
@@ -601,13 +612,14 @@ try {
       `time until pg_current_wal_lsn() was archived, worst of ${wal.samples} samples: ${(wal.worstMs / 1000).toFixed(2)} s` +
       (wal.uncovered > 0 ? ` (${wal.uncovered} samples not archived within the grace period)` : ''),
   );
-  const lossOf = (run) => ((1 - run.tps / baseline.tps) * 100).toFixed(1);
+  const lossOf = (run) => run.loss.toFixed(1);
+  const referenceMs = pgbenchSeconds * 1000;
 
   const lossLines = [];
   if (withTidemark) {
     await pg.query('CHECKPOINT');
-    const unthrottled = await tpsDuring(tidemarkBackup);
-    console.log(`tidemark base backup, unthrottled: ${unthrottled.tps.toFixed(0)} TPS over ${unthrottled.seconds} s (backup ${secs(unthrottled.result.ms)}) → loss ${lossOf(unthrottled)} %`);
+    const unthrottled = await tpsDuring(tidemarkBackup, referenceMs);
+    console.log(`tidemark base backup, unthrottled (${secs(unthrottled.result.ms)}): ${describeTps(unthrottled)}`);
 
     // A rate that stretches the backup to `slowdown` × its unthrottled time under this same load.
     const [{ size: clusterNow }] = await pg.query(`SELECT sum(pg_database_size(datname))::bigint AS size FROM pg_database`);
@@ -615,17 +627,17 @@ try {
     await stopAgent();
     await startAgent({ baseBackup: { maxRateKbps, nice: 19 } });
     await pg.query('CHECKPOINT');
-    const throttled = await tpsDuring(tidemarkBackup);
-    console.log(`tidemark base backup, throttled (maxRateKbps ${maxRateKbps} = ${(maxRateKbps / 1024).toFixed(1)} MiB/s, nice 19): ${throttled.tps.toFixed(0)} TPS over ${throttled.seconds} s (backup ${secs(throttled.result.ms)}) → loss ${lossOf(throttled)} %`);
+    const throttled = await tpsDuring(tidemarkBackup, referenceMs);
+    console.log(`tidemark base backup, throttled (maxRateKbps ${maxRateKbps} = ${(maxRateKbps / 1024).toFixed(1)} MiB/s, nice 19; ${secs(throttled.result.ms)}): ${describeTps(throttled)}`);
     lossLines.push(`tidemark unthrottled ${lossOf(unthrottled)} % (${secs(unthrottled.result.ms)})`, `tidemark throttled ${lossOf(throttled)} % (maxRateKbps ${maxRateKbps}, nice 19, ${secs(throttled.result.ms)})`);
   }
 
   await pg.query('CHECKPOINT');
-  const theirs = await tpsDuring(pgBackRestBackup);
-  console.log(`pgbackrest backup --type=full: ${theirs.tps.toFixed(0)} TPS over ${theirs.seconds} s (backup ${secs(theirs.result)}) → loss ${lossOf(theirs)} %`);
+  const theirs = await tpsDuring(pgBackRestBackup, referenceMs);
+  console.log(`pgbackrest backup --type=full (${secs(theirs.result)}): ${describeTps(theirs)}`);
 
   lossLines.push(`pgbackrest ${lossOf(theirs)} % (${secs(theirs.result)})`);
-  report(`pgbench baseline ${baseline.tps.toFixed(0)} TPS; loss during a backup: ${lossLines.join(', ')}`);
+  report(`pgbench baseline ${baseline.tps.toFixed(0)} TPS; loss during a backup (against the ${pgbenchSeconds} s just before it): ${lossLines.join(', ')}`);
   if (wal) report(`WAL lag (RPO) under pgbench: wal.archived lagSeconds max ${wal.maxLagSeconds.toFixed(2)} s, median ${wal.medianLagSeconds.toFixed(2)} s; worst time until the current WAL position was archived ${(wal.worstMs / 1000).toFixed(2)} s`);
 
   await stopAgent();

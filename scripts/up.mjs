@@ -162,6 +162,8 @@ sandbox:
     port: ${pgPort}
     user: postgres
     passwordFile: ./pg-password
+pg:
+  workDir: ./pg-work          # WAL spool, point-in-time restores, verifier scratch
 targets:
   - name: demo
     engine: pg
@@ -171,9 +173,14 @@ targets:
       user: postgres
       database: demo
       passwordFile: ./pg-password
+    wal:
+      enabled: true           # continuous WAL archiving: point-in-time recovery to any second
     schedules:
       - id: nightly
         cron: "0 2 * * *"
+      - id: nightly-base
+        cron: "30 2 * * *"
+        kind: base
 `);
   log(`wrote ${configPath}`);
 }
@@ -189,5 +196,7 @@ for (const s of services) {
 }
 log('ready. In another shell:');
 log('  npx tidemark backup pg demo --wait     # back up the demo database and prove it by restore');
+log('  npx tidemark backup pg demo --kind base --wait   # a physical base backup (WAL is archived continuously)');
+log('  npx tidemark restore pg demo --to latest --wait   # point-in-time restore into a new server');
 log('  npx tidemark status');
 log('Ctrl-C stops everything; state stays in ' + home);

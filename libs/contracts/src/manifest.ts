@@ -90,6 +90,18 @@ export const PipelineFacts = object({
 });
 export type PipelineFacts = Infer<typeof PipelineFacts>;
 
+/** The stored object a manifest commits. */
+export const StoredData = object({
+  key: string(),
+  /** Bytes as stored (after compression and encryption). */
+  storedBytes: number({ integer: true, min: 0 }),
+  /** Bytes the source produced, before compression. */
+  rawBytes: number({ integer: true, min: 0 }),
+  /** sha256 of the stored bytes. */
+  sha256: string({ pattern: /^[0-9a-f]{64}$/ }),
+});
+export type StoredData = Infer<typeof StoredData>;
+
 export const Manifest = object({
   manifestVersion: literal(MANIFEST_VERSION),
   id: string(),
@@ -105,15 +117,7 @@ export const Manifest = object({
   /** Engine-specific facts about the source at backup time (PgSourceFacts for pg). */
   source: record(unknownValue()),
   pipeline: PipelineFacts,
-  data: object({
-    key: string(),
-    /** Bytes as stored (after compression and encryption). */
-    storedBytes: number({ integer: true, min: 0 }),
-    /** Bytes the source produced, before compression. */
-    rawBytes: number({ integer: true, min: 0 }),
-    /** sha256 of the stored bytes. */
-    sha256: string({ pattern: /^[0-9a-f]{64}$/ }),
-  }),
+  data: StoredData,
   /** Whether the verifier is expected to prove this artifact. */
   verify: boolean(),
   /** Reserved: parent artifact for chains (incrementals, WAL) and consistency groups. */
@@ -142,12 +146,7 @@ export const WalFileManifest = object({
   archivedAt: isoDate(),
   agent: object({ id: string(), version: string() }),
   pipeline: PipelineFacts,
-  data: object({
-    key: string(),
-    storedBytes: number({ integer: true, min: 0 }),
-    rawBytes: number({ integer: true, min: 0 }),
-    sha256: string({ pattern: /^[0-9a-f]{64}$/ }),
-  }),
+  data: StoredData,
 });
 export type WalFileManifest = Infer<typeof WalFileManifest>;
 

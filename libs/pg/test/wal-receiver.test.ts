@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { chmod, chown, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTempDir, removeTempDir, startPostgres, type PostgresServer } from '@tidemark/testkit';
+import { makeTempDir, removeTempDir, startPostgres, type PostgresServer, processesMentioning } from '@tidemark/testkit';
 import {
   findGaps, formatLsn, formatSegmentName, historyFileName, isSegmentName, nextSegment, parseLsn, parseWalFileName,
   segmentNameForLsn, segmentStartLsn, timelinesWithoutHistory, WAL_SEGMENT_SIZE,
@@ -84,17 +84,6 @@ const isAlive = (pid: number) => {
     return false;
   }
 };
-
-/** Processes whose command line mentions `text` (to prove nothing was left behind). */
-async function processesMentioning(text: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes(text)) found.push(Number(entry));
-  }
-  return found;
-}
 
 describe('wal receiver (real postgresql)', () => {
   let server: PostgresServer;

@@ -3,12 +3,12 @@
 // (backup.failed, restore.failed, artifact.stored + backup.completed). Only the engine-specific
 // work stays in the agents.
 import {
-  ArtifactStored, BackupCompleted, BackupFailed, RestoreCompleted, RestoreFailed, RestoreStarted, SCHEMA_VERSION, parseCommandSubject, subjects, toErrorInfo, TidemarkError,
-  type ArtifactKind, type Engine, type ErrorInfo, type Manifest,
+  MANIFEST_VERSION, ArtifactStored, BackupCompleted, BackupFailed, RestoreCompleted, RestoreFailed, RestoreStarted, SCHEMA_VERSION, parseCommandSubject, subjects, toErrorInfo, TidemarkError,
+  type ArtifactKind, type Engine, type ErrorInfo, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import type { TidemarkConfig } from '@tidemark/config';
 import { artifactKeys, type ArtifactStore } from '@tidemark/storage';
-import type { KeyRing } from '@tidemark/pipeline';
+import type { EncodeSummary, KeyRing } from '@tidemark/pipeline';
 import { nakWithDelay, retryDelay, term, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
 
 /** The ports every agent's handlers work through; each agent adds its engine's port. */
@@ -136,6 +136,47 @@ export async function restoreFailed(error: unknown, failure: RestoreFailure, dep
     );
   }
   return termOrRetry(outcome, ctx, log, 'restore failed', failure.logFields);
+}
+
+/** What an agent knows once an artifact's bytes are stored: everything its manifest says. */
+export interface StoredArtifact {
+  readonly engine: Engine;
+  readonly target: string;
+  readonly artifactId: string;
+  readonly kind: ArtifactKind;
+  readonly format: string;
+  readonly requestId: string;
+  readonly startedAt: Date;
+  /** Engine-specific facts, already validated against their schema. */
+  readonly source: object;
+  readonly summary: EncodeSummary;
+  readonly dataKey: string;
+  readonly verify: boolean;
+  readonly parentId?: string | undefined;
+  readonly message: Pick<RequestBackup, 'groupId' | 'reason'>;
+}
+
+/** The manifest that commits a stored artifact (finished now, by this agent). */
+export function manifestOf(stored: StoredArtifact, deps: Pick<AgentBaseDeps, 'agent' | 'clock'>): Manifest {
+  return {
+    manifestVersion: MANIFEST_VERSION,
+    id: stored.artifactId,
+    engine: stored.engine,
+    target: stored.target,
+    kind: stored.kind,
+    format: stored.format,
+    requestId: stored.requestId,
+    createdAt: stored.startedAt.toISOString(),
+    finishedAt: deps.clock().toISOString(),
+    agent: { id: deps.agent.id, version: deps.agent.version },
+    source: stored.source as Record<string, unknown>,
+    pipeline: stored.summary.pipeline,
+    data: { key: stored.dataKey, storedBytes: stored.summary.storedBytes, rawBytes: stored.summary.rawBytes, sha256: stored.summary.sha256 },
+    verify: stored.verify,
+    ...(stored.parentId ? { parentId: stored.parentId } : {}),
+    ...(stored.message.groupId ? { groupId: stored.message.groupId } : {}),
+    ...(stored.message.reason ? { reason: stored.message.reason } : {}),
+  };
 }
 
 /** artifact.stored then backup.completed; msg ids make a repeat a no-op for the stream. */

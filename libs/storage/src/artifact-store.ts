@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { Manifest, SchemaError, TidemarkError, VerificationRecord, type Engine, type Schema } from '@tidemark/contracts';
+import { Manifest, TidemarkError, VerificationRecord, type Engine } from '@tidemark/contracts';
 import type { ObjectInfo, StorageBackend } from './backend.js';
+import { readDocument, validate } from './documents.js';
 import { ARTIFACT_ROOTS, MANIFEST_FILE, VERIFICATION_FILE, artifactKeys, parseArtifactKey } from './keys.js';
 
 export interface OrphanSweepResult {
@@ -11,8 +12,6 @@ export interface OrphanSweepResult {
   readonly kept: readonly string[];
 }
 
-/** Manifests and verification records are small JSON documents; a larger one is not ours. */
-const MAX_DOCUMENT_BYTES = 16 * 1024 * 1024;
 
 const keysOf = (manifest: Manifest) => artifactKeys(manifest.engine, manifest.target, manifest.id);
 
@@ -39,7 +38,7 @@ export class ArtifactStore {
 
   /** The committed manifest, or undefined when the artifact is not committed. Invalid JSON → INTEGRITY_FORMAT. */
   async readManifest(engine: Engine, target: string, artifactId: string): Promise<Manifest | undefined> {
-    return this.readDocument(Manifest, artifactKeys(engine, target, artifactId).manifest);
+    return readDocument(this.backend, Manifest, artifactKeys(engine, target, artifactId).manifest);
   }
 
   /** All committed manifests, optionally of one engine/target, newest first. Skips (and reports via onInvalid) unreadable ones. */
@@ -51,7 +50,7 @@ export class ArtifactStore {
       if (parts?.name !== MANIFEST_FILE) continue;
       if (filter.target !== undefined && parts.target !== filter.target) continue;
       try {
-        const manifest = await this.readDocument(Manifest, object.key);
+        const manifest = await readDocument(this.backend, Manifest, object.key);
         if (manifest === undefined) continue; // removed while we listed
         if (manifest.id !== parts.artifactId || manifest.engine !== parts.engine || manifest.target !== parts.target) {
           throw new TidemarkError('INTEGRITY_FORMAT', `manifest ${object.key} names artifact ${manifest.engine}/${manifest.target}/${manifest.id}, not the one its key says`);
@@ -75,7 +74,7 @@ export class ArtifactStore {
   }
 
   async readVerification(manifest: Manifest): Promise<VerificationRecord | undefined> {
-    return this.readDocument(VerificationRecord, keysOf(manifest).verification);
+    return readDocument(this.backend, VerificationRecord, keysOf(manifest).verification);
   }
 
   /** Removes an artifact: manifest first (it becomes invisible at once), then everything else under its prefix. */
@@ -132,59 +131,15 @@ export class ArtifactStore {
   /** A manifest by key: the manifest, undefined when missing, 'unreadable' when present but invalid. */
   private async readManifestAt(key: string): Promise<Manifest | 'unreadable' | undefined> {
     try {
-      return await this.readDocument(Manifest, key);
+      return await readDocument(this.backend, Manifest, key);
     } catch (error) {
       if (error instanceof TidemarkError && error.code === 'INTEGRITY_FORMAT') return 'unreadable';
       throw error;
     }
   }
 
-  private async readDocument<T>(schema: Schema<T>, key: string): Promise<T | undefined> {
-    let stream: Readable;
-    try {
-      stream = await this.backend.open(key);
-    } catch (error) {
-      if (error instanceof TidemarkError && error.code === 'STORAGE_NOT_FOUND') return undefined;
-      throw error;
-    }
-    let text: string;
-    try {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of stream) {
-        size += (chunk as Buffer).length;
-        if (size > MAX_DOCUMENT_BYTES) {
-          throw new TidemarkError('INTEGRITY_FORMAT', `${key} is larger than ${MAX_DOCUMENT_BYTES} bytes, too large for a JSON document; inspect or remove the object`);
-        }
-        chunks.push(chunk as Buffer);
-      }
-      text = Buffer.concat(chunks).toString('utf8');
-    } finally {
-      stream.destroy();
-    }
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch (error) {
-      throw new TidemarkError('INTEGRITY_FORMAT', `${key} is not valid JSON; inspect or remove the object`, { cause: error });
-    }
-    try {
-      return schema.parse(json);
-    } catch (error) {
-      if (error instanceof SchemaError) throw new TidemarkError('INTEGRITY_FORMAT', `${key} is not a valid document: ${error.message}`, { cause: error });
-      throw error;
-    }
-  }
 }
 
-function validate<T>(schema: Schema<T>, value: unknown, what: string): T {
-  try {
-    return schema.parse(value);
-  } catch (error) {
-    if (error instanceof SchemaError) throw new TidemarkError('INTEGRITY_FORMAT', `${what} is invalid: ${error.message}; fix the producer`, { cause: error });
-    throw error;
-  }
-}
 
 /** createdAt descending, then id descending (ids sort by time too). */
 function newestFirst(a: Manifest, b: Manifest): number {

@@ -11,10 +11,10 @@
 // back without any other state: the bucket is the truth.
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { SchemaError, TidemarkError, WalFileManifest } from '@tidemark/contracts';
+import { TidemarkError, WalFileManifest } from '@tidemark/contracts';
 import type { StorageBackend } from './backend.js';
 import { MANIFEST_FILE } from './keys.js';
-import { readAll } from './streams.js';
+import { readDocument, validate } from './documents.js';
 
 export const WAL_ROOT = 'wal/';
 
@@ -92,13 +92,7 @@ export class WalArchive {
    * same file (a partial's previous version, or a killed attempt's leftovers).
    */
   async commit(manifest: WalFileManifest): Promise<void> {
-    let valid: WalFileManifest;
-    try {
-      valid = WalFileManifest.parse(manifest);
-    } catch (error) {
-      if (error instanceof SchemaError) throw new TidemarkError('INTEGRITY_FORMAT', `WAL manifest of ${manifest.file} is invalid: ${error.message}; fix the producer`, { cause: error });
-      throw error;
-    }
+    const valid = validate(WalFileManifest, manifest, `WAL manifest of ${manifest.file}`);
     const keys = walFileKeys(valid.target, valid.systemIdentifier, valid.file);
     // Readers (restore_command, the gap detector) trust the kind and timeline: they must agree with the name.
     const kindOfName = valid.file.endsWith('.partial') ? 'partial' : valid.file.endsWith('.history') ? 'history' : 'segment';
@@ -116,20 +110,7 @@ export class WalArchive {
 
   /** The committed manifest of one file, or undefined. An unreadable manifest is INTEGRITY_FORMAT. */
   async readManifest(target: string, systemIdentifier: string, file: string): Promise<WalFileManifest | undefined> {
-    const key = walFileKeys(target, systemIdentifier, file).manifest;
-    let stream: Readable;
-    try {
-      stream = await this.backend.open(key);
-    } catch (error) {
-      if (error instanceof TidemarkError && error.code === 'STORAGE_NOT_FOUND') return undefined;
-      throw error;
-    }
-    const text = (await readAll(stream)).toString('utf8');
-    try {
-      return WalFileManifest.parse(JSON.parse(text));
-    } catch (error) {
-      throw new TidemarkError('INTEGRITY_FORMAT', `${key} is not a valid WAL manifest: ${(error as Error).message}; inspect or remove it`, { cause: error });
-    }
+    return readDocument(this.backend, WalFileManifest, walFileKeys(target, systemIdentifier, file).manifest);
   }
 
   openData(manifest: WalFileManifest): Promise<Readable> {

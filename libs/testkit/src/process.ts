@@ -3,6 +3,7 @@
 // explain a failed start, so a chatty server never grows the test's memory.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
+import { readdir, readFile } from 'node:fs/promises';
 
 export interface ProcessExit {
   readonly code: number | null;
@@ -255,4 +256,15 @@ export async function waitForPort(
   }
   const output = options.process ? `; its output:\n${options.process.recentOutput()}` : '';
   throw new Error(`nothing listened on ${host}:${port} within ${timeoutMs} ms${output}`);
+}
+
+/** Processes whose command line mentions `text` (to prove a test left nothing behind). */
+export async function processesMentioning(text: string): Promise<number[]> {
+  const found: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(text)) found.push(Number(entry));
+  }
+  return found;
 }

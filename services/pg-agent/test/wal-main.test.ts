@@ -3,12 +3,12 @@
 // check per target, an unreachable target that does not stop the agent, and a SIGTERM that
 // stops pg_receivewal cleanly.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode } from '@tidemark/contracts';
-import { freePort, makeTempDir, removeTempDir, startNats, startPostgres, type NatsTestServer, type PostgresServer } from '@tidemark/testkit';
+import { freePort, makeTempDir, removeTempDir, startNats, startPostgres, type NatsTestServer, type PostgresServer, processesMentioning } from '@tidemark/testkit';
 
 const MAIN = resolve(import.meta.dirname, '../dist/main.js');
 
@@ -20,16 +20,6 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-}
-
-async function processesMentioning(text: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes(text)) found.push(Number(entry));
-  }
-  return found;
 }
 
 describe('pg-agent main: wal archiving wiring', () => {

@@ -12,8 +12,7 @@ import { findGaps, isSegmentName, parseLsn, RECEIVER_PID_FILE, startWalReceiver,
 import { decodeStream, keyRingOf } from '@tidemark/pipeline';
 import { createFsBackend, createS3Backend, WalArchive, type StorageBackend } from '@tidemark/storage';
 import {
-  makeTempDir, recordingPublisher, removeTempDir, startPostgres, startS3, type PostgresServer, type RecordingPublisher, type S3Endpoint,
-} from '@tidemark/testkit';
+  makeTempDir, recordingPublisher, removeTempDir, startPostgres, startS3, type PostgresServer, type RecordingPublisher, type S3Endpoint, processesMentioning } from '@tidemark/testkit';
 import { WalArchiver, type WalArchiverOptions } from '../src/wal/archiver.js';
 import { pgWalPrimary } from '../src/wal/primary.js';
 
@@ -28,16 +27,6 @@ async function waitFor(what: string, condition: () => boolean | Promise<boolean>
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
-}
-
-async function processesMentioning(text: string): Promise<number[]> {
-  const found: number[] = [];
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes(text)) found.push(Number(entry));
-  }
-  return found;
 }
 
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');

@@ -2,10 +2,10 @@
 // streamed through the pipeline into storage, then committed by its manifest. The tool's session
 // says what the source was; this file owns progress, storage, the manifest and the clean-up.
 import type { Readable } from 'node:stream';
-import { MANIFEST_VERSION, TidemarkError, type ArtifactKind, type Manifest, type RequestBackup } from '@tidemark/contracts';
+import { TidemarkError, type ArtifactKind, type Manifest, type RequestBackup } from '@tidemark/contracts';
 import type { effectiveTarget, Target } from '@tidemark/config';
 import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
-import { settleAll, type AgentContext as Context } from '@tidemark/service';
+import { manifestOf, settleAll, type AgentContext as Context } from '@tidemark/service';
 import type { AgentDeps } from './common.js';
 
 /** A running backup tool, as storeArtifact needs it. */
@@ -64,24 +64,13 @@ export async function storeArtifact(target: Target, plan: ArtifactPlan, source: 
       source.facts,
       source.finished,
     ] as const);
-    const manifest: Manifest = {
-      manifestVersion: MANIFEST_VERSION,
-      id: plan.artifactId,
-      engine: 'pg',
-      target: target.name,
-      kind: plan.kind,
-      format: plan.format,
-      requestId: plan.requestId,
-      createdAt: plan.startedAt.toISOString(),
-      finishedAt: deps.clock().toISOString(),
-      agent: { id: deps.agent.id, version: deps.agent.version },
-      source: facts,
-      pipeline: summary.pipeline,
-      data: { key: saved.key, storedBytes: summary.storedBytes, rawBytes: summary.rawBytes, sha256: summary.sha256 },
-      verify: plan.message.verify ?? plan.settings.verify,
-      ...(plan.message.groupId ? { groupId: plan.message.groupId } : {}),
-      ...(plan.message.reason ? { reason: plan.message.reason } : {}),
-    };
+    const manifest = manifestOf(
+      {
+        engine: 'pg', target: target.name, artifactId: plan.artifactId, kind: plan.kind, format: plan.format, requestId: plan.requestId,
+        startedAt: plan.startedAt, source: facts, summary, dataKey: saved.key, verify: plan.message.verify ?? plan.settings.verify, message: plan.message,
+      },
+      deps,
+    );
     await deps.store.commit(manifest);
     return manifest;
   } catch (error) {

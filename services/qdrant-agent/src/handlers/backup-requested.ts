@@ -10,7 +10,7 @@
 //                one, a full export is made instead (kind "export")
 import type { Readable } from 'node:stream';
 import {
-  BackupStarted, MANIFEST_VERSION, QdrantSourceFacts, TidemarkError, subjects, type ArtifactKind, type Manifest, type RequestBackup,
+  BackupStarted, QdrantSourceFacts, TidemarkError, subjects, type ArtifactKind, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
@@ -21,7 +21,7 @@ import {
   SNAPSHOT_FORMAT, type ExportStream, type QdrantPort,
 } from '@tidemark/qdrant';
 import {
-  announceArtifact, backupFailed, eventScope, publishBackupFailed, requestIdOf, retryDelayMs, settleAll, targetOfSubject,
+  announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, retryDelayMs, settleAll, targetOfSubject,
 } from '@tidemark/service';
 import { openDecoded, qdrantFactsOf, whileWorking, type AgentDeps, type Context } from './common.js';
 
@@ -206,31 +206,20 @@ async function storeEncoded(source: Readable, plan: StorePlan, deps: BackupDeps)
   }
 }
 
-function manifestOf(
+function qdrantManifest(
   plan: StorePlan & { readonly kind: ArtifactKind; readonly format: string; readonly parentId?: string | undefined },
   source: QdrantSourceFacts,
   stored: Awaited<ReturnType<typeof storeEncoded>>,
   deps: BackupDeps,
 ): Manifest {
-  return {
-    manifestVersion: MANIFEST_VERSION,
-    id: plan.artifactId,
-    engine: 'qdrant',
-    target: plan.targetName,
-    kind: plan.kind,
-    format: plan.format,
-    requestId: plan.requestId,
-    createdAt: plan.startedAt.toISOString(),
-    finishedAt: deps.clock().toISOString(),
-    agent: { id: deps.agent.id, version: deps.agent.version },
-    source: QdrantSourceFacts.parse(source, 'source') as unknown as Record<string, unknown>,
-    pipeline: stored.summary.pipeline,
-    data: { key: stored.saved.key, storedBytes: stored.summary.storedBytes, rawBytes: stored.summary.rawBytes, sha256: stored.summary.sha256 },
-    verify: plan.message.verify ?? plan.settings.verify,
-    ...(plan.parentId ? { parentId: plan.parentId } : {}),
-    ...(plan.message.groupId ? { groupId: plan.message.groupId } : {}),
-    ...(plan.message.reason ? { reason: plan.message.reason } : {}),
-  };
+  return manifestOf(
+    {
+      engine: 'qdrant', target: plan.targetName, artifactId: plan.artifactId, kind: plan.kind, format: plan.format, requestId: plan.requestId,
+      startedAt: plan.startedAt, source: QdrantSourceFacts.parse(source, 'source'), summary: stored.summary, dataKey: stored.saved.key,
+      verify: plan.message.verify ?? plan.settings.verify, parentId: plan.parentId, message: plan.message,
+    },
+    deps,
+  );
 }
 
 async function snapshotAndStore(collection: string, plan: StorePlan, deps: BackupDeps, ctx: Context): Promise<Manifest> {
@@ -246,7 +235,7 @@ async function snapshotAndStore(collection: string, plan: StorePlan, deps: Backu
     ...facts,
     snapshot: { name: outcome.snapshot.name, qdrantSha256: outcome.qdrantSha256, sha256: outcome.sha256, bytes: outcome.bytes },
   };
-  const manifest = manifestOf({ ...plan, kind: 'snapshot', format: SNAPSHOT_FORMAT }, source, outcome.stored, deps);
+  const manifest = qdrantManifest({ ...plan, kind: 'snapshot', format: SNAPSHOT_FORMAT }, source, outcome.stored, deps);
   await deps.store.commit(manifest);
   return manifest;
 }
@@ -277,7 +266,7 @@ async function exportAndStore(collection: string, plan: StorePlan & { readonly p
       ...(field === undefined ? {} : { incremental: { field, ...(parentHighWater === undefined ? {} : { parentHighWater }), ...(trailer.highWater === undefined ? {} : { highWater: trailer.highWater }) } }),
     };
     const kind: ArtifactKind = plan.parent ? 'incremental' : 'export';
-    const manifest = manifestOf({ ...plan, kind, format: EXPORT_FORMAT, parentId: plan.parent?.id }, source, stored, deps);
+    const manifest = qdrantManifest({ ...plan, kind, format: EXPORT_FORMAT, parentId: plan.parent?.id }, source, stored, deps);
     await deps.store.commit(manifest);
     return manifest;
   } finally {
