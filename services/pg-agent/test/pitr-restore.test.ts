@@ -101,11 +101,21 @@ describe('point-in-time restore (real PostgreSQL, fs storage)', () => {
     expect(await livePostmaster(dir)).toBeGreaterThan(0);
   });
 
-  it('restores to latest: the t3 row too', async () => {
-    const { publisher } = await restore('pitr-latest', { pointInTime: { latest: true } });
+  it('restores to latest: the t3 row too; a redelivery of the finished command only announces it again', async () => {
+    const ctx = restoreContext();
+    const { publisher } = await restore('pitr-latest', { pointInTime: { latest: true } }, ctx);
     const event = completedEvent(publisher);
     expect(await labelsAt(event.port!, source)).toEqual(['t1', 't2', 't3']);
     rtos['latest'] = event.rto;
+
+    // The agent died after publishing restore.completed but before acking: the same delivery comes back.
+    const pid = await livePostmaster(event.dataDirectory!);
+    const again = await restore('pitr-latest', { pointInTime: { latest: true } }, { ...ctx, attempt: 2 });
+    expect(again.outcome).toEqual({ type: 'ack' });
+    expect(again.publisher.subjects()).toEqual(['restore.completed.pg.main']);
+    expect(completedEvent(again.publisher)).toEqual(event);
+    expect(await livePostmaster(event.dataDirectory!)).toBe(pid);
+    expect(await labelsAt(event.port!, source)).toEqual(['t1', 't2', 't3']);
   });
 
   it('restores to an LSN over an existing directory on a given port, keeping the old one aside', async () => {

@@ -21,6 +21,24 @@ import type { Logger } from '@tidemark/runtime';
 
 /** Written into the directory while a restore runs; names the request that owns it. */
 export const RESTORE_MARKER = 'tidemark-restore-in-progress.json';
+/**
+ * Written when a restore completed: the restore.completed event it published. A redelivery of the
+ * same command (the agent died between publishing and acking) finds it and only announces it
+ * again, instead of wiping a server someone may already be using.
+ */
+export const RESTORE_RECORD = 'tidemark-restore.json';
+
+/** The completion record of `requestId` in `dir`, if that restore completed there. */
+export async function readCompletedRestore(dir: string, requestId: string): Promise<Record<string, unknown> | undefined> {
+  const text = await readFile(join(resolve(dir), RESTORE_RECORD), 'utf8').catch(() => undefined);
+  if (text === undefined) return undefined;
+  try {
+    const record = JSON.parse(text) as { requestId?: unknown };
+    return record.requestId === requestId ? (record as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface ClaimOptions {
   readonly dir: string;
@@ -39,8 +57,8 @@ export interface ClaimedDirectory {
   readonly dir: string;
   /** Where the overwritten directory was moved, when one was. */
   readonly previousKeptAs: string | undefined;
-  /** After success: the marker goes, everything stays. */
-  complete(): Promise<void>;
+  /** After success: the in-progress marker is replaced by the completion record; everything stays. */
+  complete(record: { readonly requestId: string }): Promise<void>;
   /** After failure (the server must be stopped first): our directory goes, the original comes back. */
   rollback(): Promise<void>;
 }
@@ -144,7 +162,8 @@ export async function claimDataDirectory(options: ClaimOptions): Promise<Claimed
   return {
     dir,
     previousKeptAs,
-    async complete() {
+    async complete(record) {
+      await writeFile(join(dir, RESTORE_RECORD), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
       await rm(join(dir, RESTORE_MARKER), { force: true });
     },
     async rollback() {

@@ -11,7 +11,7 @@ import { createServer } from 'node:net';
 import { chown, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
-  RestoreCompleted, TidemarkError, recoveryTargetOf, subjects, type RequestRestore,
+  RestoreCompleted, TidemarkError, parseMessage, recoveryTargetOf, subjects, type RequestRestore,
 } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
 import { WalArchive } from '@tidemark/storage';
@@ -26,7 +26,7 @@ import {
 } from '@tidemark/service';
 import type { AgentDeps } from '../handlers/common.js';
 import { chooseBaseBackup } from './choose-base-backup.js';
-import { assertReachable, claimDataDirectory, type ClaimedDirectory } from './data-directory.js';
+import { assertReachable, claimDataDirectory, readCompletedRestore, type ClaimedDirectory } from './data-directory.js';
 import { WAL_FETCH_SCRIPT, segmentEndingAt, startWalServer, walFetchCommand, type WalServer } from './wal-server.js';
 
 /** The restored server listens here (a later setting may widen it; the source's config is kept as *.source). */
@@ -59,6 +59,11 @@ async function assertPortFree(host: string, port: number): Promise<void> {
   });
 }
 
+/** restore.completed, once per request (the msg id makes a repeat a no-op for the stream). */
+async function publishCompleted(completed: RestoreCompleted, deps: Pick<AgentDeps, 'publisher'>): Promise<void> {
+  await deps.publisher.publish(subjects.restoreCompleted('pg', completed.target), RestoreCompleted, completed, `restore-completed:${completed.requestId}`);
+}
+
 /** Why recovery ended without promotion: the WAL server's failure first, then what the log says. */
 function explainFailure(walServer: WalServer, dir: string) {
   return (log: RecoveryLog, tail: string): TidemarkError => {
@@ -88,6 +93,20 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     return failed(error);
   }
 
+  const stamp = compactTimestamp(ctx.storedAt);
+  const dir = resolve(message.intoDirectory ?? join(deps.config.pg.workDir, 'restores', `${run.target}-${stamp}`));
+  dataDirectory = dir;
+  try {
+    const done = await readCompletedRestore(dir, run.requestId);
+    if (done !== undefined) {
+      log.info({ dataDirectory: dir }, 'this restore already completed; announcing it again');
+      await publishCompleted(parseMessage(RestoreCompleted, done), deps);
+      return ack();
+    }
+  } catch (error) {
+    return failed(error);
+  }
+
   const startedAt = deps.clock();
   const started = Date.now();
   const heartbeat = setInterval(() => ctx.working(), HEARTBEAT_MS);
@@ -103,9 +122,6 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     await assertReachable(WAL_FETCH_SCRIPT, owner, `the WAL fetch script ${WAL_FETCH_SCRIPT}`);
     await assertReachable(process.execPath, owner, `the node binary ${process.execPath}`);
 
-    const stamp = compactTimestamp(ctx.storedAt);
-    const dir = resolve(message.intoDirectory ?? join(deps.config.pg.workDir, 'restores', `${run.target}-${stamp}`));
-    dataDirectory = dir;
     claimed = await claimDataDirectory({ dir, named: message.intoDirectory !== undefined, overwrite: message.overwrite, stamp, requestId: run.requestId, owner, logger: log });
     let port = message.intoPort ?? (await freePort(LISTEN_ADDRESS));
     if (message.intoPort !== undefined) await assertPortFree(LISTEN_ADDRESS, port);
@@ -173,30 +189,26 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     await detachRestoreCommand(dir, port, result.facts.superuser);
     await rm(sourceFile, { force: true });
     await walServer.close();
-    await claimed.complete();
 
-    await deps.publisher.publish(
-      subjects.restoreCompleted('pg', run.target),
-      RestoreCompleted,
-      {
-        ...eventScope('pg', run.target, run.requestId),
-        occurredAt: deps.clock().toISOString(),
-        artifactId: manifest.id,
-        database: dir,
-        durationMs: Math.max(0, Date.now() - started),
-        ...(claimed.previousKeptAs ? { previousDatabaseKeptAs: claimed.previousKeptAs } : {}),
-        dataDirectory: dir,
-        port,
-        recoveredTo: {
-          timeline: result.facts.timeline,
-          lsn: promoted.log.redoDoneLsn ?? result.facts.currentLsn,
-          ...(promoted.log.lastTransactionAt ? { lastTransactionAt: promoted.log.lastTransactionAt } : {}),
-        },
-        rto,
-        checks: result.checks,
+    const completed: RestoreCompleted = {
+      ...eventScope('pg', run.target, run.requestId),
+      occurredAt: deps.clock().toISOString(),
+      artifactId: manifest.id,
+      database: dir,
+      durationMs: Math.max(0, Date.now() - started),
+      ...(claimed.previousKeptAs ? { previousDatabaseKeptAs: claimed.previousKeptAs } : {}),
+      dataDirectory: dir,
+      port,
+      recoveredTo: {
+        timeline: result.facts.timeline,
+        lsn: promoted.log.redoDoneLsn ?? result.facts.currentLsn,
+        ...(promoted.log.lastTransactionAt ? { lastTransactionAt: promoted.log.lastTransactionAt } : {}),
       },
-      `restore-completed:${run.requestId}`,
-    );
+      rto,
+      checks: result.checks,
+    };
+    await claimed.complete(completed);
+    await publishCompleted(completed, deps);
     log.info({ artifactId, dataDirectory: dir, port, timeline: result.facts.timeline }, 'point-in-time restore completed; the server keeps running');
     return ack();
   } catch (error) {
