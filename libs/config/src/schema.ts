@@ -80,6 +80,14 @@ export const BaseBackupSettings = object(
     /** Compress on the server (pg_basebackup --compress=server-zstd:workers=N) before the network. */
     serverCompression: withDefault(oneOf(['none', 'zstd'] as const), 'none'),
     serverCompressionWorkers: optional(number({ integer: true, min: 1, max: 64 })),
+    /** The starting checkpoint: fast (at once), or spread (gentler; the default when maxRateKbps is set). */
+    checkpoint: optional(oneOf(['fast', 'spread'] as const)),
+    /**
+     * Per-table checksums of the target's database with each base backup (a second full read of the
+     * data on production, while the backup runs). Off by default: pg_verifybackup already proves every
+     * file byte-identical to what the server sent, and row counts and kNN probes are still compared.
+     */
+    tableChecksums: withDefault(boolean(), false),
   },
   { strict: true },
 );

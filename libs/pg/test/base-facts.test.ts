@@ -12,7 +12,7 @@ const PASSWORD_ENV = 'TM_TEST_PG_PASSWORD';
 describe('base backup arguments', () => {
   it('passes the rate limit to pg_basebackup in kB/s and streams one tar with WAL and manifest', () => {
     const args = baseBackupArgs({ label: 'l', maxRateKbps: 2048 });
-    expect(args).toEqual(expect.arrayContaining(['-D', '-', '-Ft', '-X', 'fetch', '--max-rate=2048k', '--label=l', '--manifest-checksums=SHA256']));
+    expect(args).toEqual(expect.arrayContaining(['-D', '-', '-Ft', '-X', 'fetch', '--max-rate=2048k', '--label=l', '--manifest-checksums=CRC32C', '--checkpoint=spread']));
     expect(baseBackupArgs({ label: 'l' }).some((a) => a.startsWith('--max-rate'))).toBe(false);
     expect(baseBackupArgs({ label: 'l', serverCompression: 'none' }).some((a) => a.startsWith('--compress'))).toBe(false);
   });

@@ -28,7 +28,8 @@ type PipelineStep = NodeJS.ReadableStream | NodeJS.WritableStream | NodeJS.ReadW
  * pg_restore) never sees a clean end of unverified data.
  */
 export function decodeStream(stored: Readable, expect: DecodeExpectations, keys: KeyRing): Readable {
-  const output = new PassThrough();
+  // A few MiB of decoded bytes buffered ahead let decoding overlap the consumer's writes (restores extract to disk).
+  const output = new PassThrough({ highWaterMark: 4 * 1024 * 1024 });
   const input = meter({ hash: true });
   const classify = (error: unknown): unknown => {
     if (input.finished() && input.bytes() < expect.storedBytes) return truncated(input, expect);

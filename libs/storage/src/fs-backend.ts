@@ -95,7 +95,7 @@ export async function createFsBackend(config: FsBackendConfig): Promise<StorageB
       return emptyStream();
     }
     const end = range?.length === undefined ? undefined : start + range.length - 1;
-    return file.createReadStream({ start, ...(end === undefined ? {} : { end }) });
+    return file.createReadStream({ highWaterMark: 1024 * 1024, start, ...(end === undefined ? {} : { end }) });
   }
 
   async function stat_(key: string): Promise<ObjectInfo> {

@@ -70,7 +70,7 @@ ${targets}`;
   let manifest: Manifest;
 
   it('stores a committed base backup whose facts describe the source', async () => {
-    const deps = depsFor(configYaml(target('main', server.user, ', baseBackup: { maxRateKbps: 1048576, nice: 5 }')));
+    const deps = depsFor(configYaml(target('main', server.user, ', baseBackup: { maxRateKbps: 1048576, nice: 5, checkpoint: fast, tableChecksums: true }')));
     const ctx = testContext();
     const before = new Date();
     const outcome = await handleBackupRequested(RequestBackup.parse({ requestId: 'base-1', kind: 'base' }), deps, ctx);

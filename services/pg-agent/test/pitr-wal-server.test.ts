@@ -45,11 +45,11 @@ describe('WAL server and the restore_command script', () => {
   let sourceFile: string;
   const contents = new Map<string, Buffer>();
 
-  async function put(file: string, bytes: Buffer, ring: KeyRing = keys): Promise<WalFileManifest> {
+  async function put(file: string, bytes: Buffer, ring: KeyRing = keys, target = 'main'): Promise<WalFileManifest> {
     const encoded = encodeStream(Readable.from([bytes]), { compression: 'gzip', ...(ring.current ? { key: ring.current } : {}) });
-    const [saved, summary] = await Promise.all([archive.saveData('main', SYSID, file, encoded.output as Readable), encoded.summary]);
+    const [saved, summary] = await Promise.all([archive.saveData(target, SYSID, file, encoded.output as Readable), encoded.summary]);
     const manifest: WalFileManifest = {
-      manifestVersion: MANIFEST_VERSION, engine: 'pg', target: 'main', systemIdentifier: SYSID, file,
+      manifestVersion: MANIFEST_VERSION, engine: 'pg', target, systemIdentifier: SYSID, file,
       fileKind: file.endsWith('.partial') ? 'partial' : file.endsWith('.history') ? 'history' : 'segment',
       timeline: parseInt(file.slice(0, 8), 16), archivedAt: new Date().toISOString(), agent: { id: 't', version: '0' }, pipeline: summary.pipeline,
       data: { key: saved.key, storedBytes: summary.storedBytes, rawBytes: summary.rawBytes, sha256: summary.sha256 },
@@ -162,5 +162,48 @@ describe('WAL server and the restore_command script', () => {
     const result = await fetch('000000010000000000000003', walFetchCommand(url));
     expect(result.code).toBe(200);
     expect(result.stderr).toBe('tidemark-wal-fetch: 000000010000000000000003: the pg-agent serving this restore is gone (connection refused); the restore cannot continue\n');
+  });
+
+  it('serves the newest segment while the archiver replaces its partial: never a 404 or a failure for a file that exists', async () => {
+    const target = 'racing';
+    const closed = '000000010000000000000011';
+    const open = '000000010000000000000012';
+    await put(`${closed}.partial`, Buffer.alloc(30_000, 0x11), keys, target);
+    await put(`${open}.partial`, Buffer.alloc(10_000, 0x12), keys, target);
+    // The archiver's moves, run at the worst moments: the segment is committed (then its partial
+    // removed) between the server's read of the segment and of the partial; the open segment's
+    // partial is uploaded again (the old data object removed) between its manifest read and the open.
+    const racing = Object.create(archive) as WalArchive;
+    let closeSegment = true;
+    racing.readManifest = async (t, sysid, file) => {
+      if (closeSegment && file === `${closed}.partial`) {
+        closeSegment = false;
+        await put(closed, segmentBytes(0x11), keys, target);
+        await archive.remove(target, SYSID, `${closed}.partial`);
+      }
+      return archive.readManifest(t, sysid, file);
+    };
+    let growPartial = true;
+    racing.openData = async (manifest) => {
+      if (growPartial && manifest.file === `${open}.partial`) {
+        growPartial = false;
+        await put(`${open}.partial`, Buffer.alloc(20_000, 0x12), keys, target);
+      }
+      return archive.openData(manifest);
+    };
+    const raced = await startWalServer({ archive: racing, target, systemIdentifier: SYSID, keys, walSegmentSize: SEGMENT_SIZE, prefetch: 0, logger });
+    try {
+      const command = walFetchCommand(raced.url);
+      expect(await fetch(closed, command)).toEqual({ code: 0, stderr: '' });
+      expect((await fetched()).equals(segmentBytes(0x11))).toBe(true);
+      expect(await fetch(open, command)).toEqual({ code: 0, stderr: '' });
+      const bytes = await fetched();
+      expect(bytes.subarray(0, 20_000).equals(Buffer.alloc(20_000, 0x12))).toBe(true);
+      expect(bytes.subarray(20_000).every((byte) => byte === 0)).toBe(true);
+      expect(raced.fetches.map((f) => [f.file, f.outcome])).toEqual([[closed, 'file'], [open, 'partial']]);
+      expect(raced.firstError()).toBeUndefined();
+    } finally {
+      await raced.close();
+    }
   });
 });

@@ -307,6 +307,28 @@ describe('wal archiver (fake server and receiver)', () => {
     expect(await f.archive.readManifest('main', SYSID, current)).toMatchObject({ fileKind: 'partial', timeline: 2, endLsn: '0/9000800' });
   });
 
+  it('the partial of a timeline that ended fails (so the receiver keeps it) while the server cannot say how far it is flushed', async () => {
+    const f = await started();
+    await f.options().onSegment(await writeFileIn('00000002.history', Buffer.from('1\t0/B000100\tno recovery target specified\n')), '00000002.history');
+    const old = '00000001000000000000000B.partial';
+    const path = await writeFileIn(old, segmentBytes(old));
+    f.server.down = true;
+    await expect(f.options().onPartial?.(path, old)).rejects.toMatchObject({ code: 'SOURCE_UNAVAILABLE' });
+    f.server.down = false;
+    f.server.restart = undefined; // the slot is gone (it is recreated before streaming resumes)
+    await expect(f.options().onPartial?.(path, old)).rejects.toMatchObject({ code: 'SOURCE_UNAVAILABLE' });
+    expect(await f.archive.readManifest('main', SYSID, old)).toBeUndefined();
+    f.server.timeline = 2;
+    f.server.restart = 0xb000800n;
+    await f.options().onPartial?.(path, old);
+    expect(await f.archive.readManifest('main', SYSID, old)).toMatchObject({ fileKind: 'partial', timeline: 1, endLsn: '0/B000100' });
+    // The open segment of the current timeline still just waits for the next interval.
+    f.server.down = true;
+    const current = '00000002000000000000000B.partial';
+    await f.options().onPartial?.(await writeFileIn(current, segmentBytes(current)), current);
+    expect(await f.archive.readManifest('main', SYSID, current)).toBeUndefined();
+  });
+
   it('refuses a file of another cluster and one that is not a segment', async () => {
     const f = await started();
     const name = '00000001000000000000000A';

@@ -75,7 +75,7 @@ describe('verifier: pg base backups', () => {
 storage: { type: fs, root: ${join(root, 'store')} }
 defaults: { encrypt: true, verify: true, compression: zstd }
 targets:
-  - { name: main, engine: pg, postgres: { host: ${server.host}, port: ${server.port}, user: ${server.user}, database: app, passwordEnv: ${PASSWORD_ENV} } }
+  - { name: main, engine: pg, postgres: { host: ${server.host}, port: ${server.port}, user: ${server.user}, database: app, passwordEnv: ${PASSWORD_ENV} }, baseBackup: { tableChecksums: true } }
 `);
     const agentDeps = {
       config, store, publisher: recordingPublisher(), keys, clock: () => new Date(), agent: { id: 'it', version: '0' },

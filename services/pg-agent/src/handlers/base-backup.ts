@@ -22,6 +22,7 @@ export function baseBackupThrottleOf(target: Target): BaseBackupThrottle {
     ...(settings?.nice ? { nice: settings.nice } : {}),
     ...(settings?.serverCompression ? { serverCompression: settings.serverCompression } : {}),
     ...(settings?.serverCompressionWorkers !== undefined ? { serverCompressionWorkers: settings.serverCompressionWorkers } : {}),
+    ...(settings?.checkpoint ? { checkpoint: settings.checkpoint } : {}),
   };
   baseBackupArgs({ label: 'check', ...throttle });
   return throttle;
@@ -36,7 +37,7 @@ export async function startBaseBackupSource(
   const session = await (deps.baseBackups ?? defaultBaseBackups)(target, {
     label: `tidemark ${plan.artifactId}`,
     ...baseBackupThrottleOf(target),
-    databaseFacts: { tableChecksums: target.tableChecksums },
+    databaseFacts: { tableChecksums: target.baseBackup?.tableChecksums ?? false },
     signal: ctx.signal,
     clock: deps.clock,
   });

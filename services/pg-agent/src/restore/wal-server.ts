@@ -163,6 +163,30 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
     }
   };
 
+  /**
+   * The committed file, else (for a segment) its uploaded partial. The segment is asked again
+   * after a missing partial: the archiver commits a closed segment before it removes the
+   * segment's partial, so a segment committed between the first two reads is found then, instead
+   * of a 404 that would end recovery early.
+   */
+  const locate = async (file: string, isSegment: boolean): Promise<{ manifest: WalFileManifest; outcome: 'file' | 'partial' } | undefined> => {
+    const read = (name: string) => options.archive.readManifest(options.target, options.systemIdentifier, name);
+    const whole = await read(file);
+    if (whole) return { manifest: whole, outcome: 'file' };
+    if (!isSegment) return undefined;
+    const partial = await read(`${file}.partial`);
+    if (partial) return { manifest: partial, outcome: 'partial' };
+    const committedMeanwhile = await read(file);
+    return committedMeanwhile ? { manifest: committedMeanwhile, outcome: 'file' } : undefined;
+  };
+
+  const checkSize = (manifest: WalFileManifest, outcome: 'file' | 'partial', isSegment: boolean): void => {
+    const size = options.walSegmentSize;
+    if (isSegment && (outcome === 'file' ? manifest.data.rawBytes !== size : manifest.data.rawBytes > size)) {
+      throw new TidemarkError('INTEGRITY_FORMAT', `archived WAL ${manifest.file} holds ${manifest.data.rawBytes} bytes, but segments of this cluster are ${size} bytes; the archive entry is damaged`);
+    }
+  };
+
   const serve = async (file: string, response: ServerResponse): Promise<void> => {
     const started = Date.now();
     const segment = segmentName(file, options.walSegmentSize);
@@ -181,13 +205,8 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
       record({ file, outcome: 'file', bytes: bytes.length, ms: Date.now() - started, prefetched: true });
       return;
     }
-    let manifest: WalFileManifest | undefined = await options.archive.readManifest(options.target, options.systemIdentifier, file);
-    let outcome: WalFetch['outcome'] = 'file';
-    if (!manifest && segment) {
-      manifest = await options.archive.readManifest(options.target, options.systemIdentifier, `${file}.partial`);
-      outcome = 'partial';
-    }
-    if (!manifest) {
+    let located = await locate(file, segment !== undefined);
+    if (!located) {
       const backupEnd = options.backupEndSegment === undefined ? undefined : segmentName(options.backupEndSegment, options.walSegmentSize);
       const beyondBackup = segment !== undefined && (backupEnd === undefined || segment.timeline !== backupEnd.timeline || segment.position > backupEnd.position);
       const later = beyondBackup ? await isGap(segment) : undefined;
@@ -198,11 +217,22 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
       response.writeHead(404).end();
       return;
     }
-    const size = segment ? options.walSegmentSize : manifest.data.rawBytes;
-    if (segment && (outcome === 'file' ? manifest.data.rawBytes !== size : manifest.data.rawBytes > size)) {
-      throw new TidemarkError('INTEGRITY_FORMAT', `archived WAL ${manifest.file} holds ${manifest.data.rawBytes} bytes, but segments of this cluster are ${size} bytes; the archive entry is damaged`);
+    let stored: Readable;
+    for (let attempt = 1; ; attempt += 1) {
+      checkSize(located.manifest, located.outcome, segment !== undefined);
+      try {
+        stored = await options.archive.openData(located.manifest);
+        break;
+      } catch (error) {
+        // The archiver replaced this file meanwhile (a partial uploaded again, or superseded by its
+        // closed segment) and removed the data object the manifest we read points at: look again.
+        const again = error instanceof TidemarkError && error.code === 'STORAGE_NOT_FOUND' && attempt < 3 ? await locate(file, segment !== undefined) : undefined;
+        if (!again) throw error;
+        located = again;
+      }
     }
-    const stored = await options.archive.openData(manifest);
+    const { manifest, outcome } = located;
+    const size = segment ? options.walSegmentSize : manifest.data.rawBytes;
     const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, options.keys);
     const chunks = decoded[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     let sent = 0;

@@ -363,18 +363,33 @@ export class WalArchiver {
     const parsed = parseWalFileName(name);
     if (parsed?.kind !== 'segment') return;
     const systemIdentifier = this.requireSystemIdentifier();
+    // The receiver offers the partial of a timeline that ended once and then deletes it from the
+    // spool: where this cannot upload it now it must fail (the file is kept and offered again),
+    // not return as if it were archived.
+    const cannotYet = (why: string): void => {
+      if (parsed.timeline < this.newestTimeline) {
+        throw new TidemarkError('SOURCE_UNAVAILABLE', `the partial segment ${name} of timeline ${parsed.timeline}, which has ended, cannot be archived yet (${why}); it stays in the spool and is offered again`);
+      }
+    };
     let sample: PrimarySample;
     try {
       // Read BEFORE the file: the file then holds at least up to this flush position.
       sample = await this.sample();
     } catch (error) {
+      cannotYet(`the flush position cannot be read: ${messageOf(error)}`);
       this.log.debug({ target: this.target, file: name, err: messageOf(error) }, 'cannot read the flush position; the partial segment waits for the next interval');
       return;
     }
-    if (sample.systemIdentifier !== systemIdentifier) return; // another cluster: the tick follows it
+    if (sample.systemIdentifier !== systemIdentifier) {
+      cannotYet('the server is another cluster now');
+      return; // another cluster: the tick follows it
+    }
     const start = parseLsn(segmentStartLsn(name));
     let end: bigint | undefined = sample.slot?.restartLsn;
-    if (end === undefined) return;
+    if (end === undefined) {
+      cannotYet(`replication slot ${this.options.slot} is missing`);
+      return;
+    }
     if (end > start + SEGMENT_BYTES) end = start + SEGMENT_BYTES;
     if (parsed.timeline < this.newestTimeline) {
       // A timeline that has ended: its WAL stops at the switch point (known from a history file).
