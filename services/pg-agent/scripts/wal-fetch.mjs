@@ -43,7 +43,8 @@ try {
 
 const temporary = `${path}.tidemark-tmp`;
 const request = get(`${base.replace(/\/+$/, '')}/${encodeURIComponent(file)}`, (response) => {
-  if (response.statusCode === 404) {
+  // Only the WAL server's own "not archived" ends recovery; any other 404 is a failure.
+  if (response.statusCode === 404 && response.headers['x-tidemark-wal'] === 'not-archived') {
     response.resume();
     process.exit(NOT_ARCHIVED);
   }

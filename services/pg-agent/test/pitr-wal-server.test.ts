@@ -3,6 +3,8 @@
 // through /bin/sh as PostgreSQL runs it. Exit codes are what PostgreSQL acts on: 0 the file is in
 // place, 1 not archived (the end), 200 anything else (recovery aborts).
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -153,6 +155,19 @@ describe('WAL server and the restore_command script', () => {
     const result = await fetch('000000010000000000000003', wrong);
     expect(result.code).toBe(200);
     expect(result.stderr).toContain('HTTP 403');
+  });
+
+  it('a 404 from anything but the WAL server (a reused port) is a failure, not the end of the archive', async () => {
+    const stranger = createServer((_request, response) => response.writeHead(404).end());
+    await new Promise<void>((listening) => stranger.listen(0, '127.0.0.1', listening));
+    try {
+      const { port } = stranger.address() as AddressInfo;
+      const result = await fetch('000000010000000000000009', walFetchCommand(`http://127.0.0.1:${port}/token`));
+      expect(result.code).toBe(200);
+      expect(result.stderr).toContain('HTTP 404');
+    } finally {
+      await new Promise((closed) => stranger.close(closed));
+    }
   });
 
   it('exits 200 with a clear message when the agent is gone', async () => {

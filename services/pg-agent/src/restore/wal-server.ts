@@ -23,6 +23,14 @@ import { decodeStream, type KeyRing } from '@tidemark/pipeline';
 import type { Logger } from '@tidemark/runtime';
 
 /** The restore_command script, shipped beside the compiled module (dist/restore → ../../scripts). */
+
+/**
+ * Marks this server's own "not archived" answers. The fetch script ends recovery (exit 1) only on a
+ * 404 carrying it: a 404 from anything else (another process on a reused port) must not end
+ * recovery early.
+ */
+export const NOT_ARCHIVED_HEADERS = { 'x-tidemark-wal': 'not-archived' } as const;
+
 export const WAL_FETCH_SCRIPT = fileURLToPath(new URL('../../scripts/wal-fetch.mjs', import.meta.url));
 
 const SEGMENT = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$/;
@@ -192,7 +200,7 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
     const segment = segmentName(file, options.walSegmentSize);
     if (!segment && !HISTORY.test(file)) {
       record({ file, outcome: 'missing', bytes: 0, ms: 0 });
-      response.writeHead(404).end();
+      response.writeHead(404, NOT_ARCHIVED_HEADERS).end();
       return;
     }
     const ready = prefetched.get(file);
@@ -214,7 +222,7 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
         throw new TidemarkError('WAL_MISSING', `WAL segment ${file} is missing from the archive of "${options.target}" (system ${options.systemIdentifier}), which holds later WAL (${later}); recovery stops here rather than skip it. Restore to a point before ${file}, or find the segment`);
       }
       record({ file, outcome: 'missing', bytes: 0, ms: Date.now() - started });
-      response.writeHead(404).end();
+      response.writeHead(404, NOT_ARCHIVED_HEADERS).end();
       return;
     }
     let stored: Readable;
