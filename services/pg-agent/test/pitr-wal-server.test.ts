@@ -73,7 +73,10 @@ describe('WAL server and the restore_command script', () => {
     keys = loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: '42'.repeat(32) });
     await put('000000010000000000000002', segmentBytes(2));
     await put('000000010000000000000003', segmentBytes(3));
-    await put('000000010000000000000004.partial', Buffer.alloc(20_000, 4));
+    await put('000000040000000000000004.partial', Buffer.alloc(20_000, 4));
+    // Timeline 5 lost the rest of segment 02: only its partial is archived, and segment 03 after it.
+    await put('000000050000000000000002.partial', Buffer.alloc(20_000, 5));
+    await put('000000050000000000000003', segmentBytes(3));
     await put('00000002.history', Buffer.from('1\t0/4000000\tno recovery target specified\n'));
     // A gap: 06 is missing while 07 exists.
     await put('000000010000000000000005', segmentBytes(5));
@@ -119,7 +122,7 @@ describe('WAL server and the restore_command script', () => {
   });
 
   it('falls back to the uploaded partial segment, padded with zeros to a whole segment', async () => {
-    expect((await fetch('000000010000000000000004')).code).toBe(0);
+    expect((await fetch('000000040000000000000004')).code).toBe(0);
     const bytes = await fetched();
     expect(bytes.length).toBe(SEGMENT_SIZE);
     expect(bytes.subarray(0, 20_000).equals(Buffer.alloc(20_000, 4))).toBe(true);
@@ -148,6 +151,12 @@ describe('WAL server and the restore_command script', () => {
     const errors = server.fetches.filter((f) => f.outcome === 'error').map((f) => f.file);
     expect(errors).toEqual(['000000010000000000000006', '000000010000000000000008', '000000010000000000000009']);
     expect(server.filesServed()).toBe(4);
+  });
+
+  it('a partial segment followed by later closed segments is lost WAL (WAL_MISSING), not the end of the archive', async () => {
+    const lost = await fetch('000000050000000000000002');
+    expect(lost.code).toBe(200);
+    expect(lost.stderr).toMatch(/WAL_MISSING: WAL segment 000000050000000000000002 is only partly archived/);
   });
 
   it('refuses a request without the token with 403 (never 404, which would end recovery early)', async () => {

@@ -188,6 +188,25 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
     return committedMeanwhile ? { manifest: committedMeanwhile, outcome: 'file' } : undefined;
   };
 
+  /**
+   * A partial is the end of the archive only when no later closed segment of its timeline is
+   * committed. The archiver commits closed segments in order, so a later closed segment beside an
+   * uncommitted one means WAL was lost (a dropped slot): replaying the partial and stopping there
+   * would promote a server that silently lacks the WAL after it. (The listing is taken afresh: the
+   * end of the archive is reached once or twice per restore.)
+   */
+  const partialOrLostSegment = async (file: string, segment: SegmentName, partial: { manifest: WalFileManifest; outcome: 'file' | 'partial' }): Promise<{ manifest: WalFileManifest; outcome: 'file' | 'partial' }> => {
+    const files = await options.archive.list(options.target, options.systemIdentifier);
+    const later = files.find((f) => {
+      const closed = f.file.endsWith('.partial') ? undefined : segmentName(f.file, options.walSegmentSize);
+      return closed !== undefined && closed.timeline === segment.timeline && closed.position > segment.position;
+    });
+    if (later === undefined) return partial;
+    const committedMeanwhile = await options.archive.readManifest(options.target, options.systemIdentifier, file);
+    if (committedMeanwhile) return { manifest: committedMeanwhile, outcome: 'file' };
+    throw new TidemarkError('WAL_MISSING', `WAL segment ${file} is only partly archived (${file}.partial), but the archive of "${options.target}" (system ${options.systemIdentifier}) holds later WAL (${later.file}): the rest of ${file} was lost. Restore to a point before it, or take a new base backup`);
+  };
+
   const checkSize = (manifest: WalFileManifest, outcome: 'file' | 'partial', isSegment: boolean): void => {
     const size = options.walSegmentSize;
     if (isSegment && (outcome === 'file' ? manifest.data.rawBytes !== size : manifest.data.rawBytes > size)) {
@@ -214,6 +233,7 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
       return;
     }
     let located = await locate(file, segment !== undefined);
+    if (located?.outcome === 'partial' && segment !== undefined) located = await partialOrLostSegment(file, segment, located);
     if (!located) {
       const backupEnd = options.backupEndSegment === undefined ? undefined : segmentName(options.backupEndSegment, options.walSegmentSize);
       const beyondBackup = segment !== undefined && (backupEnd === undefined || segment.timeline !== backupEnd.timeline || segment.position > backupEnd.position);
