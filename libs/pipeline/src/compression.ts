@@ -6,6 +6,7 @@ import type { Transform } from 'node:stream';
 import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
 import { TidemarkError, type Compression } from '@tidemark/contracts';
 import { toBuffer, type Stage } from './stages.js';
+import { zstdWorkerDecompressStage } from './zstd-worker.js';
 
 interface ZstdDecompressContext {
   decompressStream(dst: Uint8Array, src: Uint8Array): [remaining: number, produced: number, consumed: number];
@@ -72,11 +73,14 @@ export function compressor(compression: Compression, level: number | undefined):
   return new zstd.CompressStream({ compressionLevel: level ?? ZSTD_DEFAULT_LEVEL, checksumFlag: true, nbWorkers: ZSTD_WORKERS });
 }
 
+/** Streams at least this large are decompressed on a worker thread (its start-up costs ~30 ms). */
+export const ZSTD_WORKER_THRESHOLD_BYTES = 64 * 1024 * 1024;
+
 /**
  * A decompressing stage, or null for `none`. Errors thrown by it are raw library errors; the
- * decoder maps them to INTEGRITY_FORMAT.
+ * decoder maps them to INTEGRITY_FORMAT. `storedBytes` picks a worker thread for large streams.
  */
-export function decompressor(compression: Compression): Stage | Transform | null {
+export function decompressor(compression: Compression, storedBytes = 0): Stage | Transform | null {
   if (compression === 'none') return null;
   if (compression === 'gzip') {
     // Z_SYNC_FLUSH tolerance would hide truncation; the default finishFlush makes a short stream fail.
@@ -84,6 +88,9 @@ export function decompressor(compression: Compression): Stage | Transform | null
   }
   const zstd = loadZstd();
   if (zstd === null) throw zstdMissing();
+  if (storedBytes >= ZSTD_WORKER_THRESHOLD_BYTES && process.env['TIDEMARK_ZSTD_DECODE_WORKER'] !== 'off') {
+    return zstdWorkerDecompressStage((message, endedMidFrame) => new ZstdDataError(message, endedMidFrame));
+  }
   return zstdDecompressStage(zstd);
 }
 

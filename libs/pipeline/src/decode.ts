@@ -40,7 +40,7 @@ export function decodeStream(stored: Readable, expect: DecodeExpectations, keys:
   try {
     const encryption = expect.pipeline.encryption;
     if (encryption !== null && keys.get(encryption.keyId) === undefined) throw keyMissing(encryption.keyId);
-    const decompress = decompressor(expect.pipeline.compression);
+    const decompress = decompressor(expect.pipeline.compression, expect.storedBytes);
     steps = [
       stored,
       input.stage,
