@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import pg from 'pg';
-import { MANIFEST_VERSION, type Manifest, type PgBaseSourceFacts, type RestoreCompleted, type WalFileManifest } from '@tidemark/contracts';
+import { MANIFEST_VERSION, type Manifest, type RestoreCompleted, type WalFileManifest } from '@tidemark/contracts';
 import { parseConfig } from '@tidemark/config';
 import { ArtifactStore, WalArchive, newArtifactId, type StorageBackend } from '@tidemark/storage';
 import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
-import { segmentNameForLsn, startBaseBackup, stopPostmaster } from '@tidemark/pg';
+import { segmentNameForLsn, startPgBaseBackup, stopPostmaster } from '@tidemark/pg';
 import { recordingPublisher, startPostgres, testContext, type PostgresServer, type RecordingPublisher } from '@tidemark/testkit';
 import type { RestoreDeps } from '../src/handlers/restore-requested.js';
 
@@ -86,27 +86,12 @@ export async function startPitrSource(backend: StorageBackend, database = 'app')
     workDir: join(root, 'pg'),
     async takeBaseBackup(requestId, key) {
       const startedAt = new Date();
-      const session = await startBaseBackup({ ...server.connection(database), passwordEnv: PASSWORD_ENV }, { label: `tidemark-${requestId}`, env });
+      // The pg-agent's own base backup session (no database facts: these tests restore, not verify).
+      const session = await startPgBaseBackup({ ...server.connection(database), passwordEnv: PASSWORD_ENV }, { label: `tidemark-${requestId}`, env, databaseFacts: false });
       const id = newArtifactId(requestId, startedAt);
       const encoded = encode(session.output, key);
-      const [saved, summary, facts] = await Promise.all([store.saveData('pg', 'main', id, encoded.output as Readable), encoded.summary, session.facts]);
-      const stoppedAt = new Date();
-      const source: PgBaseSourceFacts = {
-        label: facts.label,
-        startLsn: facts.startLsn,
-        checkpointLsn: facts.checkpointLsn,
-        stopLsn: facts.stopLsn,
-        startTimeline: facts.startTimeline,
-        stopTimeline: facts.stopTimeline,
-        startedAt: startedAt.toISOString(),
-        stoppedAt: stoppedAt.toISOString(),
-        serverVersion: facts.serverVersion,
-        serverVersionNum: facts.serverVersionNum,
-        systemIdentifier: facts.systemIdentifier,
-        walSegmentSize: facts.walSegmentSize,
-        pgvectorVersion: facts.pgvectorVersion,
-        backupManifest: { bytes: facts.manifestBytes },
-      };
+      const [saved, summary, source] = await Promise.all([store.saveData('pg', 'main', id, encoded.output as Readable), encoded.summary, session.source]);
+      const stoppedAt = new Date(source.stoppedAt);
       const manifest: Manifest = {
         manifestVersion: MANIFEST_VERSION,
         id,
