@@ -11,3 +11,6 @@ $SUDO bash scripts/install-pgvector.sh
 # See .ci/run: npm ci can refuse a lock file without every platform's optional packages.
 npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error
 npm run build
+# npm links a workspace's bin only when its target exists, and cli/dist/main.js is built after the
+# install: link `tidemark` now so that `npx tidemark` works on a fresh clone.
+npm rebuild @tidemark/cli --ignore-scripts --loglevel=error
