@@ -1,7 +1,7 @@
 // Stored artifact → decode → pg_restore: shared by the restore handler and the verifier.
 import type { Manifest } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
-import { decodeStream, type KeyRing } from '@tidemark/pipeline';
+import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { PgCluster } from './cluster.js';
 
 /**
@@ -16,7 +16,7 @@ export async function restoreArtifact(
   progress: { readonly working: () => void; readonly signal?: AbortSignal; readonly heartbeatMs?: number },
 ): Promise<void> {
   const stored = await deps.store.openData(manifest);
-  const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, deps.keys);
+  const decoded = decodeCommitted(stored, manifest, deps.keys);
   const heartbeat = setInterval(() => progress.working(), progress.heartbeatMs ?? 5_000);
   try {
     await cluster.restore(database, decoded, progress.signal ? { signal: progress.signal } : {});

@@ -62,6 +62,17 @@ export function decodeStream(stored: Readable, expect: DecodeExpectations, keys:
   return output;
 }
 
+/** What a committed manifest (an artifact's or a WAL file's) records about its stored bytes. */
+export interface CommittedData {
+  readonly pipeline: PipelineFacts;
+  readonly data: { readonly sha256: string; readonly storedBytes: number };
+}
+
+/** decodeStream with the expectations a committed manifest records. */
+export function decodeCommitted(stored: Readable, committed: CommittedData, keys: KeyRing): Readable {
+  return decodeStream(stored, { pipeline: committed.pipeline, sha256: committed.data.sha256, storedBytes: committed.data.storedBytes }, keys);
+}
+
 /** Fails as soon as more bytes arrive than the manifest recorded, rather than after reading them all. */
 function lengthGuard(input: Meter, expect: DecodeExpectations): Stage {
   return async function* guard(source) {

@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 export const toReadable = (body: Readable | Uint8Array): Readable =>
   body instanceof Uint8Array ? Readable.from([Buffer.from(body.buffer, body.byteOffset, body.byteLength)], { objectMode: false }) : body;
 
-/** Collects a stream; only for small objects (manifests, verification records, the memory backend). */
+/** Collects a stream; only for bounded objects (manifests, verification records, the memory backend, history files, a WAL segment decoded ahead). */
 export async function readAll(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer));

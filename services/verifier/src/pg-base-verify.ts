@@ -13,7 +13,7 @@ import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import pg from 'pg';
 import { PgBaseSourceFacts, SchemaError, TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
-import { decodeStream, type KeyRing } from '@tidemark/pipeline';
+import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import {
   BASE_BACKUP_FORMAT, collectFacts, extractTar, osUserIds, parseLsn, pgToolPath, startFromBaseBackup, verifyBaseBackup, type BaseBackupServer,
 } from '@tidemark/pg';
@@ -157,7 +157,7 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
 
   const checks: VerificationCheck[] = [];
   const stored = await deps.store.openData(manifest);
-  const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, deps.keys);
+  const decoded = decodeCommitted(stored, manifest, deps.keys);
   let client: pg.Client | undefined;
   let server: BaseBackupServer | undefined;
   const shutdown = () => new TidemarkError('SHUTTING_DOWN', 'verification interrupted by shutdown');

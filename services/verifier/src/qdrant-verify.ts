@@ -9,7 +9,7 @@
 import type { Readable } from 'node:stream';
 import { QdrantSourceFacts, SchemaError, TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
-import { decodeStream, type KeyRing } from '@tidemark/pipeline';
+import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import { EXPORT_FORMAT, SNAPSHOT_FORMAT, chainApplyOrder, compareWithFacts, mapQdrantError, restoreChain, type QdrantPort } from '@tidemark/qdrant';
 
 export interface QdrantVerifyDeps {
@@ -75,7 +75,7 @@ export async function verifyQdrantArtifact(
   };
   const open = async (artifact: Manifest): Promise<Readable> => {
     const stored = await deps.store.openData(artifact);
-    const decoded = decodeStream(stored, { pipeline: artifact.pipeline, sha256: artifact.data.sha256, storedBytes: artifact.data.storedBytes }, deps.keys);
+    const decoded = decodeCommitted(stored, artifact, deps.keys);
     // Consumers see errors through their own reads; these keep a late error (after a failed
     // upsert, say) from going unhandled once nobody reads any more.
     for (const stream of [decoded, stored]) {

@@ -15,7 +15,7 @@ import {
 } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
 import { WalArchive } from '@tidemark/storage';
-import { decodeStream } from '@tidemark/pipeline';
+import { decodeCommitted } from '@tidemark/pipeline';
 import { ack, nakWithDelay, type Logger, type Outcome } from '@tidemark/runtime';
 import {
   checkRestoredServer, describePointInTimeTarget, detachRestoreCommand, explainRecoveryFailure, extractTar, osUserIds, parseLsn,
@@ -131,7 +131,7 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
 
     const downloadStarted = Date.now();
     const stored = await deps.store.openData(manifest);
-    const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, deps.keys);
+    const decoded = decodeCommitted(stored, manifest, deps.keys);
     const interrupt = () => decoded.destroy(new TidemarkError('SHUTTING_DOWN', 'the point-in-time restore was interrupted by shutdown; it will be retried'));
     ctx.signal.addEventListener('abort', interrupt, { once: true });
     try {

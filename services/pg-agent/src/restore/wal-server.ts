@@ -18,8 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TidemarkError, toErrorInfo, type WalFileManifest } from '@tidemark/contracts';
-import type { WalArchive } from '@tidemark/storage';
-import { decodeStream, type KeyRing } from '@tidemark/pipeline';
+import { readAll, type WalArchive } from '@tidemark/storage';
+import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { Logger } from '@tidemark/runtime';
 
 /** The restore_command script, shipped beside the compiled module (dist/restore → ../../scripts). */
@@ -144,11 +144,8 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
     if (!manifest) return undefined;
     if (manifest.data.rawBytes !== options.walSegmentSize) return undefined; // served (and refused) the normal way
     const stored = await options.archive.openData(manifest);
-    const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, options.keys);
     try {
-      const chunks: Buffer[] = [];
-      for await (const chunk of decoded) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks);
+      return await readAll(decodeCommitted(stored, manifest, options.keys));
     } catch (error) {
       throw error instanceof TidemarkError ? new TidemarkError(error.code, `archived WAL ${file}: ${error.message}`, { cause: error, retryable: error.retryable }) : error;
     } finally {
@@ -261,7 +258,7 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
     }
     const { manifest, outcome } = located;
     const size = segment ? options.walSegmentSize : manifest.data.rawBytes;
-    const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, options.keys);
+    const decoded = decodeCommitted(stored, manifest, options.keys);
     const chunks = decoded[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     let sent = 0;
     try {

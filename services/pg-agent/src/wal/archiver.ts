@@ -29,9 +29,9 @@ import {
 import {
   formatLsn, historyFileName, parseLsn, parseTimelineHistory, parseWalFileName, segmentStartLsn, WAL_SEGMENT_SIZE, type WalReceiver, type WalReceiverOptions,
 } from '@tidemark/pg';
-import { decodeStream, encodeStream, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
+import { decodeCommitted, encodeStream, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
 import type { EventPublisher } from '@tidemark/runtime';
-import type { WalArchive } from '@tidemark/storage';
+import { readAll, type WalArchive } from '@tidemark/storage';
 import { LagTracker } from './lag.js';
 import type { PrimarySample, WalPrimary } from './primary.js';
 
@@ -451,7 +451,8 @@ export class WalArchiver {
       let same = false;
       if (local.bytes === existing.data.rawBytes) {
         try {
-          same = createHash('sha256').update(await this.readBack(existing)).digest('hex') === local.sha256;
+          // Hashed as it decodes: nothing is held in memory.
+          same = (await sha256Of(await this.openDecoded(existing))).sha256 === local.sha256;
         } catch (error) {
           this.log.warn({ target: this.target, file: name, err: messageOf(error) }, 'the archived copy cannot be read back; archiving the file again');
         }
@@ -465,12 +466,13 @@ export class WalArchiver {
     return this.upload(path, name, facts);
   }
 
+  private async openDecoded(manifest: WalFileManifest): Promise<Readable> {
+    return decodeCommitted(await this.options.archive.openData(manifest), manifest, this.options.keys);
+  }
+
+  /** A small archived file (a history file), whole. */
   private async readBack(manifest: WalFileManifest): Promise<Buffer> {
-    const stored = await this.options.archive.openData(manifest);
-    const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, this.options.keys);
-    const chunks: Buffer[] = [];
-    for await (const chunk of decoded) chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+    return readAll(await this.openDecoded(manifest));
   }
 
   /** Encodes and stores the file, then commits its manifest (manifest last). */

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import { QdrantSourceFacts, SchemaError, TidemarkError, type Manifest } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
-import { decodeStream, type KeyRing } from '@tidemark/pipeline';
+import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { QdrantPort } from '@tidemark/qdrant';
 import type { AgentBaseDeps, AgentContext } from '@tidemark/service';
 
@@ -32,7 +32,7 @@ export function qdrantFactsOf(manifest: Pick<Manifest, 'id' | 'source'>): Qdrant
 /** The decoded (decrypted, decompressed, sha256-checked) bytes of a committed artifact. */
 export async function openDecoded(store: ArtifactStore, keys: KeyRing, manifest: Manifest): Promise<Readable> {
   const stored = await store.openData(manifest);
-  const decoded = decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, keys);
+  const decoded = decodeCommitted(stored, manifest, keys);
   decoded.once('close', () => stored.destroy());
   return decoded;
 }

@@ -3,7 +3,7 @@
 // the hour), never on every pass; a clean pass publishes nothing.
 import { PgBaseSourceFacts, SCHEMA_VERSION, WalProblem, subjects, toErrorInfo, type WalFileManifest } from '@tidemark/contracts';
 import { parseTimelineHistory, type TimelineSwitch } from '@tidemark/pg';
-import { decodeStream, type KeyRing } from '@tidemark/pipeline';
+import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { EventPublisher, Logger } from '@tidemark/runtime';
 import { readAll, type WalArchive } from '@tidemark/storage';
 import type { Catalog, CatalogRecord } from '../catalog/catalog.js';
@@ -140,7 +140,7 @@ export class ArchiveChecker {
       if (manifest) {
         const keys: KeyRing = this.deps.keyRing ?? { current: undefined, get: () => undefined };
         const stored = await this.deps.archive.openData(manifest);
-        const text = (await readAll(decodeStream(stored, { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, keys))).toString('utf8');
+        const text = (await readAll(decodeCommitted(stored, manifest, keys))).toString('utf8');
         parsed = parseTimelineHistory(text);
       }
     } catch (error) {
