@@ -11,6 +11,7 @@ import pg from 'pg';
 import { TidemarkError } from '@tidemark/contracts';
 import { TarReader, type TarEntry } from './base-backup.js';
 import { spawnTool, toolEnvironment, type PgTool } from './tools.js';
+import { osUserIds } from './os-user.js';
 
 const PG_VERIFYBACKUP: PgTool = 'pg_verifybackup';
 
@@ -131,17 +132,6 @@ export interface BaseBackupServer {
 
 const STDERR_KEEP = 16 * 1024;
 const HOST = '127.0.0.1';
-
-/** The uid/gid the server runs as when we are root; undefined otherwise (it runs as us). */
-export async function osUserIds(name: string): Promise<{ uid: number; gid: number } | undefined> {
-  if (process.getuid?.() !== 0) return undefined;
-  const passwd = await readFile('/etc/passwd', 'utf8');
-  for (const line of passwd.split('\n')) {
-    const [user, , uid, gid] = line.split(':');
-    if (user === name && uid !== undefined && gid !== undefined) return { uid: Number(uid), gid: Number(gid) };
-  }
-  throw new TidemarkError('CONFIG_INVALID', `the ${name} os user does not exist and postgres will not run as root; install postgresql or set TIDEMARK_PG_OS_USER`);
-}
 
 export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
   await chown(dir, uid, gid);

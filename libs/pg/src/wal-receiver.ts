@@ -26,6 +26,7 @@ import { libpqEnv, type PostgresConnection } from '@tidemark/config';
 import { openClient, toPgError } from './connection.js';
 import { pgToolPath, toolEnvironment } from './tools.js';
 import { parseWalFileName } from './wal-names.js';
+import { osUserIds } from './os-user.js';
 
 // The name helpers are part of this module's API (pg-agent's archive and gap detector use them).
 export * from './wal-names.js';
@@ -161,15 +162,6 @@ async function warnIfUnreachable(dir: string, owner: { uid: number; gid: number 
   }
 }
 
-async function osUserIds(user: string): Promise<{ uid: number; gid: number }> {
-  const passwd = await readFile('/etc/passwd', 'utf8');
-  for (const line of passwd.split('\n')) {
-    const [name, , uid, gid] = line.split(':');
-    if (name === user && uid !== undefined && gid !== undefined) return { uid: Number(uid), gid: Number(gid) };
-  }
-  throw new TidemarkError('CONFIG_INVALID', `the os user ${user} does not exist; pg_receivewal must not run as root: create it or set the wal receiver's os user`);
-}
-
 /** Creates the physical slot unless it exists; returns whether it was created. */
 export async function ensurePhysicalSlot(conn: PostgresConnection, slot: string, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
   const client = await openClient(conn, conn.database, 'source', env);
@@ -198,7 +190,7 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
   }
   const statusInterval = options.statusIntervalSeconds ?? 5;
   const backoff = options.restartDelayMs ?? { initial: 1000, max: 30_000 };
-  const owner = process.getuid?.() === 0 ? await osUserIds(options.osUser ?? 'postgres') : undefined;
+  const owner = await osUserIds(options.osUser ?? 'postgres');
   // pgToolPath resolves any pg tool by name; PgTool lists only the ones spawnTool runs.
   const binary = pgToolPath('pg_receivewal', env);
   const childEnv = toolEnvironment({ ...libpqEnv(conn, env), PGAPPNAME: `tidemark-wal-${slot}` }, env);
