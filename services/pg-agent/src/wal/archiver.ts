@@ -30,7 +30,7 @@ import {
   formatLsn, historyFileName, parseLsn, parseTimelineHistory, parseWalFileName, segmentStartLsn, WAL_SEGMENT_SIZE, type WalReceiver, type WalReceiverOptions,
 } from '@tidemark/pg';
 import { decodeCommitted, encodeStream, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
-import type { EventPublisher } from '@tidemark/runtime';
+import { retryDelay, type EventPublisher } from '@tidemark/runtime';
 import { readAll, type WalArchive } from '@tidemark/storage';
 import { LagTracker } from './lag.js';
 import type { PrimarySample, WalPrimary } from './primary.js';
@@ -253,7 +253,6 @@ export class WalArchiver {
 
   private async boot(): Promise<void> {
     const retry = this.options.startRetryMs ?? { initial: 1000, max: 30_000 };
-    let delay = retry.initial;
     let attempts = 0;
     while (!this.stopping) {
       try {
@@ -283,6 +282,7 @@ export class WalArchiver {
         return;
       } catch (error) {
         attempts += 1;
+        const delay = retryDelay(attempts, retry.initial, retry.max);
         this.lastError = messageOf(error);
         // Loud once, then quiet: a server that is down for hours must not flood the log.
         const log = attempts === 1 || attempts % 20 === 0 ? this.log.warn.bind(this.log) : this.log.debug.bind(this.log);
@@ -292,7 +292,6 @@ export class WalArchiver {
           setTimeout(resolve, delay).unref();
         });
         this.wake = undefined;
-        delay = Math.min(delay * 2, retry.max);
       }
     }
   }
