@@ -8,18 +8,17 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WalFileManifest } from '@tidemark/contracts';
 import type { PostgresConnection } from '@tidemark/config';
-import { findGaps, isSegmentName, parseLsn, RECEIVER_PID_FILE, startWalReceiver, WAL_SEGMENT_SIZE } from '@tidemark/pg';
-import { decodeStream, keyRingOf } from '@tidemark/pipeline';
+import { findGaps, isSegmentName, parseLsn, RECEIVER_PID_FILE, WAL_SEGMENT_SIZE } from '@tidemark/pg';
+import { decodeCommitted, keyRingOf } from '@tidemark/pipeline';
 import { createFsBackend, createS3Backend, WalArchive, type StorageBackend } from '@tidemark/storage';
 import {
   makeTempDir, recordingPublisher, removeTempDir, startPostgres, startS3, type PostgresServer, type RecordingPublisher, type S3Endpoint, processesMentioning } from '@tidemark/testkit';
-import { WalArchiver, type WalArchiverOptions } from '../src/wal/archiver.js';
-import { pgWalPrimary } from '../src/wal/primary.js';
+import type { WalArchiver, WalArchiverOptions } from '../src/wal/archiver.js';
+import { realServerArchiver } from './wal-fixture.js';
 
 const PASSWORD_ENV = 'TM_WAL_PG_TEST_PGPASSWORD';
 const key = { id: 'wal-test-key', key: randomBytes(32) };
 const keys = keyRingOf(key);
-const SLOT = 'tidemark_main';
 
 async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 20_000, everyMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -32,7 +31,7 @@ async function waitFor(what: string, condition: () => boolean | Promise<boolean>
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 async function decodedSha(archive: WalArchive, manifest: WalFileManifest): Promise<string> {
-  const stream = decodeStream(await archive.openData(manifest), { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, keys);
+  const stream = decodeCommitted(await archive.openData(manifest), manifest, keys);
   const hash = createHash('sha256');
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return hash.digest('hex');
@@ -62,27 +61,7 @@ describe('wal archiving (real postgresql, real storage)', () => {
   };
 
   const newArchiver = (overrides: Partial<WalArchiverOptions> = {}): WalArchiver =>
-    new WalArchiver({
-      target: 'main',
-      slot: SLOT,
-      spoolDir: spool,
-      osUser: 'postgres',
-      partialIntervalSeconds: 1,
-      maxSlotRetainedMb: 4096,
-      maxLagSeconds: 300,
-      encode: { compression: 'zstd', key },
-      keys,
-      archive,
-      publisher: published,
-      primary: pgWalPrimary(conn),
-      startReceiver: (options) => startWalReceiver(conn, options),
-      agent: { id: 'pg-agent-test', version: '0.0.0' },
-      logger,
-      tickMs: 500,
-      receiverRestartDelayMs: { initial: 100, max: 1000 },
-      scanIntervalMs: 300,
-      ...overrides,
-    });
+    realServerArchiver(conn, { spoolDir: spool, encode: { compression: 'zstd', key }, keys, archive, publisher: published, logger }, overrides);
 
   /** Writes some WAL and closes the segment; remembers the server's bytes of it. */
   const closeSegment = async (): Promise<string> => {

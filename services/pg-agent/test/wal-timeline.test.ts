@@ -9,15 +9,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WalFileManifest } from '@tidemark/contracts';
 import type { PostgresConnection } from '@tidemark/config';
-import { findGaps, isSegmentName, parseLsn, segmentNameForLsn, startWalReceiver } from '@tidemark/pg';
-import { decodeStream, keyRingOf } from '@tidemark/pipeline';
+import { findGaps, isSegmentName, osUserIds, parseLsn, segmentNameForLsn } from '@tidemark/pg';
+import { decodeCommitted, keyRingOf } from '@tidemark/pipeline';
 import { createFsBackend, WalArchive, type StorageBackend } from '@tidemark/storage';
 import {
   freePort, makeTempDir, POSTGRES_BIN_DIR, postgresClient, recordingPublisher, removeTempDir, runProcess, startPostgres, startProcess, type PostgresServer,
   type StartedProcess,
 } from '@tidemark/testkit';
-import { parseHistory, WalArchiver } from '../src/wal/archiver.js';
-import { pgWalPrimary } from '../src/wal/primary.js';
+import { parseHistory } from '../src/wal/archiver.js';
+import { realServerArchiver } from './wal-fixture.js';
 
 const PRIMARY_PASSWORD_ENV = 'TM_WAL_TL_PRIMARY_PGPASSWORD';
 const STANDBY_PASSWORD_ENV = 'TM_WAL_TL_STANDBY_PGPASSWORD';
@@ -29,12 +29,6 @@ async function waitFor(what: string, condition: () => boolean | Promise<boolean>
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-}
-
-async function postgresIds(): Promise<{ uid: number; gid: number }> {
-  const line = (await readFile('/etc/passwd', 'utf8')).split('\n').find((l) => l.startsWith('postgres:')) as string;
-  const [, , uid, gid] = line.split(':');
-  return { uid: Number(uid), gid: Number(gid) };
 }
 
 describe('wal archiving across a failover (real primary and standby)', () => {
@@ -75,29 +69,10 @@ describe('wal archiving across a failover (real primary and standby)', () => {
   });
 
   it('archives the old timeline up to the switch point and follows the new one', async () => {
-    const owner = await postgresIds();
+    const owner = (await osUserIds('postgres'))!;
     const spool = join(root, 'wal', 'main');
     const archiverFor = (conn: PostgresConnection, published = recordingPublisher()) =>
-      new WalArchiver({
-        target: 'main',
-        slot: 'tidemark_main',
-        spoolDir: spool,
-        osUser: 'postgres',
-        partialIntervalSeconds: 1,
-        maxSlotRetainedMb: 4096,
-        maxLagSeconds: 300,
-        encode: { compression: 'zstd' },
-        keys,
-        archive,
-        publisher: published,
-        primary: pgWalPrimary(conn),
-        startReceiver: (options) => startWalReceiver(conn, options),
-        agent: { id: 'pg-agent-test', version: '0.0.0' },
-        logger,
-        tickMs: 500,
-        receiverRestartDelayMs: { initial: 100, max: 500 },
-        scanIntervalMs: 300,
-      });
+      realServerArchiver(conn, { spoolDir: spool, encode: { compression: 'zstd' }, keys, archive, publisher: published, logger }, { receiverRestartDelayMs: { initial: 100, max: 500 } });
 
     // --- timeline 1 on the primary, with a streaming standby ------------------------------------
     await primary.query('CREATE TABLE filler (id int, body text)');
@@ -158,7 +133,7 @@ describe('wal archiving across a failover (real primary and standby)', () => {
       expect(oldPartial).toMatchObject({ fileKind: 'partial', timeline: 1 });
       expect(parseLsn(oldPartial.endLsn as string)).toBe(switchPoint);
       const history = (await archive.readManifest('main', systemIdentifier, '00000002.history')) as WalFileManifest;
-      const stored = decodeStream(await archive.openData(history), { pipeline: history.pipeline, sha256: history.data.sha256, storedBytes: history.data.storedBytes }, keys);
+      const stored = decodeCommitted(await archive.openData(history), history, keys);
       const chunks: Buffer[] = [];
       for await (const chunk of stored) chunks.push(chunk as Buffer);
       expect(Buffer.concat(chunks).toString('utf8')).toBe(historyText);
@@ -171,7 +146,7 @@ describe('wal archiving across a failover (real primary and standby)', () => {
       const serverSha = createHash('sha256').update(await readFile(join(dataDir, 'pg_wal', newSegment))).digest('hex');
       await waitFor(`segment ${newSegment}`, async () => (await archive.list('main', systemIdentifier)).some((f) => f.file === newSegment));
       const manifest = (await archive.readManifest('main', systemIdentifier, newSegment)) as WalFileManifest;
-      const decoded = decodeStream(await archive.openData(manifest), { pipeline: manifest.pipeline, sha256: manifest.data.sha256, storedBytes: manifest.data.storedBytes }, keys);
+      const decoded = decodeCommitted(await archive.openData(manifest), manifest, keys);
       const hash = createHash('sha256');
       for await (const chunk of decoded) hash.update(chunk as Buffer);
       expect(hash.digest('hex')).toBe(serverSha);
