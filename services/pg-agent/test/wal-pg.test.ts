@@ -180,11 +180,18 @@ describe('wal archiving (real postgresql, real storage)', () => {
 
   it('loses no segment across a SIGKILLed receiver and a server restart', async () => {
     const first = (await archivedNames()).filter(isSegmentName)[0] as string;
+    // pg_receivewal may be between runs (it exits on a lost connection and is restarted): wait for one.
+    await waitFor('a running pg_receivewal', () => archiver?.status().receiver?.pid !== undefined);
     const pid = archiver?.status().receiver?.pid as number;
     expect(pid).toBeGreaterThan(0);
     await closeSegment();
     process.kill(pid, 'SIGKILL');
     await closeSegment();
+    // Restart the server only once the killed receiver runs again, so each event costs one restart.
+    await waitFor('pg_receivewal restarted after the kill', () => {
+      const receiver = archiver?.status().receiver;
+      return receiver?.pid !== undefined && receiver.pid !== pid;
+    });
     await server.restart?.();
     await closeSegment();
     const last = await closeSegment();
