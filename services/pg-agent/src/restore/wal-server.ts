@@ -128,14 +128,20 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
     return converted;
   };
 
+  /** The first of `files` on `segment`'s timeline after it (closed segments only, or partials too). */
+  const laterOnTimeline = (files: Iterable<string>, segment: SegmentName, closedOnly: boolean): string | undefined => {
+    for (const file of files) {
+      if (closedOnly && file.endsWith('.partial')) continue;
+      const later = segmentName(file.replace(/\.partial$/, ''), options.walSegmentSize);
+      if (later && later.timeline === segment.timeline && later.position > segment.position) return file;
+    }
+    return undefined;
+  };
+
   /** Whether the archive holds a segment (or partial) of `missing`'s timeline after it: then `missing` is a gap. */
   const isGap = async (missing: SegmentName): Promise<string | undefined> => {
     listing ??= options.archive.list(options.target, options.systemIdentifier).then((files) => new Set(files.map((f) => f.file)));
-    for (const file of await listing) {
-      const later = segmentName(file.replace(/\.partial$/, ''), options.walSegmentSize);
-      if (later && later.timeline === missing.timeline && later.position > missing.position) return file;
-    }
-    return undefined;
+    return laterOnTimeline(await listing, missing, false);
   };
 
   /** The decoded bytes of a committed closed segment, or undefined when it is not committed (yet). */
@@ -194,14 +200,11 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
    */
   const partialOrLostSegment = async (file: string, segment: SegmentName, partial: { manifest: WalFileManifest; outcome: 'file' | 'partial' }): Promise<{ manifest: WalFileManifest; outcome: 'file' | 'partial' }> => {
     const files = await options.archive.list(options.target, options.systemIdentifier);
-    const later = files.find((f) => {
-      const closed = f.file.endsWith('.partial') ? undefined : segmentName(f.file, options.walSegmentSize);
-      return closed !== undefined && closed.timeline === segment.timeline && closed.position > segment.position;
-    });
+    const later = laterOnTimeline(files.map((f) => f.file), segment, true);
     if (later === undefined) return partial;
     const committedMeanwhile = await options.archive.readManifest(options.target, options.systemIdentifier, file);
     if (committedMeanwhile) return { manifest: committedMeanwhile, outcome: 'file' };
-    throw new TidemarkError('WAL_MISSING', `WAL segment ${file} is only partly archived (${file}.partial), but the archive of "${options.target}" (system ${options.systemIdentifier}) holds later WAL (${later.file}): the rest of ${file} was lost. Restore to a point before it, or take a new base backup`);
+    throw new TidemarkError('WAL_MISSING', `WAL segment ${file} is only partly archived (${file}.partial), but the archive of "${options.target}" (system ${options.systemIdentifier}) holds later WAL (${later}): the rest of ${file} was lost. Restore to a point before it, or take a new base backup`);
   };
 
   const checkSize = (manifest: WalFileManifest, outcome: 'file' | 'partial', isSegment: boolean): void => {
