@@ -400,6 +400,7 @@ async function stopServerIn(dataDirectory) {
     (error) => console.log(`# (stopping the restored server in ${dataDirectory}: ${error.message.split('\n')[0]})`),
   );
   await rm(dataDirectory, { recursive: true, force: true });
+  await rm(`${dataDirectory}.socket`, { recursive: true, force: true }); // the restored server's socket directory
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 // Command-line parsing with plain process.argv: a small declarative table of options per command.
-import { ARTIFACT_KINDS, ENGINES, LSN_PATTERN, TARGET_NAME_HINT, isEngine, isTargetName, type ArtifactKind, type Engine, type PointInTime } from '@tidemark/contracts';
+import { ARTIFACT_KINDS, ENGINES, LSN_PATTERN, TARGET_NAME_HINT, isEngine, isTargetName, parsePointInTimeText, type ArtifactKind, type Engine, type PointInTime } from '@tidemark/contracts';
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -43,7 +43,9 @@ export type Command =
       readonly wait: boolean;
     }
   | { readonly name: 'list'; readonly engine?: Engine; readonly target?: string; readonly limit?: number }
-  | { readonly name: 'status' };
+  | { readonly name: 'status' }
+  /** Prints events as they are published; no subject means every Tidemark stream subject. */
+  | { readonly name: 'watch'; readonly subject?: string; readonly count?: number };
 
 export type ParseResult =
   | { readonly ok: true; readonly globals: GlobalOptions; readonly command: Command }
@@ -68,6 +70,7 @@ const COMMAND_OPTIONS: Record<string, Record<string, OptionSpec>> = {
   },
   list: { '--limit': { takesValue: true } },
   status: {},
+  watch: { '--count': { takesValue: true } },
 };
 export const COMMANDS = Object.keys(COMMAND_OPTIONS);
 
@@ -183,6 +186,16 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
         command: { name: 'list', ...(engine !== undefined ? { engine } : {}), ...(target !== undefined ? { target } : {}), ...(limit !== undefined ? { limit } : {}) },
       };
     }
+    case 'watch': {
+      expectAtMost(positionals, 1, 'watch [<subject>]');
+      const [subject] = positionals;
+      // A NATS subject: dot-separated tokens without spaces; * and > are wildcards.
+      if (subject !== undefined && !/^[^\s.]+(\.[^\s.]+)*$/.test(subject)) {
+        throw new UsageError(`"${subject}" is not a NATS subject (tokens separated by dots, * and > as wildcards), e.g. 'alert.>' or 'backup.*.pg.main'`);
+      }
+      const count = numberOption(options, '--count', { min: 1, integer: true });
+      return { ok: true, globals, command: { name: 'watch', ...(subject !== undefined ? { subject } : {}), ...(count !== undefined ? { count } : {}) } };
+    }
     default:
       expectAtMost(positionals, 0, 'status');
       return { ok: true, globals, command: { name: 'status' } };
@@ -207,8 +220,7 @@ function pgInto(into: string): { intoDatabase: string } | { intoDirectory?: stri
   return { intoDatabase: into };
 }
 
-const TIME = /^(\d{4}-\d\d-\d\d)(?:[ T](\d\d:\d\d(?::\d\d(?:\.\d+)?)?))?\s*(Z|UTC|[+-]\d\d(?::?\d\d)?)?$/i;
-const TO_HINT = 'latest, an LSN (0/3000060), a time ("2026-11-22 10:15:00", UTC unless it has an offset such as +01:00) or restore-point:<name>';
+const TO_HINT = 'latest, an LSN (0/3000060), a time ("2026-11-22 10:15:00", "2026-11-22T10:15:00.5+01", UTC unless it has an offset) or restore-point:<name>';
 
 /**
  * --to: "latest", an LSN, "restore-point:<name>" or a time. A time without an offset is UTC (so
@@ -224,14 +236,10 @@ export function parsePointInTime(text: string, exclusive = false): PointInTime {
     point = { restorePoint: name };
   } else if (LSN_PATTERN.test(value)) point = { lsn: value.toUpperCase() };
   else {
-    const match = TIME.exec(value);
-    if (!match) throw new UsageError(`--to "${text}" is not a recovery target: use ${TO_HINT}`);
-    const zone = (match[3] ?? 'Z').toUpperCase();
-    const offset = zone === 'Z' || zone === 'UTC' ? 'Z' : zone.length === 3 ? `${zone}:00` : zone.includes(':') ? zone : `${zone.slice(0, 3)}:${zone.slice(3)}`;
-    const time = match[2] === undefined ? '00:00:00' : match[2].length === 5 ? `${match[2]}:00` : match[2];
-    const date = new Date(`${match[1]}T${time}${offset}`);
-    if (Number.isNaN(date.getTime())) throw new UsageError(`--to "${text}" is not a valid time: use ${TO_HINT}`);
-    point = { time: date.toISOString() };
+    // The forms the agent accepts (ISO 8601, RFC 3339, PostgreSQL's text), sent in UTC to the microsecond.
+    const parsed = parsePointInTimeText(value);
+    if (parsed === undefined) throw new UsageError(`--to "${text}" is not a recovery target: use ${TO_HINT}`);
+    point = { time: parsed.iso };
   }
   if (exclusive) {
     if (point.time === undefined && point.lsn === undefined) throw new UsageError('--exclusive applies to a time or an LSN');
@@ -294,12 +302,16 @@ commands:
       list committed artifacts, newest first.
   status
       the newest artifact of every target, its verification and age.
+  watch [<subject>] [--count <n>]
+      print events as they are published, decoded and one per line (default: every Tidemark
+      subject; e.g. 'alert.>' or 'backup.*.pg.main'). Runs until Ctrl-C, --timeout or --count;
+      --json prints one {"subject","event"} document per line.
   help [<command>]
 
 global options:
   --nats <url>       NATS server (default $TIDEMARK_NATS_URL or ${DEFAULT_NATS_URL})
   --json             print one JSON document instead of text
-  --timeout <s>      how long to wait (default 5 for list/status, 3600 for --wait)
+  --timeout <s>      how long to wait (default 5 for list/status, 3600 for --wait, no limit for watch)
 
 exit codes: 0 success, 1 failed (backup, restore, verification, or a target whose newest
 artifact failed verification), 2 usage error or timeout.

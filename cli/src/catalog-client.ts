@@ -1,7 +1,7 @@
 import { headers as natsHeaders, type NatsConnection } from 'nats';
 import {
   CONTENT_TYPE_HEADER, MSGPACK, TidemarkError, decode, encode, isErrorCode, subjects,
-  type CatalogEntry, type CatalogListReply, type CatalogListRequest, type Engine, type ErrorInfo,
+  type CatalogEntry, type CatalogListReply, type CatalogListRequest, type CatalogWalReply, type Engine, type ErrorInfo, type WalStatusReply,
 } from '@tidemark/contracts';
 import { natsFailure } from './nats-errors.js';
 
@@ -11,7 +11,7 @@ export type CatalogArtifact = CatalogEntry;
 export type { CatalogListReply };
 
 /** Sends one catalog request (msgpack) and returns the reply, or throws its error as a TidemarkError. */
-async function request<T>(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number): Promise<T> {
+async function request<T>(nc: NatsConnection, subject: string, body: unknown, timeoutMs: number, who = 'the catalog (tidemark storage service)'): Promise<T> {
   const h = natsHeaders();
   h.set(CONTENT_TYPE_HEADER, MSGPACK);
   let reply: unknown;
@@ -19,7 +19,7 @@ async function request<T>(nc: NatsConnection, subject: string, body: unknown, ti
     const msg = await nc.request(subject, encode(body), { timeout: timeoutMs, headers: h });
     reply = decode(msg.data, msg.headers);
   } catch (error) {
-    throw natsFailure(error, subject, 'the catalog (tidemark storage service)');
+    throw natsFailure(error, subject, who);
   }
   if (typeof reply === 'object' && reply !== null && 'error' in reply) {
     const info = (reply as { error: Partial<ErrorInfo> }).error;
@@ -33,4 +33,14 @@ export function listCatalog(nc: NatsConnection, body: CatalogListRequest, timeou
 }
 
 export const ALL_ARTIFACTS_LIMIT = 10_000;
+
+/** The WAL archive per target (storage service). */
+export function walCatalog(nc: NatsConnection, timeoutMs: number): Promise<CatalogWalReply> {
+  return request<CatalogWalReply>(nc, subjects.catalogWal(), {}, timeoutMs);
+}
+
+/** The live WAL receivers (pg-agent). */
+export function walReceivers(nc: NatsConnection, timeoutMs: number): Promise<WalStatusReply> {
+  return request<WalStatusReply>(nc, subjects.statusWal(), {}, timeoutMs, 'the pg-agent');
+}
 export type { Engine };

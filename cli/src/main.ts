@@ -7,11 +7,14 @@ import { buildBackupRequest, runBackup } from './commands/backup.js';
 import { runList, runStatus } from './commands/list.js';
 import type { Io } from './commands/request.js';
 import { buildRestoreRequest, runRestore } from './commands/restore.js';
+import { runWatch } from './commands/watch.js';
+import { inCliTerms } from './cli-terms.js';
 
 const io: Io = { out: (text) => process.stdout.write(`${text}\n`), err: (text) => process.stderr.write(`${text}\n`) };
 
-/** Default seconds to wait: quick for catalog questions, long for a backup or restore to finish. */
-function defaultTimeoutSeconds(command: Command): number {
+/** Default seconds to wait: quick for catalog questions, long for a backup or restore to finish, no limit for watch. */
+function defaultTimeoutSeconds(command: Command): number | undefined {
+  if (command.name === 'watch') return undefined;
   return (command.name === 'backup' || command.name === 'restore') && command.wait ? 3600 : 5;
 }
 
@@ -32,7 +35,7 @@ async function main(argv: string[]): Promise<number> {
     io.out(USAGE);
     return 0;
   }
-  const timeoutMs = (globals.timeoutSeconds ?? defaultTimeoutSeconds(command)) * 1000;
+  const timeoutSeconds = globals.timeoutSeconds ?? defaultTimeoutSeconds(command);
   try {
     // Validate the message before connecting, so a bad --into or --reason is a usage error.
     if (command.name === 'backup') buildBackupRequest(command, 'preflight');
@@ -47,7 +50,14 @@ async function main(argv: string[]): Promise<number> {
     return fail(error, globals.json);
   }
   try {
-    const deps = { nc, js: nc.jetstream(), io, json: globals.json, timeoutMs };
+    if (command.name === 'watch') {
+      const interrupted = new AbortController();
+      process.once('SIGINT', () => interrupted.abort());
+      return await runWatch(command.subject, {
+        nc, io, json: globals.json, timeoutMs: timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000, count: command.count, signal: interrupted.signal,
+      });
+    }
+    const deps = { nc, js: nc.jetstream(), io, json: globals.json, timeoutMs: (timeoutSeconds ?? 5) * 1000 };
     switch (command.name) {
       case 'backup':
         return await runBackup(command, deps);
@@ -68,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
 function fail(error: unknown, json: boolean): number {
   const info = toErrorInfo(error);
   if (json) io.out(JSON.stringify({ error: info }));
-  else io.err(`tidemark: ${info.message} [${info.code}]`);
+  else io.err(`tidemark: ${inCliTerms(info.message)} [${info.code}]`);
   return exitCodeFor(error);
 }
 

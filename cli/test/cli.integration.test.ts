@@ -106,9 +106,17 @@ describe('tidemark CLI (real NATS)', () => {
           total: 2,
           artifacts: [
             { artifactId: '20250601T120000Z-aaaaaaaaaa', engine: 'pg', target: 'main', kind: 'logical', createdAt: at(1), storedBytes: 2048, verification: 'failed', verificationError: { code: 'VERIFY_MISMATCH', message: 'rows differ' } },
-            { artifactId: '20250531T120000Z-bbbbbbbbbb', engine: 'pg', target: 'main', kind: 'logical', createdAt: at(25), storedBytes: 2048, verification: 'passed' },
+            { artifactId: '20250531T120000Z-bbbbbbbbbb', engine: 'pg', target: 'main', kind: 'logical', createdAt: at(25), storedBytes: 2048, verification: 'passed', verifiedAt: at(24.9) },
           ],
         }), { headers: h });
+      },
+    });
+    // The fake storage service's WAL archive summary: one target.
+    nc.subscribe(subjects.catalogWal(), {
+      callback: (_err, msg) => {
+        msg.respond(encodeJson({
+          archives: [{ target: 'main', systemIdentifier: '7300000000000000001', current: true, segments: 4, partials: 1, histories: 0, storedBytes: 4096, timelines: [1], newestFile: '000000010000000000000004', newestArchivedAt: new Date(Date.now() - 150_000).toISOString() }],
+        }));
       },
     });
     await nc.flush();
@@ -142,7 +150,7 @@ describe('tidemark CLI (real NATS)', () => {
   it('backup --wait exits 1 on the final failure and prints its code and message', async () => {
     const result = await runCli(['--nats', server.url, 'backup', 'pg', 'broken', '--wait', '--timeout', '20']);
     expect(result.code).toBe(1);
-    expect(result.stdout).toContain('attempt 1 failed (DUMP_FAILED: pg_dump exited with code 1); the agent retries');
+    expect(result.stdout).toContain('attempt 1 failed: DUMP_FAILED: pg_dump exited with code 1');
     expect(result.stdout.trim().split('\n').at(-1)).toBe('backup failed: DUMP_FAILED: pg_dump exited with code 1');
   });
 
@@ -170,13 +178,14 @@ describe('tidemark CLI (real NATS)', () => {
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('started: restoring 20250601T120000Z-0123456789 into /var/lib/tidemark/pg/restores/main-1 on fake-agent');
-    expect(result.stdout).toContain("server: port 5544 on the pg-agent's host (127.0.0.1), data directory /var/lib/tidemark/pg/restores/main-1");
-    // The time was sent as UTC: the fake agent echoes it as the last transaction.
-    expect(result.stdout).toContain('recovered to: LSN 0/40001C8 on new timeline 2, last transaction committed at 2026-11-22T10:15:00.000Z');
+    expect(result.stdout).toContain("server: on the pg-agent's host, listening on 127.0.0.1:5544; data directory /var/lib/tidemark/pg/restores/main-1; it keeps running");
+    expect(result.stdout).toMatch(/^stop: .*pg_ctl -D \/var\/lib\/tidemark\/pg\/restores\/main-1 stop$/m);
+    // The time was sent as UTC, to the microsecond: the fake agent echoes it as the last transaction.
+    expect(result.stdout).toContain('recovered to: LSN 0/40001C8 on new timeline 2, last transaction committed at 2026-11-22T10:15:00.000000Z');
     expect(result.stdout.trim().split('\n').at(-2)).toBe('RTO: download 1.5s, WAL replay 800ms, start 1.2s, total 3.5s (3 WAL files fetched)');
     const jsm = await nc.jetstreamManager();
     const stored = await jsm.streams.getMessage('TIDEMARK_COMMANDS', { last_by_subj: subjects.restoreRequested('pg', 'main') });
-    expect(parseMessage(RequestRestore, decode(stored.data, stored.header))).toMatchObject({ pointInTime: { time: '2026-11-22T10:15:00.000Z' }, intoPort: 5544 });
+    expect(parseMessage(RequestRestore, decode(stored.data, stored.header))).toMatchObject({ pointInTime: { time: '2026-11-22T10:15:00.000000Z' }, intoPort: 5544 });
   });
 
   it('backup --wait exits 2 when nothing happens before the timeout', async () => {
@@ -189,7 +198,26 @@ describe('tidemark CLI (real NATS)', () => {
     const result = await runCli(['--nats', server.url, 'status']);
     expect(result.code).toBe(1);
     expect(result.stdout).toContain('pg/main');
-    expect(result.stdout).toMatch(/failed \(VERIFY_MISMATCH\)\s+20250531T120000Z-bbbbbbbbbb \(1d\)/);
+    expect(result.stdout).toMatch(/failed \(VERIFY_MISMATCH\)\s+passed \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ \(1d ago\): 20250531T120000Z-bbbbbbbbbb/);
+    // No pg-agent answers status.wal here: the receiver is unknown, the archive still shows.
+    expect(result.stdout).toMatch(/pg\/main\s+unknown \(no pg-agent answered\)\s+000000010000000000000004 \(2m ago\)\s+unknown/);
+    const json = JSON.parse((await runCli(['--nats', server.url, 'status', '--json'])).stdout);
+    expect(json.targets[0]).toMatchObject({ lastVerified: '20250531T120000Z-bbbbbbbbbb', lastVerifiedAt: expect.any(String) });
+    expect(json.wal).toEqual([{ target: 'main', receiver: 'unknown', lastArchivedFile: '000000010000000000000004', lastArchivedAt: expect.any(String) }]);
+
+    // A pg-agent answering status.wal: the live receiver state and lag.
+    const agent = nc.subscribe(subjects.statusWal(), {
+      callback: (_err, msg) => {
+        msg.respond(encodeJson({ agent: 'pg-agent-1', receivers: [{ target: 'main', state: 'running', receiverUp: true, lastArchivedFile: '000000010000000000000005.partial', lastArchivedAt: new Date().toISOString(), lagSeconds: 0.8 }] }));
+      },
+    });
+    await nc.flush();
+    try {
+      const live = await runCli(['--nats', server.url, 'status']);
+      expect(live.stdout).toMatch(/pg\/main\s+up\s+000000010000000000000005\.partial \(\d+s ago\)\s+0\.8s/);
+    } finally {
+      agent.unsubscribe();
+    }
     const list = await runCli(['--nats', server.url, 'list', '--json']);
     expect(list.code).toBe(0);
     expect(JSON.parse(list.stdout).artifacts).toHaveLength(2);
@@ -207,7 +235,9 @@ describe('tidemark CLI (real NATS)', () => {
     expect(usage.stderr).toContain('missing arguments');
     const badDatabase = await runCli(['--nats', server.url, 'restore', 'pg', 'main', '--into', 'bad name']);
     expect(badDatabase.code).toBe(2);
-    expect(badDatabase.stderr).toContain('intoDatabase');
+    // In CLI terms: the flag the user typed, not the message field it sets.
+    expect(badDatabase.stderr).toContain('tidemark: --into: a plain database name');
+    expect(badDatabase.stderr).not.toContain('intoDatabase');
     const down = await runCli(['--nats', 'nats://127.0.0.1:1', 'status']);
     expect(down.code).toBe(1);
     expect(down.stderr).toContain('cannot connect to NATS at nats://127.0.0.1:1');

@@ -17,6 +17,23 @@ const failedVerify: FollowedEvent = {
   event: { ...scope, requestId: 'verifier-x', artifactId: 'art-1', checks: [{ name: 'rows', ok: false }, { name: 'probe', ok: true }], durationMs: 10, error: { code: 'VERIFY_MISMATCH', message: 'row counts differ', retryable: false } },
 };
 
+describe('errors in CLI terms', () => {
+  it('a restore failure names the flag, not the message field', () => {
+    const f = restoreFollower('req-1', subjects.restoreRequested('pg', 'main'));
+    const error: ErrorInfo = {
+      code: 'RESTORE_TARGET_EXISTS', retryable: false,
+      message: 'database app exists; restore into another database or set overwrite: true (the old one is kept as app_pre_restore_<time>)',
+    };
+    expect(f.step({ type: 'restore.failed', event: { ...mine, error } }).line).toBe(
+      'restore failed: RESTORE_TARGET_EXISTS: database app exists; restore into another database or add --overwrite (the old one is kept as app_pre_restore_<time>)',
+    );
+    const missing: ErrorInfo = { code: 'ARTIFACT_NOT_FOUND', retryable: false, message: 'artifact x of pg target "main" is not committed; list artifacts with the catalog' };
+    expect(f.step({ type: 'restore.failed', event: { ...mine, error: missing } }).line).toBe(
+      'restore failed: ARTIFACT_NOT_FOUND: artifact x of pg target "main" is not committed; list artifacts with `tidemark list pg main`',
+    );
+  });
+});
+
 describe('backupFollower', () => {
   it('follows a backup to verification and exits 0', () => {
     const f = backupFollower('req-1', ours);
@@ -36,7 +53,7 @@ describe('backupFollower', () => {
   it('keeps waiting through a retried failure and exits 1 on the final one', () => {
     const f = backupFollower('req-1', 's');
     const failure = (final: boolean): FollowedEvent => ({ type: 'backup.failed', event: { ...mine, kind: 'logical', error: err, attempt: final ? 3 : 1, final } });
-    expect(f.step(failure(false))).toEqual({ line: 'attempt 1 failed (DUMP_FAILED: pg_dump exited 1); the agent retries' });
+    expect(f.step(failure(false))).toEqual({ line: 'attempt 1 failed: DUMP_FAILED: pg_dump exited 1' });
     expect(f.step(failure(true))).toMatchObject({ line: 'backup failed: DUMP_FAILED: pg_dump exited 1', exitCode: 1, error: err });
   });
 

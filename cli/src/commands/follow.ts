@@ -4,7 +4,10 @@ import type {
   ArtifactStored, BackupCompleted, BackupFailed, BackupStarted, CommandRejected, ErrorInfo,
   RestoreCompleted, RestoreFailed, RestoreStarted, VerifyFailed, VerifyPassed,
 } from '@tidemark/contracts';
+import { userInfo } from 'node:os';
+import { parseCommandSubject } from '@tidemark/contracts';
 import { formatBytes, formatDuration } from '../format.js';
+import { inCliTerms, type CliScope } from '../cli-terms.js';
 
 export type FollowedEvent =
   | { readonly type: 'backup.started'; readonly event: BackupStarted }
@@ -36,7 +39,13 @@ export interface Follower {
   step(followed: FollowedEvent): Step;
 }
 
-const describeError = (error: ErrorInfo) => `${error.code}: ${error.message}`;
+/** An agent's error as a CLI user reads it: flags instead of message fields (cli-terms.ts). */
+const describeError = (error: ErrorInfo, scope: CliScope | undefined) => `${error.code}: ${inCliTerms(error.message, scope)}`;
+
+const scopeOf = (commandSubject: string): CliScope | undefined => {
+  const parsed = parseCommandSubject(commandSubject);
+  return 'error' in parsed ? undefined : parsed;
+};
 
 /**
  * A rejection of our command subject. Rejections by the intake (no stream sequence) are about
@@ -48,6 +57,7 @@ function isOurRejection(event: CommandRejected, commandSubject: string, requestI
 }
 
 export function backupFollower(requestId: string, commandSubject: string): Follower {
+  const scope = scopeOf(commandSubject);
   // The verifier's events carry the artifact; remember the artifacts our request produced.
   const artifacts = new Set<string>();
   return {
@@ -70,8 +80,9 @@ export function backupFollower(requestId: string, commandSubject: string): Follo
         }
         case 'backup.failed': {
           const e = followed.event;
-          if (!e.final) return { line: `attempt ${e.attempt} failed (${describeError(e.error)}); the agent retries` };
-          return { line: `backup failed: ${describeError(e.error)}`, exitCode: 1, outcome: 'failed', error: e.error };
+          // The agent's message says that it will be retried (and which attempt this was).
+          if (!e.final) return { line: `attempt ${e.attempt} failed: ${describeError(e.error, scope)}` };
+          return { line: `backup failed: ${describeError(e.error, scope)}`, exitCode: 1, outcome: 'failed', error: e.error };
         }
         case 'artifact.stored': {
           const e = followed.event;
@@ -88,10 +99,10 @@ export function backupFollower(requestId: string, commandSubject: string): Follo
           const e = followed.event;
           const failing = e.checks.filter((c) => !c.ok).map((c) => c.name);
           const checks = failing.length > 0 ? ` (failed checks: ${failing.join(', ')})` : '';
-          return { line: `verification failed: ${describeError(e.error)}${checks}`, exitCode: 1, outcome: 'failed', artifactId: e.artifactId, error: e.error };
+          return { line: `verification failed: ${describeError(e.error, scope)}${checks}`, exitCode: 1, outcome: 'failed', artifactId: e.artifactId, error: e.error };
         }
         case 'command.rejected':
-          return { line: `rejected: ${describeError(followed.event.error)}`, exitCode: 1, outcome: 'rejected', error: followed.event.error };
+          return { line: `rejected: ${describeError(followed.event.error, scope)}`, exitCode: 1, outcome: 'rejected', error: followed.event.error };
         default:
           return {};
       }
@@ -100,10 +111,16 @@ export function backupFollower(requestId: string, commandSubject: string): Follo
 }
 
 /** A point-in-time restore's result: where the server runs, where it recovered to, the RTO split and the checks. */
-export function pointInTimeLines(e: RestoreCompleted): string {
+export function pointInTimeLines(e: RestoreCompleted, runner: CommandRunner = thisUser()): string {
   const kept = e.previousDatabaseKeptAs ? `; the previous data directory is kept as ${e.previousDatabaseKeptAs}` : '';
   const lines = [`restored: ${e.artifactId} into ${e.dataDirectory} in ${formatDuration(e.durationMs)}${kept}`];
-  if (e.port !== undefined) lines.push(`server: port ${e.port} on the pg-agent's host (127.0.0.1), data directory ${e.dataDirectory}; it keeps running (stop it with pg_ctl -D ${e.dataDirectory} stop)`);
+  if (e.port !== undefined) {
+    const host = e.host ?? '127.0.0.1';
+    const socket = e.socketDirectory ? ` and the socket in ${e.socketDirectory}` : '';
+    lines.push(`server: on the pg-agent's host, listening on ${host}:${e.port}${socket}; data directory ${e.dataDirectory}; it keeps running`);
+    if (e.connectAs) lines.push(`connect: psql ${shellWord(`host=${host} port=${e.port} user=${e.connectAs.user} dbname=${e.connectAs.database}`)}   (the source's roles and passwords)`);
+    lines.push(`stop: ${pgCtlStop(e.dataDirectory!, e.osUser, e.binDirectory, runner)}`);
+  }
   if (e.recoveredTo) {
     const last = e.recoveredTo.lastTransactionAt ? `, last transaction committed at ${e.recoveredTo.lastTransactionAt}` : '';
     lines.push(`recovered to: LSN ${e.recoveredTo.lsn} on new timeline ${e.recoveredTo.timeline}${last}`);
@@ -119,7 +136,39 @@ export function pointInTimeLines(e: RestoreCompleted): string {
   return lines.join('\n');
 }
 
+/** Who runs the printed commands: this CLI's user. */
+export interface CommandRunner {
+  readonly uid: number | undefined;
+  readonly username: string;
+}
+
+const thisUser = (): CommandRunner => ({ uid: process.getuid?.(), username: safeUsername() });
+
+function safeUsername(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return '';
+  }
+}
+
+/** A word for a POSIX shell: as it is when it needs no quoting, else single-quoted. */
+export const shellWord = (value: string): string => (/^[A-Za-z0-9_@%+=:,./-]+$/.test(value) ? value : `'${value.replace(/'/g, `'\\''`)}'`);
+
+/**
+ * The command that stops a restored server, for the user running the CLI: pg_ctl refuses to run
+ * as root, so root goes through runuser to the server's OS user, and anyone else but that user
+ * through sudo. Older events name neither the OS user nor the binaries: postgres and pg_ctl on PATH.
+ */
+export function pgCtlStop(dataDirectory: string, osUser = 'postgres', binDirectory?: string, runner: CommandRunner = thisUser()): string {
+  const pgCtl = `${shellWord(binDirectory === undefined ? 'pg_ctl' : `${binDirectory}/pg_ctl`)} -D ${shellWord(dataDirectory)} stop`;
+  if (runner.uid === 0) return `runuser -u ${shellWord(osUser)} -- ${pgCtl}`;
+  if (runner.username === osUser) return pgCtl;
+  return `sudo -u ${shellWord(osUser)} ${pgCtl}`;
+}
+
 export function restoreFollower(requestId: string, commandSubject: string): Follower {
+  const scope = scopeOf(commandSubject);
   return {
     matches(followed) {
       if (followed.type === 'command.rejected') return isOurRejection(followed.event, commandSubject, requestId);
@@ -138,9 +187,9 @@ export function restoreFollower(requestId: string, commandSubject: string): Foll
           return { line: `restored: ${e.artifactId} into ${e.database} in ${formatDuration(e.durationMs)}${kept}`, exitCode: 0, outcome: 'restored', artifactId: e.artifactId };
         }
         case 'restore.failed':
-          return { line: `restore failed: ${describeError(followed.event.error)}`, exitCode: 1, outcome: 'failed', error: followed.event.error };
+          return { line: `restore failed: ${describeError(followed.event.error, scope)}`, exitCode: 1, outcome: 'failed', error: followed.event.error };
         case 'command.rejected':
-          return { line: `rejected: ${describeError(followed.event.error)}`, exitCode: 1, outcome: 'rejected', error: followed.event.error };
+          return { line: `rejected: ${describeError(followed.event.error, scope)}`, exitCode: 1, outcome: 'rejected', error: followed.event.error };
         default:
           return {};
       }

@@ -1,6 +1,7 @@
 import type { Command } from '../args.js';
-import { ALL_ARTIFACTS_LIMIT, listCatalog } from '../catalog-client.js';
-import { formatArtifactList, formatStatus, statusExitCode, targetStatuses } from '../format.js';
+import type { NatsConnection } from 'nats';
+import { ALL_ARTIFACTS_LIMIT, listCatalog, walCatalog, walReceivers } from '../catalog-client.js';
+import { formatArtifactList, formatStatus, formatWalStatus, lastPassed, statusExitCode, targetStatuses, walStatuses, type WalTargetStatus } from '../format.js';
 import type { CommandDeps } from './request.js';
 
 type ListCommand = Extract<Command, { name: 'list' }>;
@@ -15,8 +16,23 @@ export async function runList(command: ListCommand, deps: Pick<CommandDeps, 'nc'
   return 0;
 }
 
+/** How long `status` waits for pg-agent's receivers: an agent that is up answers in milliseconds. */
+const RECEIVER_TIMEOUT_MS = 2000;
+
+/**
+ * WAL state per target. Neither source is required: without the archive summary or an answering
+ * pg-agent the rows say what is unknown instead of failing the whole status.
+ */
+async function walState(nc: NatsConnection, timeoutMs: number): Promise<WalTargetStatus[]> {
+  const [archives, receivers] = await Promise.all([
+    walCatalog(nc, timeoutMs).then((r) => r.archives, () => []),
+    walReceivers(nc, Math.min(timeoutMs, RECEIVER_TIMEOUT_MS)).catch(() => undefined),
+  ]);
+  return walStatuses(archives, receivers);
+}
+
 export async function runStatus(deps: Pick<CommandDeps, 'nc' | 'io' | 'json' | 'timeoutMs'>, now = new Date()): Promise<number> {
-  const reply = await listCatalog(deps.nc, { limit: ALL_ARTIFACTS_LIMIT }, deps.timeoutMs);
+  const [reply, wal] = await Promise.all([listCatalog(deps.nc, { limit: ALL_ARTIFACTS_LIMIT }, deps.timeoutMs), walState(deps.nc, deps.timeoutMs)]);
   const statuses = targetStatuses(reply.artifacts);
   const exitCode = statusExitCode(statuses);
   if (deps.json) {
@@ -28,11 +44,14 @@ export async function runStatus(deps: Pick<CommandDeps, 'nc' | 'io' | 'json' | '
         artifacts: s.artifacts,
         newest: s.newest,
         ageSeconds: Math.round((now.getTime() - Date.parse(s.newest.createdAt)) / 1000),
-        lastVerified: s.newest.verification === 'passed' ? s.newest.artifactId : (s.lastVerified?.artifactId ?? null),
+        lastVerified: lastPassed(s)?.artifactId ?? null,
+        lastVerifiedAt: lastPassed(s)?.verifiedAt ?? null,
       })),
+      wal,
     }));
   } else {
     deps.io.out(formatStatus(statuses, now));
+    if (wal.length > 0) deps.io.out(`\n${formatWalStatus(wal, now)}`);
   }
   return exitCode;
 }

@@ -1,11 +1,15 @@
-// Core-NATS subscriptions to a request's event subjects. Events are stored by JetStream, but a
-// core subscription sees them as they are published, and needs no consumer to clean up after.
+// Core-NATS subscriptions: to a request's event subjects (backup/restore --wait), and to any
+// subject for `tidemark watch`. Events are stored by JetStream, but a core subscription sees them
+// as they are published, and needs no consumer to clean up after.
 import type { NatsConnection, Subscription } from 'nats';
 import {
   ArtifactStored, BackupCompleted, BackupFailed, BackupStarted, CommandRejected, RestoreCompleted, RestoreFailed,
-  RestoreStarted, VerifyFailed, VerifyPassed, decode, parseMessage, subjects, type Engine, type Schema,
+  RestoreStarted, STREAMS, VerifyFailed, VerifyPassed, decode, isAlertSubject, parseMessage, subjects,
+  type Engine, type ErrorInfo, type HeaderReader, type Schema,
 } from '@tidemark/contracts';
+import { payloadPreview } from '@tidemark/runtime';
 import type { FollowedEvent, Follower, Step } from './follow.js';
+import type { Io } from './request.js';
 
 export interface WatchSpec {
   readonly type: FollowedEvent['type'];
@@ -92,4 +96,100 @@ export async function startWatch(
     settle('timeout');
   }, timeoutMs);
   return { finished, stop };
+}
+
+// ---------------------------------------------------------------- tidemark watch [subject]
+
+/** Every subject Tidemark's streams store: commands, events, alerts and the WAL archive. */
+export const DEFAULT_WATCH_SUBJECTS: readonly string[] = STREAMS.flatMap((stream) => stream.subjects);
+
+const MAX_FIELD_CHARS = 160;
+
+const clip = (text: string): string => (text.length <= MAX_FIELD_CHARS ? text : `${text.slice(0, MAX_FIELD_CHARS - 1)}…`);
+
+const isErrorInfo = (value: unknown): value is ErrorInfo =>
+  typeof value === 'object' && value !== null && typeof (value as ErrorInfo).code === 'string' && typeof (value as ErrorInfo).message === 'string';
+
+function fieldText(value: unknown): string {
+  if (isErrorInfo(value)) return clip(`${value.code}: ${value.message}`);
+  if (typeof value === 'string') return /^[^\s"=]+$/.test(value) ? clip(value) : clip(JSON.stringify(value));
+  return clip(JSON.stringify(value) ?? String(value));
+}
+
+/**
+ * One readable line for an event: its time, its subject, then what it says. An alert is its
+ * severity and summary; any other event is its fields as key=value (errors as "CODE: message"),
+ * so events added later print without a change here.
+ */
+export function formatWatchedEvent(subject: string, event: unknown, receivedAt: Date): string {
+  if (typeof event !== 'object' || event === null || Array.isArray(event)) return `${receivedAt.toISOString()} ${subject}  ${fieldText(event)}`;
+  const fields = event as Record<string, unknown>;
+  const at = typeof fields['occurredAt'] === 'string' ? fields['occurredAt'] : receivedAt.toISOString();
+  if (isAlertSubject(subject) && typeof fields['summary'] === 'string') {
+    return `${at} ${subject}  [${String(fields['severity'] ?? '?')}] ${fields['summary']}`;
+  }
+  const parts = Object.entries(fields)
+    .filter(([key, value]) => key !== 'schemaVersion' && key !== 'occurredAt' && value !== undefined)
+    .map(([key, value]) => `${key}=${fieldText(value)}`);
+  return `${at} ${subject}  ${parts.join(' ')}`;
+}
+
+export interface WatchCommandDeps {
+  readonly nc: NatsConnection;
+  readonly io: Io;
+  readonly json: boolean;
+  /** Stop after this long (no limit when undefined). */
+  readonly timeoutMs: number | undefined;
+  /** Stop after this many events. */
+  readonly count?: number | undefined;
+  /** Ctrl-C. */
+  readonly signal?: AbortSignal;
+  readonly now?: () => Date;
+}
+
+/**
+ * `tidemark watch [subject]`: prints every message on `subject` (default: every Tidemark stream
+ * subject) as it is published, decoded from JSON or msgpack, one line each; with --json one JSON
+ * document per line ({"subject", "event"}). Runs until Ctrl-C, --timeout or --count.
+ */
+export async function runWatch(subject: string | undefined, deps: WatchCommandDeps): Promise<number> {
+  const now = deps.now ?? (() => new Date());
+  const filters = subject === undefined ? DEFAULT_WATCH_SUBJECTS : [subject];
+  let seen = 0;
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+  const print = (msgSubject: string, data: Uint8Array, headers: HeaderReader | undefined) => {
+    let event: unknown;
+    try {
+      event = decode(data, headers);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      if (deps.json) deps.io.out(JSON.stringify({ subject: msgSubject, undecodable: reason, sizeBytes: data.length, payloadPreview: payloadPreview(data) }));
+      else deps.io.out(`${now().toISOString()} ${msgSubject}  (${data.length} bytes that cannot be decoded: ${reason}; first bytes: ${payloadPreview(data, 80)})`);
+      return;
+    }
+    deps.io.out(deps.json ? JSON.stringify({ subject: msgSubject, event }) : formatWatchedEvent(msgSubject, event, now()));
+  };
+  const subscriptions = filters.map((filter) =>
+    deps.nc.subscribe(filter, {
+      callback: (error, msg) => {
+        if (error || (deps.count !== undefined && seen >= deps.count)) return;
+        // JetStream's own traffic and request inboxes are NATS plumbing, not Tidemark events.
+        if (msg.subject.startsWith('$') || msg.subject.startsWith('_INBOX.')) return;
+        seen++;
+        print(msg.subject, msg.data, msg.headers);
+        if (deps.count !== undefined && seen >= deps.count) finish();
+      },
+    }),
+  );
+  await deps.nc.flush();
+  if (!deps.json) deps.io.err(`watching ${filters.join(', ')} (Ctrl-C to stop)`);
+  const timer = deps.timeoutMs !== undefined ? setTimeout(finish, deps.timeoutMs) : undefined;
+  const onAbort = () => finish();
+  deps.signal?.addEventListener('abort', onAbort, { once: true });
+  await finished;
+  if (timer) clearTimeout(timer);
+  deps.signal?.removeEventListener('abort', onAbort);
+  for (const s of subscriptions) s.unsubscribe();
+  return 0;
 }

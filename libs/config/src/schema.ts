@@ -2,7 +2,7 @@
 // errors so that a typo fails at start-up, naming the field, instead of being silently ignored.
 // Secrets are never written in the file: it names the environment variable or file holding them.
 import {
-  COMPRESSIONS, SEVERITIES, TARGET_NAME_HINT, TARGET_NAME_PATTERN, array, boolean, number, object, oneOf, optional, string,
+  COMPRESSIONS, EVENT_ENCODINGS, SEVERITIES, TARGET_NAME_HINT, TARGET_NAME_PATTERN, array, boolean, number, object, oneOf, optional, string,
   withDefault, type Infer,
 } from '@tidemark/contracts';
 
@@ -141,6 +141,8 @@ export const PgLocalSection = object(
     osUser: withDefault(string({ min: 1 }), 'postgres'),
     /** How often the storage service checks the WAL archive for gaps. */
     archiveCheckIntervalSeconds: withDefault(number({ min: 1 }), 300),
+    /** The address a point-in-time restore's server listens on: one IP address or host name, or * for all. */
+    restoreListenAddress: withDefault(string({ pattern: /^(\*|[A-Za-z0-9:][A-Za-z0-9.:-]{0,252})$/, hint: 'one IP address or host name, or * for every address' }), '127.0.0.1'),
   },
   { strict: true },
 );
@@ -202,6 +204,14 @@ export const TidemarkConfig = object(
         { strict: true },
       ),
       () => ({ encrypt: false, verify: true, retention: Retention.parse({}) }),
+    ),
+    /**
+     * How services publish events to each other: msgpack (default) or json, for deployments that
+     * read every event with plain NATS tools. Alerts are JSON either way; consumers read both.
+     */
+    events: withDefault(
+      object({ encoding: withDefault(oneOf(EVENT_ENCODINGS), 'msgpack') }, { strict: true }),
+      () => ({ encoding: 'msgpack' as const }),
     ),
     /** Where the verifier restores artifacts to prove them. */
     sandbox: optional(object({ postgres: optional(PostgresConnection), qdrant: optional(QdrantConnection) }, { strict: true })),

@@ -66,6 +66,14 @@ describe('tidemark.yaml', () => {
     expect(() => libpqEnv(conn, {})).toThrow(/SANDBOX_PW .*is not set/);
   });
 
+  it("takes the address a point-in-time restore's server listens on: 127.0.0.1 unless configured, one address or *", () => {
+    expect(parseConfig(minimal, '/x/t.yaml', {}).pg.restoreListenAddress).toBe('127.0.0.1');
+    for (const address of ['0.0.0.0', '*', '::1', '10.1.2.3', 'db-restore.internal']) {
+      expect(parseConfig(`pg: { restoreListenAddress: "${address}" }\n`, '/x/t.yaml', {}).pg.restoreListenAddress).toBe(address);
+    }
+    for (const address of ['127.0.0.1,10.0.0.1', "x' ; drop", '']) expect(configError(`pg: { restoreListenAddress: "${address}" }\n`)).toMatch(/pg\.restoreListenAddress/);
+  });
+
   it('reads a qdrant connection on qdrant targets, naming bad fields', () => {
     const config = parseConfig('targets:\n  - name: vectors\n    engine: qdrant\n    qdrant: { url: "http://qdrant:6333", apiKeyEnv: QDRANT_KEY, collections: [docs], incrementalField: updatedAt }\n', '/x/t.yaml', {});
     expect(config.targets[0]?.qdrant).toEqual({ url: 'http://qdrant:6333', apiKeyEnv: 'QDRANT_KEY', collections: ['docs'], incrementalField: 'updatedAt' });

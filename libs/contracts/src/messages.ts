@@ -3,8 +3,9 @@
 // version 1 so that hand-written JSON commands stay short.
 import { ALERT_KINDS, ENGINES, SEVERITIES, TARGET_NAME_HINT, TARGET_NAME_PATTERN } from './subjects.js';
 import { ERROR_CODES, TidemarkError, type ErrorCode } from './errors.js';
+import { parsePointInTimeText, pointInTimeProblem } from './point-in-time.js';
 import {
-  array, boolean, isoDate, literal, number, object, oneOf, optional, record, string, unknownValue,
+  array, boolean, checkedString, isoDate, literal, number, object, oneOf, optional, record, string, unknownValue,
   withDefault, SchemaError, type Infer, type Schema,
 } from './schema.js';
 
@@ -21,6 +22,12 @@ export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
 const engine = oneOf(ENGINES);
 const target = string({ pattern: TARGET_NAME_PATTERN, hint: TARGET_NAME_HINT });
 const id = string({ min: 1, max: 200 });
+/**
+ * An artifact id a sender names (restore, catalog.describe). It becomes a storage key segment, so
+ * it is held to the storage keys' rule here, where the error names the field, not deep in storage.
+ */
+export const ARTIFACT_ID_PATTERN = /^(?!.*\.\.)[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$/;
+const artifactIdRef = string({ pattern: ARTIFACT_ID_PATTERN, hint: 'expected an artifact id such as 20261122T020000Z-1a2b3c4d5e (letters, digits, "_", "-" and ".")' });
 const text = string({ max: 2000 });
 const errorCode = oneOf(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]]);
 const errorInfo = object({ code: errorCode, message: text, retryable: boolean() });
@@ -53,13 +60,13 @@ export const LSN_PATTERN = /^[0-9A-Fa-f]{1,8}\/[0-9A-Fa-f]{1,8}$/;
 const lsn = string({ pattern: LSN_PATTERN, hint: 'an LSN like 0/3000060' });
 
 /**
- * pg point-in-time recovery target: exactly one of `time` (ISO 8601; without an offset it is
- * UTC), `lsn`, `restorePoint` (a name given to pg_create_restore_point) or `latest: true` (all
+ * pg point-in-time recovery target: exactly one of `time` (ISO 8601, RFC 3339 or PostgreSQL's
+ * timestamptz text, to the microsecond; without an offset it is UTC: see point-in-time.ts), `lsn`, `restorePoint` (a name given to pg_create_restore_point) or `latest: true` (all
  * archived WAL, including the partial segment). `inclusive` (default true) stops just after the
  * target instead of just before it.
  */
 export const PointInTime = object({
-  time: optional(isoDate()),
+  time: optional(checkedString(pointInTimeProblem)),
   lsn: optional(lsn),
   restorePoint: optional(string({ min: 1, max: 63 })),
   latest: optional(literal(true)),
@@ -69,16 +76,11 @@ export type PointInTime = Infer<typeof PointInTime>;
 
 /** The one recovery target a PointInTime names; COMMAND_INVALID unless exactly one is set. */
 export type RecoveryTarget =
+  /** `time` is UTC with six fraction digits (parsePointInTimeText's iso). */
   | { readonly type: 'time'; readonly time: string; readonly inclusive: boolean }
   | { readonly type: 'lsn'; readonly lsn: string; readonly inclusive: boolean }
   | { readonly type: 'restorePoint'; readonly name: string }
   | { readonly type: 'latest' };
-
-/** A time without an offset is UTC (JavaScript's Date would read it as local time). */
-export function utcUnlessOffset(time: string): string {
-  const iso = time.trim().replace(/^(\d{4}-\d\d-\d\d) (?=\d)/, '$1T');
-  return /T\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(iso) ? `${iso}Z` : iso;
-}
 
 export function recoveryTargetOf(point: PointInTime): RecoveryTarget {
   const named = (['time', 'lsn', 'restorePoint', 'latest'] as const).filter((field) => point[field] !== undefined);
@@ -86,7 +88,11 @@ export function recoveryTargetOf(point: PointInTime): RecoveryTarget {
     throw new TidemarkError('COMMAND_INVALID', `pointInTime needs exactly one of time, lsn, restorePoint or latest; got ${named.length === 0 ? 'none' : named.join(', ')}`);
   }
   const inclusive = point.inclusive ?? true;
-  if (point.time !== undefined) return { type: 'time', time: new Date(utcUnlessOffset(point.time)).toISOString(), inclusive };
+  if (point.time !== undefined) {
+    const parsed = parsePointInTimeText(point.time);
+    if (parsed === undefined) throw new TidemarkError('COMMAND_INVALID', `pointInTime.time: ${pointInTimeProblem(point.time)}`);
+    return { type: 'time', time: parsed.iso, inclusive };
+  }
   if (point.lsn !== undefined) return { type: 'lsn', lsn: point.lsn.toUpperCase(), inclusive };
   if (point.restorePoint !== undefined) return { type: 'restorePoint', name: point.restorePoint };
   return { type: 'latest' };
@@ -96,7 +102,7 @@ export const RequestRestore = object({
   schemaVersion: version,
   requestId: optional(id),
   /** The artifact to restore; defaults to the newest verified one of the target. */
-  artifactId: optional(id),
+  artifactId: optional(artifactIdRef),
   /** Database to restore into. Defaults to a new `<db>_restore_<timestamp>` database. */
   intoDatabase: optional(string({ pattern: /^[A-Za-z_][A-Za-z0-9_$-]{0,62}$/, hint: 'a plain database name of at most 63 characters' })),
   /** Required to restore over an existing database; the old one is kept until success. */
@@ -207,6 +213,14 @@ export const RestoreCompleted = object({
   /** pg point-in-time: the promoted server's data directory and port. */
   dataDirectory: optional(string()),
   port: optional(number({ integer: true, min: 1, max: 65535 })),
+  /** pg point-in-time: the address it listens on (pg.restoreListenAddress) and its unix socket directory. */
+  host: optional(string()),
+  socketDirectory: optional(string()),
+  /** pg point-in-time: the OS user the server runs as, and the directory of its binaries (pg_ctl). */
+  osUser: optional(string()),
+  binDirectory: optional(string()),
+  /** pg point-in-time: the target's role and database; they log in as they do on the source. */
+  connectAs: optional(object({ user: string(), database: string() })),
   recoveredTo: optional(RecoveredTo),
   rto: optional(RecoveryTimes),
   /** Checks run on the restored server. */
@@ -314,7 +328,7 @@ export const CatalogListRequest = object({
 });
 export type CatalogListRequest = Infer<typeof CatalogListRequest>;
 
-export const CatalogDescribeRequest = object({ artifactId: id, engine: optional(engine), target: optional(target) });
+export const CatalogDescribeRequest = object({ artifactId: artifactIdRef, engine: optional(engine), target: optional(target) });
 export type CatalogDescribeRequest = Infer<typeof CatalogDescribeRequest>;
 
 /**
@@ -396,3 +410,30 @@ export type WalArchiveSummary = Infer<typeof WalArchiveSummary>;
 
 export const CatalogWalReply = object({ archives: array(WalArchiveSummary) });
 export type CatalogWalReply = Infer<typeof CatalogWalReply>;
+
+// ---------------------------------------------------------------- status.wal (pg-agent's live receivers)
+
+/** `status.wal`: one target's receiver, or every WAL target's when `target` is absent. */
+export const WalStatusRequest = object({ target: optional(target) });
+export type WalStatusRequest = Infer<typeof WalStatusRequest>;
+
+/** One WAL target's receiver as the agent sees it now. */
+export const WalReceiverState = object({
+  target,
+  /** running | starting (the server not reached yet) | receiver down | stopped | refused (the config prevents archiving). */
+  state: string(),
+  /** pg_receivewal runs and the server answers: WAL is being streamed into the archive. */
+  receiverUp: boolean(),
+  /** Since when it has not been up. */
+  downSince: optional(isoDate()),
+  lastArchivedFile: optional(string()),
+  lastArchivedAt: optional(isoDate()),
+  /** The age of the oldest WAL not archived yet: the RPO right now. */
+  lagSeconds: optional(number({ min: 0 })),
+  lagBytes: optional(number({ min: 0 })),
+  lastError: optional(string()),
+});
+export type WalReceiverState = Infer<typeof WalReceiverState>;
+
+export const WalStatusReply = object({ agent: string(), receivers: array(WalReceiverState) });
+export type WalStatusReply = Infer<typeof WalStatusReply>;

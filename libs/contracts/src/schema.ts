@@ -113,6 +113,19 @@ export function isoDate(): Schema<string> {
   });
 }
 
+/** A string that `problem` accepts: it returns why the value is wrong, or undefined. */
+export function checkedString(problem: (value: string) => string | undefined): Schema<string> {
+  return make((v, path, issues) => {
+    if (typeof v !== 'string') {
+      issues.push({ path, message: `expected a string, got ${describe(v)}` });
+      return undefined;
+    }
+    const wrong = problem(v);
+    if (wrong !== undefined) issues.push({ path, message: wrong });
+    return v;
+  });
+}
+
 export function array<T>(item: Schema<T>, opts: { max?: number } = {}): Schema<T[]> {
   return make((v, path, issues) => {
     if (!Array.isArray(v)) {

@@ -48,7 +48,12 @@ export const subjects = {
   catalogDescribe: () => 'catalog.describe',
   /** The pg WAL archive per target and cluster (storage service). */
   catalogWal: () => 'catalog.wal',
+  /** The live state of pg-agent's WAL receivers (pg-agent answers). */
+  statusWal: () => 'status.wal',
 } as const;
+
+/** Whether `subject` is an `alert.<severity>.<kind>` subject (alerts are always JSON on the wire). */
+export const isAlertSubject = (subject: string): boolean => subject.startsWith('alert.');
 
 /** Wildcards for subscriptions and stream/consumer filters. */
 export const filters = {

@@ -178,7 +178,51 @@ export interface RecoveryDirectoryOptions {
   readonly recoveryTarget: readonly string[];
   /** Further lines appended to postgresql.conf (logging, say). */
   readonly extraSettings?: readonly string[];
+  /**
+   * Keep the source's configuration and authentication (a restore someone will use) instead of a
+   * minimal sandbox config that only the directory's owner can log into (the verifier's proof).
+   */
+  readonly keepSource?: KeepSourceConfiguration;
   readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface KeepSourceConfiguration {
+  /**
+   * The server's unix socket directory, outside the data directory so others can use it. Created
+   * 0700: while recovery runs it is the only way in for the agent (see AGENT_ACCESS_LINE).
+   */
+  readonly socketDirectory: string;
+}
+
+/**
+ * The first pg_hba.conf line while a restore recovers and is checked: trust over the unix socket,
+ * whose directory is 0700 (only root and the server's OS user, who own the data files anyway,
+ * can reach it). The agent needs no credential that the source's own rules accept; the line is
+ * removed, and the socket directory opened, before the restore is reported complete.
+ */
+export const AGENT_ACCESS_LINE = 'local all all trust # tidemark: the restoring agent only, removed when the restore completes';
+
+/**
+ * Authentication for a base backup whose pg_hba.conf lived outside the data directory (Debian keeps
+ * it in /etc/postgresql): passwords, for every role, from anywhere the server listens. md5 accepts
+ * SCRAM-stored passwords too.
+ */
+export const FALLBACK_HBA = '# Written by tidemark: the base backup had no pg_hba.conf.\nlocal all all md5\nhost all all all md5\n';
+
+/**
+ * What a restored server must not take from the source's configuration: paths that lead out of the
+ * restore (its data directory, auth files, pid file) and log output the agent cannot read.
+ */
+function pinnedToRestore(dir: string): string[] {
+  return [
+    `data_directory = ${quoteConf(dir)}`,
+    `hba_file = ${quoteConf(join(dir, 'pg_hba.conf'))}`,
+    `ident_file = ${quoteConf(join(dir, 'pg_ident.conf'))}`,
+    "external_pid_file = ''",
+    "log_destination = 'stderr'",
+    'log_min_messages = warning',
+    "lc_messages = 'C'",
+  ];
 }
 
 export interface PreparedRecoveryDirectory {
@@ -190,30 +234,42 @@ export interface PreparedRecoveryDirectory {
 }
 
 /**
- * Turns an extracted base backup into a directory that starts in archive recovery on `port`: the
- * source's postgresql.conf, postgresql.auto.conf and pg_hba.conf are set aside (as *.source) for
- * a minimal config (listen address, port, the data directory as the 0700 unix socket directory,
- * no hot standby, no archiving, the restore_command and recovery target given), recovery.signal
- * asks for archive recovery, and everything is chowned to the OS user. Every directory above
- * `dir` must be traversable by that user.
+ * Turns an extracted base backup into a directory that starts in archive recovery on `port`.
+ *
+ * As a sandbox (the default): the source's postgresql.conf, postgresql.auto.conf and pg_hba.conf
+ * are set aside (as *.source) for a minimal config (listen address, port, the data directory as the
+ * 0700 unix socket directory, trust over it), so only the directory's owner can connect.
+ *
+ * With `keepSource`: the source's settings stay in force (postgresql.conf includes the *.source
+ * files) and only what a restore must change follows them: listen address, port, socket
+ * directory, archiving off, restore_command and the recovery target, plus pinnedToRestore. The
+ * source's pg_hba.conf and pg_ident.conf stay as they are, with AGENT_ACCESS_LINE on top.
+ *
+ * Either way: no hot standby, recovery.signal asks for archive recovery, and everything is chowned
+ * to the OS user. Every directory above `dir` must be traversable by that user.
  */
 export async function prepareRecoveryDirectory(dir: string, port: number, options: RecoveryDirectoryOptions): Promise<PreparedRecoveryDirectory> {
   const env = options.env ?? process.env;
-  const socketPath = join(dir, `.s.PGSQL.${port}`);
-  if (Buffer.byteLength(socketPath) > 107) throw new TidemarkError('CONFIG_INVALID', `the restore directory path ${dir} is too long for a unix socket; use a shorter one`);
+  const socketDirectory = options.keepSource?.socketDirectory ?? dir;
+  const socketPath = join(socketDirectory, `.s.PGSQL.${port}`);
+  if (Buffer.byteLength(socketPath) > 107) throw new TidemarkError('CONFIG_INVALID', `the restore directory path ${dir} is too long for a unix socket (${socketPath}); use a shorter one`);
   const major = (await readFile(join(dir, 'PG_VERSION'), 'utf8').catch(() => '')).trim();
   if (!/^\d+$/.test(major)) throw new TidemarkError('INTEGRITY_FORMAT', `${dir} has no PG_VERSION file; it is not an extracted base backup`);
   const postgres = postgresBinary(major, env);
   const owner = await osUserIds(options.osUser ?? env['TIDEMARK_PG_OS_USER'] ?? 'postgres');
 
-  for (const name of ['postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf']) await setAside(dir, name);
+  const keepSource = options.keepSource !== undefined;
+  for (const name of ['postgresql.conf', 'postgresql.auto.conf', ...(keepSource ? [] : ['pg_hba.conf'])]) await setAside(dir, name);
   await rm(join(dir, 'standby.signal'), { force: true });
   const conf = [
-    '# Written by tidemark: a server started from a base backup. The source settings are in *.source.',
+    keepSource
+      ? '# Written by tidemark: a restored server. The source\'s settings are included first; the lines after them are what a restore changes.'
+      : '# Written by tidemark: a server started from a base backup. The source settings are in *.source.',
+    ...(keepSource ? ["include_if_exists 'postgresql.conf.source'", "include_if_exists 'postgresql.auto.conf.source'", ...pinnedToRestore(dir)] : []),
     `listen_addresses = ${quoteConf(options.listenAddress ?? HOST)}`,
     `port = ${port}`,
-    `unix_socket_directories = ${quoteConf(dir)}`,
-    'unix_socket_permissions = 0700',
+    `unix_socket_directories = ${quoteConf(socketDirectory)}`,
+    ...(keepSource ? [] : ['unix_socket_permissions = 0700']),
     // Without hot standby no one connects before promotion, and the standby parameter checks
     // (max_connections and friends at least the source's) do not apply.
     'hot_standby = off',
@@ -225,8 +281,18 @@ export async function prepareRecoveryDirectory(dir: string, port: number, option
   ].join('\n');
   await writeFile(join(dir, 'postgresql.conf'), conf, { mode: 0o600 });
   await writeFile(join(dir, 'postgresql.auto.conf'), '', { mode: 0o600 });
-  // The socket lives in the 0700 data directory, so only its owner and root can use the trust line.
-  await writeFile(join(dir, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.1/32 md5\n', { mode: 0o600 });
+  if (keepSource) {
+    const hbaPath = join(dir, 'pg_hba.conf');
+    const hba = (await readFile(hbaPath, 'utf8').catch(() => undefined)) ?? FALLBACK_HBA;
+    // A second preparation (a retry on another port) finds the line already there.
+    if (!hba.startsWith(AGENT_ACCESS_LINE)) await writeFile(hbaPath, `${AGENT_ACCESS_LINE}\n${hba}`, { mode: 0o600 });
+    await mkdir(socketDirectory, { recursive: true, mode: 0o700 });
+    await chmod(socketDirectory, 0o700);
+    if (owner !== undefined) await chown(socketDirectory, owner.uid, owner.gid);
+  } else {
+    // The socket lives in the 0700 data directory, so only its owner and root can use the trust line.
+    await writeFile(join(dir, 'pg_hba.conf'), 'local all all trust\nhost all all 127.0.0.1/32 md5\n', { mode: 0o600 });
+  }
   if (!existsSync(join(dir, 'pg_ident.conf'))) await writeFile(join(dir, 'pg_ident.conf'), '', { mode: 0o600 });
   // PostgreSQL 12+ reads recovery settings from the config; the signal file's content is ignored.
   await writeFile(join(dir, 'recovery.signal'), '', { mode: 0o600 });

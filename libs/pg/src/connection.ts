@@ -43,7 +43,7 @@ export function toPgError(error: unknown, role: ClusterRole, what: string): Tide
   const transient =
     (typeof code === 'string' && (TRANSIENT_NODE_CODES.has(code) || TRANSIENT_SQLSTATES.test(code))) ||
     /timeout|terminated unexpectedly|connection terminated|not queryable/i.test(message);
-  if (transient) return new TidemarkError(UNAVAILABLE[role], `${what}: the ${role} postgres could not be reached (${message}); it will be retried`, { cause: error });
+  if (transient) return new TidemarkError(UNAVAILABLE[role], `${what}: the ${role} postgres could not be reached (${message})`, { cause: error });
   return new TidemarkError('INTERNAL', `${what}: ${message}`, { cause: error });
 }
 

@@ -9,7 +9,7 @@ export * from './wal-receiver.js';
 export { startBaseBackup, TarReader, type BaseBackupSession, type BaseBackupFacts, type BaseBackupOptions, type TarEntry, type TarVisitor } from './base-backup.js';
 export { extractTar, verifyBaseBackup, startFromBaseBackup, type ExtractResult, type BaseBackupServer, type StartFromBaseBackupOptions } from './base-verify.js';
 // Point-in-time recovery (pg-agent's physical restore).
-export { prepareRecoveryDirectory, chownTree, type RecoveryDirectoryOptions, type PreparedRecoveryDirectory } from './base-verify.js';
+export { AGENT_ACCESS_LINE, FALLBACK_HBA, prepareRecoveryDirectory, chownTree, type KeepSourceConfiguration, type RecoveryDirectoryOptions, type PreparedRecoveryDirectory } from './base-verify.js';
 export * from './pitr.js';
 export { BASE_BACKUP_FORMAT, baseBackupArgs, startTimeToIso, type BaseBackupThrottle, type ServerCompression } from './base-backup.js';
 export { guardToolOutput, describeExit, type GuardedToolOutput, type ToolSettled, type ToolExit } from './tools.js';

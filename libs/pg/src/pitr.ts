@@ -9,11 +9,11 @@
 // a reload); what the postmaster writes before the collector starts lands in the same file.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
-import { chown, mkdir, open, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, chown, mkdir, open, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
-import { TidemarkError, type RecoveryTarget, type VerificationCheck } from '@tidemark/contracts';
-import { prepareRecoveryDirectory, quoteConf, serverEnvironment } from './base-verify.js';
+import { TidemarkError, parsePointInTimeText, pointInTimeProblem, postgresTimeOf, type RecoveryTarget, type VerificationCheck } from '@tidemark/contracts';
+import { AGENT_ACCESS_LINE, prepareRecoveryDirectory, quoteConf, serverEnvironment } from './base-verify.js';
 import { quoteIdent } from './connection.js';
 
 /** A recovery target, plus `immediate`: just the base backup, consistent at its end. */
@@ -22,11 +22,10 @@ export type PointInTimeTarget = RecoveryTarget | { readonly type: 'immediate' };
 /** Where the restored server logs, relative to its data directory. */
 export const RECOVERY_LOG = join('log', 'postgresql.log');
 
-/** A time for postgresql.conf: UTC, in the form PostgreSQL prints. */
-function confTime(iso: string): string {
-  const date = new Date(iso);
-  if (Number.isNaN(date.getTime())) throw new TidemarkError('COMMAND_INVALID', `recovery target time ${JSON.stringify(iso)} is not a valid time`);
-  return `${date.toISOString().replace('T', ' ').replace('Z', '')}+00`;
+/** A time for postgresql.conf: UTC, in the form PostgreSQL prints, to the microsecond. */
+function confTime(time: string): string {
+  if (parsePointInTimeText(time) === undefined) throw new TidemarkError('COMMAND_INVALID', `pointInTime.time: ${pointInTimeProblem(time)}`);
+  return postgresTimeOf(time);
 }
 
 /** The recovery_target* settings for a target; every target follows the newest timeline and promotes. */
@@ -110,14 +109,10 @@ function prefixTime(stamp: string, zone: string): Date {
   return new Date(`${stamp.replace(' ', 'T')}${offset}`);
 }
 
-/** A timestamptz as PostgreSQL prints it ("2026-11-22 03:04:05.123456+00") as ISO 8601, or undefined. */
+/** A timestamptz as PostgreSQL prints it ("2026-11-22 03:04:05.123456+00") as ISO 8601 (to the millisecond), or undefined. */
 export function pgTimestampToIso(text: string): string | undefined {
-  const match = /^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d(?:\.\d+)?)([+-]\d\d(?::?\d\d)?)?$/.exec(text.trim());
-  if (!match) return undefined;
-  const zone = match[3] ?? '+00';
-  const offset = zone.length === 3 ? `${zone}:00` : zone.includes(':') ? zone : `${zone.slice(0, 3)}:${zone.slice(3)}`;
-  const date = new Date(`${match[1]}T${match[2]}${offset}`);
-  return Number.isNaN(date.getTime()) ? undefined : date.toISOString();
+  const parsed = parsePointInTimeText(text);
+  return parsed === undefined ? undefined : new Date(Number(parsed.epochMicros / 1000n)).toISOString();
 }
 
 /** What a recovering server's log says so far. Lines without our prefix (a restore_command's stderr) are skipped. */
@@ -246,6 +241,12 @@ export interface PointInTimeRecoveryOptions {
   readonly restoreCommand: string;
   /** 127.0.0.1 by default. */
   readonly listenAddress?: string;
+  /**
+   * The unix socket directory, outside the data directory (see prepareRecoveryDirectory's
+   * keepSource: the source's configuration and authentication are kept). Private (0700) until
+   * handOverRestoredServer opens it.
+   */
+  readonly socketDirectory: string;
   /** OS user that owns and runs the server when we are root; TIDEMARK_PG_OS_USER or 'postgres'. */
   readonly osUser?: string;
   readonly env?: NodeJS.ProcessEnv;
@@ -263,7 +264,7 @@ export interface WaitOptions {
    * it from the log. Gets the log so far and its tail.
    */
   readonly explainFailure?: (log: RecoveryLog, tail: string) => TidemarkError | undefined;
-  /** Roles to try for the readiness check over the unix socket (trust), in order; ['postgres'] by default. */
+  /** Roles to try for the readiness check over the private unix socket, in order; ['postgres'] by default. */
   readonly users?: readonly string[];
 }
 
@@ -271,7 +272,7 @@ export interface PromotedServer {
   readonly log: RecoveryLog;
   /** When we saw the server ready and out of recovery. */
   readonly readyAt: Date;
-  /** A role that can log in over the unix socket (trust): the one that answered. */
+  /** A role that can log in over the private unix socket: the one that answered. */
   readonly user: string;
 }
 
@@ -279,6 +280,9 @@ export interface RecoveringServer {
   readonly dataDirectory: string;
   readonly host: string;
   readonly port: number;
+  readonly socketDirectory: string;
+  /** Where the server's binaries are (pg_ctl beside postgres). */
+  readonly binDirectory: string;
   readonly logFile: string;
   readonly spawnedAt: Date;
   readonly pid: number | undefined;
@@ -303,6 +307,7 @@ export async function startPointInTimeRecovery(dir: string, options: PointInTime
     restoreCommand: options.restoreCommand,
     recoveryTarget: recoveryTargetSettings(options.target),
     extraSettings: LOGGING_SETTINGS,
+    keepSource: { socketDirectory: options.socketDirectory },
     ...(options.osUser !== undefined ? { osUser: options.osUser } : {}),
   });
   const logFile = join(dir, RECOVERY_LOG);
@@ -368,10 +373,10 @@ export async function startPointInTimeRecovery(dir: string, options: PointInTime
         const finalLog = parseRecoveryLog(final);
         const tail = logTail(final);
         if (spawnError) throw new TidemarkError('RESTORE_FAILED', `could not start ${postgres}: ${spawnError.message}`);
-        throw wait.explainFailure?.(finalLog, tail) ?? explainRecoveryFailure(finalLog, tail, dir);
+        throw wait.explainFailure?.(finalLog, tail) ?? explainRecoveryFailure(finalLog, tail, dir, options.target);
       }
       if (log.readyAt !== undefined) {
-        const answered = await outOfRecovery(dir, options.port, users);
+        const answered = await outOfRecovery(options.socketDirectory, options.port, users);
         if (answered !== undefined) return { log, readyAt: new Date(), user: answered };
       }
       if (Date.now() > deadline) throw new TidemarkError('TIMEOUT', `the server restoring into ${dir} did not finish recovery in time: ${logTail(text)}`);
@@ -383,6 +388,8 @@ export async function startPointInTimeRecovery(dir: string, options: PointInTime
     dataDirectory: dir,
     host,
     port: options.port,
+    socketDirectory: options.socketDirectory,
+    binDirectory: dirname(postgres),
     logFile,
     spawnedAt,
     pid: child.pid,
@@ -396,25 +403,41 @@ export async function startPointInTimeRecovery(dir: string, options: PointInTime
 /** Whether a server exited because its port was taken (worth another port when we chose it). */
 export const portWasTaken = (logText: string): boolean => /could not bind IPv[46] address|could not create any TCP\/IP sockets|Address already in use/.test(logText);
 
-/** The default explanation of a server that exited during recovery. */
-export function explainRecoveryFailure(log: RecoveryLog, tail: string, dir: string): TidemarkError {
+/**
+ * The default explanation of a server that exited during recovery, in the operator's terms. The
+ * classified cases carry no log lines (the caller logs the tail); an unrecognised exit quotes the
+ * server's FATAL lines, the only clue there is.
+ */
+export function explainRecoveryFailure(log: RecoveryLog, tail: string, dir: string, target?: PointInTimeTarget): TidemarkError {
   const fatal = log.fatal.join('; ');
-  if (/recovery ended before configured recovery target was reached/.test(fatal)) {
-    return new TidemarkError('RECOVERY_TARGET_UNREACHABLE', `the archived WAL ends before the recovery target${log.lastTransactionAt ? ` (the last transaction it holds committed at ${log.lastTransactionAt})` : ''}; choose an earlier target, or check that WAL archiving is running: ${tail}`);
-  }
+  if (/recovery ended before configured recovery target was reached/.test(fatal)) return targetNotReached(log, target);
   if (/requested recovery stop point is before consistent recovery point/.test(fatal)) {
-    return new TidemarkError('RECOVERY_TARGET_UNREACHABLE', `the recovery target lies before the end of the base backup; restore from an older base backup (artifactId) or choose a later target: ${tail}`);
+    return new TidemarkError('RECOVERY_TARGET_UNREACHABLE', 'the recovery target lies before the end of the base backup; restore from an older base backup (artifactId) or choose a later target');
   }
   if (/WAL ends before (end of online backup|consistent recovery point)|could not locate required checkpoint record|could not find redo location/.test(fatal)) {
-    return new TidemarkError('WAL_MISSING', `the WAL archive lacks segments the base backup needs to become consistent: ${tail}`);
+    return new TidemarkError('WAL_MISSING', 'the WAL archive lacks segments the base backup needs to become consistent; restore from another base backup, and check the archive (wal_gap alerts)');
   }
-  return new TidemarkError('RESTORE_FAILED', `postgres exited while recovering in ${dir}: ${tail || 'no log output'}`);
+  return new TidemarkError('RESTORE_FAILED', `postgres exited while recovering in ${dir}: ${fatal || tail || 'no log output'}`);
+}
+
+/** Replay used up the archived WAL without meeting the target: a restore point that is not there, or a time or LSN past the end. */
+function targetNotReached(log: RecoveryLog, target: PointInTimeTarget | undefined): TidemarkError {
+  const end = [
+    log.redoDoneLsn ? `at LSN ${log.redoDoneLsn}` : undefined,
+    log.lastTransactionAt ? `with the last transaction committed at ${log.lastTransactionAt}` : undefined,
+  ].filter((part) => part !== undefined).join(', ');
+  const archiveEnds = `the archived WAL ends${end ? ` ${end}` : ''}`;
+  if (target?.type === 'restorePoint') {
+    return new TidemarkError('RECOVERY_TARGET_UNREACHABLE', `restore point "${target.name}" does not exist in the archived WAL after the chosen base backup: replay went through all of it (${archiveEnds}). Check the name given to pg_create_restore_point() and that it was created after that base backup, or restore to the end of the archive (--to latest) or to a time`);
+  }
+  const what = target === undefined ? 'the recovery target' : describePointInTimeTarget(target);
+  return new TidemarkError('RECOVERY_TARGET_UNREACHABLE', `${what} lies beyond the end of the archive: ${archiveEnds}. Choose a target at or before that, or the end of the archive (--to latest); if later WAL should exist, check that WAL archiving for the target is running`);
 }
 
 /** Connects over the unix socket as one of `users` (the first is tried first; a role that does not exist moves on) and asks. */
-async function outOfRecovery(dir: string, port: number, users: readonly string[]): Promise<string | undefined> {
+async function outOfRecovery(socketDirectory: string, port: number, users: readonly string[]): Promise<string | undefined> {
   for (const user of users) {
-    const client = new pg.Client({ host: dir, port, user, database: 'template1', connectionTimeoutMillis: 5000 });
+    const client = new pg.Client({ host: socketDirectory, port, user, database: 'template1', connectionTimeoutMillis: 5000 });
     client.on('error', () => undefined);
     try {
       await client.connect();
@@ -434,14 +457,34 @@ async function outOfRecovery(dir: string, port: number, users: readonly string[]
 // After promotion
 
 /**
- * Cuts the restored server loose from the restore: restore_command is removed from its config
- * (and the config reloaded), so it holds no reference to the agent that served the WAL.
+ * Hands a promoted, checked restore over to its operator: restore_command is removed from its
+ * config (it must hold no reference to the agent that served the WAL), AGENT_ACCESS_LINE is
+ * removed from pg_hba.conf, the config is reloaded, and once the postmaster has read the source's
+ * own rules again the socket directory is opened (0755), so the server is logged into exactly as
+ * the source was. `user` must be able to call pg_reload_conf().
  */
-export async function detachRestoreCommand(dir: string, port: number, user: string): Promise<void> {
-  const path = join(dir, 'postgresql.conf');
-  const conf = await readFile(path, 'utf8');
-  const rewritten = conf.replace(/^restore_command = .*$/m, `# restore_command was removed by tidemark when the point-in-time restore finished (${new Date().toISOString()})`);
-  // Write in place: the file keeps its owner and mode.
+export async function handOverRestoredServer(dir: string, socketDirectory: string, port: number, user: string, timeoutMs = 10_000): Promise<void> {
+  await rewriteInPlace(join(dir, 'postgresql.conf'), (conf) =>
+    conf.replace(/^restore_command = .*$/m, `# restore_command was removed by tidemark when the point-in-time restore finished (${new Date().toISOString()})`));
+  await rewriteInPlace(join(dir, 'pg_hba.conf'), (hba) => hba.split('\n').filter((line) => line !== AGENT_ACCESS_LINE).join('\n'));
+  const logFile = join(dir, RECOVERY_LOG);
+  const reloadsBefore = countReloads(await readFile(logFile, 'utf8').catch(() => ''));
+  await withClient(socketDirectory, port, user, 'template1', (client) => client.query('SELECT pg_reload_conf()'));
+  // The postmaster logs this line in its SIGHUP handler, which reloads pg_hba.conf before it
+  // accepts another connection: from then on every connection meets the source's rules only.
+  const deadline = Date.now() + timeoutMs;
+  while (countReloads(await readFile(logFile, 'utf8').catch(() => '')) <= reloadsBefore) {
+    if (Date.now() > deadline) throw new TidemarkError('RESTORE_FAILED', `the restored server in ${dir} did not reload its configuration within ${timeoutMs / 1000} s; it still admits the agent without a password over ${socketDirectory} (private to its OS user)`);
+    await sleep(50);
+  }
+  await chmod(socketDirectory, 0o755);
+}
+
+const countReloads = (logText: string): number => logText.split('received SIGHUP, reloading configuration files').length - 1;
+
+/** Rewrites a file in place, so it keeps its owner and mode. */
+async function rewriteInPlace(path: string, change: (text: string) => string): Promise<void> {
+  const rewritten = change(await readFile(path, 'utf8'));
   const handle = await open(path, 'r+');
   try {
     await handle.truncate(0);
@@ -449,7 +492,6 @@ export async function detachRestoreCommand(dir: string, port: number, user: stri
   } finally {
     await handle.close();
   }
-  await withClient(dir, port, user, 'template1', (client) => client.query('SELECT pg_reload_conf()'));
 }
 
 export interface RestoredServerFacts {
@@ -462,8 +504,8 @@ export interface RestoredServerFacts {
   readonly superuser: string;
 }
 
-export async function restoredServerFacts(dir: string, port: number, user: string): Promise<RestoredServerFacts> {
-  return withClient(dir, port, user, 'template1', async (client) => {
+export async function restoredServerFacts(socketDirectory: string, port: number, user: string): Promise<RestoredServerFacts> {
+  return withClient(socketDirectory, port, user, 'template1', async (client) => {
     const { rows } = await client.query<{ sysid: string; walfile: string; checkpoint_tli: number; lsn: string; recovering: boolean; superuser: string }>(
       `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
               pg_walfile_name(pg_current_wal_lsn()) AS walfile,
@@ -481,8 +523,8 @@ export async function restoredServerFacts(dir: string, port: number, user: strin
 }
 
 /** Per-table row counts of `database` (user tables; at most `limit`), or the reason it is unreachable. */
-export async function tableRowCounts(dir: string, port: number, user: string, database: string, limit = 500): Promise<Record<string, number>> {
-  return withClient(dir, port, user, database, async (client) => {
+export async function tableRowCounts(socketDirectory: string, port: number, user: string, database: string, limit = 500): Promise<Record<string, number>> {
+  return withClient(socketDirectory, port, user, database, async (client) => {
     const { rows: tables } = await client.query<{ schema: string; name: string }>(
       `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
@@ -498,8 +540,9 @@ export async function tableRowCounts(dir: string, port: number, user: string, da
   });
 }
 
-async function withClient<T>(dir: string, port: number, user: string, database: string, body: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ host: dir, port, user, database, connectionTimeoutMillis: 10_000 });
+/** A connection over the server's unix socket. */
+async function withClient<T>(socketDirectory: string, port: number, user: string, database: string, body: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ host: socketDirectory, port, user, database, connectionTimeoutMillis: 10_000 });
   client.on('error', () => undefined);
   await client.connect();
   try {
@@ -529,8 +572,8 @@ export interface RestoreCheckResult {
  * new timeline, and the target database connectable with its per-table row counts. A database
  * that did not exist at the recovery target is reported, not fatal: the cluster is still usable.
  */
-export async function checkRestoredServer(dir: string, port: number, user: string, expect: RestoreCheckExpectations): Promise<RestoreCheckResult> {
-  const facts = await restoredServerFacts(dir, port, user);
+export async function checkRestoredServer(socketDirectory: string, port: number, user: string, expect: RestoreCheckExpectations): Promise<RestoreCheckResult> {
+  const facts = await restoredServerFacts(socketDirectory, port, user);
   const checks: VerificationCheck[] = [
     { name: 'out of recovery', ok: !facts.inRecovery, expected: false, actual: facts.inRecovery },
     { name: 'system identifier', ok: facts.systemIdentifier === expect.systemIdentifier, expected: expect.systemIdentifier, actual: facts.systemIdentifier },
@@ -538,7 +581,7 @@ export async function checkRestoredServer(dir: string, port: number, user: strin
   ];
   const fatal = checks.filter((check) => !check.ok);
   try {
-    const counts = await tableRowCounts(dir, port, facts.superuser, expect.database);
+    const counts = await tableRowCounts(socketDirectory, port, facts.superuser, expect.database);
     const tables = Object.keys(counts).length;
     checks.push({ name: `database ${expect.database}`, ok: true, actual: counts, detail: `connectable; ${tables} table${tables === 1 ? '' : 's'} counted` });
   } catch (error) {

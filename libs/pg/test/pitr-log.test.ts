@@ -53,19 +53,26 @@ describe('the recovery log', () => {
     expect(recoveryTimes(parseRecoveryLog(''), new Date(1000), new Date(4000))).toEqual({ replayMs: 0, startMs: 3000 });
   });
 
-  it('keeps FATAL lines that explain recovery, not refused connections, and names the failure', () => {
+  it('keeps FATAL lines that explain recovery, not refused connections, and names the failure without quoting the log', () => {
     const log = parseRecoveryLog(UNREACHED);
     expect(log.fatal).toEqual(['recovery ended before configured recovery target was reached']);
-    const error = explainRecoveryFailure(log, logTail(UNREACHED, 3), '/restores/x');
-    expect(error.code).toBe('RECOVERY_TARGET_UNREACHABLE');
-    expect(error.message).toContain('2026-11-22T03:59:00.500Z');
-    expect(error.message).toContain('startup process (PID 77) exited with exit code 1');
+    const beyond = explainRecoveryFailure(log, logTail(UNREACHED, 3), '/restores/x', { type: 'time', time: '2026-11-22T04:30:00.000000Z', inclusive: true });
+    expect(beyond).toMatchObject({
+      code: 'RECOVERY_TARGET_UNREACHABLE',
+      message: expect.stringMatching(/^time 2026-11-22T04:30:00.000000Z lies beyond the end of the archive: the archived WAL ends with the last transaction committed at 2026-11-22T03:59:00.500Z\. Choose a target at or before that, or the end of the archive \(--to latest\)/),
+    });
+    const noSuchPoint = explainRecoveryFailure(log, logTail(UNREACHED, 3), '/restores/x', { type: 'restorePoint', name: 'nosuch' });
+    expect(noSuchPoint.code).toBe('RECOVERY_TARGET_UNREACHABLE');
+    expect(noSuchPoint.message).toMatch(/^restore point "nosuch" does not exist in the archived WAL after the chosen base backup/);
+    for (const error of [beyond, noSuchPoint]) expect(error.message).not.toMatch(/PID 77|LOG:|something the script said|archiving is running|does not exist.*beyond/);
+    expect(beyond.message).not.toContain('does not exist');
     const before = parseRecoveryLog('2026-11-22 04:00:01.001 UTC FATAL:  requested recovery stop point is before consistent recovery point\n');
     expect(explainRecoveryFailure(before, '', '/d').code).toBe('RECOVERY_TARGET_UNREACHABLE');
     const missing = parseRecoveryLog('2026-11-22 04:00:01.001 UTC FATAL:  WAL ends before end of online backup\n');
     expect(explainRecoveryFailure(missing, '', '/d').code).toBe('WAL_MISSING');
     const other = parseRecoveryLog('2026-11-22 04:00:01.001 UTC FATAL:  could not write lock file "postmaster.pid": No space left on device\n');
-    expect(explainRecoveryFailure(other, 'tail', '/d')).toMatchObject({ code: 'RESTORE_FAILED', message: 'postgres exited while recovering in /d: tail' });
+    expect(explainRecoveryFailure(other, 'tail', '/d')).toMatchObject({ code: 'RESTORE_FAILED', message: 'postgres exited while recovering in /d: could not write lock file "postmaster.pid": No space left on device' });
+    expect(explainRecoveryFailure(parseRecoveryLog(''), 'tail', '/d')).toMatchObject({ code: 'RESTORE_FAILED', message: 'postgres exited while recovering in /d: tail' });
   });
 
   it('reads PostgreSQL timestamps with any offset', () => {
@@ -80,7 +87,7 @@ describe('recovery settings', () => {
   it('names one target, follows the newest timeline and promotes', () => {
     const tail = ["recovery_target_timeline = 'latest'", "recovery_target_action = 'promote'"];
     expect(recoveryTargetSettings({ type: 'time', time: '2026-11-22T10:15:00.000Z', inclusive: true })).toEqual([
-      "recovery_target_time = '2026-11-22 10:15:00.000+00'", 'recovery_target_inclusive = on', ...tail,
+      "recovery_target_time = '2026-11-22 10:15:00.000000+00'", 'recovery_target_inclusive = on', ...tail,
     ]);
     expect(recoveryTargetSettings({ type: 'lsn', lsn: '0/3000060', inclusive: false })).toEqual(["recovery_target_lsn = '0/3000060'", 'recovery_target_inclusive = off', ...tail]);
     expect(recoveryTargetSettings({ type: 'restorePoint', name: "it's" })).toEqual(["recovery_target_name = 'it''s'", ...tail]);

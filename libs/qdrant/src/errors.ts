@@ -29,7 +29,7 @@ export function mapQdrantError(error: unknown, operation: string): TidemarkError
     return new TidemarkError('SOURCE_UNAVAILABLE', `qdrant ${operation} failed: ${detail}; check that qdrant is reachable`, { cause: error });
   }
   if (RETRYABLE_STATUS.has(status) || status >= 500) {
-    return new TidemarkError('SOURCE_UNAVAILABLE', `qdrant ${operation} failed with ${status}: ${detail}; it will be retried`, { cause: error });
+    return new TidemarkError('SOURCE_UNAVAILABLE', `qdrant ${operation} failed with ${status}: ${detail}`, { cause: error });
   }
   if (status === 401 || status === 403) {
     return new TidemarkError('SOURCE_AUTH_FAILED', `qdrant refused ${operation} (${status}); check the target's qdrant.apiKeyEnv`, { cause: error });

@@ -1,10 +1,11 @@
 import { hostname } from 'node:os';
 import type { JetStreamClient, JetStreamManager, NatsConnection } from 'nats';
-import { STREAMS, TidemarkError } from '@tidemark/contracts';
-import { createLogger, type Logger } from './logger.js';
+import { STREAMS, TidemarkError, type EventEncoding } from '@tidemark/contracts';
 import { createEventPublisher, type EventPublisher } from './publish.js';
 import { installShutdown, type Shutdown } from './shutdown.js';
-import { startHealthServer, type HealthCheck } from './health.js';
+import { startHealthServer, type HealthCheck, type HealthChecks } from './health.js';
+import type { RunningConsumer } from './consumer.js';
+import { createLogger, redactUrl, type Logger } from './logger.js';
 import { connectNats, ensureStreams, natsConfigFromEnv } from './nats.js';
 import { readServiceVersion } from './version.js';
 
@@ -16,8 +17,14 @@ export interface ServiceContext {
   readonly jsm: JetStreamManager;
   readonly publisher: EventPublisher;
   readonly shutdown: Shutdown;
-  /** Adds a named health check (the NATS connection check is built in). */
+  /** Adds a named health check, reported by /healthz and /readyz (the NATS check is built in). */
   addHealthCheck(name: string, check: HealthCheck): void;
+  /** Adds a check only /readyz waits for (a start-up step of the service). */
+  addReadinessCheck(name: string, check: HealthCheck): void;
+  /** /readyz waits until the consumer is bound to its durable (named `consumer:<durable>`). */
+  watchConsumer(consumer: Pick<RunningConsumer, 'durable' | 'readiness'>): void;
+  /** Called by main.ts once everything is wired: until then /readyz answers 503. */
+  markStarted(): void;
   /** This instance's id: TIDEMARK_INSTANCE_ID or <hostname>-<pid>. */
   readonly instanceId: string;
   /** Consumer ack wait (TIDEMARK_ACK_WAIT_MS, default 60000) and max deliveries (TIDEMARK_MAX_DELIVER, default 5). */
@@ -25,6 +32,29 @@ export interface ServiceContext {
   readonly maxDeliver: number;
   /** The port the health server listens on (useful when TIDEMARK_HEALTH_PORT is 0). */
   readonly healthPort?: number;
+}
+
+/** Where a service reports that it cannot start (process.stderr in production). */
+export interface StartupErrorOutput {
+  write(text: string): unknown;
+  /** A person is watching (a terminal): the reason is also printed as a plain sentence. */
+  readonly isTTY?: boolean;
+}
+
+/**
+ * What a service prints when it cannot start: always one JSON log line (level 60, for log
+ * collectors); on a terminal also the reason as a sentence, last, where the eye lands:
+ * `tidemark pg-agent: cannot start: targets[0].postgres.port: expected … [CONFIG_INVALID]`.
+ */
+export function startupFailureText(name: string, error: unknown, isTerminal: boolean): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const code = error instanceof TidemarkError ? error.code : 'INTERNAL';
+  const json = JSON.stringify({ level: 60, time: Date.now(), service: name, code, msg: `${name} could not start: ${message}` });
+  return isTerminal ? `${json}\ntidemark ${name}: cannot start: ${message} [${code}]\n` : `${json}\n`;
+}
+
+export function reportStartupFailure(name: string, error: unknown, output: StartupErrorOutput = process.stderr): void {
+  output.write(startupFailureText(name, error, output.isTTY === true));
 }
 
 function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number, allowZero = false): number {
@@ -38,13 +68,24 @@ function positiveInt(env: NodeJS.ProcessEnv, name: string, fallback: number, all
 }
 
 /**
- * The common start of every service's main.ts: logger → NATS (TIDEMARK_NATS_URL or `natsUrl`)
- * → ensureStreams(STREAMS) → health server (TIDEMARK_HEALTH_PORT, default 0 = any free port;
- * it logs the port) → SIGTERM/SIGINT shutdown that drains NATS last.
+ * The common start of every service's main.ts: logger → health server (TIDEMARK_HEALTH_PORT,
+ * default 0 = any free port; it logs the port) → NATS (TIDEMARK_NATS_URL or `natsUrl`) →
+ * ensureStreams(STREAMS) → SIGTERM/SIGINT shutdown that drains NATS last.
+ *
+ * The health server comes first so that a service waiting for NATS answers /readyz with 503 and
+ * the reason, instead of refusing connections; it stays not ready until main.ts calls
+ * markStarted() and every watched consumer is bound.
  */
 export async function bootstrap(
   name: string,
-  options: { natsUrl?: string; env?: NodeJS.ProcessEnv; /** Exit the process after shutdown (default true; false in tests). */ exit?: boolean } = {},
+  options: {
+    natsUrl?: string;
+    /** The config's `events.encoding`: how this service's publisher encodes events (alerts are JSON regardless). */
+    eventEncoding?: EventEncoding;
+    env?: NodeJS.ProcessEnv;
+    /** Exit the process after shutdown (default true; false in tests). */
+    exit?: boolean;
+  } = {},
 ): Promise<ServiceContext> {
   const env = options.env ?? process.env;
   const logger = createLogger(name, env);
@@ -53,44 +94,78 @@ export async function bootstrap(
   const maxDeliver = positiveInt(env, 'TIDEMARK_MAX_DELIVER', 5);
   const healthPort = positiveInt(env, 'TIDEMARK_HEALTH_PORT', 0, true);
   const healthHost = env['TIDEMARK_HEALTH_HOST']?.trim() || '127.0.0.1';
+  const natsConfig = natsConfigFromEnv(options.natsUrl !== undefined ? { ...env, TIDEMARK_NATS_URL: options.natsUrl } : env);
   logger.info({ version: readServiceVersion(), instanceId }, `starting ${name}`);
 
   // Registered first so that it runs last: consumers and servers added later stop before NATS drains.
   const shutdown = installShutdown(logger, { exit: options.exit ?? true });
-  const natsConfig = natsConfigFromEnv(options.natsUrl !== undefined ? { ...env, TIDEMARK_NATS_URL: options.natsUrl } : env);
-  const nc = await connectNats(natsConfig, `tidemark-${name}-${instanceId}`, logger);
-  shutdown.add('nats', async () => {
-    if (!nc.isClosed()) await nc.drain();
-  });
-  const checks: Record<string, HealthCheck> = {
-    nats: () => ({ ok: !nc.isClosed() && !nc.isDraining(), detail: nc.isClosed() ? 'closed' : nc.getServer() }),
+  let nc: NatsConnection | undefined;
+  let disconnectedSince: Date | undefined;
+  /** The start-up step under way; undefined once main.ts has wired everything. */
+  let startingStep: string | undefined = `connecting to nats at ${natsConfig.servers.map(redactUrl).join(',')}`;
+  const checks: HealthChecks = {
+    health: {
+      nats: () => {
+        if (nc === undefined) return { ok: false, detail: 'not connected yet' };
+        if (nc.isClosed()) return { ok: false, detail: 'closed' };
+        if (nc.isDraining()) return { ok: false, detail: 'draining (shutting down)' };
+        if (disconnectedSince) return { ok: false, detail: `disconnected since ${disconnectedSince.toISOString()}; reconnecting` };
+        return { ok: true, detail: nc.getServer() };
+      },
+    },
+    readiness: {
+      'start-up': () => (startingStep === undefined ? { ok: true } : { ok: false, detail: startingStep }),
+    },
   };
-  let jsm: JetStreamManager;
-  let js: JetStreamClient;
-  let health: Awaited<ReturnType<typeof startHealthServer>>;
-  try {
-    jsm = await nc.jetstreamManager();
-    js = nc.jetstream();
-    await ensureStreams(jsm, STREAMS);
-    health = await startHealthServer(healthPort, checks, healthHost);
-  } catch (error) {
-    // A half-started service must not linger with an open connection.
-    await nc.close().catch(() => undefined);
-    throw error;
-  }
+  const health = await startHealthServer(healthPort, checks, healthHost);
   shutdown.add('health', () => health.close());
   logger.info({ port: health.port, host: healthHost }, 'health endpoint listening on /healthz and /readyz');
+
+  let jsm: JetStreamManager;
+  let js: JetStreamClient;
+  let connection: NatsConnection;
+  try {
+    connection = nc = await connectNats(natsConfig, `tidemark-${name}-${instanceId}`, logger);
+    shutdown.add('nats', async () => {
+      if (!connection.isClosed()) await connection.drain();
+    });
+    void (async () => {
+      for await (const status of connection.status()) {
+        if (status.type === 'disconnect') disconnectedSince ??= new Date();
+        if (status.type === 'reconnect') disconnectedSince = undefined;
+      }
+    })().catch(() => undefined);
+    startingStep = 'ensuring the jetstream streams';
+    jsm = await connection.jetstreamManager();
+    js = connection.jetstream();
+    await ensureStreams(jsm, STREAMS);
+    startingStep = 'wiring the service (storage, consumers)';
+  } catch (error) {
+    // A half-started service must not linger with an open connection or a listening port.
+    await nc?.close().catch(() => undefined);
+    await health.close();
+    throw error;
+  }
 
   return {
     name,
     logger,
-    nc,
+    nc: connection,
     js,
     jsm,
-    publisher: createEventPublisher(js),
+    publisher: createEventPublisher(js, options.eventEncoding !== undefined ? { encoding: options.eventEncoding } : {}),
     shutdown,
     addHealthCheck(checkName, check) {
-      checks[checkName] = check;
+      checks.health[checkName] = check;
+    },
+    addReadinessCheck(checkName, check) {
+      checks.readiness[checkName] = check;
+    },
+    watchConsumer(consumer) {
+      checks.readiness[`consumer:${consumer.durable}`] = () => consumer.readiness();
+    },
+    markStarted() {
+      startingStep = undefined;
     },
     instanceId,
     ackWaitMs,

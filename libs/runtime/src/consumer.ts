@@ -7,8 +7,9 @@
 // ("the command stream is empty afterwards"), so a server that behaves otherwise fails loudly.
 import type { Consumer, JetStreamClient, JsMsg, MsgHdrs } from 'nats';
 import {
-  decode, isRetryable, MAX_COMMAND_BYTES, parseCommandSubject, parseMessage, TidemarkError, toErrorInfo, type Schema,
+  decodeObject, isRetryable, MAX_COMMAND_BYTES, parseCommandSubject, parseMessage, TidemarkError, toErrorInfo, type ErrorInfo, type Schema,
 } from '@tidemark/contracts';
+import type { CheckResult } from './health.js';
 import type { Logger } from './logger.js';
 import type { EventPublisher } from './publish.js';
 import { rejectCommand } from './intake.js';
@@ -17,10 +18,14 @@ import { retryDelay, sleep } from './retry.js';
 export type Outcome =
   | { readonly type: 'ack' }
   | { readonly type: 'nak'; readonly delayMs: number }
-  | { readonly type: 'term'; readonly reason: string };
+  | { readonly type: 'term'; readonly reason: string }
+  /** A command that can never succeed as sent (an unknown target): answered with command.rejected, then terminated. */
+  | { readonly type: 'reject'; readonly error: ErrorInfo };
 export const ack = (): Outcome => ({ type: 'ack' });
 export const nakWithDelay = (delayMs: number): Outcome => ({ type: 'nak', delayMs: Math.max(0, Math.round(delayMs)) });
 export const term = (reason: string): Outcome => ({ type: 'term', reason });
+/** The sender's mistake, not a failure of the work: the runner publishes command.rejected (a warning, never a page) and terminates. */
+export const reject = (error: unknown): Outcome => ({ type: 'reject', error: toErrorInfo(error) });
 
 export interface HandlerContext {
   readonly subject: string;
@@ -64,6 +69,9 @@ export interface ConsumerOptions<T> {
 }
 
 export interface RunningConsumer {
+  readonly durable: string;
+  /** Ready once bound to its durable consumer; not ready again while pulls fail or after stop. */
+  readiness(): CheckResult;
   /** Stops fetching, aborts handlers' signals, waits for them to settle (bounded), and returns. */
   stop(graceMs?: number): Promise<void>;
   /** Number of handlers running now. */
@@ -99,6 +107,8 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
   let currentBatch: { stop(): void } | undefined;
   let ackWaitMs = DEFAULT_ACK_WAIT_MS;
   let maxDeliver = -1;
+  let bound = false;
+  let bindError: string | undefined;
 
   const notifySlot = () => {
     const wake = slotFreed;
@@ -113,7 +123,23 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
           slotFreed = resolve;
         });
 
-  const settle = (entry: InFlight | undefined, msg: JsMsg, outcome: Outcome) => {
+  /**
+   * Answers a command that cannot be accepted with command.rejected and terminates it. Without
+   * the rejection event the sender would never learn why, so when publishing it fails the
+   * command is kept and tried again.
+   */
+  const rejectAndTerm = async (msg: JsMsg, info: ErrorInfo): Promise<void> => {
+    try {
+      await rejectCommand(options.publisher, msg.subject, msg.data, info, msg.seq);
+    } catch (publishError) {
+      log.error({ seq: msg.seq, err: publishError }, 'could not publish command.rejected; will retry');
+      msg.nak(retryDelay(msg.info.deliveryCount, retryBaseDelayMs, retryMaxDelayMs));
+      return;
+    }
+    msg.term();
+  };
+
+  const settle = async (entry: InFlight | undefined, msg: JsMsg, outcome: Outcome): Promise<void> => {
     if (entry?.abandoned) {
       log.warn({ seq: msg.seq, outcome: outcome.type }, 'handler finished after shutdown gave up on it; its outcome is dropped');
       return;
@@ -130,6 +156,15 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
         log.warn({ subject: target.subject, seq: target.seq, reason: outcome.reason }, 'message terminated; it will not be redelivered');
         target.term();
         break;
+      case 'reject':
+        if (options.kind === 'event') {
+          log.error({ subject: target.subject, seq: target.seq, code: outcome.error.code, reason: outcome.error.message }, 'dropping an event its handler refused');
+          target.term();
+          break;
+        }
+        log.warn({ subject: target.subject, seq: target.seq, code: outcome.error.code, reason: outcome.error.message }, 'rejecting a command that cannot succeed as sent');
+        await rejectAndTerm(target, outcome.error);
+        break;
     }
   };
 
@@ -143,7 +178,7 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
         const parsed = parseCommandSubject(msg.subject);
         if ('error' in parsed) throw new TidemarkError('COMMAND_UNKNOWN_SUBJECT', parsed.error);
       }
-      return parseMessage(options.schema, decode(msg.data, msg.headers));
+      return parseMessage(options.schema, decodeObject(msg.data, msg.headers, options.kind));
     } catch (error) {
       const info = toErrorInfo(error);
       if (options.kind === 'event') {
@@ -152,15 +187,7 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
         return undefined;
       }
       log.warn({ subject: msg.subject, seq: msg.seq, code: info.code, reason: info.message }, 'rejecting a malformed command');
-      try {
-        await rejectCommand(options.publisher, msg.subject, msg.data, info, msg.seq);
-      } catch (publishError) {
-        // Without the rejection event the sender would never learn why: keep the command and try again.
-        log.error({ seq: msg.seq, err: publishError }, 'could not publish command.rejected; will retry');
-        msg.nak(retryDelay(msg.info.deliveryCount, retryBaseDelayMs, retryMaxDelayMs));
-        return undefined;
-      }
-      msg.term();
+      await rejectAndTerm(msg, info);
       return undefined;
     }
   };
@@ -223,7 +250,7 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
         } catch (error) {
           outcome = outcomeForError(error, attempt, controller.signal.aborted);
         }
-        settle(entry, msg, outcome);
+        await settle(entry, msg, outcome);
       } catch (error) {
         log.error({ seq, err: error }, 'unexpected failure while settling a message; it will be redelivered after ack wait');
       } finally {
@@ -247,6 +274,8 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
           const info = await consumer.info(true);
           ackWaitMs = Math.max(1, Math.floor((info.config.ack_wait ?? DEFAULT_ACK_WAIT_MS * 1e6) / 1e6));
           maxDeliver = info.config.max_deliver ?? -1;
+          bound = true;
+          bindError = undefined;
         }
         const batch = await consumer.fetch({ max_messages: concurrency - inFlight.size, expires: fetchExpiresMs });
         currentBatch = batch;
@@ -262,6 +291,8 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
         if (stopController.signal.aborted) break;
         failures++;
         consumer = undefined;
+        bound = false;
+        bindError = (error as Error)?.message ?? String(error);
         const delayMs = retryDelay(failures, 250, 5000);
         log.warn({ err: { message: (error as Error)?.message ?? String(error) }, retryInMs: delayMs }, 'pulling messages failed; retrying');
         await sleep(delayMs, stopController.signal).catch(() => undefined);
@@ -271,6 +302,13 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
   const loopDone = loop();
 
   return {
+    durable: options.durable,
+    readiness() {
+      const where = { stream: options.stream, consumer: options.durable };
+      if (stopController.signal.aborted) return { ok: false, detail: { ...where, state: 'stopped' } };
+      if (!bound) return { ok: false, detail: { ...where, state: 'binding', ...(bindError !== undefined ? { lastError: bindError } : {}) } };
+      return { ok: true, detail: { ...where, state: 'bound' } };
+    },
     get inFlight() {
       return inFlight.size;
     },

@@ -1,11 +1,13 @@
-export { bootstrap, type ServiceContext } from './bootstrap.js';
+export { bootstrap, reportStartupFailure, startupFailureText, type ServiceContext, type StartupErrorOutput } from './bootstrap.js';
 export { createLogger, REDACT_PATHS, redactUrl, type Logger } from './logger.js';
 export { createBreaker, type Breaker, type BreakerOptions } from './breaker.js';
 export { retryWithBackoff, backoffDelay, retryDelay, sleep, type RetryOptions } from './retry.js';
-export { startHealthServer, type HealthServer, type HealthCheck } from './health.js';
+export { startHealthServer, overallStatus, type HealthServer, type HealthCheck, type HealthChecks, type CheckResult, type HealthStatus } from './health.js';
 export { connectNats, ensureStreams, ensureConsumer, natsConfigFromEnv, DEFAULT_NATS_URL, type NatsConfig } from './nats.js';
 export { publishEvent, type EventPublisher, createEventPublisher } from './publish.js';
-export { runConsumer, type ConsumerOptions, type RunningConsumer, type Outcome, type HandlerContext, ack, nakWithDelay, term } from './consumer.js';
+export { runConsumer, type ConsumerOptions, type RunningConsumer, type Outcome, type HandlerContext, ack, nakWithDelay, reject, term } from './consumer.js';
 export { startIntakeWatcher, rejectCommand, intakeRejection, payloadPreview, subjectMatches, INTAKE_QUEUE_GROUP } from './intake.js';
 export { installShutdown, type Shutdown } from './shutdown.js';
 export { readServiceVersion } from './version.js';
+export { startSourceMonitor, type SourceMonitor, type SourceMonitorOptions, type SourceProbe, type SourceState } from './sources.js';
+export { serveRequests, decodeRequest, encodeReply, requestEncoding, type RequestHandler, type DecodedRequest, type WireEncoding } from './reply.js';

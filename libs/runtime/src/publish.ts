@@ -1,20 +1,34 @@
 import { headers, type JetStreamClient } from 'nats';
-import { CONTENT_TYPE_HEADER, encode, MSGPACK, TidemarkError, type Schema } from '@tidemark/contracts';
+import { CONTENT_TYPE_HEADER, encodeForSubject, TidemarkError, type EventEncoding, type Schema } from '@tidemark/contracts';
 
 export interface EventPublisher {
   /**
-   * Validates `event` against `schema`, encodes it as msgpack (Content-Type header set) and
-   * publishes it to JetStream with `msgId` as Nats-Msg-Id, so a redelivered handler that
-   * publishes again is de-duplicated by the stream. Resolves once the stream has stored it.
+   * Validates `event` against `schema`, encodes it the way contracts decides for `subject`
+   * (alerts JSON, other events the deployment's `events.encoding`, msgpack by default), sets the
+   * Content-Type header and publishes it to JetStream with `msgId` as Nats-Msg-Id, so a
+   * redelivered handler that publishes again is de-duplicated by the stream. Resolves once the
+   * stream has stored it.
    */
   publish<T>(subject: string, schema: Schema<T>, event: T, msgId?: string): Promise<void>;
 }
 
-export function createEventPublisher(js: JetStreamClient): EventPublisher {
-  return { publish: (subject, schema, event, msgId) => publishEvent(js, subject, schema, event, msgId) };
+export interface PublisherOptions {
+  /** The deployment's `events.encoding` (default msgpack). */
+  readonly encoding?: EventEncoding;
 }
 
-export async function publishEvent<T>(js: JetStreamClient, subject: string, schema: Schema<T>, event: T, msgId?: string): Promise<void> {
+export function createEventPublisher(js: JetStreamClient, options: PublisherOptions = {}): EventPublisher {
+  return { publish: (subject, schema, event, msgId) => publishEvent(js, subject, schema, event, msgId, options) };
+}
+
+export async function publishEvent<T>(
+  js: JetStreamClient,
+  subject: string,
+  schema: Schema<T>,
+  event: T,
+  msgId?: string,
+  options: PublisherOptions = {},
+): Promise<void> {
   let valid: T;
   try {
     valid = schema.parse(event);
@@ -22,10 +36,11 @@ export async function publishEvent<T>(js: JetStreamClient, subject: string, sche
     // Our own message failing its schema is a bug, not bad input from a sender.
     throw new TidemarkError('INTERNAL', `refusing to publish an invalid message on ${subject}: ${(cause as Error).message}`, { cause });
   }
+  const { data, contentType } = encodeForSubject(subject, valid, options.encoding);
   const h = headers();
-  h.set(CONTENT_TYPE_HEADER, MSGPACK);
+  h.set(CONTENT_TYPE_HEADER, contentType);
   try {
-    await js.publish(subject, encode(valid), { headers: h, ...(msgId !== undefined ? { msgID: msgId } : {}) });
+    await js.publish(subject, data, { headers: h, ...(msgId !== undefined ? { msgID: msgId } : {}) });
   } catch (cause) {
     throw new TidemarkError('INTERNAL', `publishing to ${subject} failed: ${(cause as Error).message}; check that nats and the stream are up`, {
       cause,

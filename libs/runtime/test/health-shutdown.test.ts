@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { startHealthServer } from '../src/health.js';
+import { overallStatus, startHealthServer } from '../src/health.js';
 import { installShutdown } from '../src/shutdown.js';
 import { readServiceVersion } from '../src/version.js';
 
@@ -13,7 +13,7 @@ describe('health server', () => {
       nats: () => ({ ok: true }),
       db: async () => ({ ok: dbOk, detail: dbOk ? 'up' : 'connection refused' }),
     };
-    const server = await startHealthServer(0, checks, '127.0.0.1');
+    const server = await startHealthServer(0, { health: checks, readiness: {} }, '127.0.0.1');
     try {
       const url = `http://127.0.0.1:${server.port}`;
       let res = await fetch(`${url}/healthz`);
@@ -34,6 +34,48 @@ describe('health server', () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe('health server: degraded parts and readiness', () => {
+  it('a degraded part keeps /healthz at 200 with status degraded; /readyz waits for its readiness checks and names what is missing', async () => {
+    let walUp = false;
+    let consumerBound = false;
+    const health = {
+      nats: () => ({ ok: true }),
+      'wal:main': () => (walUp ? { ok: true } : { ok: false, degraded: true, detail: { receiverUp: false } }),
+    };
+    const readiness = { 'consumer:agent-backups': () => ({ ok: consumerBound, detail: { state: consumerBound ? 'bound' : 'binding' } }) };
+    const server = await startHealthServer(0, { health, readiness }, '127.0.0.1');
+    try {
+      const url = `http://127.0.0.1:${server.port}`;
+      let res = await fetch(`${url}/healthz`);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ status: 'degraded', degraded: ['wal:main'], checks: { 'wal:main': { ok: false, degraded: true, detail: { receiverUp: false } } } });
+      res = await fetch(`${url}/readyz`);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ status: 'failing', ready: false, notReady: ['consumer:agent-backups'], degraded: ['wal:main'] });
+      consumerBound = true;
+      res = await fetch(`${url}/readyz`);
+      expect(res.status).toBe(200);
+      // Degraded parts do not make the service unready: they are listed.
+      expect(await res.json()).toMatchObject({ status: 'degraded', ready: true, degraded: ['wal:main'] });
+      walUp = true;
+      res = await fetch(`${url}/healthz`);
+      const body = (await res.json()) as Record<string, unknown>;
+      expect(body).toMatchObject({ status: 'ok' });
+      expect(body).not.toHaveProperty('degraded');
+      // Readiness checks are not part of liveness: /healthz never lists them.
+      expect(Object.keys(body['checks'] as object)).toEqual(['nats', 'wal:main']);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('overallStatus: failing beats degraded beats ok', () => {
+    expect(overallStatus([{ ok: true }, { ok: false, degraded: true }])).toBe('degraded');
+    expect(overallStatus([{ ok: false }, { ok: false, degraded: true }])).toBe('failing');
+    expect(overallStatus([{ ok: true }])).toBe('ok');
   });
 });
 

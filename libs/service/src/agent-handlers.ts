@@ -9,7 +9,7 @@ import {
 import type { TidemarkConfig } from '@tidemark/config';
 import { artifactKeys, type ArtifactStore } from '@tidemark/storage';
 import type { EncodeSummary, KeyRing } from '@tidemark/pipeline';
-import { nakWithDelay, retryDelay, term, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
+import { nakWithDelay, reject, retryDelay, term, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
 
 /** The ports every agent's handlers work through; each agent adds its engine's port. */
 export interface AgentBaseDeps {
@@ -28,9 +28,13 @@ type Publishing = Pick<AgentBaseDeps, 'publisher' | 'clock'>;
 type Attempt = Pick<AgentContext, 'attempt' | 'maxDeliver'>;
 
 /** Events carry error messages of at most 2000 characters. */
+const MAX_EVENT_MESSAGE = 1900;
+
+const clipped = (message: string, room: number): string => (message.length > room ? `${message.slice(0, Math.max(0, room - 1))}…` : message);
+
 export function errorInfoOf(error: unknown): ErrorInfo {
   const info = toErrorInfo(error);
-  return info.message.length > 1900 ? { ...info, message: `${info.message.slice(0, 1900)}…` } : info;
+  return { ...info, message: clipped(info.message, MAX_EVENT_MESSAGE) };
 }
 
 /** Redelivery delay after a retryable failure: 2 s doubling to 60 s. */
@@ -41,6 +45,17 @@ export function targetOfSubject(subject: string): string {
   const parsed = parseCommandSubject(subject);
   if ('error' in parsed) throw new TidemarkError('COMMAND_UNKNOWN_SUBJECT', parsed.error);
   return parsed.target;
+}
+
+/**
+ * A command for a target that is not configured: a typo in the command, not a failed backup or
+ * restore, so it is rejected (command.rejected, a warning) instead of failing (a critical page).
+ * The message names the configured targets so the sender sees the right spelling.
+ */
+export function unknownTarget(config: Pick<TidemarkConfig, 'targets'>, engine: Engine, targetName: string): Outcome {
+  const configured = config.targets.filter((t) => t.engine === engine).map((t) => t.name);
+  const known = configured.length > 0 ? `the configured ${engine} targets are ${configured.join(', ')}` : `no ${engine} target is configured`;
+  return reject(new TidemarkError('TARGET_UNKNOWN', `no ${engine} target named "${targetName}" is configured (${known}); check the name, or add the target to tidemark.yaml`));
 }
 
 /** The default request id, stable across redeliveries of one stream message. */
@@ -64,9 +79,34 @@ export interface Failure {
   readonly final: boolean;
 }
 
-export function failureOf(error: unknown, ctx: Attempt): Failure {
-  const info = errorInfoOf(error);
-  return { info, final: !info.retryable || ctx.attempt >= ctx.maxDeliver };
+/** What a person does once a command has given up: the CLI command that asks again. */
+export function requestAgainHint(action: 'backup' | 'restore', engine: Engine, target: string): string {
+  return action === 'backup'
+    ? `Fix the cause and request the backup again (\`tidemark backup ${engine} ${target}\`).`
+    : `Fix the cause and request the restore again (\`tidemark restore ${engine} ${target}\` with the same options).`;
+}
+
+/** Whether this delivery is the last one the consumer allows (maxDeliver 0 or less: no limit). */
+export const isLastDelivery = (ctx: Attempt): boolean => ctx.maxDeliver > 0 && ctx.attempt >= ctx.maxDeliver;
+
+/**
+ * The error as the event reports it, with the sentence only this layer can write, because only
+ * here is it known whether another attempt follows: "…; attempt 2 of 5, it will be retried", or
+ * after the last one "gave up after 5 attempts: … <nextStep>". Errors themselves never say
+ * whether they will be retried. A permanent error is reported as it is: retrying cannot help
+ * and its message already says what to change.
+ */
+export function failureOf(error: unknown, ctx: Attempt, nextStep: string): Failure {
+  const info = toErrorInfo(error);
+  if (!info.retryable) return { info: { ...info, message: clipped(info.message, MAX_EVENT_MESSAGE) }, final: true };
+  if (!isLastDelivery(ctx)) {
+    const suffix = `; attempt ${ctx.attempt}${ctx.maxDeliver > 0 ? ` of ${ctx.maxDeliver}` : ''}, it will be retried`;
+    return { info: { ...info, message: `${clipped(info.message, MAX_EVENT_MESSAGE - suffix.length)}${suffix}` }, final: false };
+  }
+  const prefix = `gave up after ${ctx.attempt} attempt${ctx.attempt === 1 ? '' : 's'}: `;
+  const suffix = `. ${nextStep}`;
+  const cause = clipped(info.message.replace(/[.\s]+$/, ''), MAX_EVENT_MESSAGE - prefix.length - suffix.length);
+  return { info: { ...info, message: `${prefix}${cause}${suffix}` }, final: true };
 }
 
 /** A final failure terminates the message, a retryable one is redelivered after a backoff; both are logged as `what`. */
@@ -91,8 +131,8 @@ export interface BackupFailure {
 
 /** Publishes backup.failed for this delivery (msg id `failed:<artifact or request id>:<attempt>`). */
 export async function publishBackupFailed(error: unknown, failure: BackupFailure, deps: Publishing, ctx: Attempt): Promise<Failure> {
-  const outcome = failureOf(error, ctx);
   const { engine, target, requestId, kind, artifactId } = failure;
+  const outcome = failureOf(error, ctx, requestAgainHint('backup', engine, target));
   await deps.publisher.publish(
     subjects.backupFailed(engine, target),
     BackupFailed,
@@ -125,8 +165,8 @@ export interface RestoreFailure extends RestoreRun {
 
 /** A final failure publishes restore.failed (once per request) and terms; a retryable one is redelivered. */
 export async function restoreFailed(error: unknown, failure: RestoreFailure, deps: Publishing, ctx: Attempt, log: Logger): Promise<Outcome> {
-  const outcome = failureOf(error, ctx);
   const { engine, target, requestId, artifactId, database } = failure;
+  const outcome = failureOf(error, ctx, requestAgainHint('restore', engine, target));
   if (outcome.final) {
     await deps.publisher.publish(
       subjects.restoreFailed(engine, target),

@@ -3,7 +3,7 @@ import { isRetryable, TidemarkError } from '@tidemark/contracts';
 import { storageConfig, type TidemarkConfig } from '@tidemark/config';
 import { ArtifactStore, createBackend, guardBackend, type Guard } from '@tidemark/storage';
 import { loadKeyRing, type KeyRing } from '@tidemark/pipeline';
-import { createBreaker, retryWithBackoff, type Breaker, type Logger } from '@tidemark/runtime';
+import { createBreaker, reportStartupFailure, retryWithBackoff, type Breaker, type Logger } from '@tidemark/runtime';
 import { guardCluster, pgCluster, type ClusterRole, type PgCluster } from '@tidemark/pg';
 import type { PostgresConnection } from '@tidemark/config';
 
@@ -76,12 +76,13 @@ export function openPgCluster(conn: PostgresConnection, role: ClusterRole, logge
   return { ...guardCluster(cluster, (call) => breaker.fire(call)), breakerState: () => breaker.state };
 }
 
-/** Runs a service's main, turning a start-up failure into one log line and exit code 1. */
+/**
+ * Runs a service's main, turning a start-up failure into exit code 1 and one JSON log line, plus
+ * the reason as a sentence when stderr is a terminal (see reportStartupFailure).
+ */
 export function runMain(name: string, main: () => Promise<void>): void {
   main().catch((error: unknown) => {
-    const message = error instanceof Error ? error.message : String(error);
-    const code = error instanceof TidemarkError ? error.code : 'INTERNAL';
-    process.stderr.write(`${JSON.stringify({ level: 60, service: name, code, msg: `${name} could not start: ${message}` })}\n`);
+    reportStartupFailure(name, error);
     process.exit(1);
   });
 }

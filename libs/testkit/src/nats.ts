@@ -89,7 +89,7 @@ async function stopServer(running: Running): Promise<void> {
  * Starts nats-server with JetStream on a free loopback port and waits until it accepts
  * connections. With TIDEMARK_TEST_PROVIDER=containers it runs in a container instead.
  */
-export async function startNats(options: { readyTimeoutMs?: number } = {}): Promise<NatsTestServer> {
+export async function startNats(options: { readyTimeoutMs?: number; /** A given port (a client already waits on it); default a free one. */ port?: number } = {}): Promise<NatsTestServer> {
   if (testProvider() === 'containers') {
     const container = await containerNats();
     return { url: container.url, port: container.port, storeDir: '', stop: () => container.stop(), restart: () => container.restart() };
@@ -101,14 +101,14 @@ export async function startNats(options: { readyTimeoutMs?: number } = {}): Prom
   // The free port is released before nats-server binds it; if another process takes it in
   // between, one retry on a new port is enough.
   for (let attempt = 1; running === undefined; attempt++) {
-    port = await freePort();
+    port = options.port ?? (await freePort());
     const candidate = spawnServer(port, storeDir);
     try {
       await waitReady(candidate, port, readyTimeoutMs);
       running = candidate;
     } catch (error) {
       await stopServer(candidate);
-      if (attempt >= 2) {
+      if (attempt >= 2 || options.port !== undefined) {
         await rm(storeDir, { recursive: true, force: true });
         throw error;
       }

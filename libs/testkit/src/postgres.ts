@@ -41,8 +41,11 @@ export interface PostgresServer {
   dropDatabase(name: string): Promise<void>;
   /** Fast shutdown; removes the data dir. Safe to call twice. */
   stop(): Promise<void>;
-  /** Fast shutdown and start again on the same data dir (the port may change for containers). */
-  restart?(): Promise<void>;
+  /**
+   * Fast shutdown and start again on the same data dir (the port may change for containers).
+   * `whileDown` runs between the two (an outage a test observes); containers ignore it.
+   */
+  restart?(whileDown?: () => Promise<void>): Promise<void>;
 }
 
 /** Where initdb and postgres live; TIDEMARK_PG_BINDIR overrides. */
@@ -258,12 +261,16 @@ async function startLocalPostgres(options: StartPostgresOptions): Promise<Postgr
       await running?.stop({ signal: 'SIGINT', timeoutMs: 10_000 });
       await removeTempDir(root);
     },
-    async restart() {
+    async restart(whileDown) {
       if (stopped) throw new Error('the postgres test server was stopped; start a new one instead of restarting it');
       await client.closeAll();
       await running?.stop({ signal: 'SIGINT', timeoutMs: 10_000 });
       running = undefined;
-      running = await launch(port);
+      try {
+        await whileDown?.();
+      } finally {
+        running = await launch(port);
+      }
     },
   };
 

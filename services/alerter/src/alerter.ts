@@ -36,6 +36,8 @@ export interface AlerterOptions {
 export interface RunningAlerter {
   readonly dispatcher: AlertDispatcher;
   readonly watchdog: MissedBackupWatchdog;
+  /** Its consumers, for readiness. */
+  readonly consumers: readonly RunningConsumer[];
   /** One watchdog pass now (the timer runs it every alerts.watchdogIntervalSeconds). */
   checkWatchdog(): Promise<void>;
   stop(): Promise<void>;
@@ -110,6 +112,7 @@ export async function startAlerter(config: TidemarkConfig, ctx: AlerterContext, 
   return {
     dispatcher,
     watchdog,
+    consumers: running,
     checkWatchdog: queueCheck,
     async stop() {
       clearInterval(timer);

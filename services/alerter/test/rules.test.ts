@@ -27,8 +27,15 @@ describe('alert rules', () => {
     expect(backupFailedAlert(backupFailed(false))).toBeUndefined();
     const alert = backupFailedAlert(backupFailed(true));
     expect(alert).toMatchObject({ severity: 'critical', kind: 'backup_failed', dedupeKey: 'backup_failed:pg:main:req-1' });
-    expect(alert?.summary).toMatch(/failed after 3 attempts/);
     expect(() => Alert.parse(alert)).not.toThrow();
+  });
+
+  it('a final backup failure reads as the agent wrote it: given up, after how many attempts, what to do; never "will be retried"', () => {
+    const message = 'gave up after 5 attempts: pg_dump: the source postgres could not be reached (connect ECONNREFUSED 127.0.0.1:5433). '
+      + 'Fix the cause and request the backup again (`tidemark backup pg main`).';
+    const alert = backupFailedAlert({ ...backupFailed(true), attempt: 5, error: { code: 'SOURCE_UNAVAILABLE', message, retryable: true } });
+    expect(alert?.summary).toBe(`Backup of pg/main failed (SOURCE_UNAVAILABLE): ${message}`);
+    expect(alert?.summary).not.toMatch(/will be retried/);
   });
 
   it('restore failed is critical', () => {

@@ -1,18 +1,20 @@
 // pg-agent: wiring only. Config → NATS → storage, keys → durable consumers → handlers → shutdown.
 import { hostname } from 'node:os';
-import { COMMANDS_STREAM, RequestBackup, RequestRestore, consumers, filters } from '@tidemark/contracts';
+import { COMMANDS_STREAM, RequestBackup, RequestRestore, consumers, filters, subjects } from '@tidemark/contracts';
 import { loadConfig, type Target } from '@tidemark/config';
-import { bootstrap, ensureConsumer, readServiceVersion, runConsumer } from '@tidemark/runtime';
+import { bootstrap, ensureConsumer, readServiceVersion, runConsumer, serveRequests, startSourceMonitor } from '@tidemark/runtime';
 import { handleBackupRequested, type BackupDeps } from './handlers/backup-requested.js';
 import { handleRestoreRequested } from './handlers/restore-requested.js';
 import { keyRingFromConfig, openArtifactStore, openPgCluster, runMain } from '@tidemark/service';
 import { WalArchive } from '@tidemark/storage';
 import { createWalArchivers } from './wal/start.js';
+import { answerWalStatus, WAL_STATUS_QUEUE_GROUP } from './handlers/status-wal.js';
+import { pgSourceProbe, sourceProbeIntervalMs } from './sources.js';
 
 runMain('pg-agent', async () => {
   const { config } = loadConfig(process.env);
   const keys = keyRingFromConfig(config);
-  const service = await bootstrap('pg-agent', { natsUrl: config.nats.url });
+  const service = await bootstrap('pg-agent', { natsUrl: config.nats.url, eventEncoding: config.events.encoding });
   const { logger, shutdown } = service;
   const { store, breakerState, close } = await openArtifactStore(config, logger);
   shutdown.add('storage', close);
@@ -43,6 +45,17 @@ runMain('pg-agent', async () => {
   const restores = runConsumer({ ...common, durable: consumers.agentRestores('pg'), schema: RequestRestore, handler: (message, ctx) => handleRestoreRequested(message, deps, ctx) });
   shutdown.add('backup consumer', () => backups.stop());
   shutdown.add('restore consumer', () => restores.stop());
+  service.watchConsumer(backups);
+  service.watchConsumer(restores);
+
+  // Each source's reachability: a database outage makes the agent degraded, not failing.
+  const sources = startSourceMonitor({
+    sources: new Map(config.targets.filter((t) => t.engine === 'pg' && t.postgres).map((t) => [t.name, pgSourceProbe(t.postgres!)] as const)),
+    logger,
+    intervalMs: sourceProbeIntervalMs(process.env),
+  });
+  shutdown.add('source probes', () => sources.stop());
+  for (const target of config.targets) if (target.engine === 'pg' && target.postgres) service.addHealthCheck(`source:${target.name}`, () => sources.check(target.name));
 
   // Continuous WAL archiving: one supervised pg_receivewal per target with wal.enabled. It starts
   // in the background (an unreachable server is retried, never fatal); shutdown stops it before
@@ -50,13 +63,19 @@ runMain('pg-agent', async () => {
   const wal = await createWalArchivers({ config, keys, archive: new WalArchive(store.backend), publisher: service.publisher, agent: deps.agent, logger, clock: deps.clock });
   for (const { target, error } of wal.refused) {
     logger.error({ target, code: error.code }, error.message);
-    service.addHealthCheck(`wal:${target}`, () => ({ ok: false, detail: { error: error.message } }));
+    // The agent still backs up: the refused WAL archiving is reported, not a reason to restart it.
+    service.addHealthCheck(`wal:${target}`, () => ({ ok: false, degraded: true, detail: { state: 'refused', receiverUp: false, error: error.message } }));
   }
   for (const archiver of wal.archivers) {
     archiver.start();
     service.addHealthCheck(`wal:${archiver.target}`, () => archiver.health());
     shutdown.add(`wal archiver ${archiver.target}`, () => archiver.stop());
   }
+  const statusRequests = serveRequests(service.nc, [[subjects.statusWal(), (request) => answerWalStatus(request, { agent: deps.agent.id, ...wal })]], WAL_STATUS_QUEUE_GROUP, logger);
+  shutdown.add('status requests', () => statusRequests.forEach((subscription) => subscription.unsubscribe()));
+  // Ready once every source answered (or is reported unreachable) the first probe.
+  await sources.firstRound;
+  service.markStarted();
   logger.info(
     { targets: config.targets.filter((t) => t.engine === 'pg').map((t) => t.name), walTargets: wal.archivers.map((a) => a.target), storage: store.backend.properties.location },
     'pg-agent ready',

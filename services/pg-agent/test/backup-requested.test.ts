@@ -60,20 +60,22 @@ describe('backup.requested handler', () => {
     expect(stored[0]?.msgId).toBe(stored[1]?.msgId);
   });
 
-  it('fails an unknown target finally and terminates the command', async () => {
+  it('rejects an unknown target as a command (no backup.failed, so no critical alert), naming the configured targets', async () => {
     const { publisher, deps, cluster } = setup();
     const outcome = await handleBackupRequested(command(), deps, testContext({ subject: 'backup.requested.pg.nope' }));
-    expect(outcome.type).toBe('term');
+    expect(outcome).toMatchObject({ type: 'reject', error: { code: 'TARGET_UNKNOWN', retryable: false } });
+    expect((outcome as { error: { message: string } }).error.message).toBe(
+      'no pg target named "nope" is configured (the configured pg targets are main, plain); check the name, or add the target to tidemark.yaml',
+    );
     expect(cluster.dumps).toBe(0);
-    expect(publisher.published).toHaveLength(1);
-    expect(publisher.published[0]).toMatchObject({ subject: 'backup.failed.pg.nope', event: { final: true, error: { code: 'TARGET_UNKNOWN', retryable: false } } });
+    expect(publisher.published).toHaveLength(0);
   });
 
-  it('refuses kinds other than logical and base without retrying', async () => {
+  it('rejects kinds other than logical and base as a command, naming the field', async () => {
     const { publisher, deps } = setup();
     const outcome = await handleBackupRequested(command({ kind: 'snapshot' }), deps, testContext());
-    expect(outcome.type).toBe('term');
-    expect(publisher.published[0]?.event).toMatchObject({ final: true, error: { code: 'COMMAND_INVALID' } });
+    expect(outcome).toMatchObject({ type: 'reject', error: { code: 'COMMAND_INVALID', message: expect.stringMatching(/^kind: /) } });
+    expect(publisher.published).toHaveLength(0);
   });
 
   it('naks a retryable storage failure and reports it as not final', async () => {
@@ -96,6 +98,22 @@ describe('backup.requested handler', () => {
     expect((outcome as { delayMs: number }).delayMs).toBeGreaterThan(0);
     const failed = publisher.published.find((p) => p.subject === 'backup.failed.pg.main');
     expect(failed?.event).toMatchObject({ final: false, attempt: 2, error: { code: 'STORAGE_UNAVAILABLE', retryable: true } });
+    expect((failed?.event as { error: { message: string } }).error.message).toBe('the fake object store is down; attempt 2 of 5, it will be retried');
+  });
+
+  it('says on the last attempt that it gave up, after how many attempts, and what to do', async () => {
+    const cluster = fakeCluster(dumpBytes);
+    cluster.failDumpWith = new TidemarkError('SOURCE_UNAVAILABLE', 'pg_dump: the source postgres could not be reached (connect ECONNREFUSED 127.0.0.1:5433)');
+    const { publisher, deps } = setup({ cluster });
+    const outcome = await handleBackupRequested(command(), deps, testContext({ attempt: 5, maxDeliver: 5 }));
+    expect(outcome.type).toBe('term');
+    const failed = publisher.published.at(-1)?.event as { final: boolean; error: { message: string } };
+    expect(failed.final).toBe(true);
+    expect(failed.error.message).toBe(
+      'gave up after 5 attempts: pg_dump: the source postgres could not be reached (connect ECONNREFUSED 127.0.0.1:5433). '
+      + 'Fix the cause and request the backup again (`tidemark backup pg main`).',
+    );
+    expect(failed.error.message).not.toMatch(/will be retried/);
   });
 
   it('gives up on a failing dump at the last delivery', async () => {

@@ -2,9 +2,9 @@
 // manifests), the UTC default for times without an offset, and the logical restore ignoring base
 // backups.
 import { describe, expect, it } from 'vitest';
-import { MANIFEST_VERSION, recoveryTargetOf, utcUnlessOffset, type Manifest, type PgBaseSourceFacts } from '@tidemark/contracts';
+import { MANIFEST_VERSION, recoveryTargetOf, type Manifest, type PgBaseSourceFacts } from '@tidemark/contracts';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
-import { chooseBaseBackup } from '../src/restore/choose-base-backup.js';
+import { chooseBaseBackup, reaches } from '../src/restore/choose-base-backup.js';
 import { pickArtifact } from '../src/handlers/restore-requested.js';
 
 const SYSID = '7300000000000000001';
@@ -84,10 +84,14 @@ describe('choosing the base backup', () => {
 
 describe('times without an offset', () => {
   it('are UTC, whatever the agent’s time zone', () => {
-    expect(utcUnlessOffset('2026-11-22 10:15:00')).toBe('2026-11-22T10:15:00Z');
-    expect(utcUnlessOffset('2026-11-22T10:15:00.250')).toBe('2026-11-22T10:15:00.250Z');
-    expect(utcUnlessOffset('2026-11-22T10:15:00+01:00')).toBe('2026-11-22T10:15:00+01:00');
-    expect(utcUnlessOffset('2026-11-22T10:15:00Z')).toBe('2026-11-22T10:15:00Z');
-    expect(recoveryTargetOf({ time: '2026-11-22 10:15' })).toEqual({ type: 'time', time: '2026-11-22T10:15:00.000Z', inclusive: true });
+    expect(recoveryTargetOf({ time: '2026-11-22 10:15' })).toEqual({ type: 'time', time: '2026-11-22T10:15:00.000000Z', inclusive: true });
+  });
+});
+
+describe('a time target a fraction of a millisecond after a backup', () => {
+  it('is reached from it: microseconds are compared, not cut to milliseconds', () => {
+    const facts = { stoppedAt: '2026-11-22T10:15:00.000400Z' } as PgBaseSourceFacts;
+    expect(reaches(facts, recoveryTargetOf({ time: '2026-11-22 10:15:00.0005+00' }))).toBe(true);
+    expect(reaches(facts, recoveryTargetOf({ time: '2026-11-22 10:15:00.0003+00' }))).toBe(false);
   });
 });

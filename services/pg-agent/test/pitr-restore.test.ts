@@ -2,11 +2,14 @@
 // t1, t2 and t3 (a WAL switch and a pause between each); a restore to a time between t2 and t3
 // holds exactly the t1 and t2 rows, "latest" holds t3 too, an LSN and a named restore point stop
 // where they should. Each restore is a promoted server that keeps running after the handler
-// returns; the suite stops them at the end.
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+// returns; the suite stops them at the end. The source authenticates with SCRAM only (no trust
+// line anywhere), and the restored servers must too: a password role logs in over TCP and the
+// unix socket exactly as on the source, and nobody gets in without a password.
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RequestRestore } from '@tidemark/contracts';
 import { createFsBackend, type StorageBackend } from '@tidemark/storage';
@@ -16,9 +19,25 @@ import { compactTimestamp } from '@tidemark/service';
 import { freePort } from '@tidemark/testkit';
 import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
 import { RESTORE_MARKER } from '../src/restore/data-directory.js';
+import { WAL_FETCH_FILES } from '../src/restore/wal-server.js';
 import { completedEvent, labelsAt, pitrDeps, restoreContext, sleep, startPitrSource, stopRestoredServers, type PitrSource } from './pitr-fixture.js';
 
 const KEY_HEX = '5a'.repeat(32);
+const READER_PASSWORD = 'reader-secret-1';
+
+/** Logs in as `user` and reads the labels, or returns the server's refusal. */
+async function login(host: string, port: number, user: string, password: string | undefined): Promise<string[] | { refused: string }> {
+  const client = new pg.Client({ host, port, user, database: 'app', ...(password === undefined ? {} : { password }), connectionTimeoutMillis: 5000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    return (await client.query<{ label: string }>('SELECT label FROM moments ORDER BY id')).rows.map((r) => r.label);
+  } catch (error) {
+    return { refused: (error as Error).message };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
 
 describe('point-in-time restore (real PostgreSQL, fs storage)', () => {
   let source: PitrSource;
@@ -37,6 +56,8 @@ describe('point-in-time restore (real PostgreSQL, fs storage)', () => {
     backend = await createFsBackend({ root: storeRoot });
     source = await startPitrSource(backend);
     await source.server.query('CREATE TABLE moments (id serial PRIMARY KEY, label text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())', [], 'app');
+    await source.server.query(`CREATE ROLE reader LOGIN PASSWORD '${READER_PASSWORD}'`);
+    await source.server.query('GRANT SELECT ON moments TO reader', [], 'app');
     await source.takeBaseBackup('base-1', keys.current);
     await source.archiveWal(keys.current);
 
@@ -49,8 +70,9 @@ describe('point-in-time restore (real PostgreSQL, fs storage)', () => {
     lsnAfterT2 = position!.lsn;
     await source.server.query(`SELECT pg_create_restore_point('before_t3')`);
     await sleep(500);
-    const [now] = await source.server.query<{ now: Date }>('SELECT clock_timestamp() AS now');
-    between = now!.now.toISOString();
+    // PostgreSQL's own text, to the microsecond ("2026-01-01 10:00:00.123456+00"), as an operator copies it.
+    const [now] = await source.server.query<{ now: string }>('SELECT clock_timestamp()::text AS now');
+    between = now!.now;
     await sleep(600);
     await source.server.query(`INSERT INTO moments (label) VALUES ('t3')`, [], 'app');
     await source.archiveWal(keys.current);
@@ -64,8 +86,9 @@ describe('point-in-time restore (real PostgreSQL, fs storage)', () => {
     console.log(`RTO splits: ${JSON.stringify(rtos)}`);
   });
 
-  async function restore(name: string, request: Record<string, unknown>, ctx = restoreContext()) {
-    const deps = pitrDeps(source, backend, keys);
+  async function restore(name: string, request: Record<string, unknown>, ctx = restoreContext(), restoreListenAddress?: string) {
+    const base = pitrDeps(source, backend, keys);
+    const deps = restoreListenAddress === undefined ? base : { ...base, config: { ...base.config, pg: { ...base.config.pg, restoreListenAddress } } };
     const outcome = await handleRestoreRequested(RequestRestore.parse({ requestId: name, ...request }), deps, ctx);
     const published = deps.publisher.published;
     const done = published.find((p) => p.subject === 'restore.completed.pg.main');
@@ -94,11 +117,44 @@ describe('point-in-time restore (real PostgreSQL, fs storage)', () => {
 
     const conf = await readFile(join(dir, 'postgresql.conf'), 'utf8');
     expect(conf).not.toMatch(/^restore_command/m);
-    expect(conf).toMatch(/^recovery_target_time = /m);
-    expect(existsSync(join(dir, 'tidemark-wal-source'))).toBe(false);
+    expect(between).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+\+00$/);
+    expect(conf).toContain(`recovery_target_time = '${between.replace(/\.(\d+)\+00$/, (_, f: string) => `.${f.padEnd(6, '0')}+00`)}'`);
+    for (const file of Object.values(WAL_FETCH_FILES)) expect(existsSync(join(dir, file))).toBe(false);
     expect(existsSync(join(dir, RESTORE_MARKER))).toBe(false);
     expect(existsSync(join(dir, 'postgresql.conf.source'))).toBe(true);
     expect(await livePostmaster(dir)).toBeGreaterThan(0);
+  });
+
+  it("keeps the source's authentication: a SCRAM password role logs in over TCP and the socket, nobody without a password", async () => {
+    const { publisher } = await restore('pitr-auth', { pointInTime: { latest: true } });
+    const event = completedEvent(publisher);
+    const dir = event.dataDirectory!;
+    expect(event).toMatchObject({ host: '127.0.0.1', socketDirectory: `${dir}.socket`, connectAs: { user: 'postgres', database: 'app' } });
+    expect(existsSync(join(event.binDirectory!, 'pg_ctl'))).toBe(true);
+
+    // The source's pg_hba.conf, byte for byte (the agent's own line is gone), and it has no trust line.
+    const sourceHba = await readFile(join(source.server.dataDir, 'pg_hba.conf'), 'utf8');
+    expect(await readFile(join(dir, 'pg_hba.conf'), 'utf8')).toBe(sourceHba);
+    expect(sourceHba.split('\n').filter((line) => /^\s*(local|host)/.test(line) && /\btrust\b/.test(line))).toEqual([]);
+
+    expect(await login('127.0.0.1', event.port!, 'reader', READER_PASSWORD)).toEqual(['t1', 't2', 't3']);
+    expect(await login(event.socketDirectory!, event.port!, 'reader', READER_PASSWORD)).toEqual(['t1', 't2', 't3']);
+    expect(await login('127.0.0.1', event.port!, 'reader', 'wrong')).toEqual({ refused: expect.stringMatching(/password authentication failed/) });
+    // Without a password: refused over TCP and over the socket, for the superuser too.
+    for (const host of ['127.0.0.1', event.socketDirectory!]) {
+      for (const user of ['reader', 'postgres']) expect(await login(host, event.port!, user, undefined)).toHaveProperty('refused');
+    }
+    // The socket directory is open like a normal one; the data directory stays the server's own.
+    expect((await stat(event.socketDirectory!)).mode & 0o777).toBe(0o755);
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+  });
+
+  it('listens where pg.restoreListenAddress says, and names this host when that is every address', async () => {
+    const { publisher } = await restore('pitr-wide', { pointInTime: { latest: true } }, restoreContext(), '*');
+    const event = completedEvent(publisher);
+    expect(event.host).toBe(hostname());
+    expect(await readFile(join(event.dataDirectory!, 'postgresql.conf'), 'utf8')).toMatch(/^listen_addresses = '\*'$/m);
+    expect(await login('127.0.0.1', event.port!, 'reader', READER_PASSWORD)).toEqual(['t1', 't2', 't3']);
   });
 
   it('restores to latest: the t3 row too; a redelivery of the finished command only announces it again', async () => {
@@ -145,10 +201,25 @@ describe('point-in-time restore (real PostgreSQL, fs storage)', () => {
     rtos['restorePoint'] = byName.rto;
   });
 
-  it('a restore point the archive does not hold is RECOVERY_TARGET_UNREACHABLE, and nothing is left behind', async () => {
+  it('a restore point the archive does not hold is RECOVERY_TARGET_UNREACHABLE saying it does not exist, and nothing is left behind', async () => {
     const { outcome, publisher } = await restore('pitr-nowhere', { pointInTime: { restorePoint: 'never_created' }, intoDirectory: join(source.root, 'nowhere') });
     expect(outcome.type).toBe('term');
     expect(publisher.published.at(-1)).toMatchObject({ subject: 'restore.failed.pg.main', event: { error: { code: 'RECOVERY_TARGET_UNREACHABLE' } } });
+    const message = (publisher.published.at(-1)!.event.error as { message: string }).message;
+    expect(message).toMatch(/^restore point "never_created" does not exist in the archived WAL after the chosen base backup/);
+    expect(message).toContain('--to latest');
+    expect(message).not.toMatch(/archiving|LOG:|FATAL:|UTC /);
     expect(existsSync(join(source.root, 'nowhere'))).toBe(false);
+    expect(existsSync(join(source.root, 'nowhere.socket'))).toBe(false);
+  });
+
+  it('a time beyond the end of the archive is RECOVERY_TARGET_UNREACHABLE naming where the archive ends', async () => {
+    const later = new Date(Date.now() + 3_600_000).toISOString();
+    const { outcome, publisher } = await restore('pitr-beyond', { pointInTime: { time: later } });
+    expect(outcome.type).toBe('term');
+    const error = publisher.published.at(-1)!.event.error as { code: string; message: string };
+    expect(error.code).toBe('RECOVERY_TARGET_UNREACHABLE');
+    expect(error.message).toMatch(/^time \S+ lies beyond the end of the archive: the archived WAL ends at LSN [0-9A-F]+\/[0-9A-F]+, with the last transaction committed at \d{4}-/);
+    expect(error.message).not.toMatch(/does not exist|LOG:|FATAL:|UTC /);
   });
 });

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, truncate } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -15,7 +15,8 @@ import { MANIFEST_VERSION, type WalFileManifest } from '@tidemark/contracts';
 import { WalArchive, createFsBackend, type StorageBackend } from '@tidemark/storage';
 import { encodeStream, loadKeyRing, type KeyRing } from '@tidemark/pipeline';
 import { createLogger } from '@tidemark/runtime';
-import { WAL_FETCH_SCRIPT, segmentEndingAt, startWalServer, walFetchCommand, type WalServer } from '../src/restore/wal-server.js';
+import { osUserIds } from '@tidemark/pg';
+import { WAL_FETCH_FILES, WAL_FETCH_SCRIPT, installWalFetch, segmentEndingAt, startWalServer, walFetchCommand, type WalServer } from '../src/restore/wal-server.js';
 
 // A 1 MiB segment size (PostgreSQL allows 1 MiB to 1 GiB) keeps the files small.
 const SEGMENT_SIZE = 1024 * 1024;
@@ -27,11 +28,11 @@ interface Fetched {
   readonly stderr: string;
 }
 
-/** Runs a restore_command the way PostgreSQL does: %f and %p substituted, through /bin/sh, in the data directory. */
-function runRestoreCommand(command: string, file: string, cwd: string): Promise<Fetched> {
+/** Runs a restore_command the way PostgreSQL does: %f and %p substituted, through /bin/sh, in the data directory (as `as`, when given). */
+function runRestoreCommand(command: string, file: string, cwd: string, as?: { uid: number; gid: number }): Promise<Fetched> {
   const line = command.replace(/%[fp%]/g, (token) => (token === '%f' ? file : token === '%p' ? 'pg_wal/RECOVERYXLOG' : '%'));
   return new Promise((resolve) => {
-    execFile('/bin/sh', ['-c', line], { cwd }, (error, _stdout, stderr) => {
+    execFile('/bin/sh', ['-c', line], { cwd, ...(as ?? {}) }, (error, _stdout, stderr) => {
       resolve({ code: error ? ((error as { code?: number }).code ?? null) : 0, stderr });
     });
   });
@@ -107,6 +108,34 @@ describe('WAL server and the restore_command script', () => {
     expect(walFetchCommand("/srv/it's 100%/url", '/usr/bin/node', '/app/fetch.mjs')).toBe(`'/usr/bin/node' '/app/fetch.mjs' '/srv/it'\\''s 100%%/url' %f %p`);
     expect(segmentEndingAt(1, 0x3000000n, 16 * 1024 * 1024)).toBe('000000010000000000000002');
     expect(segmentEndingAt(2, 0x3000001n, 16 * 1024 * 1024)).toBe('000000020000000000000003');
+  });
+
+  it("installs what restore_command runs into the data directory, owned by the server's user: nothing of the installation is run", async () => {
+    const owner = await osUserIds('postgres');
+    const own = join(root, 'own-data');
+    await mkdir(join(own, 'pg_wal'), { recursive: true, mode: 0o700 });
+    if (owner !== undefined) await chown(join(own, 'pg_wal'), owner.uid, owner.gid);
+    if (owner !== undefined) await chown(own, owner.uid, owner.gid);
+    const ownServer = await startWalServer({ archive, target: 'main', systemIdentifier: SYSID, keys, walSegmentSize: SEGMENT_SIZE, logger });
+    const installed = await installWalFetch(own, ownServer.url, owner);
+    const script = join(own, WAL_FETCH_FILES.script);
+    const sourceFile = join(own, WAL_FETCH_FILES.source);
+    expect(installed.restoreCommand).toBe(walFetchCommand(sourceFile, process.execPath, script));
+    expect(installed.restoreCommand).not.toContain(WAL_FETCH_SCRIPT);
+    expect(installed.restoreCommand).not.toContain(ownServer.url.split('/').at(-1)!);
+    for (const path of [script, sourceFile]) {
+      const info = await stat(path);
+      expect(info.mode & 0o777).toBe(0o600);
+      if (owner !== undefined) expect([info.uid, info.gid]).toEqual([owner.uid, owner.gid]);
+    }
+    expect(await readFile(script, 'utf8')).toBe(await readFile(WAL_FETCH_SCRIPT, 'utf8'));
+    // Run as the server's user, as PostgreSQL runs it.
+    expect(await runRestoreCommand(installed.restoreCommand, '000000010000000000000002', own, owner)).toEqual({ code: 0, stderr: '' });
+    expect((await readFile(join(own, 'pg_wal', 'RECOVERYXLOG'))).equals(contents.get('000000010000000000000002')!)).toBe(true);
+    await ownServer.close();
+    await installed.remove();
+    await installed.remove();
+    expect(existsSync(script) || existsSync(sourceFile)).toBe(false);
   });
 
   it('delivers a segment and a history file: exit 0, the exact bytes, no temporary file left', async () => {

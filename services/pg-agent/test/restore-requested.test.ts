@@ -49,6 +49,35 @@ describe('restore.requested handler', () => {
     expect(publisher.published[1]?.event).toMatchObject({ artifactId: newest.id, database: 'app_restore_20250203040000' });
   });
 
+  it('rejects an unknown target as a command: no restore.failed, so no critical alert', async () => {
+    const { publisher, deps } = await setup();
+    const outcome = await handleRestoreRequested(RequestRestore.parse({}), deps, restoreCtx({ subject: 'restore.requested.pg.nosuch' }));
+    expect(outcome).toMatchObject({ type: 'reject', error: { code: 'TARGET_UNKNOWN', message: expect.stringContaining('no pg target named "nosuch"') } });
+    expect(publisher.published).toHaveLength(0);
+  });
+
+  it('says on the last attempt of a restore that it gave up and how to ask again', async () => {
+    const { cluster, publisher, deps } = await setup();
+    cluster.databaseExists = async () => {
+      throw new TidemarkError('SOURCE_UNAVAILABLE', 'checking the database: the source postgres could not be reached (connect ECONNREFUSED 127.0.0.1:5433)');
+    };
+    const retried = await handleRestoreRequested(RequestRestore.parse({}), deps, restoreCtx({ attempt: 1, maxDeliver: 3 }));
+    expect(retried.type).toBe('nak');
+    expect(publisher.published).toHaveLength(0);
+    const final = await handleRestoreRequested(RequestRestore.parse({}), deps, restoreCtx({ attempt: 3, maxDeliver: 3 }));
+    expect(final.type).toBe('term');
+    expect(publisher.published.at(-1)).toMatchObject({
+      subject: 'restore.failed.pg.main',
+      event: {
+        error: {
+          code: 'SOURCE_UNAVAILABLE',
+          message: 'gave up after 3 attempts: checking the database: the source postgres could not be reached (connect ECONNREFUSED 127.0.0.1:5433). '
+            + 'Fix the cause and request the restore again (`tidemark restore pg main` with the same options).',
+        },
+      },
+    });
+  });
+
   it('refuses to restore over an existing database without overwrite', async () => {
     const { cluster, publisher, deps } = await setup();
     const outcome = await handleRestoreRequested(RequestRestore.parse({ intoDatabase: 'app' }), deps, restoreCtx());

@@ -14,6 +14,7 @@ import { makeTempDir, recordingPublisher, removeTempDir, type RecordingPublisher
 import { parseConfig } from '@tidemark/config';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { WalArchiver, parseHistory, readSegmentHeader, type WalArchiverOptions } from '../src/wal/archiver.js';
+import { answerWalStatus } from '../src/handlers/status-wal.js';
 import { createWalArchivers } from '../src/wal/start.js';
 import { LagTracker } from '../src/wal/lag.js';
 import type { PrimarySample, WalPrimary } from '../src/wal/primary.js';
@@ -375,6 +376,36 @@ describe('wal archiver (fake server and receiver)', () => {
     await waitFor('a lagging problem', () => events(g, 'wal.problem').length > 0);
     expect(events(g, 'wal.problem')[0]?.event['summary']).toMatch(/receiver of main has been down for 40 s/);
     expect(g.archiver.status().state).toBe('receiver down');
+  });
+
+  it('health is degraded (not ok, not failing) as soon as the server stops answering, long before maxLagSeconds; it recovers by itself', async () => {
+    const f = await started({ maxLagSeconds: 300 });
+    expect(f.archiver.health()).toMatchObject({ ok: true, detail: { receiverUp: true, sourceReachable: true } });
+    expect(f.archiver.health()).not.toHaveProperty('degraded');
+    const downAt = f.clock.now;
+    f.server.down = true;
+    await waitFor('a failed sample', () => f.archiver.status().sourceReachable === false);
+    f.clock.now += 2_000;
+    expect(f.archiver.health()).toMatchObject({
+      ok: false, degraded: true,
+      detail: { state: 'receiver down', receiverUp: false, receiverDownSince: new Date(downAt).toISOString(), receiverDownSeconds: 2 },
+    });
+    expect(answerWalStatus({}, { agent: 'pg-agent-test', archivers: [f.archiver], refused: [] })).toEqual({
+      agent: 'pg-agent-test',
+      receivers: [{ target: 'main', state: 'receiver down', receiverUp: false, downSince: new Date(downAt).toISOString(), lastError: 'connect ECONNREFUSED', lagSeconds: expect.any(Number) }],
+    });
+    f.server.down = false;
+    await waitFor('the server answering again', () => f.archiver.health().ok);
+    expect(f.archiver.status()).toMatchObject({ state: 'running', receiverUp: true, receiverDownSince: undefined });
+  });
+
+  it('status.wal answers per target, refused ones included, and rejects a malformed request', async () => {
+    const f = await started();
+    const refused = [{ target: 'nokey', error: new TidemarkError('CONFIG_INVALID', 'target "nokey" requires encryption but no key is configured') }];
+    const reply = answerWalStatus({ target: 'nokey' }, { agent: 'a', archivers: [f.archiver], refused });
+    expect(reply).toEqual({ agent: 'a', receivers: [{ target: 'nokey', state: 'refused', receiverUp: false, lastError: refused[0]?.error.message }] });
+    expect(answerWalStatus(undefined, { agent: 'a', archivers: [f.archiver], refused })).toMatchObject({ receivers: [{ target: 'main', receiverUp: true }, { target: 'nokey' }] });
+    expect(answerWalStatus({ target: 'Bad Name' }, { agent: 'a', archivers: [], refused: [] })).toMatchObject({ error: { code: 'COMMAND_INVALID' } });
   });
 
   it('follows a re-initialised cluster: a spool of the old one is moved aside, archiving restarts under the new identifier', async () => {

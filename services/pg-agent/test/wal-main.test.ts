@@ -70,17 +70,18 @@ targets:
     await writeFile(configPath, yaml);
     const healthPort = await freePort();
     agent = spawn(process.execPath, [MAIN], {
-      env: { PATH: process.env['PATH'], TIDEMARK_CONFIG: configPath, TIDEMARK_HEALTH_PORT: String(healthPort), TIDEMARK_LOG_LEVEL: 'info', PG_PASSWORD: pg.password },
+      env: { PATH: process.env['PATH'], TIDEMARK_CONFIG: configPath, TIDEMARK_HEALTH_PORT: String(healthPort), TIDEMARK_LOG_LEVEL: 'info', TIDEMARK_SOURCE_PROBE_SECONDS: '1', PG_PASSWORD: pg.password },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     agent.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-200_000)));
     agent.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-200_000)));
     const exited = new Promise<number | null>((r) => agent?.once('exit', (code) => r(code)));
 
-    const health = async () => {
+    type Health = { httpStatus: number; status: string; ready?: boolean; degraded?: string[]; checks: Record<string, { ok: boolean; degraded?: boolean; detail?: Record<string, unknown> }> };
+    const health = async (path = 'healthz'): Promise<Health | undefined> => {
       try {
-        const res = await fetch(`http://127.0.0.1:${healthPort}/healthz`);
-        return (await res.json()) as { status: string; checks: Record<string, { ok: boolean; detail?: Record<string, unknown> }> };
+        const res = await fetch(`http://127.0.0.1:${healthPort}/${path}`);
+        return { httpStatus: res.status, ...((await res.json()) as Omit<Health, 'httpStatus'>) };
       } catch {
         return undefined;
       }
@@ -92,6 +93,10 @@ targets:
     // The unreachable target does not stop the agent: it keeps trying in the background.
     expect(running.checks['wal:offline']?.detail).toMatchObject({ state: 'starting', lastError: expect.stringMatching(/could not be reached/) });
     expect(running.checks['wal:main']?.ok).toBe(true);
+    // The unreachable target is a degraded part: liveness stays 200, readiness too (it is reported).
+    expect(running).toMatchObject({ httpStatus: 200, status: 'degraded', checks: { 'wal:offline': { ok: false, degraded: true }, 'source:offline': { ok: false, degraded: true, detail: { reachable: false } } } });
+    expect(running.checks['source:main']).toMatchObject({ ok: true, detail: { reachable: true } });
+    expect(await health('readyz')).toMatchObject({ httpStatus: 200, ready: true, checks: { 'consumer:pg-agent-backups': { ok: true } } });
 
     await pg.query('CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS body FROM generate_series(1, 5000) g');
     const [row] = await pg.query<{ name: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS name');
@@ -105,7 +110,33 @@ targets:
       const h = await health();
       return (h?.checks['wal:main']?.detail?.['uploads'] as { segments: number } | undefined)?.segments ? h : undefined;
     });
-    expect(after.checks['wal:main']?.detail).toMatchObject({ slot: 'tidemark_main', receiver: { running: true } });
+    expect(after.checks['wal:main']?.detail).toMatchObject({ slot: 'tidemark_main', receiver: { running: true }, receiverUp: true, lastArchived: { file: expect.any(String) } });
+
+    // A source outage: within seconds the WAL receiver is reported down and the source unreachable,
+    // as degraded parts (liveness stays 200); when the server is back, both recover by themselves.
+    const outageStarted = Date.now();
+    let down: Health | undefined;
+    await pg.restart?.(async () => {
+      down = await waitFor('the wal receiver reported down', async () => {
+        const h = await health();
+        return h?.checks['wal:main']?.degraded === true && h.checks['source:main']?.degraded === true ? h : undefined;
+      }, 15_000);
+    });
+    const detectedAfterMs = Date.now() - outageStarted;
+    expect(down).toMatchObject({ httpStatus: 200, status: 'degraded', checks: { 'wal:main': { ok: false, detail: { receiverUp: false, receiverDownSince: expect.any(String) } }, 'source:main': { detail: { reachable: false } } } });
+    expect(detectedAfterMs).toBeLessThan(10_000);
+    const recovered = await waitFor('the wal receiver up again', async () => {
+      const h = await health();
+      return h?.checks['wal:main']?.ok === true && h.checks['source:main']?.ok === true ? h : undefined;
+    }, 30_000);
+    expect(recovered.checks['wal:main']?.detail).toMatchObject({ state: 'running', receiverUp: true });
+    console.log(`[wal health] receiver reported down ${detectedAfterMs} ms after the source stopped; up again ${Date.now() - outageStarted} ms after`);
+
+    // `status.wal` answers with the live receiver state (what `tidemark status` shows).
+    const reply = decode((await nc.request('status.wal', new TextEncoder().encode('{}'), { timeout: 5000 })).data) as { receivers: Record<string, unknown>[] };
+    expect(reply.receivers.map((r) => r['target'])).toEqual(['main', 'offline']);
+    expect(reply.receivers[0]).toMatchObject({ target: 'main', state: 'running', receiverUp: true, lastArchivedFile: expect.any(String) });
+    expect(reply.receivers[1]).toMatchObject({ target: 'offline', receiverUp: false, lastError: expect.stringMatching(/could not be reached/) });
 
     const spool = join(dir, 'pg', 'wal', 'main');
     expect(await processesMentioning(spool)).toHaveLength(1);

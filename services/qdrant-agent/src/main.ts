@@ -12,7 +12,7 @@ import { handleRestoreRequested } from './handlers/restore-requested.js';
 runMain('qdrant-agent', async () => {
   const { config } = loadConfig(process.env);
   const keys = keyRingFromConfig(config);
-  const service = await bootstrap('qdrant-agent', { natsUrl: config.nats.url });
+  const service = await bootstrap('qdrant-agent', { natsUrl: config.nats.url, eventEncoding: config.events.encoding });
   const { logger, shutdown } = service;
   const { store, breakerState, close } = await openArtifactStore(config, logger);
   shutdown.add('storage', close);
@@ -38,7 +38,9 @@ runMain('qdrant-agent', async () => {
   }
   service.addHealthCheck('qdrant', () => {
     const breakers = Object.fromEntries([...ports].map(([name, port]) => [name, port.breakers.quick.state]));
-    return { ok: Object.values(breakers).every((state) => state !== 'open'), detail: { breakers } };
+    const ok = Object.values(breakers).every((state) => state !== 'open');
+    // An unreachable Qdrant is waited for (the breaker retries it): degraded, not a reason to restart the agent.
+    return ok ? { ok, detail: { breakers } } : { ok, degraded: true, detail: { breakers } };
   });
   const portFor = (target: Target) => {
     const port = ports.get(target.name);
@@ -64,5 +66,8 @@ runMain('qdrant-agent', async () => {
   const restores = runConsumer({ ...common, durable: consumers.agentRestores('qdrant'), schema: RequestRestore, handler: (message, ctx) => handleRestoreRequested(message, deps, ctx) });
   shutdown.add('backup consumer', () => backups.stop());
   shutdown.add('restore consumer', () => restores.stop());
+  service.watchConsumer(backups);
+  service.watchConsumer(restores);
+  service.markStarted();
   logger.info({ targets: [...ports.keys()], storage: store.backend.properties.location }, 'qdrant-agent ready');
 });

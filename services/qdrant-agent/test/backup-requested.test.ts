@@ -76,12 +76,11 @@ describe('backup.requested.qdrant handler', () => {
     expect(publisher.subjects().filter((s) => s.startsWith('backup.started'))).toHaveLength(1);
   });
 
-  it('fails an unknown target for good', async () => {
+  it('rejects an unknown target as a command: no backup.failed, so no critical alert', async () => {
     const { publisher, deps } = setup();
     const outcome = await handleBackupRequested(command(), deps, testContext({ subject: 'backup.requested.qdrant.nope' }));
-    expect(outcome.type).toBe('term');
-    expect(publisher.published).toHaveLength(1);
-    expect(publisher.published[0]).toMatchObject({ subject: 'backup.failed.qdrant.nope', event: { final: true, error: { code: 'TARGET_UNKNOWN' } } });
+    expect(outcome).toMatchObject({ type: 'reject', error: { code: 'TARGET_UNKNOWN', message: expect.stringContaining('no qdrant target named "nope"') } });
+    expect(publisher.published).toHaveLength(0);
   });
 
   it('a failing snapshot download leaves no manifest and no server-side snapshot, and is retried', async () => {

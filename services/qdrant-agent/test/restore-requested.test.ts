@@ -94,10 +94,11 @@ describe('restore.requested.qdrant handler', () => {
     await expect(pickArtifact(store, 'vectors', 'nope', undefined)).rejects.toMatchObject({ code: 'ARTIFACT_NOT_FOUND' });
   });
 
-  it('fails an unknown target for good', async () => {
+  it('rejects an unknown target as a command: no restore.failed, so no critical alert', async () => {
     const { publisher, deps } = await backedUp();
+    const before = publisher.published.length;
     const outcome = await handleRestoreRequested(restore(), deps, restoreCtx({ subject: 'restore.requested.qdrant.nope' }));
-    expect(outcome.type).toBe('term');
-    expect(publisher.published[0]).toMatchObject({ subject: 'restore.failed.qdrant.nope', event: { error: { code: 'TARGET_UNKNOWN' } } });
+    expect(outcome).toMatchObject({ type: 'reject', error: { code: 'TARGET_UNKNOWN' } });
+    expect(publisher.published).toHaveLength(before);
   });
 });

@@ -10,7 +10,7 @@ import { startStorageService } from './service.js';
 
 runMain('storage', async () => {
   const { config, path } = loadConfig();
-  const ctx = await bootstrap('storage', { natsUrl: config.nats.url });
+  const ctx = await bootstrap('storage', { natsUrl: config.nats.url, eventEncoding: config.events.encoding });
   ctx.logger.info({ config: path }, 'configuration loaded');
 
   const { store, breakerState, close } = await openArtifactStore(config, ctx.logger);
@@ -44,5 +44,7 @@ runMain('storage', async () => {
   });
   ctx.shutdown.add('storage service', () => service.stop());
   ctx.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState(), artifacts: service.catalog.size } }));
+  service.consumers.forEach((consumer) => ctx.watchConsumer(consumer));
+  ctx.markStarted();
   ctx.logger.info('storage service started');
 });

@@ -42,6 +42,8 @@ export interface StorageServiceDeps {
 
 export interface StorageService {
   readonly catalog: Catalog;
+  /** Its consumers, for readiness. */
+  readonly consumers: readonly RunningConsumer[];
   /** One retention pass now (the periodic loop calls the same). */
   retentionPass(): Promise<RetentionResult>;
   /** One WAL archive check of every WAL target now (the periodic loop calls the same). */
@@ -110,6 +112,7 @@ export async function startStorageService(deps: StorageServiceDeps): Promise<Sto
 
   return {
     catalog,
+    consumers: running,
     retentionPass,
     archiveCheckPass,
     async stop() {

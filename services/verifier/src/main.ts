@@ -9,7 +9,7 @@ import { handleArtifactStored, type VerifierDeps } from './handlers/artifact-sto
 runMain('verifier', async () => {
   const { config } = loadConfig(process.env);
   const keys = keyRingFromConfig(config);
-  const service = await bootstrap('verifier', { natsUrl: config.nats.url });
+  const service = await bootstrap('verifier', { natsUrl: config.nats.url, eventEncoding: config.events.encoding });
   const { logger, shutdown } = service;
   const { store, breakerState, close } = await openArtifactStore(config, logger);
   shutdown.add('storage', close);
@@ -59,5 +59,7 @@ runMain('verifier', async () => {
     publisher: service.publisher,
   });
   shutdown.add('artifact consumer', () => artifacts.stop());
+  service.watchConsumer(artifacts);
+  service.markStarted();
   logger.info({ sandbox: deps.sandbox?.description, sandboxQdrant: qdrantSandbox && new URL(qdrantSandbox.url).host, storage: store.backend.properties.location }, 'verifier ready');
 });

@@ -25,6 +25,8 @@ export const atLeast = (severity: Severity, minimum: Severity): boolean => RANK[
 
 const MAX_SUMMARY = 2000;
 const clip = (text: string): string => (text.length <= MAX_SUMMARY ? text : `${text.slice(0, MAX_SUMMARY - 1)}…`);
+/** Ends `text` with a full stop unless it already ends a sentence. */
+const sentence = (text: string): string => (/[.!?]$/.test(text.trimEnd()) ? text.trimEnd() : `${text.trimEnd()}.`);
 
 export function verifyFailedAlert(event: VerifyFailed): Alert {
   const failedChecks = event.checks.filter((c) => !c.ok).map((c) => c.name);
@@ -45,7 +47,10 @@ export function verifyFailedAlert(event: VerifyFailed): Alert {
   };
 }
 
-/** Only a final failure alerts; earlier attempts are retries still in progress. */
+/**
+ * Only a final failure alerts; earlier attempts are retries still in progress. The agent's
+ * message of a final failure already says how many attempts were made and what to do.
+ */
 export function backupFailedAlert(event: BackupFailed): Alert | undefined {
   if (!event.final) return undefined;
   return {
@@ -53,7 +58,7 @@ export function backupFailedAlert(event: BackupFailed): Alert | undefined {
     occurredAt: event.occurredAt,
     severity: SEVERITY_OF.backup_failed,
     kind: 'backup_failed',
-    summary: clip(`Backup of ${event.engine}/${event.target} failed after ${event.attempt} attempt${event.attempt === 1 ? '' : 's'} (${event.error.code}): ${event.error.message}.`),
+    summary: clip(sentence(`Backup of ${event.engine}/${event.target} failed (${event.error.code}): ${event.error.message}`)),
     engine: event.engine,
     target: event.target,
     ...(event.artifactId ? { artifactId: event.artifactId } : {}),
@@ -71,7 +76,7 @@ export function restoreFailedAlert(event: RestoreFailed): Alert {
     occurredAt: event.occurredAt,
     severity: SEVERITY_OF.restore_failed,
     kind: 'restore_failed',
-    summary: clip(`Restore of ${event.engine}/${event.target}${from}${into} failed (${event.error.code}): ${event.error.message}.`),
+    summary: clip(sentence(`Restore of ${event.engine}/${event.target}${from}${into} failed (${event.error.code}): ${event.error.message}`)),
     engine: event.engine,
     target: event.target,
     ...(event.artifactId ? { artifactId: event.artifactId } : {}),

@@ -7,9 +7,9 @@ import {
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
-import { ack, nakWithDelay, type Outcome } from '@tidemark/runtime';
+import { ack, nakWithDelay, reject, type Outcome } from '@tidemark/runtime';
 import {
-  announceArtifact, backupFailed, eventScope, requestIdOf, settleAll, targetOfSubject, type AgentContext as Context,
+  announceArtifact, backupFailed, eventScope, requestIdOf, settleAll, targetOfSubject, unknownTarget, type AgentContext as Context,
 } from '@tidemark/service';
 import type { AgentDeps } from './common.js';
 import { PG_BASEBACKUP_FORMAT, baseBackupThrottleOf, startBaseBackupSource, type BaseBackupPort } from './base-backup.js';
@@ -35,10 +35,10 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
   const failed = (error: unknown): Promise<Outcome> => backupFailed(error, { engine: 'pg', target: targetName, requestId, kind, artifactId }, deps, ctx, log);
 
   if (kind !== 'logical' && kind !== 'base') {
-    return failed(new TidemarkError('COMMAND_INVALID', `the pg agent makes "logical" and "base" backups; kind "${kind}" is not one of them`));
+    return reject(new TidemarkError('COMMAND_INVALID', `kind: the pg agent makes "logical" and "base" backups; "${kind}" is not one of them`));
   }
   const target = findTarget(deps.config, 'pg', targetName);
-  if (!target) return failed(new TidemarkError('TARGET_UNKNOWN', `no pg target named "${targetName}" is configured; add it to tidemark.yaml`));
+  if (!target) return unknownTarget(deps.config, 'pg', targetName);
   if (!target.postgres) return failed(new TidemarkError('CONFIG_INVALID', `target "${targetName}" has no postgres connection`));
   if (kind === 'base') {
     // Settings pg_basebackup cannot honour fail before anything starts.

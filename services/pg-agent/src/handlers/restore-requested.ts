@@ -10,7 +10,7 @@ import type { ArtifactStore } from '@tidemark/storage';
 import { ack, nakWithDelay, type Outcome } from '@tidemark/runtime';
 import { derivedDatabaseName, restoreArtifact } from '@tidemark/pg';
 import {
-  compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, type AgentContext as Context,
+  compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, unknownTarget, type AgentContext as Context,
 } from '@tidemark/service';
 import type { AgentDeps } from './common.js';
 import { handlePointInTimeRestore } from '../restore/point-in-time.js';
@@ -43,7 +43,7 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
     restoreFailed(error, { ...run, artifactId, database, logFields: { artifactId, database } }, deps, ctx, log);
 
   const target = findTarget(deps.config, 'pg', targetName);
-  if (!target) return failed(new TidemarkError('TARGET_UNKNOWN', `no pg target named "${targetName}" is configured; add it to tidemark.yaml`));
+  if (!target) return unknownTarget(deps.config, 'pg', targetName);
   if (!target.postgres) return failed(new TidemarkError('CONFIG_INVALID', `target "${targetName}" has no postgres connection`));
   let physical: boolean;
   try {

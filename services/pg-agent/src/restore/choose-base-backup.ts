@@ -4,7 +4,7 @@
 // a pending or passed verification makes no difference, except that a passed one wins a tie of
 // equal stop LSN. The verifier may lag behind by hours, and an older verified backup would only
 // mean more replay. An explicit artifact id overrides all of this.
-import { PgBaseSourceFacts, TidemarkError, type Manifest } from '@tidemark/contracts';
+import { PgBaseSourceFacts, TidemarkError, parsePointInTimeText, type Manifest } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
 import { describePointInTimeTarget, parseLsn, type PointInTimeTarget } from '@tidemark/pg';
 
@@ -21,9 +21,16 @@ export function baseFactsOf(manifest: Manifest): PgBaseSourceFacts {
   }
 }
 
+/** Microseconds since the epoch: a target may lie a fraction of a millisecond after a backup's end. */
+function microsOf(time: string): bigint {
+  const parsed = parsePointInTimeText(time);
+  if (parsed === undefined) throw new TidemarkError('INTEGRITY_FORMAT', `the time ${JSON.stringify(time)} in a base backup's facts is not a valid time`);
+  return parsed.epochMicros;
+}
+
 /** Whether recovery from this backup can reach `target` (it must end before the target). */
 export function reaches(facts: PgBaseSourceFacts, target: PointInTimeTarget): boolean {
-  if (target.type === 'time') return Date.parse(facts.stoppedAt) < Date.parse(target.time);
+  if (target.type === 'time') return microsOf(facts.stoppedAt) < microsOf(target.time);
   if (target.type === 'lsn') return parseLsn(facts.stopLsn) <= parseLsn(target.lsn);
   return true;
 }

@@ -7,7 +7,9 @@
 //   It is renamed aside to <dir>.pre_restore_<stamp> FIRST, the restore goes into a fresh <dir>,
 //   and a failure removes that and renames the original back: the rollback path. On success the
 //   original stays aside (reported as previousDatabaseKeptAs) for the operator to remove.
-// - Nothing outside <dir> and <dir>.pre_restore_<stamp> is ever touched.
+// - <dir>.socket holds the server's unix socket (outside the 0700 data directory, so others can
+//   use it); it is created when missing and removed on failure when it was created.
+// - Nothing outside <dir>, <dir>.socket and <dir>.pre_restore_<stamp> is ever touched.
 //
 // <stamp> comes from the command (its stream time), so a redelivery after a crash recognises its
 // own leftovers: the default directory, a directory holding our marker file with this request id,
@@ -55,6 +57,8 @@ export interface ClaimOptions {
 
 export interface ClaimedDirectory {
   readonly dir: string;
+  /** The server's unix socket directory: <dir>.socket. */
+  readonly socketDirectory: string;
   /** Where the overwritten directory was moved, when one was. */
   readonly previousKeptAs: string | undefined;
   /** After success: the in-progress marker is replaced by the completion record; everything stays. */
@@ -114,7 +118,9 @@ export async function claimDataDirectory(options: ClaimOptions): Promise<Claimed
   const dir = resolve(options.dir);
   const log = options.logger;
   const setAside = `${dir}.pre_restore_${options.stamp}`;
+  const socketDirectory = `${dir}.socket`;
   await assertReachable(dir, options.owner, dir);
+  const socketDirectoryExisted = existsSync(socketDirectory);
 
   let previousKeptAs: string | undefined;
   // How to undo: remove what we made, or empty a directory we were given empty.
@@ -161,6 +167,7 @@ export async function claimDataDirectory(options: ClaimOptions): Promise<Claimed
 
   return {
     dir,
+    socketDirectory,
     previousKeptAs,
     async complete(record) {
       await writeFile(join(dir, RESTORE_RECORD), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
@@ -175,6 +182,7 @@ export async function claimDataDirectory(options: ClaimOptions): Promise<Claimed
       } else {
         await rm(dir, { recursive: true, force: true });
       }
+      if (!socketDirectoryExisted) await rm(socketDirectory, { recursive: true, force: true });
       if (previousKeptAs !== undefined) {
         await rename(previousKeptAs, dir);
         log.info({ dir }, 'moved the original data directory back');

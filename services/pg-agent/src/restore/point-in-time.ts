@@ -2,13 +2,19 @@
 //
 //   choose the base backup → claim the data directory → download and extract it → serve WAL to
 //   restore_command from a local HTTP server → start PostgreSQL in archive recovery to the target
-//   → wait for promotion → detach restore_command → check → restore.completed
+//   → wait for promotion → check → hand over (restore_command and the agent's own access removed)
+//   → restore.completed
+//
+// The restored server keeps the source's configuration and authentication (see libs/pg's
+// prepareRecoveryDirectory): its roles log in as they did on the source, over TCP on
+// pg.restoreListenAddress or the socket in <dir>.socket. What restore_command runs lives in the data
+// directory while recovery runs, so the installation's own path never matters to the server.
 //
 // The restored server keeps running when the agent stops: it is the operator's from then on. Any
 // failure stops it, removes the new directory and puts back an overwritten one (see
 // data-directory.ts); the source database and its data directory are never touched.
 import { createServer } from 'node:net';
-import { chown, rm, writeFile } from 'node:fs/promises';
+import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
   RestoreCompleted, TidemarkError, parseMessage, recoveryTargetOf, subjects, type RequestRestore,
@@ -18,7 +24,7 @@ import { WalArchive } from '@tidemark/storage';
 import { decodeCommitted } from '@tidemark/pipeline';
 import { ack, nakWithDelay, type Logger, type Outcome } from '@tidemark/runtime';
 import {
-  checkRestoredServer, describePointInTimeTarget, detachRestoreCommand, explainRecoveryFailure, extractTar, osUserIds, parseLsn,
+  checkRestoredServer, describePointInTimeTarget, explainRecoveryFailure, extractTar, handOverRestoredServer, logTail, osUserIds, parseLsn,
   portWasTaken, recoveryTimes, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
 } from '@tidemark/pg';
 import {
@@ -27,13 +33,15 @@ import {
 import type { AgentDeps } from '../handlers/common.js';
 import { chooseBaseBackup } from './choose-base-backup.js';
 import { assertReachable, claimDataDirectory, readCompletedRestore, type ClaimedDirectory } from './data-directory.js';
-import { WAL_FETCH_SCRIPT, segmentEndingAt, startWalServer, walFetchCommand, type WalServer } from './wal-server.js';
+import { installWalFetch, segmentEndingAt, startWalServer, type WalServer } from './wal-server.js';
 
-/** The restored server listens here (a later setting may widen it; the source's config is kept as *.source). */
-const LISTEN_ADDRESS = '127.0.0.1';
 const HEARTBEAT_MS = 5_000;
-/** In the data directory while recovery runs: the WAL server's URL (with its token), readable by the server's OS user only. */
-const WAL_SOURCE_FILE = 'tidemark-wal-source';
+
+const isWildcard = (address: string): boolean => address === '*' || address === '0.0.0.0' || address === '::';
+/** Where to check that a port is free: a wildcard listen address binds every address. */
+const probeAddress = (listen: string): string => (listen === '*' ? '0.0.0.0' : listen);
+/** The host a client elsewhere connects to: the listen address, or this machine's name for a wildcard. */
+const connectHost = (listen: string): string => (isWildcard(listen) ? hostname() : listen);
 
 
 /** A port nothing listens on right now. */
@@ -64,16 +72,21 @@ async function publishCompleted(completed: RestoreCompleted, deps: Pick<AgentDep
   await deps.publisher.publish(subjects.restoreCompleted('pg', completed.target), RestoreCompleted, completed, `restore-completed:${completed.requestId}`);
 }
 
-/** Why recovery ended without promotion: the WAL server's failure first, then what the log says. */
-function explainFailure(walServer: WalServer, dir: string) {
-  return (log: RecoveryLog, tail: string): TidemarkError => {
+/**
+ * Why recovery ended without promotion: the WAL server's failure first (a gap, damaged WAL), then
+ * what the log says. The log's last lines go to our log, not into the message.
+ */
+function explainFailure(walServer: WalServer, dir: string, point: PointInTimeTarget, baseBackup: { target: string; artifactId: string }, log: Logger) {
+  return (recoveryLog: RecoveryLog, tail: string): TidemarkError => {
+    log.warn({ dataDirectory: dir, serverLog: logTail(tail, 12) }, 'the restored server exited during recovery');
     const first = walServer.firstError();
     if (first !== undefined) return new TidemarkError(first.code, `recovery aborted: ${first.message}`, { cause: first, retryable: first.retryable });
-    const explained = explainRecoveryFailure(log, tail, dir);
+    const explained = explainRecoveryFailure(recoveryLog, tail, dir, point);
     if (explained.code !== 'RECOVERY_TARGET_UNREACHABLE') return explained;
     const served = walServer.fetches.filter((f) => f.outcome === 'file' || f.outcome === 'partial').map((f) => f.file).filter((f) => !f.endsWith('.history'));
     const last = served.at(-1);
-    return last === undefined ? explained : new TidemarkError(explained.code, `${explained.message} (the last archived WAL replayed: ${last})`);
+    const replayed = last === undefined ? 'no archived WAL was replayed' : `the last archived WAL file replayed was ${last}`;
+    return new TidemarkError(explained.code, `${explained.message} (base backup ${baseBackup.artifactId}; ${replayed}; \`tidemark list pg ${baseBackup.target}\` lists the base backups)`);
   };
 }
 
@@ -118,13 +131,13 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     artifactId = manifest.id;
     const osUser = deps.config.pg.osUser;
     const owner = await osUserIds(osUser);
-    // restore_command runs as the server's OS user: it must reach node and the fetch script.
-    await assertReachable(WAL_FETCH_SCRIPT, owner, `the WAL fetch script ${WAL_FETCH_SCRIPT}`);
+    // restore_command runs as the server's OS user: it must reach node (the fetch script is copied into the data directory).
     await assertReachable(process.execPath, owner, `the node binary ${process.execPath}`);
+    const listenAddress = deps.config.pg.restoreListenAddress;
 
     claimed = await claimDataDirectory({ dir, named: message.intoDirectory !== undefined, overwrite: message.overwrite, stamp, requestId: run.requestId, owner, logger: log });
-    let port = message.intoPort ?? (await freePort(LISTEN_ADDRESS));
-    if (message.intoPort !== undefined) await assertPortFree(LISTEN_ADDRESS, port);
+    let port = message.intoPort ?? (await freePort(probeAddress(listenAddress)));
+    if (message.intoPort !== undefined) await assertPortFree(probeAddress(listenAddress), port);
 
     await publishRestoreStarted(run, { artifactId: manifest.id, database: dir, startedAt }, deps, ctx);
     log.info({ artifactId, dataDirectory: dir, port, target: describePointInTimeTarget(point), previousKeptAs: claimed.previousKeptAs }, 'point-in-time restore started');
@@ -154,28 +167,26 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
       backupEndSegment: segmentEndingAt(facts.stopTimeline, parseLsn(facts.stopLsn), facts.walSegmentSize),
       logger: log,
     });
-    const sourceFile = join(dir, WAL_SOURCE_FILE);
-    await writeFile(sourceFile, `${walServer.url}\n`, { mode: 0o600 });
-    if (owner !== undefined) await chown(sourceFile, owner.uid, owner.gid);
+    const walFetch = await installWalFetch(dir, walServer.url, owner);
 
     let promoted: PromotedServer;
     for (let attempt = 1; ; attempt += 1) {
-      server = await startPointInTimeRecovery(dir, { port, target: point, restoreCommand: walFetchCommand(sourceFile), listenAddress: LISTEN_ADDRESS, osUser });
+      server = await startPointInTimeRecovery(dir, { port, target: point, restoreCommand: walFetch.restoreCommand, listenAddress, socketDirectory: claimed.socketDirectory, osUser });
       try {
-        promoted = await server.waitUntilPromoted({ signal: ctx.signal, users: [target.postgres!.user, 'postgres'], explainFailure: explainFailure(walServer, dir) });
+        promoted = await server.waitUntilPromoted({ signal: ctx.signal, users: [target.postgres!.user, 'postgres'], explainFailure: explainFailure(walServer, dir, point, { target: run.target, artifactId: manifest.id }, log) });
         break;
       } catch (error) {
         // The free port we picked was taken before postgres bound it: pick another.
         if (message.intoPort !== undefined || attempt >= 3 || !server.hasExited() || !portWasTaken(await server.readLog())) throw error;
         log.warn({ port }, 'the chosen port was taken meanwhile; trying another');
-        port = await freePort(LISTEN_ADDRESS);
+        port = await freePort(probeAddress(listenAddress));
       }
     }
     const { replayMs, startMs } = recoveryTimes(promoted.log, server.spawnedAt, promoted.readyAt);
     const rto = { downloadMs, replayMs, startMs, totalMs: promoted.readyAt.getTime() - started, walFilesFetched: walServer.filesServed() };
     log.info({ rto, stoppedBy: promoted.log.stoppedBy }, 'recovered and promoted');
 
-    const result = await checkRestoredServer(dir, port, promoted.user, {
+    const result = await checkRestoredServer(server.socketDirectory, port, promoted.user, {
       systemIdentifier: facts.systemIdentifier,
       backupTimeline: facts.stopTimeline,
       database: target.postgres!.database,
@@ -185,9 +196,9 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
       throw new TidemarkError('RESTORE_FAILED', `the restored server failed its checks: ${failing}`);
     }
     for (const check of result.checks.filter((c) => !c.ok)) log.warn({ check }, 'restored server check failed');
-    // From here on the server holds no reference to this agent.
-    await detachRestoreCommand(dir, port, result.facts.superuser);
-    await rm(sourceFile, { force: true });
+    // From here on the server holds no reference to this agent, and admits only whom the source admits.
+    await handOverRestoredServer(dir, server.socketDirectory, port, result.facts.superuser);
+    await walFetch.remove();
     await walServer.close();
 
     const completed: RestoreCompleted = {
@@ -199,6 +210,11 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
       ...(claimed.previousKeptAs ? { previousDatabaseKeptAs: claimed.previousKeptAs } : {}),
       dataDirectory: dir,
       port,
+      host: connectHost(listenAddress),
+      socketDirectory: server.socketDirectory,
+      osUser: owner === undefined ? userInfo().username : osUser,
+      binDirectory: server.binDirectory,
+      connectAs: { user: target.postgres!.user, database: target.postgres!.database },
       recoveredTo: {
         timeline: result.facts.timeline,
         lsn: promoted.log.redoDoneLsn ?? result.facts.currentLsn,

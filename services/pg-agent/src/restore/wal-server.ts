@@ -12,6 +12,8 @@
 // A failure after the headers went out breaks the connection, so the fetch script never takes a
 // short file for a whole one.
 import { randomBytes } from 'node:crypto';
+import { chmod, chown, copyFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -22,8 +24,6 @@ import { readAll, type WalArchive } from '@tidemark/storage';
 import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { Logger } from '@tidemark/runtime';
 
-/** The restore_command script, shipped beside the compiled module (dist/restore → ../../scripts). */
-
 /**
  * Marks this server's own "not archived" answers. The fetch script ends recovery (exit 1) only on a
  * 404 carrying it: a 404 from anything else (another process on a reused port) must not end
@@ -31,6 +31,7 @@ import type { Logger } from '@tidemark/runtime';
  */
 export const NOT_ARCHIVED_HEADERS = { 'x-tidemark-wal': 'not-archived' } as const;
 
+/** The restore_command script, shipped beside the compiled module (dist/restore → ../../scripts). */
 export const WAL_FETCH_SCRIPT = fileURLToPath(new URL('../../scripts/wal-fetch.mjs', import.meta.url));
 
 const SEGMENT = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$/;
@@ -341,6 +342,40 @@ const clientWentAway = (error: unknown): boolean =>
 
 /** A shell word for restore_command (single-quoted; % doubled, as PostgreSQL expands %f and %p). */
 const shellWord = (value: string): string => `'${value.replace(/'/g, `'\\''`).replace(/%/g, '%%')}'`;
+
+/** In a restore's data directory while recovery runs: the fetch script and the WAL server's URL (with its token). */
+export const WAL_FETCH_FILES = { script: 'tidemark-wal-fetch.mjs', source: 'tidemark-wal-source' } as const;
+
+export interface InstalledWalFetch {
+  /** The restore_command that runs the copy in the data directory. */
+  readonly restoreCommand: string;
+  /** Removes the script and the URL file (safe to call twice). */
+  remove(): Promise<void>;
+}
+
+/**
+ * Puts what the restored server's restore_command runs into its own data directory: a copy of
+ * the fetch script and a file holding `url`, both 0600 and owned by the server's OS user. The
+ * server then depends on nothing in the installation: a checkout under a directory that user
+ * cannot enter (a 0700 home) restores as well as one under /opt.
+ */
+export async function installWalFetch(dataDirectory: string, url: string, owner: { readonly uid: number; readonly gid: number } | undefined): Promise<InstalledWalFetch> {
+  const script = join(dataDirectory, WAL_FETCH_FILES.script);
+  const source = join(dataDirectory, WAL_FETCH_FILES.source);
+  await copyFile(WAL_FETCH_SCRIPT, script);
+  await writeFile(source, `${url}\n`, { mode: 0o600 });
+  for (const path of [script, source]) {
+    await chmod(path, 0o600);
+    if (owner !== undefined) await chown(path, owner.uid, owner.gid);
+  }
+  return {
+    restoreCommand: walFetchCommand(source, process.execPath, script),
+    remove: async () => {
+      await rm(script, { force: true });
+      await rm(source, { force: true });
+    },
+  };
+}
 
 /**
  * The restore_command running the fetch script with this node binary. `source` is the URL or,

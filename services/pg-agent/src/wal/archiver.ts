@@ -89,6 +89,12 @@ export interface WalArchiverStatus {
   readonly state: 'starting' | 'running' | 'receiver down' | 'stopped';
   readonly systemIdentifier: string | undefined;
   readonly receiver: { readonly running: boolean; readonly pid: number | undefined; readonly restarts: number } | undefined;
+  /** pg_receivewal runs and the server answered the last sample: WAL is being streamed. */
+  readonly receiverUp: boolean;
+  /** Since when it has not been up (absent while up). */
+  readonly receiverDownSince: string | undefined;
+  /** Whether the server answered the last sample (undefined before the first). */
+  readonly sourceReachable: boolean | undefined;
   readonly lastArchived: ArchivedFile | undefined;
   readonly archivedEndLsn: string | undefined;
   readonly primaryLsn: string | undefined;
@@ -168,6 +174,7 @@ export class WalArchiver {
   private lastSample: PrimarySample | undefined;
   private lastError: string | undefined;
   private receiverDownSinceMs: number | undefined;
+  private sourceReachable: boolean | undefined;
   private readonly uploads = { segments: 0, partials: 0, history: 0, storedBytes: 0 };
   /** The end uploaded last for each partial name (a partial is uploaded again only when it grew). */
   private readonly partialEnds = new Map<string, bigint | 'unknown'>();
@@ -222,14 +229,20 @@ export class WalArchiver {
     const receiver = this.receiver?.status();
     const sample = this.lastSample;
     const retained = sample?.slot?.restartLsn !== undefined ? Number(sample.currentLsn - sample.slot.restartLsn) : undefined;
-    const downSeconds = this.receiverDownSinceMs === undefined ? 0 : (now - this.receiverDownSinceMs) / 1000;
-    const state = this.stopping ? 'stopped' : receiver === undefined ? 'starting' : receiver.running ? 'running' : 'receiver down';
+    const receiverUp = !this.stopping && receiver?.running === true && this.sourceReachable !== false;
+    // The tick notes when it went down; between ticks a fresh outage counts from now.
+    const downSinceMs = receiverUp ? undefined : (this.receiverDownSinceMs ?? now);
+    const downSeconds = downSinceMs === undefined ? 0 : (now - downSinceMs) / 1000;
+    const state = this.stopping ? 'stopped' : receiver === undefined ? 'starting' : receiverUp ? 'running' : 'receiver down';
     return {
       target: this.options.target,
       slot: this.options.slot,
       state,
       systemIdentifier: this.systemIdentifier,
       receiver: receiver === undefined ? undefined : { running: receiver.running, pid: receiver.pid, restarts: receiver.restarts },
+      receiverUp,
+      receiverDownSince: downSinceMs === undefined ? undefined : new Date(downSinceMs).toISOString(),
+      sourceReachable: this.sourceReachable,
       lastArchived: this.lastArchived,
       archivedEndLsn: this.archivedEnd === undefined ? undefined : formatLsn(this.archivedEnd),
       primaryLsn: sample === undefined ? undefined : formatLsn(sample.currentLsn),
@@ -242,11 +255,17 @@ export class WalArchiver {
     };
   }
 
-  /** The health check: healthy while the archive is within maxLagSeconds (receiver downtime counts). */
-  health(): { ok: boolean; detail: WalArchiverStatus } {
+  /**
+   * The health check: ok while the receiver streams and the archive is within maxLagSeconds.
+   * A receiver that is down (the server is unreachable, or pg_receivewal between restarts) or a
+   * lagging archive is `degraded` at once: the agent keeps retrying and recovers by itself, so
+   * it is reported, not a reason to restart the agent. The wal_lagging alert stays at maxLagSeconds.
+   */
+  health(): { ok: boolean; degraded?: boolean; detail: WalArchiverStatus } {
     const status = this.status();
-    const worst = Math.max(status.lagSeconds ?? 0, status.receiverDownSeconds);
-    return { ok: status.state !== 'stopped' && worst <= this.options.maxLagSeconds, detail: status };
+    if (status.state === 'stopped') return { ok: false, detail: status };
+    const ok = status.receiverUp && (status.lagSeconds ?? 0) <= this.options.maxLagSeconds;
+    return ok ? { ok, detail: status } : { ok, degraded: true, detail: status };
   }
 
   // --- start-up ---------------------------------------------------------------------------------
@@ -563,7 +582,14 @@ export class WalArchiver {
 
   /** One sample of the primary; feeds the lag ring (only for the cluster being archived). */
   private async sample(): Promise<PrimarySample> {
-    const sample = await this.options.primary.sample(this.options.slot);
+    let sample: PrimarySample;
+    try {
+      sample = await this.options.primary.sample(this.options.slot);
+      this.sourceReachable = true;
+    } catch (error) {
+      this.sourceReachable = false;
+      throw error;
+    }
     if (this.systemIdentifier === undefined || sample.systemIdentifier === this.systemIdentifier) {
       this.lastSample = sample;
       this.lag.record(this.now(), sample.currentLsn);
@@ -586,7 +612,7 @@ export class WalArchiver {
       this.log.debug({ target: this.target, err: this.lastError }, 'cannot sample the server for wal monitoring');
     }
     const now = this.now();
-    if (this.receiver?.status().running === true) this.receiverDownSinceMs = undefined;
+    if (this.receiver?.status().running === true && this.sourceReachable !== false) this.receiverDownSinceMs = undefined;
     else this.receiverDownSinceMs ??= now;
     await this.checkLag(now);
   }

@@ -15,13 +15,13 @@ import {
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
 import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
-import { ack, nakWithDelay, term, type Outcome } from '@tidemark/runtime';
+import { ack, nakWithDelay, reject, term, type Outcome } from '@tidemark/runtime';
 import {
   collectFacts, exportCollection, exportDelta, readIdSet, snapshotCollection, EXPORT_COVERAGE, EXPORT_FORMAT, SINGLE_NODE_COVERAGE,
   SNAPSHOT_FORMAT, type ExportStream, type QdrantPort,
 } from '@tidemark/qdrant';
 import {
-  announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, retryDelayMs, settleAll, targetOfSubject,
+  announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, retryDelayMs, settleAll, targetOfSubject, unknownTarget,
 } from '@tidemark/service';
 import { openDecoded, qdrantFactsOf, whileWorking, type AgentDeps, type Context } from './common.js';
 
@@ -47,10 +47,10 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
   };
 
   if (!QDRANT_KINDS.includes(kind)) {
-    return failedCommand(new TidemarkError('COMMAND_INVALID', `the qdrant agent makes "snapshot", "export" and "incremental" backups; kind "${kind}" is not one of them`));
+    return reject(new TidemarkError('COMMAND_INVALID', `kind: the qdrant agent makes "snapshot", "export" and "incremental" backups; "${kind}" is not one of them`));
   }
   const target = findTarget(deps.config, 'qdrant', targetName);
-  if (!target) return failedCommand(new TidemarkError('TARGET_UNKNOWN', `no qdrant target named "${targetName}" is configured; add it to tidemark.yaml`));
+  if (!target) return unknownTarget(deps.config, 'qdrant', targetName);
   if (!target.qdrant) return failedCommand(new TidemarkError('CONFIG_INVALID', `target "${targetName}" has no qdrant connection`));
   if (kind === 'incremental' && target.qdrant.incrementalField === undefined) {
     return failedCommand(new TidemarkError('COMMAND_INVALID', `incremental backups of target "${targetName}" need a payload timestamp field; set qdrant.incrementalField, or request kind "export"`));

@@ -19,7 +19,7 @@ import {
 } from '@tidemark/qdrant';
 import type { QdrantSourceFacts } from '@tidemark/contracts';
 import {
-  compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject,
+  compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, unknownTarget,
 } from '@tidemark/service';
 import { openDecoded, qdrantFactsOf, whileWorking, type AgentDeps, type Context } from './common.js';
 
@@ -49,7 +49,7 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
     restoreFailed(error, { ...run, artifactId, database: into, logFields: { artifactId, collection: into } }, deps, ctx, log);
 
   const target = findTarget(deps.config, 'qdrant', targetName);
-  if (!target) return failed(new TidemarkError('TARGET_UNKNOWN', `no qdrant target named "${targetName}" is configured; add it to tidemark.yaml`));
+  if (!target) return unknownTarget(deps.config, 'qdrant', targetName);
   if (!target.qdrant) return failed(new TidemarkError('CONFIG_INVALID', `target "${targetName}" has no qdrant connection`));
   const port = deps.portFor(target);
 

@@ -5,13 +5,14 @@
 // the manifest in the bucket is what gets verified. The scratch space is always removed.
 import { randomBytes } from 'node:crypto';
 import {
-  SCHEMA_VERSION, TidemarkError, VerifyFailed, VerifyPassed, subjects, toErrorInfo,
+  SCHEMA_VERSION, TidemarkError, VerifyFailed, VerifyPassed, subjects,
   type ArtifactStored, type ErrorInfo, type Manifest, type PgSourceFacts, type VerificationCheck, type VerificationRecord,
 } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
 import { ack, nakWithDelay, retryDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
 import { restoreArtifact, type PgCluster } from '@tidemark/pg';
+import { failureOf } from '@tidemark/service';
 import type { QdrantPort } from '@tidemark/qdrant';
 import { compareFacts, probeKOf } from '../compare.js';
 import { verifyPgBaseArtifact, type PgBaseVerifySettings } from '../pg-base-verify.js';
@@ -78,12 +79,12 @@ export async function handleArtifactStored(event: ArtifactStored, deps: Verifier
       log.warn('verification interrupted by shutdown; handing it back');
       return nakWithDelay(0);
     }
-    const info = toErrorInfo(error);
-    if (info.retryable && ctx.attempt < ctx.maxDeliver) {
-      log.warn({ err: info }, 'verification could not run, will retry');
+    const outcome = failureOf(error, ctx, `The artifact stays unverified: fix the cause, then take a new backup (\`tidemark backup ${manifest.engine} ${manifest.target}\`).`);
+    if (!outcome.final) {
+      log.warn({ err: outcome.info }, 'verification could not run, will retry');
       return nakWithDelay(retryDelayMs(ctx.attempt));
     }
-    failure = { ...info, message: info.message.slice(0, 1900) };
+    failure = outcome.info;
   }
 
   const finishedAt = deps.clock();
