@@ -15,10 +15,14 @@ WORKDIR /app
 
 # Manifests first: the npm ci layer is reused until a dependency changes.
 COPY package.json package-lock.json tsconfig.base.json tsconfig.json ./
+# Every workspace of package.json (scripts/check-dockerfile.mjs checks): npm ci installs each from its manifest.
 COPY libs/contracts/package.json libs/contracts/
 COPY libs/pipeline/package.json libs/pipeline/
 COPY libs/storage/package.json libs/storage/
 COPY libs/runtime/package.json libs/runtime/
+COPY libs/pg/package.json libs/pg/
+COPY libs/qdrant/package.json libs/qdrant/
+COPY libs/service/package.json libs/service/
 COPY libs/config/package.json libs/config/
 COPY libs/testkit/package.json libs/testkit/
 COPY services/scheduler/package.json services/scheduler/
@@ -33,8 +37,14 @@ RUN npm ci --no-audit --no-fund
 COPY libs libs
 COPY services services
 COPY cli cli
+# Then only what runs stays. libs/testkit (the test servers: testcontainers, s3rver) is a workspace,
+# and npm keeps every workspace and its dependencies, so it leaves the workspace list first.
+# --legacy-peer-deps: @qdrant/js-client-rest names typescript as a peer, which nothing needs at run
+# time (the only other peer, pg-pool's pg, is a direct dependency anyway).
 RUN npx tsc --build \
- && npm prune --omit=dev --no-audit --no-fund \
+ && node -e "const fs = require('fs'), p = JSON.parse(fs.readFileSync('package.json')); p.workspaces = p.workspaces.filter((w) => w !== 'libs/testkit'); fs.writeFileSync('package.json', JSON.stringify(p, null, 2) + '\n')" \
+ && rm -rf libs/testkit \
+ && npm prune --omit=dev --legacy-peer-deps --no-audit --no-fund \
  && find libs services cli -mindepth 2 -maxdepth 2 \( -name src -o -name test \) -type d -exec rm -rf {} + \
  && find libs services cli -name '*.tsbuildinfo' -delete
 
@@ -50,7 +60,7 @@ RUN apt-get update \
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/tidemark.conf \
  && apt-get install -y --no-install-recommends postgresql-15 postgresql-15-pgvector \
  && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /var/lib/tidemark/pg && chown node:node /var/lib/tidemark/pg
+ && mkdir -p /var/lib/tidemark/pg /var/lib/tidemark/key && chown node:node /var/lib/tidemark/pg /var/lib/tidemark/key
 ENV NODE_ENV=production \
     TIDEMARK_PG_BIN=/usr/lib/postgresql/15/bin \
     TIDEMARK_CONFIG=/etc/tidemark/tidemark.yaml \
@@ -59,7 +69,8 @@ ENV NODE_ENV=production \
 WORKDIR /app
 # The workspace links in node_modules/@tidemark point at ../../libs/… and ../../services/…, so the
 # folders keep their places.
-COPY --from=build /app/package.json /app/package-lock.json ./
+# No lock file: the runtime tree is node_modules as pruned (npm ls --omit=dev checks it).
+COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules node_modules
 COPY --from=build /app/libs libs
 COPY --from=build /app/services services
