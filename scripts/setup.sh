@@ -2,7 +2,8 @@
 # Installs what Tidemark needs on Debian bookworm (run as root or with sudo) and builds it.
 #
 #   bash scripts/setup.sh          # what `scripts/up.sh` and `npm test` need
-#   bash scripts/setup.sh --ci     # also docker-compose, which CI validates the compose file with
+#   bash scripts/setup.sh --ci     # also docker-compose, which CI validates the compose file with,
+#                                  # and Ceph (a one-node RGW), the suites' second S3 server
 #
 # Idempotent, and a second run is quick: apt runs only when a package is missing, `npm ci` only
 # when node_modules was not installed from this package-lock.json (a stamp in node_modules records
@@ -11,10 +12,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-with_compose=false
+with_ci_packages=false
 for arg in "$@"; do
   case "$arg" in
-    --ci) with_compose=true ;;
+    --ci) with_ci_packages=true ;;
     *) echo "setup: unknown option $arg (known: --ci)" >&2; exit 2 ;;
   esac
 done
@@ -50,17 +51,20 @@ missing_packages() {
 # postgresql-server-dev-15, dpkg-dev, make, gcc, debian-archive-keyring: build pgvector from Debian's source package.
 # nats-server: the JetStream server. g++, python3: zstd-napi compiles its binding when no prebuilt matches.
 SYSTEM_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 nats-server dpkg-dev make gcc g++ python3 debian-archive-keyring ca-certificates)
-COMPOSE_PACKAGES=(docker-compose)
+# ceph-mon, ceph-osd, radosgw (with ceph-common: radosgw-admin, monmaptool, ceph): the testkit's
+# Ceph RGW, an S3 server with versioning and object lock (libs/testkit/src/rgw.ts). About 20 s.
+CI_PACKAGES=(docker-compose ceph-mon ceph-osd radosgw)
 
 mapfile -t missing < <(missing_packages "${SYSTEM_PACKAGES[@]}")
-missing_compose=()
-if $with_compose; then mapfile -t missing_compose < <(missing_packages "${COMPOSE_PACKAGES[@]}"); fi
-if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_compose[@]}" -gt 0 ]; then
-  step "installing ${missing[*]} ${missing_compose[*]}"
+missing_ci=()
+if $with_ci_packages; then mapfile -t missing_ci < <(missing_packages "${CI_PACKAGES[@]}"); fi
+if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_ci[@]}" -gt 0 ]; then
+  step "installing ${missing[*]} ${missing_ci[*]}"
   quietly $SUDO apt-get update -qq
   [ "${#missing[@]}" -eq 0 ] || quietly $SUDO apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}"
-  # --no-install-recommends: docker-compose recommends the docker daemon, which CI cannot run.
-  [ "${#missing_compose[@]}" -eq 0 ] || quietly $SUDO apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing_compose[@]}"
+  # --no-install-recommends: docker-compose recommends the docker daemon, which CI cannot run, and
+  # Ceph recommends its whole toolset (ceph-mgr, ceph-mds, dashboards) the tests never start.
+  [ "${#missing_ci[@]}" -eq 0 ] || quietly $SUDO apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing_ci[@]}"
 else
   step "system packages: all present"
 fi

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import { decode } from '@tidemark/contracts';
-import { freePort, startNats, startPostgres, startQdrant, startS3, type PostgresServer, type QdrantTestServer } from '@tidemark/testkit';
+import { freePort, startNats, startPostgres, startQdrant, startRgw, startS3, type PostgresServer, type QdrantTestServer } from '@tidemark/testkit';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const SERVICES = ['scheduler', 'pg-agent', 'qdrant-agent', 'storage', 'verifier', 'alerter'] as const;
@@ -16,6 +16,8 @@ export type ServiceName = (typeof SERVICES)[number];
 
 export interface StackOptions {
   readonly storage: 'fs' | 's3';
+  /** Which S3 server `storage: 's3'` runs on: s3rver (the default, faster) or Ceph RGW (a real S3). */
+  readonly s3Server?: S3ServerKind;
   readonly encrypt: boolean;
   /** Extra YAML for the `main` target's schedules (already indented list items), if any. */
   readonly schedules?: string;
@@ -28,6 +30,8 @@ export interface StackOptions {
   /** Continuous WAL archiving for the `main` target (point-in-time recovery). */
   readonly wal?: { readonly partialIntervalSeconds: number; readonly archiveCheckIntervalSeconds: number };
 }
+
+export type S3ServerKind = 's3rver' | 'rgw';
 
 export interface ServiceProcess {
   readonly name: ServiceName;
@@ -83,7 +87,7 @@ export class Stack {
     };
     let storageYaml = `storage:\n  type: fs\n  root: ${storageRoot}\n  orphanGraceMinutes: 0\n`;
     if (options.storage === 's3') {
-      const s3 = await startS3();
+      const s3 = options.s3Server === 'rgw' ? await startRgw() : await startS3();
       stops.push(() => s3.stop());
       env.TIDEMARK_S3_ACCESS_KEY = s3.accessKey;
       env.TIDEMARK_S3_SECRET_KEY = s3.secretKey;

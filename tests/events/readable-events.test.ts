@@ -16,7 +16,7 @@ import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { freePort, startNats, type NatsTestServer } from '@tidemark/testkit';
 import { startAlerter, type RunningAlerter } from '@tidemark/alerter-service';
-import { handleBackupRequested, type BackupDeps } from '../../services/pg-agent/src/index.js';
+import { handleBackupRequested, type BackupDeps } from '@tidemark/pg-agent-service';
 
 const CLI = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 const logger = createLogger('readable-events-test', { TIDEMARK_LOG_LEVEL: 'silent' });

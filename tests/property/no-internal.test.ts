@@ -17,13 +17,10 @@ import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { guardPort } from '@tidemark/qdrant';
 import { createLogger, type Outcome } from '@tidemark/runtime';
-import { recordingPublisher, testContext, type RecordingPublisher } from '@tidemark/testkit';
+import { recordingPublisher, testContext, type RecordingPublisher, fakeCluster, fakePort } from '@tidemark/testkit';
 import { Catalog, describeArtifact, listArtifacts, summariseWalArchive } from '@tidemark/storage-service';
-import { handleBackupRequested as pgBackup, handleRestoreRequested as pgRestore } from '../../services/pg-agent/src/index.js';
-import { handleBackupRequested as qdrantBackup } from '../../services/qdrant-agent/src/handlers/backup-requested.js';
-import { handleRestoreRequested as qdrantRestore } from '../../services/qdrant-agent/src/handlers/restore-requested.js';
-import { fakeCluster } from '../../services/pg-agent/test/fakes.js';
-import { fakePort } from '../../libs/qdrant/test/fake-port.js';
+import { handleBackupRequested as pgBackup, handleRestoreRequested as pgRestore } from '@tidemark/pg-agent-service';
+import { handleBackupRequested as qdrantBackup, handleRestoreRequested as qdrantRestore } from '@tidemark/qdrant-agent-service';
 
 const RUNS = Number(process.env['TIDEMARK_PROPERTY_RUNS'] ?? 300);
 const TEST_KEY_HEX = '11'.repeat(32);

@@ -41,7 +41,8 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-export const isErrorCode = (value: unknown): value is ErrorCode => typeof value === 'string' && value in ERROR_CODES;
+// Own keys only: `in` also finds Object.prototype's, so "toString" would pass for a code.
+export const isErrorCode = (value: unknown): value is ErrorCode => typeof value === 'string' && Object.hasOwn(ERROR_CODES, value);
 
 /** The error shape carried in events. */
 export interface ErrorInfo {

@@ -1,5 +1,6 @@
 export * from './schema.js';
 export * from './subjects.js';
+export * from './message-ids.js';
 export * from './errors.js';
 export * from './codec.js';
 export * from './messages.js';

@@ -202,7 +202,8 @@ export function object<S extends Shape>(shape: S, opts: { strict?: boolean } = {
     }
     if (opts.strict) {
       for (const key of Object.keys(input)) {
-        if (!(key in shape)) issues.push({ path: path ? `${path}.${key}` : key, message: 'is not a known field' });
+        // Own keys only: `in` would take "toString" or "constructor" for declared fields.
+        if (!Object.hasOwn(shape, key)) issues.push({ path: path ? `${path}.${key}` : key, message: 'is not a known field' });
       }
     }
     return out as never;

@@ -55,6 +55,19 @@ export const subjects = {
 /** Whether `subject` is an `alert.<severity>.<kind>` subject (alerts are always JSON on the wire). */
 export const isAlertSubject = (subject: string): boolean => subject.startsWith('alert.');
 
+/** Whether `subject` matches a NATS filter with `*` (one token) and `>` (one or more trailing tokens) wildcards. */
+export function subjectMatches(filter: string, subject: string): boolean {
+  const f = filter.split('.');
+  const s = subject.split('.');
+  for (let i = 0; i < f.length; i++) {
+    const token = f[i];
+    if (token === '>') return s.length > i;
+    if (i >= s.length) return false;
+    if (token !== '*' && token !== s[i]) return false;
+  }
+  return f.length === s.length;
+}
+
 /** Wildcards for subscriptions and stream/consumer filters. */
 export const filters = {
   allBackupCommands: 'backup.requested.>',

@@ -3,7 +3,7 @@ export * from './port.js';
 export { mapQdrantError } from './errors.js';
 export { guardPort, type GuardedPort, type GuardOptions } from './guard.js';
 export { createQdrantPort, type QdrantConnection } from './client-adapter.js';
-export { compareIds, canonicalJson, hashSample, type SampleHashes } from './canonical.js';
+export { compareIds, idKey, canonicalJson, hashSample, type SampleHashes } from './canonical.js';
 export {
   collectFacts, compareWithFacts, vectorFacts, shardingFacts, samplePoints, recordProbes, SINGLE_NODE_COVERAGE, EXPORT_COVERAGE,
   type FactsOptions, type FingerprintCheck,

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { TidemarkError } from '@tidemark/contracts';
 import { decodeStream, encodeStream, loadKeyRing } from '@tidemark/pipeline';
 import { decodeIdSet, encodeIdSet, exportCollection, readExport, restoreChain, type ExportRecord } from '../src/index.js';
-import { fakePort, seed } from './fake-port.js';
+import { fakePort, seed } from '@tidemark/testkit';
 
 async function records(bytes: Buffer | Readable): Promise<ExportRecord[]> {
   const out: ExportRecord[] = [];

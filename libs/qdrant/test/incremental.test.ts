@@ -3,7 +3,7 @@ import { buffer } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
 import { TidemarkError } from '@tidemark/contracts';
 import { chainApplyOrder, exportCollection, exportDelta, readExport, readIdSet, restoreChain, type ChainLink } from '../src/index.js';
-import { fakePort, seed } from './fake-port.js';
+import { fakePort, seed } from '@tidemark/testkit';
 
 const bytesOf = async (s: Readable) => buffer(s);
 const open = (b: Buffer) => async () => Readable.from([b]);

@@ -5,12 +5,11 @@ import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TidemarkError } from '@tidemark/contracts';
 import { createLogger } from '@tidemark/runtime';
-import { startQdrant, type QdrantTestServer } from '@tidemark/testkit';
+import { startQdrant, type QdrantTestServer, points, scrollAll, seedDocs } from '@tidemark/testkit';
 import {
   collectFacts, compareWithFacts, createQdrantPort, exportCollection, exportDelta, guardPort, readIdSet, restoreChain,
   snapshotCollection, SINGLE_NODE_COVERAGE, type GuardedPort,
 } from '../src/index.js';
-import { points, scrollAll, seedDocs } from './integration-fixture.js';
 
 const silent = createLogger('test', { LOG_LEVEL: 'silent' });
 

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { TidemarkError } from '@tidemark/contracts';
 import { createLogger } from '@tidemark/runtime';
 import { collectFacts, compareWithFacts, exportCollection, guardPort, mapQdrantError, restoreChain, snapshotCollection, SINGLE_NODE_COVERAGE } from '../src/index.js';
-import { fakePort, seed } from './fake-port.js';
+import { fakePort, seed } from '@tidemark/testkit';
 
 const silent = createLogger('test', { LOG_LEVEL: 'silent' });
 

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { Msg, NatsConnection, Subscription } from 'nats';
 import {
-  COMMAND_ENGINES, COMMANDS_STREAM, CommandRejected, filters, MAX_COMMAND_BYTES, parseCommandSubject, subjects,
+  COMMAND_ENGINES, COMMANDS_STREAM, CommandRejected, filters, MAX_COMMAND_BYTES, messageIds, parseCommandSubject, subjectMatches, subjects,
   type ErrorInfo,
 } from '@tidemark/contracts';
 import type { Logger } from './logger.js';
@@ -31,18 +31,8 @@ export function payloadPreview(payload: Uint8Array, maxChars = PREVIEW_CHARS): s
   return out;
 }
 
-/** Whether `subject` matches a NATS filter with `*` and `>` wildcards. */
-export function subjectMatches(filter: string, subject: string): boolean {
-  const f = filter.split('.');
-  const s = subject.split('.');
-  for (let i = 0; i < f.length; i++) {
-    const token = f[i];
-    if (token === '>') return s.length > i;
-    if (i >= s.length) return false;
-    if (token !== '*' && token !== s[i]) return false;
-  }
-  return f.length === s.length;
-}
+// Subject algebra lives with the subjects; re-exported here for the runtime's existing callers.
+export { subjectMatches };
 
 /**
  * Publishes a `command.rejected` event for a payload that could not be accepted, with a printable
@@ -59,7 +49,7 @@ export async function rejectCommand(publisher: EventPublisher, subject: string, 
     payloadPreview: payloadPreview(payload),
     ...(streamSequence !== undefined ? { streamSequence } : {}),
   };
-  await publisher.publish(subjects.commandRejected(), CommandRejected, event, `rejected:${subject}:${identity}`);
+  await publisher.publish(subjects.commandRejected(), CommandRejected, event, messageIds.commandRejected(subject, identity));
 }
 
 /** Bytes the stream counts against max_msg_size: payload plus headers. */

@@ -3,7 +3,7 @@
 // (backup.failed, restore.failed, artifact.stored + backup.completed). Only the engine-specific
 // work stays in the agents.
 import {
-  MANIFEST_VERSION, ArtifactStored, BackupCompleted, BackupFailed, RestoreCompleted, RestoreFailed, RestoreStarted, SCHEMA_VERSION, parseCommandSubject, subjects, toErrorInfo, TidemarkError,
+  MANIFEST_VERSION, ArtifactStored, BackupCompleted, BackupFailed, RestoreCompleted, RestoreFailed, RestoreStarted, SCHEMA_VERSION, messageIds, parseCommandSubject, subjects, toErrorInfo, TidemarkError,
   type ArtifactKind, type Engine, type ErrorInfo, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import type { TidemarkConfig } from '@tidemark/config';
@@ -145,7 +145,7 @@ export async function publishBackupFailed(error: unknown, failure: BackupFailure
       attempt: ctx.attempt,
       final: outcome.final,
     },
-    `failed:${artifactId ?? requestId}:${ctx.attempt}`,
+    messageIds.backupFailed({ artifactId, requestId }, ctx.attempt),
   );
   return outcome;
 }
@@ -172,7 +172,7 @@ export async function restoreFailed(error: unknown, failure: RestoreFailure, dep
       subjects.restoreFailed(engine, target),
       RestoreFailed,
       { ...eventScope(engine, target, requestId), occurredAt: deps.clock().toISOString(), ...(artifactId ? { artifactId } : {}), ...(database ? { database } : {}), error: outcome.info },
-      `restore-failed:${requestId}`,
+      messageIds.restoreFailed(requestId),
     );
   }
   return termOrRetry(outcome, ctx, log, 'restore failed', failure.logFields);
@@ -235,7 +235,7 @@ export async function announceArtifact(engine: Engine, manifest: Manifest, deps:
       sha256: manifest.data.sha256,
       verify: manifest.verify,
     },
-    `stored:${manifest.id}`,
+    messageIds.artifactStored(manifest.id),
   );
   await deps.publisher.publish(
     subjects.backupCompleted(engine, manifest.target),
@@ -248,7 +248,7 @@ export async function announceArtifact(engine: Engine, manifest: Manifest, deps:
       storedBytes: manifest.data.storedBytes,
       durationMs: Math.max(0, Date.parse(manifest.finishedAt) - Date.parse(manifest.createdAt)),
     },
-    `completed:${manifest.id}`,
+    messageIds.backupCompleted(manifest.id),
   );
 }
 
@@ -270,7 +270,7 @@ export async function publishRestoreStarted(
     subjects.restoreStarted(run.engine, run.target),
     RestoreStarted,
     { ...eventScope(run.engine, run.target, run.requestId), occurredAt: restore.startedAt.toISOString(), artifactId: restore.artifactId, database: restore.database, agentId: deps.agent.id },
-    `restore-started:${run.requestId}:${ctx.attempt}`,
+    messageIds.restoreStarted(run.requestId, ctx.attempt),
   );
 }
 
@@ -291,7 +291,7 @@ export async function publishRestoreCompleted(
       durationMs: Math.max(0, deps.clock().getTime() - restore.startedAt.getTime()),
       ...(restore.previousDatabaseKeptAs ? { previousDatabaseKeptAs: restore.previousDatabaseKeptAs } : {}),
     },
-    `restore-completed:${run.requestId}`,
+    messageIds.restoreCompleted(run.requestId),
   );
 }
 

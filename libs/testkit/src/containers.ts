@@ -2,7 +2,7 @@
 // without the server packages. testcontainers is imported lazily, so local runs never load it.
 // Each helper returns the same shape as its local counterpart.
 import type { GenericContainer as GenericContainerClass, StartedTestContainer, Wait as WaitClass } from 'testcontainers';
-import { postgresClient, withPgvectorChecked, randomPassword, type PostgresServer, type StartPostgresOptions } from './postgres.js';
+import { postgresClient, withPgvectorChecked, randomPassword, type PostgresServer, type StartPostgresOptions } from './postgres-client.js';
 
 /** Images, overridable so a mirror or a pinned digest can be used. */
 export const CONTAINER_IMAGES = {

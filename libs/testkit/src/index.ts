@@ -9,5 +9,10 @@ export * from './postgres.js';
 export * from './containers.js';
 export * from './nats.js';
 export * from './s3.js';
+export * from './rgw.js';
 export * from './qdrant.js';
 export * from './handler-fakes.js';
+// In-memory ports shared by tests of several packages: tests share fakes only through here.
+export * from './fake-pg-cluster.js';
+export * from './fake-qdrant-port.js';
+export * from './qdrant-fixture.js';

@@ -2,51 +2,17 @@
 // real server: initdb into a temp dir, a random superuser password with scram-sha-256 (so tests
 // pass real credentials, e.g. via PGPASSWORD), a free loopback port, durability off for speed.
 // With TIDEMARK_TEST_PROVIDER=containers the same interface is backed by a container instead.
-import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chown, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
 import { freePort } from './ports.js';
 import { runProcess, startProcess, waitForPort, type StartedProcess } from './process.js';
 import { testProvider } from './provider.js';
 import { makeTempDir, removeTempDir } from './tmp.js';
+import { postgresClient, randomPassword, withPgvectorChecked, type PostgresServer, type StartPostgresOptions } from './postgres-client.js';
 
-export interface StartPostgresOptions {
-  /** Require the pgvector extension to be installable (CREATE EXTENSION vector). */
-  readonly pgvector?: boolean;
-  /** Extra server settings, passed as `-c name=value`; they override the test defaults. */
-  readonly settings?: Readonly<Record<string, string>>;
-}
-
-/** libpq-style connection parameters, as they appear in tidemark.yaml (the password travels apart). */
-export interface PostgresConnection {
-  readonly host: string;
-  readonly port: number;
-  readonly user: string;
-  readonly database: string;
-}
-
-export interface PostgresServer {
-  readonly host: string;
-  readonly port: number;
-  readonly user: string;
-  readonly password: string;
-  readonly dataDir: string;
-  /** libpq-style connection for the config file: {host, port, user, database: 'postgres'}. */
-  connection(database?: string): PostgresConnection;
-  url(database?: string): string;
-  query<T = any>(sql: string, params?: unknown[], database?: string): Promise<T[]>;
-  createDatabase(name: string): Promise<void>;
-  dropDatabase(name: string): Promise<void>;
-  /** Fast shutdown; removes the data dir. Safe to call twice. */
-  stop(): Promise<void>;
-  /**
-   * Fast shutdown and start again on the same data dir (the port may change for containers).
-   * `whileDown` runs between the two (an outage a test observes); containers ignore it.
-   */
-  restart?(whileDown?: () => Promise<void>): Promise<void>;
-}
+// The client half lives apart so the container provider can share it without importing this file back.
+export * from './postgres-client.js';
 
 /** Where initdb and postgres live; TIDEMARK_PG_BINDIR overrides. */
 export const POSTGRES_BIN_DIR = process.env['TIDEMARK_PG_BINDIR'] ?? '/usr/lib/postgresql/15/bin';
@@ -75,81 +41,6 @@ export async function startPostgres(options: StartPostgresOptions = {}): Promise
     return containerPostgres(options);
   }
   return startLocalPostgres(options);
-}
-
-/** A random password that needs no quoting in a URL or a config file. */
-export function randomPassword(): string {
-  return randomBytes(18).toString('base64url');
-}
-
-export function quoteIdentifier(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-/**
- * The client half shared by the local and the container servers: one small pool per database,
- * opened on first use and closed on stop, restart or drop.
- */
-export function postgresClient(endpoint: () => { host: string; port: number }, user: string, password: string) {
-  const pools = new Map<string, pg.Pool>();
-
-  const poolFor = (database: string): pg.Pool => {
-    let pool = pools.get(database);
-    if (pool === undefined) {
-      const { host, port } = endpoint();
-      pool = new pg.Pool({ host, port, user, password, database, max: 4, idleTimeoutMillis: 5000 });
-      // An idle connection dies when the server stops or restarts; the next query reconnects.
-      pool.on('error', () => undefined);
-      pools.set(database, pool);
-    }
-    return pool;
-  };
-
-  const closePool = async (database: string) => {
-    const pool = pools.get(database);
-    if (pool === undefined) return;
-    pools.delete(database);
-    await pool.end().catch(() => undefined);
-  };
-
-  const query = async <T = any>(sql: string, params: unknown[] = [], database = 'postgres'): Promise<T[]> => {
-    const result = await poolFor(database).query(sql, params);
-    return result.rows as T[];
-  };
-
-  return {
-    connection(database = 'postgres'): PostgresConnection {
-      const { host, port } = endpoint();
-      return { host, port, user, database };
-    },
-    url(database = 'postgres'): string {
-      const { host, port } = endpoint();
-      return `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${port}/${encodeURIComponent(database)}`;
-    },
-    query,
-    async createDatabase(name: string): Promise<void> {
-      await query(`CREATE DATABASE ${quoteIdentifier(name)}`);
-    },
-    async dropDatabase(name: string): Promise<void> {
-      await closePool(name);
-      await query(`DROP DATABASE IF EXISTS ${quoteIdentifier(name)} WITH (FORCE)`);
-    },
-    async closeAll(): Promise<void> {
-      await Promise.all([...pools.keys()].map(closePool));
-    },
-  };
-}
-
-/** Fails with a clear message unless CREATE EXTENSION vector would work on this server. */
-export async function ensurePgvectorAvailable(server: Pick<PostgresServer, 'query'>): Promise<void> {
-  const rows = await server.query<{ default_version: string }>(
-    `SELECT default_version FROM pg_available_extensions WHERE name = 'vector'`,
-  );
-  if (rows.length === 0) {
-    throw new Error(
-      'pgvector is not installed for postgresql 15 (no vector.control in its extension dir): run `bash scripts/install-pgvector.sh` as root',
-    );
-  }
 }
 
 interface OsUser {
@@ -275,16 +166,4 @@ async function startLocalPostgres(options: StartPostgresOptions): Promise<Postgr
   };
 
   return withPgvectorChecked(server, options);
-}
-
-/** Fails clearly (and stops the server) when `pgvector: true` was asked for but is not installed. */
-export async function withPgvectorChecked(server: PostgresServer, options: { pgvector?: boolean }): Promise<PostgresServer> {
-  if (options.pgvector !== true) return server;
-  try {
-    await ensurePgvectorAvailable(server);
-  } catch (error) {
-    await server.stop();
-    throw error;
-  }
-  return server;
 }

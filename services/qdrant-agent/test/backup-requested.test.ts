@@ -6,7 +6,7 @@ import { loadKeyRing } from '@tidemark/pipeline';
 import { createLogger } from '@tidemark/runtime';
 import { EXPORT_FORMAT, guardPort, SNAPSHOT_FORMAT, type GuardedPort, type QdrantPort } from '@tidemark/qdrant';
 import { collectionArtifactId, handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
-import { fakePort, seed, type FakePort } from '../../../libs/qdrant/test/fake-port.js';
+import { fakePort, seed, type FakePort } from '@tidemark/testkit';
 import { qdrantConfigYaml, recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
 
 // The agent always talks through guardPort (error mapping, breakers), so the tests do too.

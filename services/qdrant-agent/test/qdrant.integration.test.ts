@@ -8,11 +8,10 @@ import { ArtifactStore, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { createLogger } from '@tidemark/runtime';
 import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant';
-import { makeTempDir, removeTempDir, startQdrant, type QdrantTestServer } from '@tidemark/testkit';
+import { makeTempDir, removeTempDir, startQdrant, type QdrantTestServer, points, scrollAll, seedDocs } from '@tidemark/testkit';
 import { collectionArtifactId, handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
 import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
 import { qdrantConfigYaml, recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
-import { points, scrollAll, seedDocs } from '../../../libs/qdrant/test/integration-fixture.js';
 
 const silent = createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' });
 

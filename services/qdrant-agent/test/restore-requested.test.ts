@@ -7,7 +7,7 @@ import { createLogger } from '@tidemark/runtime';
 import { guardPort, type GuardedPort } from '@tidemark/qdrant';
 import { collectionArtifactId, handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
 import { handleRestoreRequested, pickArtifact } from '../src/handlers/restore-requested.js';
-import { fakePort, seed } from '../../../libs/qdrant/test/fake-port.js';
+import { fakePort, seed } from '@tidemark/testkit';
 import { qdrantConfigYaml, recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
 
 const guarded: GuardedPort[] = [];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { RequestBackup } from '@tidemark/contracts';
-import { InMemoryStateStore, runTick, scheduledMsgId, type CommandSender, type PlannedSchedule } from '../src/index.js';
+import { InMemoryStateStore, runTick, type CommandSender, type PlannedSchedule } from '../src/index.js';
 
 const logger = pino({ enabled: false });
 const every5min: PlannedSchedule = {
@@ -51,7 +51,7 @@ describe('runTick', () => {
     await store.record('pg.main.often', at('2025-01-01T00:00:00Z'), 0);
     const now = at('2025-01-01T00:05:00.001Z');
     const [a, b] = await Promise.all([runTick([every5min], { store, sender, logger }, now), runTick([every5min], { store, sender, logger }, now)]);
-    expect(sender.stored.map((s) => s.msgId)).toEqual([scheduledMsgId('pg', 'main', 'often', at('2025-01-01T00:05:00Z'))]);
+    expect(sender.stored.map((s) => s.msgId)).toEqual(['sched:pg:main:often:2025-01-01T00:05:00.000Z']);
     expect([...(a?.fired ?? []), ...(b?.fired ?? [])].filter((f) => !f.duplicate)).toHaveLength(1);
   });
 

@@ -4,8 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { TidemarkError, type Manifest, type QdrantSourceFacts } from '@tidemark/contracts';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
-import { recordingPublisher, testContextFor } from '@tidemark/testkit';
-import { fakePort, seed, type FakePort } from '../../../libs/qdrant/test/fake-port.js';
+import { recordingPublisher, testContextFor, fakePort, seed, type FakePort } from '@tidemark/testkit';
 import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 import { storeExportArtifact, storeIncrementalArtifact, storeSnapshotArtifact, storedEvent } from './qdrant-artifacts.js';
 

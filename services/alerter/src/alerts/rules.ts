@@ -1,7 +1,8 @@
 // Event → Alert. Pure: what deserves a page, how loud, and which repeats count as the same alert
 // (the dedupe key). Summaries are sentences a person on call can act on.
-import type {
-  Alert, AlertKind, BackupFailed, CommandRejected, Engine, RestoreFailed, Severity, VerifyFailed, WalProblem, WalProblemKind,
+import {
+  messageIds, type Alert, type AlertKind, type BackupFailed, type CommandRejected, type Engine, type RestoreFailed, type Severity,
+  type VerifyFailed, type WalAlertKind, type WalProblem, type WalProblemKind,
 } from '@tidemark/contracts';
 
 export const SEVERITY_OF: Readonly<Record<AlertKind, Severity>> = {
@@ -42,7 +43,7 @@ export function verifyFailedAlert(event: VerifyFailed): Alert {
     artifactId: event.artifactId,
     requestId: event.requestId,
     error: event.error,
-    dedupeKey: `verify_failed:${event.engine}:${event.target}:${event.artifactId}`,
+    dedupeKey: messageIds.verifyFailedAlert(event.engine, event.target, event.artifactId),
     details: { failedChecks },
   };
 }
@@ -64,7 +65,7 @@ export function backupFailedAlert(event: BackupFailed): Alert | undefined {
     ...(event.artifactId ? { artifactId: event.artifactId } : {}),
     requestId: event.requestId,
     error: event.error,
-    dedupeKey: `backup_failed:${event.engine}:${event.target}:${event.requestId}`,
+    dedupeKey: messageIds.backupFailedAlert(event.engine, event.target, event.requestId),
   };
 }
 
@@ -82,7 +83,7 @@ export function restoreFailedAlert(event: RestoreFailed): Alert {
     ...(event.artifactId ? { artifactId: event.artifactId } : {}),
     requestId: event.requestId,
     error: event.error,
-    dedupeKey: `restore_failed:${event.engine}:${event.target}:${event.requestId}`,
+    dedupeKey: messageIds.restoreFailedAlert(event.engine, event.target, event.requestId),
   };
 }
 
@@ -95,12 +96,12 @@ export function commandRejectedAlert(event: CommandRejected): Alert {
     kind: 'command_rejected',
     summary: clip(`A command on ${event.subject} was rejected (${event.error.code}): ${event.error.message}. Fix the sender and publish it again.`),
     error: event.error,
-    dedupeKey: `command_rejected:${event.subject}:${event.error.code}`,
+    dedupeKey: messageIds.commandRejectedAlert(event.subject, event.error.code),
     details: { subject: event.subject, sizeBytes: event.sizeBytes, payloadPreview: event.payloadPreview },
   };
 }
 
-const WAL_ALERT_KIND: Readonly<Record<WalProblemKind, AlertKind>> = {
+const WAL_ALERT_KIND: Readonly<Record<WalProblemKind, WalAlertKind>> = {
   gap: 'wal_gap',
   timeline: 'wal_timeline',
   slot_growth: 'wal_slot_growth',
@@ -118,7 +119,6 @@ const mib = (bytes: number): string => `${Math.round(bytes / (1024 * 1024))} MiB
 export function walProblemAlert(event: WalProblem): Alert {
   const kind = WAL_ALERT_KIND[event.problem];
   const scope = `${event.engine}/${event.target}`;
-  const cluster = event.systemIdentifier ?? '-';
   const timeline = typeof event.details?.['timeline'] === 'number' ? event.details['timeline'] : undefined;
   let advice: string;
   let identity: string;
@@ -154,7 +154,7 @@ export function walProblemAlert(event: WalProblem): Alert {
     summary: clip(`WAL archive of ${scope}: ${summary}. ${advice}`),
     engine: event.engine,
     target: event.target,
-    dedupeKey: `${kind}:${event.engine}:${event.target}:${cluster}:${identity}`,
+    dedupeKey: messageIds.walProblemAlert(kind, event.engine, event.target, event.systemIdentifier, identity),
     details: {
       problem: event.problem,
       ...(event.systemIdentifier !== undefined ? { systemIdentifier: event.systemIdentifier } : {}),
@@ -195,7 +195,7 @@ export function backupMissedAlert(missed: MissedBackup): Alert {
     summary: clip(`No ${what} of ${missed.engine}/${missed.target} within ${window}: ${since}. Check that the scheduler and the ${missed.engine} agent are running.`),
     engine: missed.engine,
     target: missed.target,
-    dedupeKey: `backup_missed:${missed.engine}:${missed.target}:${missed.windowStart.toISOString()}`,
+    dedupeKey: messageIds.backupMissedAlert(missed.engine, missed.target, missed.windowStart),
     details: { windowMinutes: Math.round(missed.windowMs / 60_000), lastSuccess: missed.lastSuccess?.toISOString() },
   };
 }

@@ -3,7 +3,7 @@
 // committed by its manifest (store-artifact.ts). Redeliveries of one command map to one artifact
 // id, so a command whose artifact is already committed only re-announces it.
 import {
-  BackupStarted, TidemarkError, subjects, type ArtifactKind, type Manifest, type RequestBackup,
+  BackupStarted, TidemarkError, messageIds, subjects, type ArtifactKind, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
@@ -73,7 +73,7 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
     subjects.backupStarted('pg', targetName),
     BackupStarted,
     { ...scope, occurredAt: startedAt.toISOString(), kind, artifactId, agentId: deps.agent.id, attempt: ctx.attempt },
-    `started:${artifactId}:${ctx.attempt}`,
+    messageIds.backupStarted(artifactId, ctx.attempt),
   );
   log.info({ kind, source: deps.clusterFor(target).description, database: target.postgres.database }, 'backup started');
 

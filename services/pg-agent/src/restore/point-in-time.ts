@@ -17,7 +17,7 @@ import { createServer } from 'node:net';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
-  RestoreCompleted, TidemarkError, parseMessage, recoveryTargetOf, subjects, type RequestRestore,
+  RestoreCompleted, TidemarkError, messageIds, parseMessage, recoveryTargetOf, subjects, type RequestRestore,
 } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
 import { WalArchive } from '@tidemark/storage';
@@ -69,7 +69,7 @@ async function assertPortFree(host: string, port: number): Promise<void> {
 
 /** restore.completed, once per request (the msg id makes a repeat a no-op for the stream). */
 async function publishCompleted(completed: RestoreCompleted, deps: Pick<AgentDeps, 'publisher'>): Promise<void> {
-  await deps.publisher.publish(subjects.restoreCompleted('pg', completed.target), RestoreCompleted, completed, `restore-completed:${completed.requestId}`);
+  await deps.publisher.publish(subjects.restoreCompleted('pg', completed.target), RestoreCompleted, completed, messageIds.restoreCompleted(completed.requestId));
 }
 
 /**

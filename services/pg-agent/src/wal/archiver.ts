@@ -23,7 +23,7 @@ import { open, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
-  MANIFEST_VERSION, SCHEMA_VERSION, TidemarkError, WalArchived, WalProblem, subjects, type Compression, type WalFileKind,
+  MANIFEST_VERSION, SCHEMA_VERSION, TidemarkError, WalArchived, WalProblem, messageIds, subjects, type Compression, type WalFileKind,
   type WalFileManifest, type WalProblemKind,
 } from '@tidemark/contracts';
 import {
@@ -361,7 +361,7 @@ export class WalArchiver {
       const manifest = await this.storeOnce(path, name, { fileKind: 'history', timeline: parsed.timeline });
       this.uploads.history += 1;
       this.noteArchived(manifest, undefined);
-      await this.announce(manifest, `wal:${systemIdentifier}:${name}:${manifest.data.sha256.slice(0, 16)}`);
+      await this.announce(manifest, messageIds.walHistoryArchived(systemIdentifier, name, manifest.data.sha256));
       return;
     }
     await this.checkBelongsHere(path, name, systemIdentifier);
@@ -373,7 +373,7 @@ export class WalArchiver {
     this.partialEnds.delete(`${name}.partial`);
     this.uploads.segments += 1;
     this.noteArchived(manifest, end);
-    await this.announce(manifest, `wal:${systemIdentifier}:${name}`);
+    await this.announce(manifest, messageIds.walSegmentArchived(systemIdentifier, name));
   }
 
   /** The open segment (or an older timeline's last one, left behind at a switch). */
@@ -423,7 +423,7 @@ export class WalArchiver {
     this.partialEnds.set(name, end ?? 'unknown');
     this.uploads.partials += 1;
     this.noteArchived(manifest, end);
-    await this.announce(manifest, `wal:${systemIdentifier}:${name}:${end === undefined ? manifest.data.sha256.slice(0, 16) : formatLsn(end)}`, sample);
+    await this.announce(manifest, messageIds.walPartialArchived(systemIdentifier, name, end === undefined ? { sha256: manifest.data.sha256 } : { endLsn: formatLsn(end) }), sample);
   }
 
   /** Where `timeline` ended: from the history files seen, else from the newest archived one. */
@@ -684,7 +684,7 @@ export class WalArchiver {
       ...fields,
     };
     try {
-      await this.options.publisher.publish(subjects.walProblem('pg', this.target), WalProblem, event, `wal-problem:${this.target}:${kind}:${Math.floor(now / this.problemIntervalMs)}`);
+      await this.options.publisher.publish(subjects.walProblem('pg', this.target), WalProblem, event, messageIds.walReceiverProblem(this.target, kind, Math.floor(now / this.problemIntervalMs)));
     } catch (error) {
       this.problemPublishedAt.delete(kind);
       this.log.warn({ target: this.target, problem: kind, err: messageOf(error) }, 'could not publish the wal problem; retrying next tick');

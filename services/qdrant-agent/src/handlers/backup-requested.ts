@@ -10,7 +10,7 @@
 //                one, a full export is made instead (kind "export")
 import type { Readable } from 'node:stream';
 import {
-  BackupStarted, QdrantSourceFacts, TidemarkError, subjects, type ArtifactKind, type Manifest, type RequestBackup,
+  BackupStarted, QdrantSourceFacts, TidemarkError, messageIds, subjects, type ArtifactKind, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
@@ -143,7 +143,7 @@ async function backupCollection(collection: string, plan: Plan, deps: BackupDeps
     subjects.backupStarted('qdrant', plan.targetName),
     BackupStarted,
     { ...scope, occurredAt: startedAt.toISOString(), kind, artifactId, agentId: deps.agent.id, attempt: ctx.attempt },
-    `started:${artifactId}:${ctx.attempt}`,
+    messageIds.backupStarted(artifactId, ctx.attempt),
   );
   log.info({ kind, parentId: parent?.id }, 'backup started');
 

@@ -1,7 +1,7 @@
 // Turns a due slot into a RequestBackup command. The command id is derived from the slot alone,
 // so any number of schedulers (or a restarted one) firing the same slot produce one stored
 // command: the command stream drops repeats of a Nats-Msg-Id inside its duplicate window.
-import { subjects, type Engine, type RequestBackup } from '@tidemark/contracts';
+import { messageIds, subjects, type Engine, type RequestBackup } from '@tidemark/contracts';
 import type { PlannedSchedule } from '../schedule/planner.js';
 
 export interface ScheduledCommand {
@@ -15,9 +15,6 @@ export interface CommandSender {
   send(subject: string, command: RequestBackup, msgId: string): Promise<{ duplicate: boolean }>;
 }
 
-export const scheduledMsgId = (engine: Engine, target: string, scheduleId: string, slot: Date): string =>
-  `sched:${engine}:${target}:${scheduleId}:${slot.toISOString()}`;
-
 /** A request id safe for storage keys and file names: `sched-<engine>-<target>-<schedule>-<yyyymmddThhmmssZ>`. */
 export const scheduledRequestId = (engine: Engine, target: string, scheduleId: string, slot: Date): string =>
   `sched-${engine}-${target}-${scheduleId}-${slot.toISOString().replace(/\.\d{3}Z$/, 'Z').replace(/[-:]/g, '')}`;
@@ -26,7 +23,7 @@ export function scheduledCommand(schedule: PlannedSchedule, slot: Date, late: bo
   const { engine, target, scheduleId } = schedule;
   return {
     subject: subjects.backupRequested(engine, target),
-    msgId: scheduledMsgId(engine, target, scheduleId, slot),
+    msgId: messageIds.scheduledBackup(engine, target, scheduleId, slot),
     command: {
       schemaVersion: 1,
       requestId: scheduledRequestId(engine, target, scheduleId, slot),

@@ -1,4 +1,4 @@
-import { ArtifactPruned, SCHEMA_VERSION, subjects, toErrorInfo, type ErrorInfo } from '@tidemark/contracts';
+import { ArtifactPruned, SCHEMA_VERSION, messageIds, subjects, toErrorInfo, type ErrorInfo } from '@tidemark/contracts';
 import type { ArtifactStore, OrphanSweepResult, WalArchive } from '@tidemark/storage';
 import type { EventPublisher, Logger } from '@tidemark/runtime';
 import type { Catalog, CatalogRecord } from '../catalog/catalog.js';
@@ -60,7 +60,7 @@ export async function runRetention(deps: RetentionDeps): Promise<RetentionResult
         artifactId: manifest.id,
         reason,
       };
-      await deps.publisher.publish(subjects.artifactPruned(manifest.engine, manifest.target), ArtifactPruned, event, `pruned:${manifest.id}`);
+      await deps.publisher.publish(subjects.artifactPruned(manifest.engine, manifest.target), ArtifactPruned, event, messageIds.artifactPruned(manifest.id));
       deps.logger.info({ artifactId: manifest.id, engine: manifest.engine, target: manifest.target, reason }, 'artifact pruned');
       pruned.push({ artifactId: manifest.id, engine: manifest.engine, target: manifest.target, reason });
     } catch (error) {

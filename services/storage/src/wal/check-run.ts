@@ -1,7 +1,7 @@
 // Runs the WAL archive check for the configured WAL targets and publishes what it finds as
 // wal.problem events. A problem that persists is published again each hour (the msgId carries
 // the hour), never on every pass; a clean pass publishes nothing.
-import { PgBaseSourceFacts, SCHEMA_VERSION, WalProblem, subjects, toErrorInfo, type WalFileManifest } from '@tidemark/contracts';
+import { PgBaseSourceFacts, SCHEMA_VERSION, WalProblem, messageIds, subjects, toErrorInfo, type WalFileManifest } from '@tidemark/contracts';
 import { parseTimelineHistory, type TimelineSwitch } from '@tidemark/pg';
 import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { EventPublisher, Logger } from '@tidemark/runtime';
@@ -31,7 +31,7 @@ const HOUR_MS = 3600_000;
 
 /** The msgId of a problem: the same problem in the same hour is stored once by the stream. */
 export function problemMsgId(target: string, finding: Pick<ArchiveFinding, 'problem' | 'systemIdentifier' | 'key'>, now: Date): string {
-  return `wal-problem:pg:${target}:${finding.systemIdentifier}:${finding.problem}:${finding.key}:${Math.floor(now.getTime() / HOUR_MS)}`;
+  return messageIds.walArchiveProblem('pg', target, finding, Math.floor(now.getTime() / HOUR_MS));
 }
 
 /** The base backups of a target, as the check needs them; manifests without valid base facts are skipped. */

@@ -5,7 +5,7 @@
 // the manifest in the bucket is what gets verified. The scratch space is always removed.
 import { randomBytes } from 'node:crypto';
 import {
-  SCHEMA_VERSION, TidemarkError, VerifyFailed, VerifyPassed, subjects,
+  SCHEMA_VERSION, TidemarkError, VerifyFailed, VerifyPassed, messageIds, subjects,
   type ArtifactStored, type ErrorInfo, type Manifest, type PgSourceFacts, type VerificationCheck, type VerificationRecord,
 } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
@@ -110,10 +110,10 @@ export async function handleArtifactStored(event: ArtifactStored, deps: Verifier
     durationMs,
   };
   if (failure) {
-    await deps.publisher.publish(subjects.verifyFailed(manifest.engine, manifest.target), VerifyFailed, { ...fields, error: failure }, `verify:${manifest.id}`);
+    await deps.publisher.publish(subjects.verifyFailed(manifest.engine, manifest.target), VerifyFailed, { ...fields, error: failure }, messageIds.verification(manifest.id));
     log.error({ err: failure, failedChecks: checks.filter((c) => !c.ok).length }, 'verification failed');
   } else {
-    await deps.publisher.publish(subjects.verifyPassed(manifest.engine, manifest.target), VerifyPassed, fields, `verify:${manifest.id}`);
+    await deps.publisher.publish(subjects.verifyPassed(manifest.engine, manifest.target), VerifyPassed, fields, messageIds.verification(manifest.id));
     log.info({ checks: checks.length, durationMs }, 'verification passed');
   }
   return ack();

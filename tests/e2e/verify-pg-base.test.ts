@@ -1,3 +1,4 @@
+// Here, not in services/verifier/test, because it drives two services (services never import services).
 // The verifier's proof of pg base backups against a real PostgreSQL 15 with pgvector: base backups
 // taken by the pg-agent's handler through the real pipeline (zstd or gzip, encryption) into
 // filesystem storage are extracted, checked with pg_verifybackup, started by the verifier itself
@@ -15,7 +16,7 @@ import { keyRingOf, loadKeyRing } from '@tidemark/pipeline';
 import { handleBackupRequested } from '@tidemark/pg-agent-service';
 import { pgCluster, startPgBaseBackup } from '@tidemark/pg';
 import { makeTempDir, recordingPublisher, removeTempDir, startPostgres, testContextFor, type PostgresServer } from '@tidemark/testkit';
-import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
+import { handleArtifactStored, type VerifierDeps } from '@tidemark/verifier-service';
 
 const ctx = testContextFor('artifact.stored.pg.main');
 const PASSWORD_ENV = 'TM_TEST_BASE_VERIFY_PASSWORD';

@@ -1,6 +1,6 @@
-// What the Qdrant integration suites (this package's and the qdrant-agent's) start from: the same
+// What the Qdrant integration suites (libs/qdrant's and the qdrant-agent's) start from: the same
 // deterministic points, the same seeded `docs` collection, and a full scroll to compare copies.
-import type { QdrantPoint, QdrantPort } from '../src/index.js';
+import type { QdrantPoint, QdrantPort } from '@tidemark/qdrant';
 
 /** `count` points from id `from`: 16-dimensional vectors and a payload with `updatedAt: ts`. */
 export function points(from: number, count: number, ts: number): QdrantPoint[] {

@@ -3,8 +3,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
-import { compareIds, idKey } from '../src/canonical.js';
-import type { CollectionInfo, PointId, QdrantPoint, QdrantPort, ScrollRequest, SnapshotInfo } from '../src/index.js';
+import { compareIds, idKey, type CollectionInfo, type PointId, type QdrantPoint, type QdrantPort, type ScrollRequest, type SnapshotInfo } from '@tidemark/qdrant';
 
 interface Collection {
   body: Record<string, unknown>;

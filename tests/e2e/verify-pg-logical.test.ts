@@ -1,3 +1,4 @@
+// Here, not in services/verifier/test, because it drives two services (services never import services).
 // The verifier against a real PostgreSQL sandbox: an artifact made by the pg-agent's backup
 // handler through the real pipeline (gzip + encryption) passes; one with a flipped byte fails
 // with an integrity code; the scratch databases are always gone afterwards.
@@ -10,7 +11,7 @@ import { loadKeyRing } from '@tidemark/pipeline';
 import { handleBackupRequested } from '@tidemark/pg-agent-service';
 import { pgCluster } from '@tidemark/pg';
 import { makeTempDir, recordingPublisher, removeTempDir, startPostgres, testContextFor, type PostgresServer } from '@tidemark/testkit';
-import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
+import { handleArtifactStored, type VerifierDeps } from '@tidemark/verifier-service';
 
 const ctx = testContextFor('backup.requested.pg.main');
 

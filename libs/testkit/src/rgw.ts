@@ -1,0 +1,283 @@
+// A second real S3 server for tests: Ceph's RADOS Gateway (RGW) on a throwaway one-node cluster
+// (one monitor, one OSD on memstore, one gateway), from Debian bookworm's own Ceph 16 packages.
+// Unlike s3rver it has bucket versioning, object lock (COMPLIANCE refuses deletes), lifecycle and a
+// strict multipart implementation, which the suites that need a real S3 run against.
+//
+// Everything lives in one short temp directory (monitor and OSD data, admin sockets, logs, the
+// generated ceph.conf), the daemons run in the foreground as the calling user, and stop() kills
+// them and removes the directory. No daemon authenticates another (auth none): the cluster only
+// listens on loopback and lives for one test file.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Client } from 'minio';
+import { freePort } from './ports.js';
+import { runProcess, startProcess, type StartedProcess } from './process.js';
+import { testProvider } from './provider.js';
+import { containerMinio } from './containers.js';
+import { makeTempDir, removeTempDir } from './tmp.js';
+import type { S3Endpoint } from './s3.js';
+
+export interface RgwEndpoint extends S3Endpoint {
+  /** How long the cluster took from the first command until a signed ListBuckets succeeded. */
+  readonly startupMs: number;
+}
+
+export interface StartRgwOptions {
+  /** Where the Ceph binaries are; TIDEMARK_CEPH_BINDIR or /usr/bin by default. */
+  readonly binDir?: string;
+}
+
+/** Each binary the cluster needs, and the Debian package that ships it. */
+const CEPH_BINARIES = {
+  'ceph-mon': 'ceph-mon',
+  'ceph-osd': 'ceph-osd',
+  radosgw: 'radosgw',
+  'radosgw-admin': 'ceph-common',
+  monmaptool: 'ceph-common',
+  ceph: 'ceph-common',
+} as const;
+type CephBinary = keyof typeof CEPH_BINARIES;
+
+export const CEPH_INSTALL_HINT = 'apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw (or: bash scripts/setup.sh --ci)';
+
+const MON_ID = 'a';
+const GATEWAY_NAME = 'client.rgw.tidemark';
+const REGION = 'us-east-1';
+const STEP_TIMEOUT_MS = 60_000;
+const COMMAND_TIMEOUT_MS = 30_000;
+/** A unix socket path longer than this cannot be bound (sun_path is 108 bytes with its NUL). */
+const MAX_SOCKET_PATH = 107;
+/** memstore keeps objects in RAM; this caps it, and is more than any suite writes. */
+const MEMSTORE_BYTES = 4 * 1024 * 1024 * 1024;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Starts a one-node Ceph cluster with an S3 gateway on a free loopback port, and an S3 user. */
+export async function startRgw(options: StartRgwOptions = {}): Promise<RgwEndpoint> {
+  if (testProvider() === 'containers') {
+    // No Ceph image is maintained for this; MinIO has the same S3 features (versioning, object lock).
+    const started = Date.now();
+    const minio = await containerMinio();
+    const { endpoint, port, accessKey, secretKey, region } = minio;
+    return { endpoint, port, accessKey, secretKey, region, directory: '', startupMs: Date.now() - started, stop: () => minio.stop() };
+  }
+  const binDir = options.binDir ?? process.env['TIDEMARK_CEPH_BINDIR'] ?? '/usr/bin';
+  await requireCephBinaries(binDir);
+  const started = Date.now();
+  const directory = await makeTempDir('tmrgw');
+  const cluster = new CephCluster(directory, binDir);
+  try {
+    const endpoint = await cluster.start();
+    let stopped: Promise<void> | undefined;
+    return {
+      ...endpoint,
+      directory,
+      startupMs: Date.now() - started,
+      stop: () => (stopped ??= cluster.stop().finally(() => removeTempDir(directory))),
+    };
+  } catch (error) {
+    await cluster.stop().catch(() => undefined);
+    await removeTempDir(directory);
+    throw error;
+  }
+}
+
+async function requireCephBinaries(binDir: string): Promise<void> {
+  const missing: string[] = [];
+  for (const [binary, debianPackage] of Object.entries(CEPH_BINARIES)) {
+    const path = join(binDir, binary);
+    const found = await access(path, constants.X_OK).then(
+      () => true,
+      () => false,
+    );
+    if (!found) missing.push(`${path} (package ${debianPackage})`);
+  }
+  if (missing.length > 0) {
+    throw new Error(`Ceph RGW, the tests' second S3 server, is not installed: missing ${missing.join(', ')}. Install it with: ${CEPH_INSTALL_HINT}`);
+  }
+}
+
+interface GatewayEndpoint {
+  readonly endpoint: string;
+  readonly port: number;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  readonly region: string;
+}
+
+class CephCluster {
+  private readonly daemons: StartedProcess[] = [];
+  private readonly configPath: string;
+  private readonly logDirectory: string;
+
+  constructor(
+    private readonly directory: string,
+    private readonly binDir: string,
+  ) {
+    this.configPath = join(directory, 'ceph.conf');
+    this.logDirectory = join(directory, 'log');
+  }
+
+  async start(): Promise<GatewayEndpoint> {
+    const socketPath = join(this.directory, 'run', `${GATEWAY_NAME}.asok`);
+    if (socketPath.length > MAX_SOCKET_PATH) {
+      throw new Error(`the Ceph admin socket ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes: set TMPDIR to a shorter directory`);
+    }
+    const monPort = await freePort();
+    let gatewayPort = await freePort();
+    while (gatewayPort === monPort) gatewayPort = await freePort();
+    const fsid = randomUUID();
+    for (const sub of ['mon', 'osd', 'run', 'log', 'rgw']) await mkdir(join(this.directory, sub));
+    await writeFile(this.configPath, cephConfig({ directory: this.directory, fsid, monPort, gatewayPort }));
+
+    const monmap = join(this.directory, 'monmap');
+    await this.run('monmaptool', ['--create', '--fsid', fsid, '--addv', MON_ID, `[v2:127.0.0.1:${monPort}]`, monmap]);
+    await this.run('ceph-mon', ['--mkfs', '-i', MON_ID, '--monmap', monmap]);
+    this.daemon('ceph-mon', ['-i', MON_ID]);
+    await this.waitUntil('the monitor forms a quorum', async () => {
+      const status = JSON.parse(await this.ceph(['quorum_status'])) as { quorum_names?: string[] };
+      return status.quorum_names?.includes(MON_ID) === true;
+    });
+
+    const osdUuid = randomUUID();
+    const created = JSON.parse(await this.ceph(['osd', 'new', osdUuid])) as { osdid?: unknown };
+    if (typeof created.osdid !== 'number') throw new Error(`ceph osd new answered ${JSON.stringify(created)}, not an OSD id`);
+    const osdId = String(created.osdid);
+    await mkdir(join(this.directory, 'osd', osdId));
+    await this.run('ceph-osd', ['-i', osdId, '--mkfs', '--osd-uuid', osdUuid]);
+    this.daemon('ceph-osd', ['-i', osdId]);
+    await this.waitUntil(`osd.${osdId} is up and in`, async () => {
+      const dump = JSON.parse(await this.ceph(['osd', 'dump'])) as { osds?: Array<{ osd: number; up: number; in: number }> };
+      return dump.osds?.some((osd) => String(osd.osd) === osdId && osd.up === 1 && osd.in === 1) === true;
+    });
+
+    // The gateway creates its pools on first start; the user is created after that, so the two
+    // never race to create the default realm and zone.
+    this.daemon('radosgw', ['-n', GATEWAY_NAME]);
+    const endpoint = `http://127.0.0.1:${gatewayPort}`;
+    await this.waitUntil('the gateway answers HTTP', async () => {
+      const response = await fetch(endpoint, { signal: AbortSignal.timeout(2_000) });
+      await response.body?.cancel();
+      return true;
+    });
+
+    const accessKey = `TM${randomBytes(9).toString('hex').toUpperCase()}`;
+    const secretKey = randomBytes(24).toString('base64url');
+    await this.run('radosgw-admin', ['user', 'create', '--uid=tidemark', '--display-name=Tidemark tests', `--access-key=${accessKey}`, `--secret=${secretKey}`], { secret: secretKey });
+    const client = new Client({ endPoint: '127.0.0.1', port: gatewayPort, useSSL: false, accessKey, secretKey, region: REGION, pathStyle: true });
+    await this.waitUntil('a signed ListBuckets succeeds', async () => {
+      await client.listBuckets();
+      return true;
+    });
+    // The first bucket makes the gateway create its index and data pools, which takes seconds: done
+    // here, so that no test's first request pays for it.
+    const warmUp = `tidemark-warm-up-${randomBytes(4).toString('hex')}`;
+    await client.makeBucket(warmUp, REGION);
+    await client.removeBucket(warmUp);
+    return { endpoint, port: gatewayPort, accessKey, secretKey, region: REGION };
+  }
+
+  /**
+   * Kills every daemon at once: the cluster's data is thrown away with its directory, so nothing
+   * needs a clean shutdown (and radosgw waits for its exit timeout on SIGTERM).
+   */
+  async stop(): Promise<void> {
+    await Promise.all(this.daemons.map((daemon) => daemon.stop({ signal: 'SIGKILL' })));
+  }
+
+  private daemon(binary: CephBinary, args: readonly string[]): void {
+    this.daemons.push(startProcess(join(this.binDir, binary), ['-f', '-c', this.configPath, ...args], { name: binary }));
+  }
+
+  private async run(binary: CephBinary, args: readonly string[], options: { secret?: string } = {}): Promise<string> {
+    try {
+      const { stdout } = await runProcess(join(this.binDir, binary), ['-c', this.configPath, ...args], { timeoutMs: COMMAND_TIMEOUT_MS });
+      return stdout;
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const shown = options.secret === undefined ? message : message.replaceAll(options.secret, '<secret>');
+      throw new Error(`${shown}\n${await this.logTails()}`);
+    }
+  }
+
+  private ceph(args: readonly string[]): Promise<string> {
+    return this.run('ceph', ['--connect-timeout', '10', '--format', 'json', ...args]);
+  }
+
+  /** Polls `ready` until it holds; a daemon that exits or a step past its deadline fails with the logs. */
+  private async waitUntil(step: string, ready: () => Promise<boolean>): Promise<void> {
+    const deadline = Date.now() + STEP_TIMEOUT_MS;
+    let lastError = '';
+    for (;;) {
+      const dead = this.daemons.find((daemon) => daemon.hasExited());
+      if (dead !== undefined) {
+        throw new Error(`Ceph RGW did not start: ${dead.name} exited while waiting until ${step}; its output:\n${dead.recentOutput()}\n${await this.logTails()}`);
+      }
+      try {
+        if (await ready()) return;
+      } catch (error) {
+        lastError = error instanceof Error ? error.message : String(error);
+      }
+      if (Date.now() > deadline) {
+        const cause = lastError === '' ? '' : ` (last error: ${lastError.split('\n')[0]})`;
+        throw new Error(`Ceph RGW did not start: timed out after ${STEP_TIMEOUT_MS} ms waiting until ${step}${cause}\n${await this.logTails()}`);
+      }
+      await sleep(250);
+    }
+  }
+
+  /** The last lines of every daemon's log file, to explain a failed start. */
+  private async logTails(lines = 25): Promise<string> {
+    const names = await readdir(this.logDirectory).catch(() => [] as string[]);
+    const tails: string[] = [];
+    for (const name of names.sort()) {
+      const text = await readFile(join(this.logDirectory, name), 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      tails.push(`--- ${name} (last ${lines} lines) ---\n${text.trimEnd().split('\n').slice(-lines).join('\n')}`);
+    }
+    return tails.join('\n');
+  }
+}
+
+function cephConfig(options: { directory: string; fsid: string; monPort: number; gatewayPort: number }): string {
+  const { directory, fsid, monPort, gatewayPort } = options;
+  return `[global]
+fsid = ${fsid}
+mon host = v2:127.0.0.1:${monPort}
+mon initial members = ${MON_ID}
+public addr = 127.0.0.1
+auth cluster required = none
+auth service required = none
+auth client required = none
+ms bind msgr1 = false
+# radosgw asks for a "secure" connection to the monitor by default, which auth none cannot give.
+ms mon client mode = crc
+run dir = ${directory}/run
+admin socket = ${directory}/run/$name.asok
+pid file = ${directory}/run/$name.pid
+log file = ${directory}/log/$name.log
+log to stderr = false
+mon data = ${directory}/mon/$id
+mon allow pool size one = true
+mon allow pool delete = true
+mon warn on pool no redundancy = false
+mon max pg per osd = 1000
+# Commits the monitor's map changes (each pool the gateway creates is one) without waiting a second.
+paxos propose interval = 0.05
+osd data = ${directory}/osd/$id
+osd objectstore = memstore
+memstore device bytes = ${MEMSTORE_BYTES}
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+
+[${GATEWAY_NAME}]
+rgw frontends = beast endpoint=127.0.0.1:${gatewayPort}
+rgw data = ${directory}/rgw
+`;
+}
