@@ -2,8 +2,7 @@
 # Installs what Tidemark needs on Debian bookworm (run as root or with sudo) and builds it.
 #
 #   bash scripts/setup.sh          # what `scripts/up.sh` and `npm test` need
-#   bash scripts/setup.sh --ci     # also docker-compose, which CI validates the compose file with,
-#                                  # and Ceph (a one-node RGW), the suites' second S3 server
+#   bash scripts/setup.sh --ci     # also docker-compose, which CI validates the compose file with
 #
 # Idempotent, and a second run is quick: apt runs only when a package is missing, `npm ci` only
 # when node_modules was not installed from this package-lock.json (a stamp in node_modules records
@@ -52,12 +51,13 @@ missing_packages() {
 # nats-server: the JetStream server. g++, python3: zstd-napi compiles its binding when no prebuilt matches.
 SYSTEM_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 nats-server dpkg-dev make gcc g++ python3 debian-archive-keyring ca-certificates)
 # ceph-mon, ceph-osd, radosgw (with ceph-common: radosgw-admin, monmaptool, ceph): the testkit's
-# Ceph RGW, an S3 server with versioning and object lock (libs/testkit/src/rgw.ts). About 20 s.
-CI_PACKAGES=(docker-compose ceph-mon ceph-osd radosgw)
+# Ceph RGW, an S3 server with versioning and object lock (libs/testkit/src/rgw.ts), which `npm test`
+# starts. About 20 s. Installed without recommends, like docker-compose (CI's only).
+LEAN_PACKAGES=(ceph-mon ceph-osd radosgw)
+$with_ci_packages && LEAN_PACKAGES+=(docker-compose)
 
 mapfile -t missing < <(missing_packages "${SYSTEM_PACKAGES[@]}")
-missing_ci=()
-if $with_ci_packages; then mapfile -t missing_ci < <(missing_packages "${CI_PACKAGES[@]}"); fi
+mapfile -t missing_ci < <(missing_packages "${LEAN_PACKAGES[@]}")
 if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_ci[@]}" -gt 0 ]; then
   step "installing ${missing[*]} ${missing_ci[*]}"
   quietly $SUDO apt-get update -qq

@@ -27,6 +27,10 @@ export interface RgwEndpoint extends S3Endpoint {
 export interface StartRgwOptions {
   /** Where the Ceph binaries are; TIDEMARK_CEPH_BINDIR or /usr/bin by default. */
   readonly binDir?: string;
+  /** Picks a free loopback port; freePort by default (tests of the start itself replace it). */
+  readonly pickPort?: () => Promise<number>;
+  /** How long each start-up step (quorum, OSD up, gateway answering, …) may take; 60 s by default. */
+  readonly stepTimeoutMs?: number;
 }
 
 /** Each binary the cluster needs, and the Debian package that ships it. */
@@ -45,7 +49,7 @@ export const CEPH_INSTALL_HINT = 'apt-get install -y --no-install-recommends cep
 const MON_ID = 'a';
 const GATEWAY_NAME = 'client.rgw.tidemark';
 const REGION = 'us-east-1';
-const STEP_TIMEOUT_MS = 60_000;
+const DEFAULT_STEP_TIMEOUT_MS = 60_000;
 const COMMAND_TIMEOUT_MS = 30_000;
 /** A unix socket path longer than this cannot be bound (sun_path is 108 bytes with its NUL). */
 const MAX_SOCKET_PATH = 107;
@@ -65,9 +69,32 @@ export async function startRgw(options: StartRgwOptions = {}): Promise<RgwEndpoi
   }
   const binDir = options.binDir ?? process.env['TIDEMARK_CEPH_BINDIR'] ?? '/usr/bin';
   await requireCephBinaries(binDir);
+  const settings: ClusterSettings = {
+    binDir,
+    pickPort: options.pickPort ?? (() => freePort()),
+    stepTimeoutMs: options.stepTimeoutMs ?? DEFAULT_STEP_TIMEOUT_MS,
+  };
   const started = Date.now();
+  try {
+    return await startCluster(settings, started);
+  } catch (error) {
+    // freePort releases a port before the daemon binds it; losing that race once is no failure.
+    if (!(error instanceof Error && PORT_TAKEN.test(error.message))) throw error;
+    return startCluster(settings, started);
+  }
+}
+
+const PORT_TAKEN = /Address already in use/;
+
+interface ClusterSettings {
+  readonly binDir: string;
+  readonly pickPort: () => Promise<number>;
+  readonly stepTimeoutMs: number;
+}
+
+async function startCluster(settings: ClusterSettings, started: number): Promise<RgwEndpoint> {
   const directory = await makeTempDir('tmrgw');
-  const cluster = new CephCluster(directory, binDir);
+  const cluster = new CephCluster(directory, settings);
   try {
     const endpoint = await cluster.start();
     let stopped: Promise<void> | undefined;
@@ -114,7 +141,7 @@ class CephCluster {
 
   constructor(
     private readonly directory: string,
-    private readonly binDir: string,
+    private readonly settings: ClusterSettings,
   ) {
     this.configPath = join(directory, 'ceph.conf');
     this.logDirectory = join(directory, 'log');
@@ -125,9 +152,9 @@ class CephCluster {
     if (socketPath.length > MAX_SOCKET_PATH) {
       throw new Error(`the Ceph admin socket ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes: set TMPDIR to a shorter directory`);
     }
-    const monPort = await freePort();
-    let gatewayPort = await freePort();
-    while (gatewayPort === monPort) gatewayPort = await freePort();
+    const monPort = await this.settings.pickPort();
+    let gatewayPort = await this.settings.pickPort();
+    while (gatewayPort === monPort) gatewayPort = await this.settings.pickPort();
     const fsid = randomUUID();
     for (const sub of ['mon', 'osd', 'run', 'log', 'rgw']) await mkdir(join(this.directory, sub));
     await writeFile(this.configPath, cephConfig({ directory: this.directory, fsid, monPort, gatewayPort }));
@@ -174,8 +201,11 @@ class CephCluster {
     // The first bucket makes the gateway create its index and data pools, which takes seconds: done
     // here, so that no test's first request pays for it.
     const warmUp = `tidemark-warm-up-${randomBytes(4).toString('hex')}`;
-    await client.makeBucket(warmUp, REGION);
-    await client.removeBucket(warmUp);
+    await this.waitUntil('the gateway creates and removes a first bucket', async () => {
+      if (!(await client.bucketExists(warmUp))) await client.makeBucket(warmUp, REGION);
+      await client.removeBucket(warmUp);
+      return true;
+    });
     return { endpoint, port: gatewayPort, accessKey, secretKey, region: REGION };
   }
 
@@ -188,12 +218,12 @@ class CephCluster {
   }
 
   private daemon(binary: CephBinary, args: readonly string[]): void {
-    this.daemons.push(startProcess(join(this.binDir, binary), ['-f', '-c', this.configPath, ...args], { name: binary }));
+    this.daemons.push(startProcess(join(this.settings.binDir, binary), ['-f', '-c', this.configPath, ...args], { name: binary }));
   }
 
   private async run(binary: CephBinary, args: readonly string[], options: { secret?: string } = {}): Promise<string> {
     try {
-      const { stdout } = await runProcess(join(this.binDir, binary), ['-c', this.configPath, ...args], { timeoutMs: COMMAND_TIMEOUT_MS });
+      const { stdout } = await runProcess(join(this.settings.binDir, binary), ['-c', this.configPath, ...args], { timeoutMs: COMMAND_TIMEOUT_MS });
       return stdout;
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
@@ -203,12 +233,12 @@ class CephCluster {
   }
 
   private ceph(args: readonly string[]): Promise<string> {
-    return this.run('ceph', ['--connect-timeout', '10', '--format', 'json', ...args]);
+    return this.run('ceph', ['--connect-timeout', '5', '--format', 'json', ...args]);
   }
 
   /** Polls `ready` until it holds; a daemon that exits or a step past its deadline fails with the logs. */
   private async waitUntil(step: string, ready: () => Promise<boolean>): Promise<void> {
-    const deadline = Date.now() + STEP_TIMEOUT_MS;
+    const deadline = Date.now() + this.settings.stepTimeoutMs;
     let lastError = '';
     for (;;) {
       const dead = this.daemons.find((daemon) => daemon.hasExited());
@@ -216,13 +246,23 @@ class CephCluster {
         throw new Error(`Ceph RGW did not start: ${dead.name} exited while waiting until ${step}; its output:\n${dead.recentOutput()}\n${await this.logTails()}`);
       }
       try {
-        if (await ready()) return;
+        // A daemon's exit or the deadline ends the wait at once, even while a poll hangs (the minio
+        // client has no request timeout of its own).
+        const anyExit = Promise.race(this.daemons.map((daemon) => daemon.exited.then(() => false)));
+        const poll = ready();
+        poll.catch(() => undefined); // a poll that is outlived may still fail: not an unhandled rejection
+        let timer: NodeJS.Timeout | undefined;
+        const pastDeadline = new Promise<false>((resolve) => {
+          timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()) + 100);
+        });
+        const done = await Promise.race([poll, anyExit, pastDeadline]).finally(() => clearTimeout(timer));
+        if (done) return;
       } catch (error) {
         lastError = error instanceof Error ? error.message : String(error);
       }
       if (Date.now() > deadline) {
         const cause = lastError === '' ? '' : ` (last error: ${lastError.split('\n')[0]})`;
-        throw new Error(`Ceph RGW did not start: timed out after ${STEP_TIMEOUT_MS} ms waiting until ${step}${cause}\n${await this.logTails()}`);
+        throw new Error(`Ceph RGW did not start: timed out after ${this.settings.stepTimeoutMs} ms waiting until ${step}${cause}\n${await this.logTails()}`);
       }
       await sleep(250);
     }
@@ -252,6 +292,9 @@ auth cluster required = none
 auth service required = none
 auth client required = none
 ms bind msgr1 = false
+# A taken port fails the start within a second (and the start is retried), not after 3 × 5 s.
+ms bind retry count = 1
+ms bind retry delay = 1
 # radosgw asks for a "secure" connection to the monitor by default, which auth none cannot give.
 ms mon client mode = crc
 run dir = ${directory}/run

@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
 import { chmod, symlink, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Client } from 'minio';
 import { describe, expect, it } from 'vitest';
-import { makeTempDir, processesMentioning, removeTempDir, startRgw } from '../src/index.js';
+import { freePort, makeTempDir, processesMentioning, removeTempDir, startRgw } from '../src/index.js';
 
 describe('startRgw', () => {
   it('without the Ceph packages fails loudly, naming the missing packages and how to install them', async () => {
@@ -35,6 +36,46 @@ describe('startRgw', () => {
       expect(await processesMentioning(binDir)).toEqual([]);
     } finally {
       await removeTempDir(binDir);
+    }
+  });
+
+  it('a gateway that never answers fails the start within the step timeout, with the logs, and leaves nothing running', async () => {
+    const binDir = await makeTempDir('hung-ceph');
+    try {
+      for (const binary of ['ceph-mon', 'ceph-osd', 'radosgw-admin', 'monmaptool', 'ceph']) await symlink(`/usr/bin/${binary}`, join(binDir, binary));
+      // Runs, but never listens: as a gateway hung before it serves.
+      await writeFile(join(binDir, 'radosgw'), `#!${process.execPath}\nsetInterval(() => undefined, 1000);\n`);
+      await chmod(join(binDir, 'radosgw'), 0o755);
+      const started = Date.now();
+      const error = await startRgw({ binDir, stepTimeoutMs: 3_000 }).catch((e: unknown) => e);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      expect(error).toBeInstanceOf(Error);
+      const message = (error as Error).message;
+      expect(message).toContain('timed out after 3000 ms waiting until the gateway answers HTTP');
+      expect(message).toContain('--- osd.0.log');
+      expect(await processesMentioning(binDir)).toEqual([]);
+    } finally {
+      await removeTempDir(binDir);
+    }
+  });
+
+  // The first port picked is the monitor's, the second the gateway's.
+  it.each([
+    ['monitor', 0],
+    ['gateway', 1],
+  ])('a %s port taken between picking and binding is picked again', async (_daemon, takenPick) => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const taken = (holder.address() as AddressInfo).port;
+    let picks = 0;
+    const pickPort = async (): Promise<number> => (picks++ === takenPick ? taken : freePort());
+    try {
+      const rgw = await startRgw({ pickPort });
+      expect(picks).toBe(4);
+      expect(rgw.port).not.toBe(taken);
+      await rgw.stop();
+    } finally {
+      holder.close();
     }
   });
 
