@@ -8,10 +8,13 @@ import { ArtifactStored, RequestBackup, type Manifest } from '@tidemark/contract
 import { parseConfig, type Target } from '@tidemark/config';
 import { ArtifactStore, artifactKeys, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
-import { handleBackupRequested } from '@tidemark/pg-agent-service';
+import { handleBackupRequested as handleBackupRequestedUnsettled } from '@tidemark/pg-agent-service';
 import { pgCluster } from '@tidemark/pg';
 import { makeTempDir, recordingPublisher, removeTempDir, startPostgres, testContextFor, type PostgresServer } from '@tidemark/testkit';
-import { handleArtifactStored, type VerifierDeps } from '@tidemark/verifier-service';
+import { handleArtifactStored as handleArtifactStoredUnsettled, type VerifierDeps } from '@tidemark/verifier-service';
+import { settling } from '@tidemark/testkit';
+const handleBackupRequested = settling(handleBackupRequestedUnsettled);
+const handleArtifactStored = settling(handleArtifactStoredUnsettled);
 
 const ctx = testContextFor('backup.requested.pg.main');
 
@@ -88,7 +91,7 @@ targets:
     stored[Math.floor(stored.length / 2)]! ^= 0x01;
     await store.backend.save(manifest.data.key, stored);
     const outcome = await handleArtifactStored(storedEvent(manifest), deps, ctx({ subject: 'artifact.stored.pg.main' }));
-    expect(outcome).toEqual({ type: 'ack' });
+    expect(outcome).toMatchObject({ type: 'term' });
     const failed = published.at(-1)!;
     expect(failed.subject).toBe('verify.failed.pg.main');
     expect((failed.event['error'] as { code: string }).code).toMatch(/^INTEGRITY_/);

@@ -16,8 +16,8 @@ import { parseConfig } from '@tidemark/config';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { guardPort } from '@tidemark/qdrant';
-import { createLogger, type Outcome } from '@tidemark/runtime';
-import { recordingPublisher, testContext, type RecordingPublisher, fakeCluster, fakePort } from '@tidemark/testkit';
+import { createLogger, type Outcome, type Settlement } from '@tidemark/runtime';
+import { recordingPublisher, settled, testContext, type RecordingPublisher, fakeCluster, fakePort } from '@tidemark/testkit';
 import { Catalog, describeArtifact, listArtifacts, summariseWalArchive } from '@tidemark/storage-service';
 import { handleBackupRequested as pgBackup, handleRestoreRequested as pgRestore } from '@tidemark/pg-agent-service';
 import { handleBackupRequested as qdrantBackup, handleRestoreRequested as qdrantRestore } from '@tidemark/qdrant-agent-service';
@@ -142,9 +142,9 @@ function admit<T>(schema: Schema<T>, bytes: Uint8Array): { ok: true; value: T } 
 
 /** What the consumer runner would make of a handler's outcome or throw, and every event the handler published. */
 async function assertHandlerNeverInternal(run: () => Promise<Outcome>, publisher: RecordingPublisher, what: string): Promise<void> {
-  let outcome: Outcome;
+  let outcome: Settlement;
   try {
-    outcome = await run();
+    outcome = await settled(run(), testContext('no-internal'));
   } catch (error) {
     if (error instanceof TidemarkError && error.code !== 'INTERNAL') return; // the runner terms or naks it with its code
     throw new Error(`${what}: the handler threw ${error instanceof TidemarkError ? `INTERNAL: ${error.message}` : String((error as Error)?.stack ?? error)}`);

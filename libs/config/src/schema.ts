@@ -213,6 +213,37 @@ export const TidemarkConfig = object(
       object({ encoding: withDefault(oneOf(EVENT_ENCODINGS), 'msgpack') }, { strict: true }),
       () => ({ encoding: 'msgpack' as const }),
     ),
+    /**
+     * How every service's consumers retry and when they give up on a job. A failed delivery with
+     * attempts left is redelivered after `backoff` (initialSeconds doubling to maxSeconds); a job
+     * that reports no progress (bytes moved, WAL replayed, rows checked) for its kind's
+     * `stallSeconds` is stopped with TIMEOUT and retried. TIDEMARK_MAX_DELIVER overrides maxDeliver.
+     */
+    consumers: withDefault(
+      object(
+        {
+          maxDeliver: withDefault(number({ integer: true, min: 1 }), 5),
+          backoff: withDefault(
+            object({ initialSeconds: withDefault(number({ min: 0 }), 2), maxSeconds: withDefault(number({ min: 0 }), 60) }, { strict: true }),
+            () => ({ initialSeconds: 2, maxSeconds: 60 }),
+          ),
+          stallSeconds: withDefault(
+            object(
+              {
+                backup: withDefault(number({ min: 0.1 }), 300),
+                restore: withDefault(number({ min: 0.1 }), 600),
+                verify: withDefault(number({ min: 0.1 }), 600),
+                other: withDefault(number({ min: 0.1 }), 300),
+              },
+              { strict: true },
+            ),
+            () => ({ backup: 300, restore: 600, verify: 600, other: 300 }),
+          ),
+        },
+        { strict: true },
+      ),
+      () => ({ maxDeliver: 5, backoff: { initialSeconds: 2, maxSeconds: 60 }, stallSeconds: { backup: 300, restore: 600, verify: 600, other: 300 } }),
+    ),
     /** Where the verifier restores artifacts to prove them. */
     sandbox: optional(object({ postgres: optional(PostgresConnection), qdrant: optional(QdrantConnection) }, { strict: true })),
     alerts: withDefault(

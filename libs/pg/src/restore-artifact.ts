@@ -3,6 +3,7 @@ import type { Manifest } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
 import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { PgCluster } from './cluster.js';
+import { reportingBytes } from '@tidemark/runtime';
 
 /**
  * Restores a committed artifact into an existing (empty) database. Integrity problems surface as
@@ -13,16 +14,17 @@ export async function restoreArtifact(
   database: string,
   manifest: Manifest,
   deps: { readonly store: ArtifactStore; readonly keys: KeyRing },
-  progress: { readonly working: () => void; readonly signal?: AbortSignal; readonly heartbeatMs?: number },
+  job: { readonly progress: (what?: string) => void; readonly signal?: AbortSignal },
 ): Promise<void> {
   const stored = await deps.store.openData(manifest);
   const decoded = decodeCommitted(stored, manifest, deps.keys);
-  const heartbeat = setInterval(() => progress.working(), progress.heartbeatMs ?? 5_000);
+  // Progress is bytes reaching pg_restore: a stalled download or a hung pg_restore stops it.
+  const counted = reportingBytes(decoded, (bytes) => job.progress(`pg_restore read ${bytes} bytes`));
   try {
-    await cluster.restore(database, decoded, progress.signal ? { signal: progress.signal } : {});
+    await cluster.restore(database, counted, job.signal ? { signal: job.signal } : {});
   } finally {
-    clearInterval(heartbeat);
     stored.destroy();
     decoded.destroy();
+    counted.destroy();
   }
 }

@@ -28,7 +28,7 @@ export interface RestoreOptions {
   /** "recorded" keeps shard_number/replication_factor; "default" lets the target cluster choose. */
   readonly topology?: 'recorded' | 'default';
   readonly clock?: () => Date;
-  /** Called after every batch (the handler's `working()`). */
+  /** Called after every batch (the handler's `progress()`). */
   readonly progress?: (points: number) => void;
 }
 

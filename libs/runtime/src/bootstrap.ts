@@ -5,6 +5,7 @@ import { createEventPublisher, type EventPublisher } from './publish.js';
 import { installShutdown, type Shutdown } from './shutdown.js';
 import { startHealthServer, type HealthCheck, type HealthChecks } from './health.js';
 import type { RunningConsumer } from './consumer.js';
+import { consumerPolicyOf, DEFAULT_CONSUMER_SETTINGS, type ConsumerPolicy, type ConsumerSettings } from './consumer-policy.js';
 import { createLogger, redactUrl, type Logger } from './logger.js';
 import { connectNats, ensureStreams, natsConfigFromEnv } from './nats.js';
 import { readServiceVersion } from './version.js';
@@ -27,9 +28,11 @@ export interface ServiceContext {
   markStarted(): void;
   /** This instance's id: TIDEMARK_INSTANCE_ID or <hostname>-<pid>. */
   readonly instanceId: string;
-  /** Consumer ack wait (TIDEMARK_ACK_WAIT_MS, default 60000) and max deliveries (TIDEMARK_MAX_DELIVER, default 5). */
+  /** Consumer ack wait (TIDEMARK_ACK_WAIT_MS, default 60000) and max deliveries (TIDEMARK_MAX_DELIVER, else the config's consumers.maxDeliver, default 5). */
   readonly ackWaitMs: number;
   readonly maxDeliver: number;
+  /** The config's `consumers:` backoff and stall windows, for every runConsumer of the service. */
+  readonly consumerPolicy: ConsumerPolicy;
   /** The port the health server listens on (useful when TIDEMARK_HEALTH_PORT is 0). */
   readonly healthPort?: number;
 }
@@ -82,6 +85,8 @@ export async function bootstrap(
     natsUrl?: string;
     /** The config's `events.encoding`: how this service's publisher encodes events (alerts are JSON regardless). */
     eventEncoding?: EventEncoding;
+    /** The config's `consumers:` section; TIDEMARK_MAX_DELIVER overrides its maxDeliver. */
+    consumers?: ConsumerSettings;
     env?: NodeJS.ProcessEnv;
     /** Exit the process after shutdown (default true; false in tests). */
     exit?: boolean;
@@ -91,7 +96,8 @@ export async function bootstrap(
   const logger = createLogger(name, env);
   const instanceId = env['TIDEMARK_INSTANCE_ID']?.trim() || `${hostname()}-${process.pid}`;
   const ackWaitMs = positiveInt(env, 'TIDEMARK_ACK_WAIT_MS', 60_000);
-  const maxDeliver = positiveInt(env, 'TIDEMARK_MAX_DELIVER', 5);
+  const consumerSettings = options.consumers ?? DEFAULT_CONSUMER_SETTINGS;
+  const maxDeliver = positiveInt(env, 'TIDEMARK_MAX_DELIVER', consumerSettings.maxDeliver);
   const healthPort = positiveInt(env, 'TIDEMARK_HEALTH_PORT', 0, true);
   const healthHost = env['TIDEMARK_HEALTH_HOST']?.trim() || '127.0.0.1';
   const natsConfig = natsConfigFromEnv(options.natsUrl !== undefined ? { ...env, TIDEMARK_NATS_URL: options.natsUrl } : env);
@@ -170,6 +176,7 @@ export async function bootstrap(
     instanceId,
     ackWaitMs,
     maxDeliver,
+    consumerPolicy: consumerPolicyOf(consumerSettings),
     healthPort: health.port,
   };
 }

@@ -7,23 +7,35 @@
 // ("the command stream is empty afterwards"), so a server that behaves otherwise fails loudly.
 import type { Consumer, JetStreamClient, JsMsg, MsgHdrs } from 'nats';
 import {
-  decodeObject, isRetryable, MAX_COMMAND_BYTES, parseCommandSubject, parseMessage, TidemarkError, toErrorInfo, type ErrorInfo, type Schema,
+  decodeObject, MAX_COMMAND_BYTES, parseCommandSubject, parseMessage, TidemarkError, toErrorInfo, type ErrorInfo, type Schema,
 } from '@tidemark/contracts';
 import type { CheckResult } from './health.js';
 import type { Logger } from './logger.js';
 import type { EventPublisher } from './publish.js';
 import { rejectCommand } from './intake.js';
 import { retryDelay, sleep } from './retry.js';
+import { consumerPolicyOf, decideFailure, isLastAttempt, retriesMayHelp, type ConsumerPolicy, type FailureDecision } from './consumer-policy.js';
 
+/** What a handler returns; the runner alone turns it into ack, nak with the policy's delay, or term. */
 export type Outcome =
+  | { readonly type: 'ack' }
+  /** The work failed: the runner decides final or retry (consumer-policy.ts) and then calls `report`, so its event is worded with that decision. */
+  | { readonly type: 'failed'; readonly error: unknown; readonly report?: FailureReport | undefined }
+  /** A command that can never succeed as sent (an unknown target): answered with command.rejected, then terminated. */
+  | { readonly type: 'reject'; readonly error: ErrorInfo };
+
+/** Publishes what a failure means for the sender (backup.failed, verify.failed…) once the runner has decided. */
+export type FailureReport = (decision: FailureDecision, error: unknown) => Promise<void>;
+
+/** How the runner settles a message: the only place ack, nak and term are chosen. */
+export type Settlement =
   | { readonly type: 'ack' }
   | { readonly type: 'nak'; readonly delayMs: number }
   | { readonly type: 'term'; readonly reason: string }
-  /** A command that can never succeed as sent (an unknown target): answered with command.rejected, then terminated. */
   | { readonly type: 'reject'; readonly error: ErrorInfo };
+
 export const ack = (): Outcome => ({ type: 'ack' });
-export const nakWithDelay = (delayMs: number): Outcome => ({ type: 'nak', delayMs: Math.max(0, Math.round(delayMs)) });
-export const term = (reason: string): Outcome => ({ type: 'term', reason });
+export const failed = (error: unknown, report?: FailureReport): Outcome => ({ type: 'failed', error, report });
 /** The sender's mistake, not a failure of the work: the runner publishes command.rejected (a warning, never a page) and terminates. */
 export const reject = (error: unknown): Outcome => ({ type: 'reject', error: toErrorInfo(error) });
 
@@ -32,16 +44,57 @@ export interface HandlerContext {
   /** 1 on first delivery. */
   readonly attempt: number;
   readonly maxDeliver: number;
+  /** Whether a failure of this delivery is final whatever its error (the policy's isLastAttempt). */
+  readonly isLastAttempt: boolean;
   /** Stream sequence: stable across redeliveries, used to derive default request ids. */
   readonly streamSequence: number;
   /** When the message was stored in the stream (stable across redeliveries). */
   readonly storedAt: Date;
   readonly headers: MsgHdrs | undefined;
-  /** Extends the ack deadline; the runner also calls it on a timer while the handler runs. */
-  working(): void;
-  /** Aborted on shutdown: long jobs should stop and return a nak so another instance takes over. */
+  /**
+   * The job moved forward (bytes moved, WAL replayed, rows checked). Only progress keeps the
+   * message's ack deadline extended; a job silent for its stall window is aborted with TIMEOUT.
+   */
+  progress(what?: string): void;
+  /**
+   * Aborted on shutdown (reason SHUTTING_DOWN: the message is handed back at once) or when the job
+   * stalled (reason TIMEOUT: retried by the policy). Jobs stop their tools and clean up on it.
+   */
   readonly signal: AbortSignal;
   readonly logger: Logger;
+}
+
+/**
+ * Settles an outcome the way the runner does: `failed` becomes nak with the policy's delay or
+ * term, after its report ran with that decision. A job aborted by shutdown is handed back
+ * without a report; one aborted because it stalled fails with the TIMEOUT that stopped it, not
+ * with the errors the abort caused.
+ */
+export async function settlementOf(
+  outcome: Outcome,
+  delivery: { readonly attempt: number; readonly maxDeliver: number; readonly signal: AbortSignal },
+  policy: Pick<ConsumerPolicy, 'backoff'>,
+  log: Logger,
+): Promise<Settlement> {
+  if (outcome.type !== 'failed') return outcome;
+  const abortReason: unknown = delivery.signal.aborted ? delivery.signal.reason : undefined;
+  if (abortReason instanceof TidemarkError && abortReason.code === 'SHUTTING_DOWN') return { type: 'nak', delayMs: 0 };
+  const error = abortReason instanceof TidemarkError && abortReason.code === 'TIMEOUT' ? abortReason : outcome.error;
+  const decision = decideFailure(error, delivery.attempt, delivery.maxDeliver, policy);
+  const info = toErrorInfo(error);
+  try {
+    await outcome.report?.(decision, error);
+  } catch (reportError) {
+    // The sender must learn the outcome: an unpublished report is tried again with the message.
+    log.error({ attempt: delivery.attempt, err: reportError }, 'could not report the failure; the message will be redelivered');
+    return { type: 'nak', delayMs: decision.final ? policy.backoff.initialMs : decision.retryInMs };
+  }
+  if (!decision.final) {
+    log.warn({ attempt: delivery.attempt, code: info.code, reason: info.message, retryInMs: decision.retryInMs }, 'handler failed; will retry');
+    return { type: 'nak', delayMs: decision.retryInMs };
+  }
+  log.error({ attempt: delivery.attempt, maxDeliver: delivery.maxDeliver, code: info.code, reason: info.message }, retriesMayHelp(error) ? 'handler failed on its last delivery' : 'handler failed with a permanent error');
+  return { type: 'term', reason: `${info.code}: ${info.message}` };
 }
 
 export interface ConsumerOptions<T> {
@@ -59,11 +112,10 @@ export interface ConsumerOptions<T> {
   readonly publisher: EventPublisher;
   /** Parallel messages (default 1). */
   readonly concurrency?: number;
-  /** How often working() is sent while a handler runs (default: a third of ack wait). */
-  readonly heartbeatMs?: number;
-  /** Backoff for a handler that throws a retryable error: base * 2^(attempt-1), capped (defaults 1 s and 60 s). */
-  readonly retryBaseDelayMs?: number;
-  readonly retryMaxDelayMs?: number;
+  /** Backoff and stall windows (default: consumerPolicyOf() with the default settings). */
+  readonly policy?: ConsumerPolicy;
+  /** How often the runner looks for progress and stalls (default: a third of the smaller of ack wait and stall window). */
+  readonly watchMs?: number;
   /** How long one pull waits for messages before asking again (default 5 s). */
   readonly fetchExpiresMs?: number;
 }
@@ -92,13 +144,12 @@ const DEFAULT_GRACE_MS = 10_000;
 
 /**
  * Pulls from a durable consumer (created beforehand with ensureConsumer) and runs `handler` for
- * each decoded, validated message. A handler that throws a retryable TidemarkError is nak'ed with
- * backoff; a non-retryable one (or a thrown unknown error on the last delivery) is terminated.
+ * each decoded, validated message. A failure (returned with `failed` or thrown) is settled by
+ * settlementOf: retryable with attempts left → nak with the policy's delay, else term.
  */
 export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
   const concurrency = Math.max(1, options.concurrency ?? 1);
-  const retryBaseDelayMs = options.retryBaseDelayMs ?? 1000;
-  const retryMaxDelayMs = options.retryMaxDelayMs ?? 60_000;
+  const policy = options.policy ?? consumerPolicyOf();
   const fetchExpiresMs = Math.max(1000, options.fetchExpiresMs ?? 5000);
   const log = options.logger.child({ stream: options.stream, consumer: options.durable });
   const inFlight = new Map<number, InFlight>();
@@ -133,13 +184,13 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
       await rejectCommand(options.publisher, msg.subject, msg.data, info, msg.seq);
     } catch (publishError) {
       log.error({ seq: msg.seq, err: publishError }, 'could not publish command.rejected; will retry');
-      msg.nak(retryDelay(msg.info.deliveryCount, retryBaseDelayMs, retryMaxDelayMs));
+      msg.nak(retryDelay(msg.info.deliveryCount, policy.backoff.initialMs, policy.backoff.maxMs));
       return;
     }
     msg.term();
   };
 
-  const settle = async (entry: InFlight | undefined, msg: JsMsg, outcome: Outcome): Promise<void> => {
+  const settle = async (entry: InFlight | undefined, msg: JsMsg, outcome: Settlement): Promise<void> => {
     if (entry?.abandoned) {
       log.warn({ seq: msg.seq, outcome: outcome.type }, 'handler finished after shutdown gave up on it; its outcome is dropped');
       return;
@@ -192,20 +243,6 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
     }
   };
 
-  const outcomeForError = (error: unknown, attempt: number, aborted: boolean): Outcome => {
-    const info = toErrorInfo(error);
-    if (aborted) return nakWithDelay(0);
-    const lastDelivery = maxDeliver > 0 && attempt >= maxDeliver;
-    const retry = error instanceof TidemarkError ? isRetryable(error) : true;
-    if (retry && !lastDelivery) {
-      const delayMs = retryDelay(attempt, retryBaseDelayMs, retryMaxDelayMs);
-      log.warn({ attempt, code: info.code, reason: info.message, retryInMs: delayMs }, 'handler failed; will retry');
-      return nakWithDelay(delayMs);
-    }
-    log.error({ attempt, maxDeliver, code: info.code, reason: info.message }, retry ? 'handler failed on its last delivery' : 'handler failed with a permanent error');
-    return term(`${info.code}: ${info.message}`);
-  };
-
   const handle = (msg: JsMsg) => {
     const seq = msg.seq;
     const existing = inFlight.get(seq);
@@ -224,12 +261,30 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
     });
     const entry: InFlight = { latest: msg, controller, done, abandoned: false };
     inFlight.set(seq, entry);
-    const working = () => {
-      if (!entry.abandoned) entry.latest.working();
+    const attempt = msg.info.deliveryCount;
+    const stallMs = Math.max(1, policy.stallMs(msg.subject));
+    let lastProgressAt = Date.now();
+    let lastProgress: string | undefined;
+    const progress = (what?: string) => {
+      lastProgressAt = Date.now();
+      if (what !== undefined) lastProgress = what;
     };
-    const heartbeat = setInterval(working, Math.max(100, options.heartbeatMs ?? Math.floor(ackWaitMs / 3)));
+    // The deadline is extended only while the job's last progress lies within its stall window,
+    // so a hung tool cannot keep its message forever, and silence for the whole window aborts it
+    // with TIMEOUT. Within the window a quiet step (an index build, a snapshot being created) keeps
+    // its message even when the window is longer than the ack wait: no redelivery while it runs.
+    const watch = setInterval(() => {
+      if (entry.abandoned || controller.signal.aborted) return;
+      const silentMs = Date.now() - lastProgressAt;
+      if (silentMs < stallMs) entry.latest.working();
+      if (silentMs >= stallMs) {
+        const seconds = Math.round(silentMs / 1000);
+        const last = lastProgress !== undefined ? ` (last progress: ${lastProgress})` : '';
+        log.warn({ seq, attempt, silentMs, stallMs, lastProgress }, 'job made no progress within its stall window; aborting it');
+        controller.abort(new TidemarkError('TIMEOUT', `${msg.subject}: the job made no progress for ${seconds} s (stall window ${Math.round(stallMs / 1000)} s)${last}; it was stopped`));
+      }
+    }, Math.max(50, options.watchMs ?? Math.floor(Math.min(ackWaitMs, stallMs) / 3)));
     void (async () => {
-      const attempt = msg.info.deliveryCount;
       try {
         const message = await admit(msg);
         if (message === undefined) return;
@@ -237,10 +292,11 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
           subject: msg.subject,
           attempt,
           maxDeliver,
+          isLastAttempt: isLastAttempt(attempt, maxDeliver),
           streamSequence: seq,
           storedAt: new Date(Math.floor(msg.info.timestampNanos / 1e6)),
           headers: msg.headers,
-          working,
+          progress,
           signal: controller.signal,
           logger: log.child({ subject: msg.subject, seq, attempt }),
         };
@@ -248,13 +304,13 @@ export function runConsumer<T>(options: ConsumerOptions<T>): RunningConsumer {
         try {
           outcome = await options.handler(message, context);
         } catch (error) {
-          outcome = outcomeForError(error, attempt, controller.signal.aborted);
+          outcome = failed(error);
         }
-        await settle(entry, msg, outcome);
+        await settle(entry, msg, await settlementOf(outcome, { attempt, maxDeliver, signal: controller.signal }, policy, context.logger));
       } catch (error) {
         log.error({ seq, err: error }, 'unexpected failure while settling a message; it will be redelivered after ack wait');
       } finally {
-        clearInterval(heartbeat);
+        clearInterval(watch);
         inFlight.delete(seq);
         resolveDone();
         notifySlot();

@@ -6,7 +6,8 @@ import {
 } from '@tidemark/contracts';
 import { connectNats, ensureConsumer, ensureStreams, natsConfigFromEnv } from '../src/nats.js';
 import { createEventPublisher, type EventPublisher } from '../src/publish.js';
-import { ack, nakWithDelay, runConsumer, type HandlerContext, type Outcome, type RunningConsumer } from '../src/consumer.js';
+import { ack, failed, runConsumer, type HandlerContext, type Outcome, type RunningConsumer } from '../src/consumer.js';
+import { consumerPolicyOf, DEFAULT_CONSUMER_SETTINGS, decideFailure, type ConsumerPolicy } from '../src/consumer-policy.js';
 import { collectRejections, eventually, quietLogger, sleep } from './helpers.js';
 
 const DURABLE = 'runtime-test-backups';
@@ -52,7 +53,11 @@ async function freshConsumer(ackWaitMs: number, maxDeliver = 5): Promise<void> {
 
 type Handler = (message: RequestBackup, context: HandlerContext) => Promise<Outcome>;
 
-function start(handler: Handler, extra: { concurrency?: number; retryBaseDelayMs?: number; heartbeatMs?: number } = {}): RunningConsumer {
+/** The default policy with a backoff starting at `initialMs` and the given stall window. */
+const policyOf = (initialMs: number, stallMs = 60_000): ConsumerPolicy =>
+  consumerPolicyOf({ ...DEFAULT_CONSUMER_SETTINGS, backoff: { initialSeconds: initialMs / 1000, maxSeconds: 60 }, stallSeconds: { backup: stallMs / 1000, restore: 600, verify: 600, other: 300 } });
+
+function start(handler: Handler, extra: { concurrency?: number; policy?: ConsumerPolicy; watchMs?: number } = {}): RunningConsumer {
   running = runConsumer({
     js, stream: COMMANDS_STREAM.name, durable: DURABLE, schema: RequestBackup, handler, logger: quietLogger, kind: 'command', publisher,
     fetchExpiresMs: 1000, ...extra,
@@ -164,7 +169,7 @@ describe('runConsumer: outcomes', () => {
       attempts.push({ attempt: context.attempt, at: Date.now() });
       if (context.attempt < 3) throw new TidemarkError('SOURCE_UNAVAILABLE', 'database is restarting');
       return ack();
-    }, { retryBaseDelayMs: 300 });
+    }, { policy: policyOf(300) });
     await js.publish(SUBJECT, text('{}'));
     await eventually(() => attempts.length >= 3 || undefined, 15_000, 'three attempts');
     await eventually(async () => ((await streamMessages()) === 0 ? true : undefined), 5000, 'an empty stream');
@@ -183,7 +188,7 @@ describe('runConsumer: outcomes', () => {
       attempts.push(context.attempt);
       if (message.reason === 'permanent') throw new TidemarkError('SOURCE_AUTH_FAILED', 'password authentication failed');
       throw new Error('unexpected');
-    }, { retryBaseDelayMs: 100 });
+    }, { policy: policyOf(100) });
     await js.publish(SUBJECT, text('{"reason":"permanent"}'));
     await eventually(() => attempts.length >= 1 || undefined, 5000, 'the first attempt');
     await eventually(async () => ((await streamMessages()) === 0 ? true : undefined), 5000, 'an empty stream');
@@ -194,21 +199,70 @@ describe('runConsumer: outcomes', () => {
     expect(attempts).toEqual([1, 1, 2]);
   });
 
-  it('keeps a handler slower than the ack wait from being redelivered (working heartbeat)', async () => {
+  it('keeps a handler that reports progress alive past the ack wait (one delivery in all)', async () => {
     const ackWaitMs = 1000;
     await freshConsumer(ackWaitMs);
     const calls: number[] = [];
     start(async (_message, context) => {
       calls.push(context.attempt);
-      await sleep(ackWaitMs * 3.5);
+      for (let step = 0; step < 14; step++) {
+        await sleep(250);
+        context.progress(`step ${step}`);
+      }
       return ack();
-    }, { concurrency: 2 });
+    }, { concurrency: 2, policy: policyOf(100, 2000) });
     await js.publish(SUBJECT, text('{}'));
     await eventually(async () => ((await streamMessages()) === 0 ? true : undefined), 15_000, 'an empty stream');
     await sleep(ackWaitMs * 1.5);
     expect(calls).toEqual([1]);
     // One delivery in all: the consumer sequence counts every delivery, redeliveries included.
     expect((await consumerInfo()).delivered.consumer_seq).toBe(1);
+  });
+
+  it('aborts a handler that stops reporting progress with TIMEOUT after its stall window, retries it, and fails it finally on the last attempt', async () => {
+    await freshConsumer(10_000, 2);
+    const seen: { attempt: number; reason: unknown; abortedAfterMs: number; isLast: boolean }[] = [];
+    const decisions: { final: boolean; code: string | undefined }[] = [];
+    start(async (_message, context) => {
+      const started = Date.now();
+      context.progress('started');
+      // A hung tool: nothing moves, and no timer keeps the message alive.
+      await new Promise<void>((resolve) => context.signal.addEventListener('abort', () => resolve(), { once: true }));
+      seen.push({ attempt: context.attempt, reason: context.signal.reason, abortedAfterMs: Date.now() - started, isLast: context.isLastAttempt });
+      return failed(new Error('the tool was killed'), async (decision, cause) => {
+        decisions.push({ final: decision.final, code: cause instanceof TidemarkError ? cause.code : undefined });
+      });
+    }, { policy: policyOf(100, 800), watchMs: 100 });
+    await js.publish(SUBJECT, text('{}'));
+    await eventually(() => seen.length >= 2 || undefined, 10_000, 'two attempts');
+    await eventually(async () => ((await streamMessages()) === 0 ? true : undefined), 5000, 'an empty stream');
+    expect(seen.map((s) => s.attempt)).toEqual([1, 2]);
+    expect(seen.map((s) => s.isLast)).toEqual([false, true]);
+    for (const attempt of seen) {
+      expect(attempt.reason).toBeInstanceOf(TidemarkError);
+      expect((attempt.reason as TidemarkError).code).toBe('TIMEOUT');
+      expect((attempt.reason as TidemarkError).retryable).toBe(true);
+      // Aborted after the 800 ms stall window, well before the 10 s ack wait.
+      expect(attempt.abortedAfterMs).toBeGreaterThanOrEqual(750);
+      expect(attempt.abortedAfterMs).toBeLessThan(3000);
+    }
+    // The report is written with the runner's decision and the TIMEOUT that stopped the job, not the error the abort caused.
+    expect(decisions).toEqual([{ final: false, code: 'TIMEOUT' }, { final: true, code: 'TIMEOUT' }]);
+    expect((await consumerInfo()).delivered.consumer_seq).toBe(2);
+  });
+
+  it('the backoff policy: initial delay doubling per attempt up to the cap; permanent errors and the last attempt are final', () => {
+    const policy = consumerPolicyOf({ ...DEFAULT_CONSUMER_SETTINGS, backoff: { initialSeconds: 2, maxSeconds: 10 } });
+    const retryable = new TidemarkError('SOURCE_UNAVAILABLE', 'down');
+    expect([1, 2, 3, 4, 5].map((attempt) => decideFailure(retryable, attempt, 10, policy).retryInMs)).toEqual([2000, 4000, 8000, 10_000, 10_000]);
+    expect(decideFailure(retryable, 4, 5, policy).final).toBe(false);
+    expect(decideFailure(retryable, 5, 5, policy)).toMatchObject({ final: true, retryInMs: 0 });
+    expect(decideFailure(retryable, 50, -1, policy).final).toBe(false);
+    expect(decideFailure(new TidemarkError('SOURCE_AUTH_FAILED', 'refused'), 1, 5, policy).final).toBe(true);
+    expect(decideFailure(new TidemarkError('TIMEOUT', 'stalled'), 1, 5, policy).final).toBe(false);
+    expect(policy.stallMs('backup.requested.pg.main')).toBe(300_000);
+    expect(policy.stallMs('restore.requested.qdrant.v')).toBe(600_000);
+    expect(policy.stallMs('artifact.stored.pg.main')).toBe(600_000);
   });
 
   it('runs messages in parallel up to the concurrency', async () => {
@@ -235,7 +289,7 @@ describe('runConsumer: outcomes', () => {
     const consumer = start(async (_message, context) => {
       started = true;
       await new Promise<void>((resolve) => context.signal.addEventListener('abort', () => resolve(), { once: true }));
-      return nakWithDelay(0);
+      return failed(context.signal.reason);
     });
     await js.publish(SUBJECT, text('{}'));
     await eventually(() => started || undefined, 5000, 'the handler to start');
@@ -259,12 +313,13 @@ describe('runConsumer: redelivery while running', () => {
   it('never runs a message twice at once, and acks the newest delivery', async () => {
     await freshConsumer(800);
     const calls: number[] = [];
-    // No heartbeat within the ack wait: the server redelivers while the handler still runs.
+    // The runner's watch (and so its in-progress ack) comes later than the ack wait, as when its
+    // event loop is blocked: the server redelivers while the handler still runs.
     start(async (_message, context) => {
       calls.push(context.attempt);
       await sleep(2500);
       return ack();
-    }, { concurrency: 3, heartbeatMs: 60_000 });
+    }, { concurrency: 3, watchMs: 60_000 });
     await js.publish(SUBJECT, text('{}'));
     await eventually(async () => ((await streamMessages()) === 0 ? true : undefined), 10_000, 'an empty stream');
     expect(calls).toEqual([1]);

@@ -1,5 +1,6 @@
 // What the engine agents' handlers share: the command's target and request id, error info for
-// events, the final-or-retry decision, and the events every agent publishes the same way
+// events, the failure reports worded with the consumer runner's final-or-retry decision, and the
+// events every agent publishes the same way
 // (backup.failed, restore.failed, artifact.stored + backup.completed). Only the engine-specific
 // work stays in the agents.
 import {
@@ -9,7 +10,7 @@ import {
 import type { TidemarkConfig } from '@tidemark/config';
 import { artifactKeys, type ArtifactStore } from '@tidemark/storage';
 import type { EncodeSummary, KeyRing } from '@tidemark/pipeline';
-import { nakWithDelay, reject, retryDelay, term, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
+import { failed, isLastAttempt, reject, retriesMayHelp, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
 
 /** The ports every agent's handlers work through; each agent adds its engine's port. */
 export interface AgentBaseDeps {
@@ -22,7 +23,7 @@ export interface AgentBaseDeps {
 }
 
 /** The part of the handler context an agent's handlers use. */
-export type AgentContext = Pick<HandlerContext, 'subject' | 'attempt' | 'maxDeliver' | 'streamSequence' | 'storedAt' | 'working' | 'signal' | 'logger'>;
+export type AgentContext = Pick<HandlerContext, 'subject' | 'attempt' | 'maxDeliver' | 'isLastAttempt' | 'streamSequence' | 'storedAt' | 'progress' | 'signal' | 'logger'>;
 
 type Publishing = Pick<AgentBaseDeps, 'publisher' | 'clock'>;
 type Attempt = Pick<AgentContext, 'attempt' | 'maxDeliver'>;
@@ -36,9 +37,6 @@ export function errorInfoOf(error: unknown): ErrorInfo {
   const info = toErrorInfo(error);
   return { ...info, message: clipped(info.message, MAX_EVENT_MESSAGE) };
 }
-
-/** Redelivery delay after a retryable failure: 2 s doubling to 60 s. */
-export const retryDelayMs = (attempt: number): number => retryDelay(attempt, 2_000, 60_000);
 
 /** The target named by a `<verb>.requested.<engine>.<target>` subject. */
 export function targetOfSubject(subject: string): string {
@@ -86,20 +84,18 @@ export function requestAgainHint(action: 'backup' | 'restore', engine: Engine, t
     : `Fix the cause and request the restore again (\`tidemark restore ${engine} ${target}\` with the same options).`;
 }
 
-/** Whether this delivery is the last one the consumer allows (maxDeliver 0 or less: no limit). */
-export const isLastDelivery = (ctx: Attempt): boolean => ctx.maxDeliver > 0 && ctx.attempt >= ctx.maxDeliver;
-
 /**
- * The error as the event reports it, with the sentence only this layer can write, because only
- * here is it known whether another attempt follows: "…; attempt 2 of 5, it will be retried", or
+ * The error as the event reports it, with the sentence only a failure report can write, because
+ * only the consumer runner's decision (`attempt`, `maxDeliver` of the FailureDecision it hands the
+ * report, judged by the runtime's one policy) says whether another attempt follows: "…; attempt 2 of 5, it will be retried", or
  * after the last one "gave up after 5 attempts: … <nextStep>". Errors themselves never say
  * whether they will be retried. A permanent error is reported as it is: retrying cannot help
  * and its message already says what to change.
  */
 export function failureOf(error: unknown, ctx: Attempt, nextStep: string): Failure {
   const info = toErrorInfo(error);
-  if (!info.retryable) return { info: { ...info, message: clipped(info.message, MAX_EVENT_MESSAGE) }, final: true };
-  if (!isLastDelivery(ctx)) {
+  if (!retriesMayHelp(error)) return { info: { ...info, message: clipped(info.message, MAX_EVENT_MESSAGE) }, final: true };
+  if (!isLastAttempt(ctx.attempt, ctx.maxDeliver)) {
     const suffix = `; attempt ${ctx.attempt}${ctx.maxDeliver > 0 ? ` of ${ctx.maxDeliver}` : ''}, it will be retried`;
     return { info: { ...info, message: `${clipped(info.message, MAX_EVENT_MESSAGE - suffix.length)}${suffix}` }, final: false };
   }
@@ -107,17 +103,6 @@ export function failureOf(error: unknown, ctx: Attempt, nextStep: string): Failu
   const suffix = `. ${nextStep}`;
   const cause = clipped(info.message.replace(/[.\s]+$/, ''), MAX_EVENT_MESSAGE - prefix.length - suffix.length);
   return { info: { ...info, message: `${prefix}${cause}${suffix}` }, final: true };
-}
-
-/** A final failure terminates the message, a retryable one is redelivered after a backoff; both are logged as `what`. */
-export function termOrRetry(failure: Failure, ctx: Attempt, log: Logger, what: string, fields: Record<string, unknown> = {}): Outcome {
-  const { info } = failure;
-  if (failure.final) {
-    log.error({ err: info, ...fields }, what);
-    return term(`${info.code}: ${info.message}`);
-  }
-  log.warn({ err: info, ...fields }, `${what}, will retry`);
-  return nakWithDelay(retryDelayMs(ctx.attempt));
 }
 
 export interface BackupFailure {
@@ -150,9 +135,12 @@ export async function publishBackupFailed(error: unknown, failure: BackupFailure
   return outcome;
 }
 
-/** backup.failed, then term or a delayed nak. */
-export async function backupFailed(error: unknown, failure: BackupFailure, deps: Publishing, ctx: Attempt, log: Logger): Promise<Outcome> {
-  return termOrRetry(await publishBackupFailed(error, failure, deps, ctx), ctx, log, 'backup failed');
+/** The backup failed: the runner decides final or retry, then backup.failed reports that decision. */
+export function backupFailed(error: unknown, failure: BackupFailure, deps: Publishing, log: Logger): Outcome {
+  return failed(error, async (decision, cause) => {
+    const reported = await publishBackupFailed(cause, failure, deps, decision);
+    log.warn({ err: reported.info, final: reported.final }, 'backup failed');
+  });
 }
 
 export interface RestoreFailure extends RestoreRun {
@@ -163,10 +151,14 @@ export interface RestoreFailure extends RestoreRun {
   readonly logFields: Record<string, unknown>;
 }
 
-/** A final failure publishes restore.failed (once per request) and terms; a retryable one is redelivered. */
-export async function restoreFailed(error: unknown, failure: RestoreFailure, deps: Publishing, ctx: Attempt, log: Logger): Promise<Outcome> {
+/** The restore failed: once the runner has decided it is final, restore.failed is published (once per request). */
+export function restoreFailed(error: unknown, failure: RestoreFailure, deps: Publishing, log: Logger): Outcome {
+  return failed(error, (decision, cause) => publishRestoreFailed(cause, failure, deps, decision, log));
+}
+
+async function publishRestoreFailed(error: unknown, failure: RestoreFailure, deps: Publishing, decision: Attempt, log: Logger): Promise<void> {
   const { engine, target, requestId, artifactId, database } = failure;
-  const outcome = failureOf(error, ctx, requestAgainHint('restore', engine, target));
+  const outcome = failureOf(error, decision, requestAgainHint('restore', engine, target));
   if (outcome.final) {
     await deps.publisher.publish(
       subjects.restoreFailed(engine, target),
@@ -175,7 +167,7 @@ export async function restoreFailed(error: unknown, failure: RestoreFailure, dep
       messageIds.restoreFailed(requestId),
     );
   }
-  return termOrRetry(outcome, ctx, log, 'restore failed', failure.logFields);
+  log.warn({ err: outcome.info, final: outcome.final, ...failure.logFields }, 'restore failed');
 }
 
 /** What an agent knows once an artifact's bytes are stored: everything its manifest says. */

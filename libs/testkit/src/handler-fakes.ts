@@ -1,7 +1,7 @@
 // What the handler unit and integration tests share: a publisher that records what it is given
 // (parsed by the event's schema, as the real one does) and a HandlerContext without a consumer.
 import type { Schema } from '@tidemark/contracts';
-import { createLogger, type EventPublisher, type HandlerContext } from '@tidemark/runtime';
+import { consumerPolicyOf, createLogger, isLastAttempt, settlementOf, type EventPublisher, type HandlerContext, type Outcome, type Settlement } from '@tidemark/runtime';
 
 export interface Published {
   readonly subject: string;
@@ -25,20 +25,23 @@ export function recordingPublisher(): RecordingPublisher {
   };
 }
 
-export type TestContext = HandlerContext & { workingCalls: number };
+export type TestContext = HandlerContext & { progressCalls: number };
 
-/** A HandlerContext for `subject` (first delivery of 5, silent logger) that counts `working()` calls. */
+/** A HandlerContext for `subject` (first delivery of 5, silent logger) that counts `progress()` calls. */
 export function testContext(subject: string, overrides: Partial<HandlerContext> = {}): TestContext {
+  const attempt = overrides.attempt ?? 1;
+  const maxDeliver = overrides.maxDeliver ?? 5;
   const ctx = {
     subject,
-    attempt: 1,
-    maxDeliver: 5,
+    attempt,
+    maxDeliver,
+    isLastAttempt: isLastAttempt(attempt, maxDeliver),
     streamSequence: 42,
     storedAt: new Date('2025-01-02T03:04:05Z'),
     headers: undefined,
-    workingCalls: 0,
-    working() {
-      ctx.workingCalls++;
+    progressCalls: 0,
+    progress() {
+      ctx.progressCalls++;
     },
     signal: new AbortController().signal,
     logger: createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' }),
@@ -47,5 +50,23 @@ export function testContext(subject: string, overrides: Partial<HandlerContext> 
   return ctx;
 }
 
+/**
+ * What the consumer runner makes of a handler's outcome on delivery `ctx` (with the default
+ * policy): a `failed` outcome runs its report and becomes nak or term, as in production.
+ */
+export async function settled(outcome: Outcome | Promise<Outcome>, ctx: Pick<HandlerContext, 'attempt' | 'maxDeliver' | 'signal' | 'logger'>): Promise<Settlement> {
+  return settlementOf(await outcome, ctx, consumerPolicyOf(), ctx.logger);
+}
+
 /** `testContext` with a fixed default subject, for a package whose tests mostly handle one subject. */
 export const testContextFor = (subject: string) => (overrides: Partial<HandlerContext> = {}): TestContext => testContext(subject, overrides);
+
+/**
+ * `handler` as the consumer runner runs it: the same arguments (the handler context last), its
+ * outcome settled by `settled`. Handler tests assert on acks, naks and terms this way.
+ */
+export function settling<A extends unknown[], C extends Pick<HandlerContext, 'attempt' | 'maxDeliver' | 'signal' | 'logger'>>(
+  handler: (...args: [...A, C]) => Promise<Outcome>,
+): (...args: [...A, C]) => Promise<Settlement> {
+  return (...args) => settled(handler(...args), args[args.length - 1] as C);
+}

@@ -6,7 +6,7 @@ import {
   BackupCompleted, BackupFailed, CommandRejected, EVENTS_STREAM, RestoreFailed, VerifyFailed, VerifyPassed, WAL_STREAM, WalProblem, consumers, decode,
   filters, parseMessage, subjects, type Schema,
 } from '@tidemark/contracts';
-import { ensureConsumer, runConsumer, type EventPublisher, type HandlerContext, type Logger, type Outcome, type RunningConsumer } from '@tidemark/runtime';
+import { ensureConsumer, runConsumer, type ConsumerPolicy, type EventPublisher, type HandlerContext, type Logger, type Outcome, type RunningConsumer } from '@tidemark/runtime';
 import { AlertDispatcher, type AlertChannel, type AlertStore } from './alerts/dispatcher.js';
 import { createJetStreamAlertStore } from './adapters/jetstream-alert-store.js';
 import { createWebhookChannel, type WebhookOptions } from './adapters/webhook-channel.js';
@@ -23,6 +23,8 @@ export interface AlerterContext {
   readonly publisher: EventPublisher;
   readonly ackWaitMs?: number;
   readonly maxDeliver?: number;
+  /** The config's `consumers:` policy (bootstrap's consumerPolicy); the runtime's default otherwise. */
+  readonly consumerPolicy?: ConsumerPolicy;
 }
 
 export interface AlerterOptions {
@@ -77,7 +79,7 @@ export async function startAlerter(config: TidemarkConfig, ctx: AlerterContext, 
 
   const deps: AlertHandlerDeps = { dispatcher, clock };
   const run = <T>(durable: string, schema: Schema<T>, handler: (event: T, context: HandlerContext) => Promise<Outcome>, stream = EVENTS_STREAM.name): RunningConsumer =>
-    runConsumer({ js, stream, durable, schema, handler, logger, kind: 'event', publisher });
+    runConsumer({ js, stream, durable, schema, handler, logger, kind: 'event', publisher, ...(ctx.consumerPolicy ? { policy: ctx.consumerPolicy } : {}) });
   const running = [
     run(consumers.alerterVerifyFailed, VerifyFailed, (e, c) => handleVerifyFailed(e, deps, c)),
     run(consumers.alerterBackupFailed, BackupFailed, (e, c) => handleBackupFailed(e, deps, c)),

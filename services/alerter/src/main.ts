@@ -6,7 +6,7 @@ import { startAlerter } from './alerter.js';
 
 runMain('alerter', async () => {
   const { config } = loadConfig(process.env);
-  const ctx = await bootstrap('alerter', { natsUrl: config.nats.url, eventEncoding: config.events.encoding });
+  const ctx = await bootstrap('alerter', { natsUrl: config.nats.url, eventEncoding: config.events.encoding, consumers: config.consumers });
   const alerter = await startAlerter(config, ctx);
   ctx.shutdown.add('alerter', () => alerter.stop());
   alerter.consumers.forEach((consumer) => ctx.watchConsumer(consumer));

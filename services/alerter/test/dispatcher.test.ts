@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import type { Alert } from '@tidemark/contracts';
-import { AlertDispatcher, DedupeWindow, handleBackupFailed, handleVerifyFailed, type AlertChannel, type AlertStore } from '../src/index.js';
+import { AlertDispatcher, DedupeWindow, handleBackupFailed, handleVerifyFailed as handleVerifyFailedUnsettled, type AlertChannel, type AlertStore } from '../src/index.js';
+import { settling } from '@tidemark/testkit';
+const handleVerifyFailed = settling(handleVerifyFailedUnsettled);
 
 const logger = pino({ enabled: false });
 const at = (iso: string) => new Date(iso);
@@ -92,7 +94,7 @@ describe('AlertDispatcher', () => {
 });
 
 describe('failure handlers', () => {
-  const ctx = { attempt: 1, logger };
+  const ctx = { attempt: 1, maxDeliver: 5, signal: new AbortController().signal, logger };
   const verifyFailed = {
     schemaVersion: 1 as const, engine: 'pg' as const, target: 'main', requestId: 'r', occurredAt: '2025-01-01T00:00:00.000Z',
     artifactId: 'a1', checks: [], durationMs: 1, error: { code: 'VERIFY_MISMATCH' as const, message: 'differs', retryable: false },

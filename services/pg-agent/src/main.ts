@@ -14,7 +14,7 @@ import { pgSourceProbe, sourceProbeIntervalMs } from './sources.js';
 runMain('pg-agent', async () => {
   const { config } = loadConfig(process.env);
   const keys = keyRingFromConfig(config);
-  const service = await bootstrap('pg-agent', { natsUrl: config.nats.url, eventEncoding: config.events.encoding });
+  const service = await bootstrap('pg-agent', { natsUrl: config.nats.url, eventEncoding: config.events.encoding, consumers: config.consumers });
   const { logger, shutdown } = service;
   const { store, breakerState, close } = await openArtifactStore(config, logger);
   shutdown.add('storage', close);
@@ -40,7 +40,7 @@ runMain('pg-agent', async () => {
   await ensureConsumer(service.jsm, COMMANDS_STREAM.name, consumers.agentBackups('pg'), filters.backupCommandsFor('pg'), consumerOptions);
   await ensureConsumer(service.jsm, COMMANDS_STREAM.name, consumers.agentRestores('pg'), filters.restoreCommandsFor('pg'), consumerOptions);
 
-  const common = { js: service.js, stream: COMMANDS_STREAM.name, logger, kind: 'command' as const, publisher: service.publisher };
+  const common = { js: service.js, stream: COMMANDS_STREAM.name, logger, kind: 'command' as const, publisher: service.publisher, policy: service.consumerPolicy };
   const backups = runConsumer({ ...common, durable: consumers.agentBackups('pg'), schema: RequestBackup, handler: (message, ctx) => handleBackupRequested(message, deps, ctx) });
   const restores = runConsumer({ ...common, durable: consumers.agentRestores('pg'), schema: RequestRestore, handler: (message, ctx) => handleRestoreRequested(message, deps, ctx) });
   shutdown.add('backup consumer', () => backups.stop());

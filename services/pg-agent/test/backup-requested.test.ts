@@ -5,8 +5,10 @@ import { RequestBackup, TidemarkError } from '@tidemark/contracts';
 import { parseConfig } from '@tidemark/config';
 import { ArtifactStore, createMemoryBackend, newArtifactId, type StorageBackend } from '@tidemark/storage';
 import { decodeStream, loadKeyRing } from '@tidemark/pipeline';
-import { handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
+import { handleBackupRequested as handleBackupRequestedUnsettled, type BackupDeps } from '../src/handlers/backup-requested.js';
 import { fakeCluster, recordingPublisher, SAMPLE_FACTS, TEST_CONFIG, TEST_KEY_HEX, testContext, type FakeCluster } from './fakes.js';
+import { settling } from '@tidemark/testkit';
+const handleBackupRequested = settling(handleBackupRequestedUnsettled);
 
 const dumpBytes = Buffer.from('PGDMP fake custom-format dump '.repeat(5000));
 
@@ -146,7 +148,7 @@ describe('backup.requested handler', () => {
     const controller = new AbortController();
     const cluster = fakeCluster(dumpBytes);
     cluster.failDumpWith = new TidemarkError('SHUTTING_DOWN', 'interrupted');
-    controller.abort();
+    controller.abort(new TidemarkError('SHUTTING_DOWN', 'the service is shutting down'));
     const { deps } = setup({ cluster });
     const outcome = await handleBackupRequested(command(), deps, testContext({ signal: controller.signal }));
     expect(outcome).toEqual({ type: 'nak', delayMs: 0 });

@@ -4,15 +4,17 @@
 // redelivery only re-announces, and failures are reported the way operators can act on.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PgBaseSourceFacts, RequestBackup, type Manifest } from '@tidemark/contracts';
+import { PgBaseSourceFacts, RequestBackup, TidemarkError, type Manifest } from '@tidemark/contracts';
 import { parseConfig, type Target } from '@tidemark/config';
 import { ArtifactStore, createBackend, newArtifactId } from '@tidemark/storage';
 import { decodeStream, loadKeyRing } from '@tidemark/pipeline';
 import { TarReader, parseLsn, pgCluster, startPgBaseBackup } from '@tidemark/pg';
 import { makeTempDir, removeTempDir, startPostgres, type PostgresServer } from '@tidemark/testkit';
-import { handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
+import { handleBackupRequested as handleBackupRequestedUnsettled, type BackupDeps } from '../src/handlers/backup-requested.js';
 import { recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
 import { createFixtureDatabase, FIXTURE_ROWS } from './fixture.js';
+import { settling } from '@tidemark/testkit';
+const handleBackupRequested = settling(handleBackupRequestedUnsettled);
 
 const PASSWORD_ENV = 'TM_TEST_BASE_PASSWORD';
 
@@ -76,7 +78,7 @@ ${targets}`;
     const outcome = await handleBackupRequested(RequestBackup.parse({ requestId: 'base-1', kind: 'base' }), deps, ctx);
     expect(outcome).toEqual({ type: 'ack' });
     expect(publisher.subjects()).toEqual(['backup.started.pg.main', 'artifact.stored.pg.main', 'backup.completed.pg.main']);
-    expect(ctx.workingCalls).toBeGreaterThan(0);
+    expect(ctx.progressCalls).toBeGreaterThan(0);
 
     const found = await store.readManifest('pg', 'main', newArtifactId('base-1', ctx.storedAt));
     manifest = found!;
@@ -176,7 +178,7 @@ ${targets}`;
   it('hands a throttled base backup back on shutdown and leaves no session behind', async () => {
     const deps = depsFor(configYaml(target('main', server.user, ', baseBackup: { maxRateKbps: 32 }')));
     const controller = new AbortController();
-    const ctx = testContext({ signal: controller.signal, working: () => controller.abort() });
+    const ctx = testContext({ signal: controller.signal, progress: () => controller.abort(new TidemarkError('SHUTTING_DOWN', 'the service is shutting down')) });
     publisher.published.length = 0;
     const outcome = await handleBackupRequested(RequestBackup.parse({ requestId: 'base-abort', kind: 'base' }), deps, ctx);
     expect(outcome).toEqual({ type: 'nak', delayMs: 0 });

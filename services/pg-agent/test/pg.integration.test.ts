@@ -6,11 +6,14 @@ import { parseConfig, type Target } from '@tidemark/config';
 import { ArtifactStore, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { makeTempDir, removeTempDir, startPostgres, type PostgresServer } from '@tidemark/testkit';
-import { handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
-import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
+import { handleBackupRequested as handleBackupRequestedUnsettled, type BackupDeps } from '../src/handlers/backup-requested.js';
+import { handleRestoreRequested as handleRestoreRequestedUnsettled } from '../src/handlers/restore-requested.js';
 import { pgCluster } from '@tidemark/pg';
 import { recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
 import { createFixtureDatabase, FIXTURE_ROWS, pgConfigYaml } from './fixture.js';
+import { settling } from '@tidemark/testkit';
+const handleBackupRequested = settling(handleBackupRequestedUnsettled);
+const handleRestoreRequested = settling(handleRestoreRequestedUnsettled);
 
 describe('pg-agent against PostgreSQL', () => {
   let server: PostgresServer;

@@ -10,11 +10,13 @@ import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RequestRestore } from '@tidemark/contracts';
+import { RequestRestore, TidemarkError } from '@tidemark/contracts';
 import { WalArchive, createFsBackend, type StorageBackend } from '@tidemark/storage';
 import { loadKeyRing, type KeyRing } from '@tidemark/pipeline';
-import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
+import { handleRestoreRequested as handleRestoreRequestedUnsettled } from '../src/handlers/restore-requested.js';
 import { pitrDeps, restoreContext, startPitrSource, stopRestoredServers, type PitrSource } from './pitr-fixture.js';
+import { settling } from '@tidemark/testkit';
+const handleRestoreRequested = settling(handleRestoreRequestedUnsettled);
 
 const KEY_HEX = '7c'.repeat(32);
 const OTHER_KEY_HEX = '3e'.repeat(32);
@@ -177,7 +179,7 @@ describe('point-in-time restore failures', () => {
     const controller = new AbortController();
     const publish = deps.publisher.publish.bind(deps.publisher);
     // Shut down as soon as the restore has started (the download is under way).
-    const publisher = { ...deps.publisher, publish: async (...args: Parameters<typeof publish>) => { await publish(...args); if (args[0].startsWith('restore.started')) controller.abort(); } };
+    const publisher = { ...deps.publisher, publish: async (...args: Parameters<typeof publish>) => { await publish(...args); if (args[0].startsWith('restore.started')) controller.abort(new TidemarkError('SHUTTING_DOWN', 'the service is shutting down')); } };
     const outcome = await handleRestoreRequested(RequestRestore.parse({ requestId: 'shutdown', pointInTime: { latest: true } }), { ...deps, publisher }, restoreContext({ signal: controller.signal }));
     expect(outcome).toMatchObject({ type: 'nak' });
     expect(deps.publisher.subjects()).toEqual(['restore.started.pg.main']);

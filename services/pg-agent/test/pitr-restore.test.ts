@@ -17,10 +17,12 @@ import { loadKeyRing, type KeyRing } from '@tidemark/pipeline';
 import { livePostmaster } from '@tidemark/pg';
 import { compactTimestamp } from '@tidemark/service';
 import { freePort } from '@tidemark/testkit';
-import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
+import { handleRestoreRequested as handleRestoreRequestedUnsettled } from '../src/handlers/restore-requested.js';
 import { RESTORE_MARKER } from '../src/restore/data-directory.js';
 import { WAL_FETCH_FILES } from '../src/restore/wal-server.js';
 import { completedEvent, labelsAt, pitrDeps, restoreContext, sleep, startPitrSource, stopRestoredServers, type PitrSource } from './pitr-fixture.js';
+import { settling } from '@tidemark/testkit';
+const handleRestoreRequested = settling(handleRestoreRequestedUnsettled);
 
 const KEY_HEX = '5a'.repeat(32);
 const READER_PASSWORD = 'reader-secret-1';

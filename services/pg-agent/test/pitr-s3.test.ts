@@ -7,8 +7,10 @@ import { RequestRestore } from '@tidemark/contracts';
 import { createS3Backend, type StorageBackend } from '@tidemark/storage';
 import { loadKeyRing, type KeyRing } from '@tidemark/pipeline';
 import { startS3, type S3Endpoint } from '@tidemark/testkit';
-import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
+import { handleRestoreRequested as handleRestoreRequestedUnsettled } from '../src/handlers/restore-requested.js';
 import { completedEvent, labelsAt, pitrDeps, restoreContext, startPitrSource, stopRestoredServers, type PitrSource } from './pitr-fixture.js';
+import { settling } from '@tidemark/testkit';
+const handleRestoreRequested = settling(handleRestoreRequestedUnsettled);
 
 describe('point-in-time restore from S3, through a partial segment', () => {
   let s3: S3Endpoint;

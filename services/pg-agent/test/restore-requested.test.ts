@@ -3,9 +3,12 @@ import { RequestBackup, RequestRestore, TidemarkError } from '@tidemark/contract
 import { parseConfig } from '@tidemark/config';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
-import { handleBackupRequested } from '../src/handlers/backup-requested.js';
-import { handleRestoreRequested, pickArtifact, type RestoreDeps } from '../src/handlers/restore-requested.js';
+import { handleBackupRequested as handleBackupRequestedUnsettled } from '../src/handlers/backup-requested.js';
+import { handleRestoreRequested as handleRestoreRequestedUnsettled, pickArtifact, type RestoreDeps } from '../src/handlers/restore-requested.js';
 import { fakeCluster, recordingPublisher, TEST_CONFIG, TEST_KEY_HEX, testContext } from './fakes.js';
+import { settling } from '@tidemark/testkit';
+const handleBackupRequested = settling(handleBackupRequestedUnsettled);
+const handleRestoreRequested = settling(handleRestoreRequestedUnsettled);
 
 const dumpBytes = Buffer.from('PGDMP restore me '.repeat(2000));
 

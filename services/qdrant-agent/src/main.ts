@@ -12,7 +12,7 @@ import { handleRestoreRequested } from './handlers/restore-requested.js';
 runMain('qdrant-agent', async () => {
   const { config } = loadConfig(process.env);
   const keys = keyRingFromConfig(config);
-  const service = await bootstrap('qdrant-agent', { natsUrl: config.nats.url, eventEncoding: config.events.encoding });
+  const service = await bootstrap('qdrant-agent', { natsUrl: config.nats.url, eventEncoding: config.events.encoding, consumers: config.consumers });
   const { logger, shutdown } = service;
   const { store, breakerState, close } = await openArtifactStore(config, logger);
   shutdown.add('storage', close);
@@ -61,7 +61,7 @@ runMain('qdrant-agent', async () => {
   await ensureConsumer(service.jsm, COMMANDS_STREAM.name, consumers.agentBackups('qdrant'), filters.backupCommandsFor('qdrant'), consumerOptions);
   await ensureConsumer(service.jsm, COMMANDS_STREAM.name, consumers.agentRestores('qdrant'), filters.restoreCommandsFor('qdrant'), consumerOptions);
 
-  const common = { js: service.js, stream: COMMANDS_STREAM.name, logger, kind: 'command' as const, publisher: service.publisher };
+  const common = { js: service.js, stream: COMMANDS_STREAM.name, logger, kind: 'command' as const, publisher: service.publisher, policy: service.consumerPolicy };
   const backups = runConsumer({ ...common, durable: consumers.agentBackups('qdrant'), schema: RequestBackup, handler: (message, ctx) => handleBackupRequested(message, deps, ctx) });
   const restores = runConsumer({ ...common, durable: consumers.agentRestores('qdrant'), schema: RequestRestore, handler: (message, ctx) => handleRestoreRequested(message, deps, ctx) });
   shutdown.add('backup consumer', () => backups.stop());

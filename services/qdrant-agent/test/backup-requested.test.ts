@@ -5,9 +5,11 @@ import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { createLogger } from '@tidemark/runtime';
 import { EXPORT_FORMAT, guardPort, SNAPSHOT_FORMAT, type GuardedPort, type QdrantPort } from '@tidemark/qdrant';
-import { collectionArtifactId, handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
+import { collectionArtifactId, handleBackupRequested as handleBackupRequestedUnsettled, type BackupDeps } from '../src/handlers/backup-requested.js';
 import { fakePort, seed, type FakePort } from '@tidemark/testkit';
 import { qdrantConfigYaml, recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
+import { settling } from '@tidemark/testkit';
+const handleBackupRequested = settling(handleBackupRequestedUnsettled);
 
 // The agent always talks through guardPort (error mapping, breakers), so the tests do too.
 const guarded: GuardedPort[] = [];

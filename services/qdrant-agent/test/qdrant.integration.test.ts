@@ -9,9 +9,12 @@ import { loadKeyRing } from '@tidemark/pipeline';
 import { createLogger } from '@tidemark/runtime';
 import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant';
 import { makeTempDir, removeTempDir, startQdrant, type QdrantTestServer, points, scrollAll, seedDocs } from '@tidemark/testkit';
-import { collectionArtifactId, handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
-import { handleRestoreRequested } from '../src/handlers/restore-requested.js';
+import { collectionArtifactId, handleBackupRequested as handleBackupRequestedUnsettled, type BackupDeps } from '../src/handlers/backup-requested.js';
+import { handleRestoreRequested as handleRestoreRequestedUnsettled } from '../src/handlers/restore-requested.js';
 import { qdrantConfigYaml, recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
+import { settling } from '@tidemark/testkit';
+const handleBackupRequested = settling(handleBackupRequestedUnsettled);
+const handleRestoreRequested = settling(handleRestoreRequestedUnsettled);
 
 const silent = createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' });
 

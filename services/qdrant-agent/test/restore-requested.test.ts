@@ -5,10 +5,13 @@ import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { createLogger } from '@tidemark/runtime';
 import { guardPort, type GuardedPort } from '@tidemark/qdrant';
-import { collectionArtifactId, handleBackupRequested, type BackupDeps } from '../src/handlers/backup-requested.js';
-import { handleRestoreRequested, pickArtifact } from '../src/handlers/restore-requested.js';
+import { collectionArtifactId, handleBackupRequested as handleBackupRequestedUnsettled, type BackupDeps } from '../src/handlers/backup-requested.js';
+import { handleRestoreRequested as handleRestoreRequestedUnsettled, pickArtifact } from '../src/handlers/restore-requested.js';
 import { fakePort, seed } from '@tidemark/testkit';
 import { qdrantConfigYaml, recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
+import { settling } from '@tidemark/testkit';
+const handleBackupRequested = settling(handleBackupRequestedUnsettled);
+const handleRestoreRequested = settling(handleRestoreRequestedUnsettled);
 
 const guarded: GuardedPort[] = [];
 afterEach(() => {

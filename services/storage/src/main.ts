@@ -10,7 +10,7 @@ import { startStorageService } from './service.js';
 
 runMain('storage', async () => {
   const { config, path } = loadConfig();
-  const ctx = await bootstrap('storage', { natsUrl: config.nats.url, eventEncoding: config.events.encoding });
+  const ctx = await bootstrap('storage', { natsUrl: config.nats.url, eventEncoding: config.events.encoding, consumers: config.consumers });
   ctx.logger.info({ config: path }, 'configuration loaded');
 
   const { store, breakerState, close } = await openArtifactStore(config, ctx.logger);
@@ -38,6 +38,7 @@ runMain('storage', async () => {
     orphanGraceMinutes: config.storage.orphanGraceMinutes,
     ackWaitMs: ctx.ackWaitMs,
     maxDeliver: ctx.maxDeliver,
+    consumerPolicy: ctx.consumerPolicy,
     walTargets: walTargets(config).map((t) => t.name),
     archiveCheckIntervalMs: config.pg.archiveCheckIntervalSeconds * 1000,
     ...(keyRing ? { keyRing } : {}),

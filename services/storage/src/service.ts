@@ -2,7 +2,7 @@
 // very same thing. Nothing here is logic: see catalog/, handlers/ and retention/.
 import type { JetStreamClient, JetStreamManager, NatsConnection, Subscription } from 'nats';
 import { ArtifactStored, EVENTS_STREAM, VerifyFailed, VerifyPassed, consumers, filters, type Schema } from '@tidemark/contracts';
-import { ensureConsumer, runConsumer, type EventPublisher, type Logger, type RunningConsumer } from '@tidemark/runtime';
+import { ensureConsumer, runConsumer, type ConsumerPolicy, type EventPublisher, type Logger, type RunningConsumer } from '@tidemark/runtime';
 import type { KeyRing } from '@tidemark/pipeline';
 import { WalArchive, type ArtifactStore } from '@tidemark/storage';
 import { Catalog } from './catalog/catalog.js';
@@ -25,6 +25,8 @@ export interface StorageServiceDeps {
   readonly orphanGraceMinutes: number;
   readonly ackWaitMs?: number;
   readonly maxDeliver?: number;
+  /** The config's `consumers:` policy (bootstrap's consumerPolicy); the runtime's default otherwise. */
+  readonly consumerPolicy?: ConsumerPolicy;
   readonly planOptions?: PlanOptions;
   /** Tests run retention by hand; production leaves this on. */
   readonly runRetentionPeriodically?: boolean;
@@ -78,6 +80,7 @@ export async function startStorageService(deps: StorageServiceDeps): Promise<Sto
       publisher: deps.publisher,
       logger,
       handler: (event, context) => handleArtifactEvent(event, { catalog }, context),
+      ...(deps.consumerPolicy ? { policy: deps.consumerPolicy } : {}),
     }),
   );
   const walArchive = new WalArchive(deps.store.backend);

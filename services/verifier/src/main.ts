@@ -9,7 +9,7 @@ import { handleArtifactStored, type VerifierDeps } from './handlers/artifact-sto
 runMain('verifier', async () => {
   const { config } = loadConfig(process.env);
   const keys = keyRingFromConfig(config);
-  const service = await bootstrap('verifier', { natsUrl: config.nats.url, eventEncoding: config.events.encoding });
+  const service = await bootstrap('verifier', { natsUrl: config.nats.url, eventEncoding: config.events.encoding, consumers: config.consumers });
   const { logger, shutdown } = service;
   const { store, breakerState, close } = await openArtifactStore(config, logger);
   shutdown.add('storage', close);
@@ -57,6 +57,7 @@ runMain('verifier', async () => {
     logger,
     kind: 'event',
     publisher: service.publisher,
+    policy: service.consumerPolicy,
   });
   shutdown.add('artifact consumer', () => artifacts.stop());
   service.watchConsumer(artifacts);

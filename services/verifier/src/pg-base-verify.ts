@@ -6,6 +6,7 @@
 // system identifier, server version, and the data-level facts of the target's database taken at
 // backup start (tables written while the backup ran are only read, see compareBaseFacts). The
 // server is always stopped and the directory always removed.
+import { reportingBytes } from '@tidemark/runtime';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -41,9 +42,9 @@ export interface PgBaseVerifyDeps {
 }
 
 export interface PgBaseVerifyProgress {
-  readonly working: () => void;
+  /** Called as the job moves (bytes extracted, each check done): the verification's progress. */
+  readonly progress: (what?: string) => void;
   readonly signal?: AbortSignal;
-  readonly heartbeatMs?: number;
   /** Random part of the scratch directory's name. */
   readonly suffix: string;
   /** Told when the scratch directory could not be removed (it must then be removed by hand). */
@@ -160,22 +161,24 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
   const decoded = decodeCommitted(stored, manifest, deps.keys);
   let client: pg.Client | undefined;
   let server: BaseBackupServer | undefined;
-  const shutdown = () => new TidemarkError('SHUTTING_DOWN', 'verification interrupted by shutdown');
+  // The runner's reason: SHUTTING_DOWN, or TIMEOUT when the job stalled.
+  const shutdown = (): Error => (progress.signal?.reason instanceof Error ? progress.signal.reason : new TidemarkError('SHUTTING_DOWN', 'verification interrupted by shutdown'));
   const abort = () => {
     decoded.destroy(shutdown());
     void client?.end().catch(() => undefined);
   };
   progress.signal?.addEventListener('abort', abort, { once: true });
-  const heartbeat = setInterval(() => progress.working(), progress.heartbeatMs ?? 5_000);
   try {
-    const extracted = await extractTar(decoded, dir);
+    const extracted = await extractTar(reportingBytes(decoded, (bytes) => progress.progress(`extracted ${bytes} bytes`)), dir);
     checks.push({ name: 'extract', ok: true, actual: { files: extracted.files, bytes: extracted.bytes } });
     // Throws INTEGRITY_CHECKSUM_MISMATCH when a file differs from PostgreSQL's backup_manifest.
     await verifyBaseBackup(dir, env);
     checks.push({ name: 'pg_verifybackup', ok: true, detail: 'every file matches the backup_manifest' });
+    progress.progress('pg_verifybackup passed');
     if (progress.signal?.aborted) throw shutdown();
 
     server = await startOnFreePort(dir, settings, user);
+    progress.progress('scratch server started');
     if (progress.signal?.aborted) throw shutdown();
     const connect = async (database: string) => {
       const opened = new pg.Client({ host: server!.socketDir, port: server!.port, user, database, connectionTimeoutMillis: 15_000 });
@@ -212,7 +215,6 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
     }
     return checks;
   } finally {
-    clearInterval(heartbeat);
     progress.signal?.removeEventListener('abort', abort);
     stored.destroy();
     decoded.destroy();

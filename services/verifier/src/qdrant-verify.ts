@@ -6,6 +6,7 @@
 //   - an export or incremental (EXPORT_FORMAT): the chain is read from the bucket (parentId up to
 //     the full export) and applied with restoreChain.
 // The scratch collection is always deleted, whatever happened.
+import { reportingBytes } from '@tidemark/runtime';
 import type { Readable } from 'node:stream';
 import { QdrantSourceFacts, SchemaError, TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
@@ -18,9 +19,9 @@ export interface QdrantVerifyDeps {
 }
 
 export interface QdrantVerifyProgress {
-  readonly working: () => void;
+  /** Bytes of the artifact read into the sandbox: the verification's progress. */
+  readonly progress: (what?: string) => void;
   readonly signal?: AbortSignal;
-  readonly heartbeatMs?: number;
   /** Told when the scratch collection could not be deleted (it must then be deleted by hand). */
   readonly onCleanupError?: (error: unknown, collection: string) => void;
 }
@@ -71,32 +72,32 @@ export async function verifyQdrantArtifact(
   const port = sandboxPort(sandbox);
   const opened: Readable[] = [];
   const abort = () => {
-    for (const stream of opened) stream.destroy(new TidemarkError('INTERNAL', 'verification interrupted by shutdown'));
+    const reason: unknown = progress.signal?.reason;
+    for (const stream of opened) stream.destroy(reason instanceof Error ? reason : new TidemarkError('SHUTTING_DOWN', 'verification interrupted by shutdown'));
   };
   const open = async (artifact: Manifest): Promise<Readable> => {
     const stored = await deps.store.openData(artifact);
     const decoded = decodeCommitted(stored, artifact, deps.keys);
     // Consumers see errors through their own reads; these keep a late error (after a failed
     // upsert, say) from going unhandled once nobody reads any more.
-    for (const stream of [decoded, stored]) {
+    const counted = reportingBytes(decoded, (bytes) => progress.progress(`read ${bytes} bytes of ${artifact.id}`));
+    for (const stream of [counted, decoded, stored]) {
       stream.on('error', () => undefined);
       opened.push(stream);
     }
-    return decoded;
+    return counted;
   };
   // Never touch a collection that is not ours: the name is random, but check before claiming it.
   if (await port.collectionExists(scratch)) {
     throw new TidemarkError('RESTORE_TARGET_EXISTS', `scratch collection ${scratch} already exists on the qdrant sandbox; delete it and retry`);
   }
   progress.signal?.addEventListener('abort', abort, { once: true });
-  const heartbeat = setInterval(() => progress.working(), progress.heartbeatMs ?? 5_000);
   try {
     if (manifest.format === SNAPSHOT_FORMAT) await restoreSnapshot(port, scratch, manifest, facts, open);
     else if (manifest.format === EXPORT_FORMAT) await restoreExportChain(port, scratch, manifest, deps.store, open);
     else throw new TidemarkError('INTEGRITY_FORMAT', `qdrant artifact ${manifest.id} has format ${JSON.stringify(manifest.format)}, which the verifier cannot restore`);
     return await compareWithFacts(port, scratch, facts);
   } finally {
-    clearInterval(heartbeat);
     progress.signal?.removeEventListener('abort', abort);
     for (const stream of opened) stream.destroy();
     await deleteScratch(port, scratch).catch((error: unknown) => progress.onCleanupError?.(error, scratch));

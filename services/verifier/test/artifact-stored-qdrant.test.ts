@@ -5,8 +5,10 @@ import { TidemarkError, type Manifest, type QdrantSourceFacts } from '@tidemark/
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { recordingPublisher, testContextFor, fakePort, seed, type FakePort } from '@tidemark/testkit';
-import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
+import { handleArtifactStored as handleArtifactStoredUnsettled, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 import { storeExportArtifact, storeIncrementalArtifact, storeSnapshotArtifact, storedEvent } from './qdrant-artifacts.js';
+import { settling } from '@tidemark/testkit';
+const handleArtifactStored = settling(handleArtifactStoredUnsettled);
 
 const keys = loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: '44'.repeat(32) });
 const SNAPSHOT_ID = '20250101T000000Z-aaaaaaaaaa';
@@ -122,7 +124,7 @@ describe('artifact.stored handler (verifier), qdrant artifacts', () => {
     const original = await buffer(await store.backend.open(manifest.data.key));
     original[Math.floor(original.length / 2)]! ^= 0xff;
     await store.backend.save(manifest.data.key, original);
-    expect(await handleArtifactStored(storedEvent(manifest), deps, ctx())).toEqual({ type: 'ack' });
+    expect(await handleArtifactStored(storedEvent(manifest), deps, ctx())).toMatchObject({ type: 'term' });
     expect(published[0]?.subject).toBe('verify.failed.qdrant.vectors');
     expect((published[0]?.event.error as { code: string }).code).toMatch(/^INTEGRITY_/);
     expect(box.port.collections.size).toBe(0);
@@ -143,7 +145,7 @@ describe('artifact.stored handler (verifier), qdrant artifacts', () => {
     expect(box.created.size).toBe(1);
     expect(box.port.collections.size).toBe(0);
     box.port.failNext('count', refused(), 1);
-    expect(await handleArtifactStored(storedEvent(manifest), deps, ctx({ attempt: 5 }))).toEqual({ type: 'ack' });
+    expect(await handleArtifactStored(storedEvent(manifest), deps, ctx({ attempt: 5 }))).toMatchObject({ type: 'term' });
     expect(published[0]).toMatchObject({ subject: 'verify.failed.qdrant.vectors', event: { error: { code: 'SANDBOX_UNAVAILABLE', retryable: true } } });
     expect(box.port.collections.size).toBe(0);
   });
@@ -159,7 +161,7 @@ describe('artifact.stored handler (verifier), qdrant artifacts', () => {
   it('surfaces a sandbox refusal that is not about reachability as final', async () => {
     const { manifest, box, published, deps } = await setup();
     box.port.failNext('uploadSnapshot', new TidemarkError('INTERNAL', 'qdrant rejected snapshot upload (400)'));
-    expect(await handleArtifactStored(storedEvent(manifest), deps, ctx())).toEqual({ type: 'ack' });
+    expect(await handleArtifactStored(storedEvent(manifest), deps, ctx())).toMatchObject({ type: 'term' });
     expect(published[0]).toMatchObject({ subject: 'verify.failed.qdrant.vectors', event: { error: { code: 'INTERNAL' } } });
     expect(box.port.collections.size).toBe(0);
   });

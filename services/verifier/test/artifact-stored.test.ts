@@ -6,7 +6,9 @@ import { ArtifactStore, artifactKeys, createMemoryBackend } from '@tidemark/stor
 import { encodeStream, loadKeyRing } from '@tidemark/pipeline';
 import type { PgCluster } from '@tidemark/pg';
 import { recordingPublisher, testContextFor } from '@tidemark/testkit';
-import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
+import { handleArtifactStored as handleArtifactStoredUnsettled, type VerifierDeps } from '../src/handlers/artifact-stored.js';
+import { settling } from '@tidemark/testkit';
+const handleArtifactStored = settling(handleArtifactStoredUnsettled);
 
 const FACTS: PgSourceFacts = {
   serverVersion: '15.14',

@@ -10,8 +10,10 @@ import { loadKeyRing } from '@tidemark/pipeline';
 import { createLogger } from '@tidemark/runtime';
 import { createQdrantPort, guardPort, type GuardedPort, type QdrantPoint } from '@tidemark/qdrant';
 import { makeTempDir, recordingPublisher, removeTempDir, startQdrant, testContextFor, testProvider, type QdrantTestServer } from '@tidemark/testkit';
-import { handleArtifactStored, type VerifierDeps } from '../src/handlers/artifact-stored.js';
+import { handleArtifactStored as handleArtifactStoredUnsettled, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 import { storeExportArtifact, storeIncrementalArtifact, storeSnapshotArtifact, storedEvent } from './qdrant-artifacts.js';
+import { settling } from '@tidemark/testkit';
+const handleArtifactStored = settling(handleArtifactStoredUnsettled);
 
 const logger = createLogger('verifier-qdrant-it', { TIDEMARK_LOG_LEVEL: 'silent' });
 const ctx = testContextFor('artifact.stored.qdrant.vectors');
@@ -98,7 +100,7 @@ describe('verifier against qdrant', () => {
     const stored = await buffer(await store.backend.open(manifest.data.key));
     stored[Math.floor(stored.length / 2)]! ^= 0x01;
     await store.backend.save(manifest.data.key, stored);
-    expect(await handleArtifactStored(storedEvent(manifest), deps, ctx())).toEqual({ type: 'ack' });
+    expect(await handleArtifactStored(storedEvent(manifest), deps, ctx())).toMatchObject({ type: 'term' });
     const last = published.at(-1)!;
     expect(last.subject).toBe('verify.failed.qdrant.vectors');
     expect((last.event['error'] as { code: string }).code).toMatch(/^INTEGRITY_/);

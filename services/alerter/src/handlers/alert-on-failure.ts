@@ -1,8 +1,8 @@
 // Handlers for the failure events: decode is done by the consumer runner; here the event is
-// turned into an alert and raised. Storing the alert failing (NATS away) naks the event so it
-// comes back; everything else acks.
+// turned into an alert and raised. Storing the alert failing (NATS away) fails the event, and the
+// consumer runner's policy brings it back; everything else acks.
 import type { Alert, BackupFailed, CommandRejected, RestoreFailed, VerifyFailed, WalProblem } from '@tidemark/contracts';
-import { retryDelay, type HandlerContext, type Outcome } from '@tidemark/runtime';
+import { failed, type HandlerContext, type Outcome } from '@tidemark/runtime';
 import { backupFailedAlert, commandRejectedAlert, restoreFailedAlert, verifyFailedAlert, walProblemAlert } from '../alerts/rules.js';
 import type { AlertDispatcher } from '../alerts/dispatcher.js';
 
@@ -14,8 +14,6 @@ export interface AlertHandlerDeps {
 type Ctx = Pick<HandlerContext, 'attempt' | 'logger'>;
 
 const ACK: Outcome = { type: 'ack' };
-/** Backoff for a failed alert store: 2 s, 4 s, 8 s … capped at a minute. */
-const retryDelayMs = (attempt: number) => retryDelay(attempt, 2_000, 60_000);
 
 async function raise(alert: Alert | undefined, deps: AlertHandlerDeps, ctx: Ctx): Promise<Outcome> {
   if (!alert) return ACK;
@@ -23,9 +21,8 @@ async function raise(alert: Alert | undefined, deps: AlertHandlerDeps, ctx: Ctx)
     await deps.dispatcher.raise(alert, deps.clock());
     return ACK;
   } catch (error) {
-    const delayMs = retryDelayMs(ctx.attempt);
-    ctx.logger.warn({ dedupeKey: alert.dedupeKey, err: error, delayMs }, 'storing the alert failed; the event will be retried');
-    return { type: 'nak', delayMs };
+    ctx.logger.warn({ dedupeKey: alert.dedupeKey, err: error, attempt: ctx.attempt }, 'storing the alert failed');
+    return failed(error);
   }
 }
 

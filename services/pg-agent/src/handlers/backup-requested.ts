@@ -7,7 +7,7 @@ import {
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
-import { ack, nakWithDelay, reject, type Outcome } from '@tidemark/runtime';
+import { ack, reject, type Outcome } from '@tidemark/runtime';
 import {
   announceArtifact, backupFailed, eventScope, requestIdOf, settleAll, targetOfSubject, unknownTarget, type AgentContext as Context,
 } from '@tidemark/service';
@@ -32,7 +32,8 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
   const log = ctx.logger.child({ target: targetName, requestId, artifactId });
   const scope = eventScope('pg', targetName, requestId);
 
-  const failed = (error: unknown): Promise<Outcome> => backupFailed(error, { engine: 'pg', target: targetName, requestId, kind, artifactId }, deps, ctx, log);
+  // The runner settles it: shutdown hands the command back, a stall fails it with TIMEOUT.
+  const failed = (error: unknown): Outcome => backupFailed(error, { engine: 'pg', target: targetName, requestId, kind, artifactId }, deps, log);
 
   if (kind !== 'logical' && kind !== 'base') {
     return reject(new TidemarkError('COMMAND_INVALID', `kind: the pg agent makes "logical" and "base" backups; "${kind}" is not one of them`));
@@ -83,10 +84,6 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
     const source = kind === 'base' ? await startBaseBackupSource(target, plan, deps, ctx) : await startDumpSource(target, deps, ctx);
     manifest = await storeArtifact(target, plan, source, deps, ctx);
   } catch (error) {
-    if (ctx.signal.aborted) {
-      log.warn('backup interrupted by shutdown; handing it back');
-      return nakWithDelay(0);
-    }
     return failed(error);
   }
   await announceArtifact('pg', manifest, deps);

@@ -7,7 +7,7 @@
 import { TidemarkError, type Manifest, type RequestRestore } from '@tidemark/contracts';
 import { findTarget } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
-import { ack, nakWithDelay, type Outcome } from '@tidemark/runtime';
+import { ack, type Outcome } from '@tidemark/runtime';
 import { derivedDatabaseName, restoreArtifact } from '@tidemark/pg';
 import {
   compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, unknownTarget, type AgentContext as Context,
@@ -39,8 +39,8 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
   let artifactId: string | undefined;
   let database: string | undefined;
 
-  const failed = (error: unknown): Promise<Outcome> =>
-    restoreFailed(error, { ...run, artifactId, database, logFields: { artifactId, database } }, deps, ctx, log);
+  // The runner settles it: shutdown hands the command back, a stall fails it with TIMEOUT.
+  const failed = (error: unknown): Outcome => restoreFailed(error, { ...run, artifactId, database, logFields: { artifactId, database } }, deps, log);
 
   const target = findTarget(deps.config, 'pg', targetName);
   if (!target) return unknownTarget(deps.config, 'pg', targetName);
@@ -97,10 +97,6 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
       }
     }
   } catch (error) {
-    if (ctx.signal.aborted) {
-      log.warn('restore interrupted by shutdown; handing it back');
-      return nakWithDelay(0);
-    }
     return failed(error);
   }
 

@@ -46,10 +46,10 @@ export async function storeArtifact(target: Target, plan: ArtifactPlan, source: 
   let lastReported = 0;
   const progress = setInterval(() => {
     const now = source.progress();
-    // Only progress keeps the command alive: a tool that hangs lets the ack wait expire.
+    // Only progress keeps the command alive: a tool that hangs stops it, and the runner's stall window aborts the job.
     if (now === lastReported) return;
     lastReported = now;
-    ctx.working();
+    ctx.progress(`${plan.kind} backup: ${now}`);
     ctx.logger.debug({ artifactId: plan.artifactId, progress: now }, 'backup in progress');
   }, deps.progressIntervalMs ?? 5_000);
   try {

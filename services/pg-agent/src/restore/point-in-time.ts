@@ -22,7 +22,7 @@ import {
 import type { Target } from '@tidemark/config';
 import { WalArchive } from '@tidemark/storage';
 import { decodeCommitted } from '@tidemark/pipeline';
-import { ack, nakWithDelay, type Logger, type Outcome } from '@tidemark/runtime';
+import { ack, reportingBytes, type Logger, type Outcome } from '@tidemark/runtime';
 import {
   checkRestoredServer, describePointInTimeTarget, explainRecoveryFailure, extractTar, handOverRestoredServer, logTail, osUserIds, parseLsn,
   portWasTaken, recoveryTimes, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
@@ -34,8 +34,6 @@ import type { AgentDeps } from '../handlers/common.js';
 import { chooseBaseBackup } from './choose-base-backup.js';
 import { assertReachable, claimDataDirectory, readCompletedRestore, type ClaimedDirectory } from './data-directory.js';
 import { installWalFetch, segmentEndingAt, startWalServer, type WalServer } from './wal-server.js';
-
-const HEARTBEAT_MS = 5_000;
 
 const isWildcard = (address: string): boolean => address === '*' || address === '0.0.0.0' || address === '::';
 /** Where to check that a port is free: a wildcard listen address binds every address. */
@@ -93,8 +91,7 @@ function explainFailure(walServer: WalServer, dir: string, point: PointInTimeTar
 export async function handlePointInTimeRestore(message: RequestRestore, deps: AgentDeps, ctx: Context, target: Target, run: RestoreRun, log: Logger): Promise<Outcome> {
   let artifactId: string | undefined;
   let dataDirectory: string | undefined;
-  const failed = (error: unknown): Promise<Outcome> =>
-    restoreFailed(error, { ...run, artifactId, database: dataDirectory, logFields: { artifactId, dataDirectory } }, deps, ctx, log);
+  const failed = (error: unknown): Outcome => restoreFailed(error, { ...run, artifactId, database: dataDirectory, logFields: { artifactId, dataDirectory } }, deps, log);
 
   let point: PointInTimeTarget;
   try {
@@ -122,7 +119,6 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
 
   const startedAt = deps.clock();
   const started = Date.now();
-  const heartbeat = setInterval(() => ctx.working(), HEARTBEAT_MS);
   let claimed: ClaimedDirectory | undefined;
   let walServer: WalServer | undefined;
   let server: RecoveringServer | undefined;
@@ -145,11 +141,12 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     const downloadStarted = Date.now();
     const stored = await deps.store.openData(manifest);
     const decoded = decodeCommitted(stored, manifest, deps.keys);
-    const interrupt = () => decoded.destroy(new TidemarkError('SHUTTING_DOWN', 'the point-in-time restore was interrupted by shutdown; it will be retried'));
+    // Shutdown or a stall (the runner's abort reason) stops the extraction; the catch below rolls back.
+    const interrupt = () => decoded.destroy(ctx.signal.reason instanceof Error ? ctx.signal.reason : new TidemarkError('SHUTTING_DOWN', 'the point-in-time restore was interrupted'));
     ctx.signal.addEventListener('abort', interrupt, { once: true });
     try {
       if (ctx.signal.aborted) interrupt();
-      await extractTar(decoded, dir);
+      await extractTar(reportingBytes(decoded, (bytes) => ctx.progress(`base backup extracted ${bytes} bytes`)), dir);
     } finally {
       ctx.signal.removeEventListener('abort', interrupt);
       stored.destroy();
@@ -165,6 +162,7 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
       keys: deps.keys,
       walSegmentSize: facts.walSegmentSize,
       backupEndSegment: segmentEndingAt(facts.stopTimeline, parseLsn(facts.stopLsn), facts.walSegmentSize),
+      onFetch: (fetch) => ctx.progress(`WAL ${fetch.file} ${fetch.outcome}`),
       logger: log,
     });
     const walFetch = await installWalFetch(dir, walServer.url, owner);
@@ -231,12 +229,6 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     await server?.stop().catch((stopError: unknown) => log.error({ err: stopError }, 'could not stop the restored server'));
     await walServer?.close();
     await claimed?.rollback().catch((undoError: unknown) => log.error({ err: undoError, dataDirectory }, 'could not roll back the data directory'));
-    if (ctx.signal.aborted) {
-      log.warn('point-in-time restore interrupted by shutdown; handing it back');
-      return nakWithDelay(0);
-    }
     return failed(error);
-  } finally {
-    clearInterval(heartbeat);
   }
 }

@@ -63,6 +63,8 @@ export interface WalServerOptions {
   readonly backupEndSegment?: string;
   /** Closed segments decoded ahead of replay (default 2; 0 turns it off). */
   readonly prefetch?: number;
+  /** Called for every file recovery asked for: WAL being replayed is the restore's progress. */
+  readonly onFetch?: (fetch: WalFetch) => void;
   readonly logger: Logger;
 }
 
@@ -121,6 +123,7 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
 
   const record = (fetch: WalFetch) => {
     fetches.push(fetch);
+    options.onFetch?.(fetch);
     log.debug(fetch, 'WAL fetch');
   };
   const noteError = (error: unknown): TidemarkError => {

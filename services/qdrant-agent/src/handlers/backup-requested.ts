@@ -15,15 +15,15 @@ import {
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
 import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
-import { ack, nakWithDelay, reject, term, type Outcome } from '@tidemark/runtime';
+import { ack, failed, reject, reportingBytes, retriesMayHelp, type FailureDecision, type Outcome } from '@tidemark/runtime';
 import {
   collectFacts, exportCollection, exportDelta, readIdSet, snapshotCollection, EXPORT_COVERAGE, EXPORT_FORMAT, SINGLE_NODE_COVERAGE,
   SNAPSHOT_FORMAT, type ExportStream, type QdrantPort,
 } from '@tidemark/qdrant';
 import {
-  announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, retryDelayMs, settleAll, targetOfSubject, unknownTarget,
+  announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, settleAll, targetOfSubject, unknownTarget,
 } from '@tidemark/service';
-import { openDecoded, qdrantFactsOf, whileWorking, type AgentDeps, type Context } from './common.js';
+import { openDecoded, qdrantFactsOf, type AgentDeps, type Context } from './common.js';
 
 export type BackupDeps = AgentDeps;
 
@@ -32,7 +32,12 @@ const QDRANT_KINDS: readonly ArtifactKind[] = ['snapshot', 'export', 'incrementa
 /** The artifact id of one collection of one command: stable across redeliveries. */
 export const collectionArtifactId = (requestId: string, collection: string, storedAt: Date): string => newArtifactId(`${requestId}:${collection}`, storedAt);
 
-type CollectionResult = 'done' | { readonly final: boolean; readonly summary: string } | 'interrupted';
+/** A collection that failed: reported (backup.failed of its artifact) once the runner has decided for the command. */
+interface CollectionFailure {
+  readonly error: unknown;
+  readonly report: (decision: FailureDecision) => Promise<void>;
+}
+type CollectionResult = 'done' | CollectionFailure;
 
 export async function handleBackupRequested(message: RequestBackup, deps: BackupDeps, ctx: Context): Promise<Outcome> {
   const targetName = targetOfSubject(ctx.subject);
@@ -41,10 +46,7 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
   const log = ctx.logger.child({ target: targetName, requestId });
 
   // A failure before any collection is known: one backup.failed without an artifact id.
-  const failedCommand = async (error: unknown): Promise<Outcome> => {
-    if (ctx.signal.aborted) return nakWithDelay(0);
-    return backupFailed(error, { engine: 'qdrant', target: targetName, requestId, kind }, deps, ctx, log);
-  };
+  const failedCommand = (error: unknown): Outcome => backupFailed(error, { engine: 'qdrant', target: targetName, requestId, kind }, deps, log);
 
   if (!QDRANT_KINDS.includes(kind)) {
     return reject(new TidemarkError('COMMAND_INVALID', `kind: the qdrant agent makes "snapshot", "export" and "incremental" backups; "${kind}" is not one of them`));
@@ -74,24 +76,18 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
   }
 
   const plan = { targetName, target, kind, requestId, settings, key, message, port };
-  const results: CollectionResult[] = [];
+  const failures: CollectionFailure[] = [];
   for (const collection of collections) {
-    if (ctx.signal.aborted) {
-      results.push('interrupted');
-      break;
-    }
-    results.push(await backupCollection(collection, plan, deps, ctx));
+    // Shutdown or a stall: the runner hands the command back or retries it; later collections wait for that.
+    if (ctx.signal.aborted) break;
+    const result = await backupCollection(collection, plan, deps, ctx);
+    if (result !== 'done') failures.push(result);
   }
-
-  if (results.includes('interrupted')) {
-    log.warn('backup interrupted by shutdown; handing it back');
-    return nakWithDelay(0);
-  }
-  const failures = results.filter((r): r is Exclude<CollectionResult, string> => typeof r === 'object');
+  if (ctx.signal.aborted) return failed(ctx.signal.reason, (decision) => reportAll(failures, decision));
+  if (failures.length === 0) return ack();
   // A retryable failure of any collection retries the command: committed collections are only announced again.
-  if (failures.some((f) => !f.final)) return nakWithDelay(retryDelayMs(ctx.attempt));
-  if (failures.length > 0) return term(failures.map((f) => f.summary).join('; ').slice(0, 1000));
-  return ack();
+  const decisive = failures.find((f) => retriesMayHelp(f.error)) ?? failures[0]!;
+  return failed(decisive.error, (decision) => reportAll(failures, decision));
 }
 
 interface Plan {
@@ -105,18 +101,25 @@ interface Plan {
   readonly port: QdrantPort;
 }
 
+async function reportAll(failures: readonly CollectionFailure[], decision: FailureDecision): Promise<void> {
+  for (const failure of failures) await failure.report(decision);
+}
+
 async function backupCollection(collection: string, plan: Plan, deps: BackupDeps, ctx: Context): Promise<CollectionResult> {
   const artifactId = collectionArtifactId(plan.requestId, collection, ctx.storedAt);
   const log = ctx.logger.child({ target: plan.targetName, requestId: plan.requestId, collection, artifactId });
   const scope = eventScope('qdrant', plan.targetName, plan.requestId);
   let kind = plan.kind;
 
-  const failed = async (error: unknown): Promise<CollectionResult> => {
-    if (ctx.signal.aborted) return 'interrupted';
-    const { info, final } = await publishBackupFailed(error, { engine: 'qdrant', target: plan.targetName, requestId: plan.requestId, kind, artifactId }, deps, ctx);
-    if (final) log.error({ err: info }, 'backup of collection failed');
-    else log.warn({ err: info }, 'backup of collection failed, will retry');
-    return { final, summary: `${collection}: ${info.code}: ${info.message}` };
+  const failed = (error: unknown): CollectionResult => {
+    const cause = ctx.signal.aborted ? ctx.signal.reason : error;
+    return {
+      error: cause,
+      report: async (decision) => {
+        const { info, final } = await publishBackupFailed(cause, { engine: 'qdrant', target: plan.targetName, requestId: plan.requestId, kind, artifactId }, deps, decision);
+        log.warn({ err: info, final }, 'backup of collection failed');
+      },
+    };
   };
 
   let parent: Manifest | undefined;
@@ -149,11 +152,9 @@ async function backupCollection(collection: string, plan: Plan, deps: BackupDeps
 
   let manifest: Manifest;
   try {
-    manifest = await whileWorking(ctx, deps.progressIntervalMs ?? 5_000, () =>
-      kind === 'snapshot'
-        ? snapshotAndStore(collection, { ...plan, artifactId, startedAt }, deps, ctx)
-        : exportAndStore(collection, { ...plan, kind, artifactId, startedAt, parent }, deps),
-    );
+    manifest = kind === 'snapshot'
+      ? await snapshotAndStore(collection, { ...plan, artifactId, startedAt }, deps, ctx)
+      : await exportAndStore(collection, { ...plan, kind, artifactId, startedAt, parent }, deps, ctx);
   } catch (error) {
     return failed(error);
   }
@@ -189,7 +190,9 @@ function encode(source: Readable, plan: StorePlan) {
 }
 
 /** Streams `source` through the pipeline into the store; returns what the manifest needs. */
-async function storeEncoded(source: Readable, plan: StorePlan, deps: BackupDeps) {
+async function storeEncoded(read: Readable, plan: StorePlan, deps: BackupDeps, ctx: Context) {
+  // Bytes read from qdrant are the backup's progress: a hung download stops them.
+  const source = reportingBytes(read, (bytes) => ctx.progress(`read ${bytes} bytes from qdrant`));
   const encoded = encode(source, plan);
   source.once('error', (error) => encoded.output.destroy(error));
   try {
@@ -200,6 +203,7 @@ async function storeEncoded(source: Readable, plan: StorePlan, deps: BackupDeps)
     return { saved, summary };
   } catch (error) {
     // Stop reading from qdrant (an open snapshot download, an export's scroll) at once.
+    read.destroy();
     source.destroy();
     encoded.output.destroy();
     throw error;
@@ -226,9 +230,7 @@ async function snapshotAndStore(collection: string, plan: StorePlan, deps: Backu
   const facts = await collectFacts(plan.port, collection, SINGLE_NODE_COVERAGE);
   const outcome = await snapshotCollection(plan.port, {
     collection,
-    store: (bytes) => storeEncoded(bytes, plan, deps),
-    keepAlive: () => ctx.working(),
-    keepAliveMs: deps.progressIntervalMs ?? 5_000,
+    store: (bytes) => storeEncoded(bytes, plan, deps, ctx),
     onCleanupError: (error, snapshot) => ctx.logger.error({ err: error, collection, snapshot }, 'could not delete the server-side snapshot; delete it by hand'),
   });
   const source: QdrantSourceFacts = {
@@ -240,7 +242,7 @@ async function snapshotAndStore(collection: string, plan: StorePlan, deps: Backu
   return manifest;
 }
 
-async function exportAndStore(collection: string, plan: StorePlan & { readonly parent: Manifest | undefined }, deps: BackupDeps): Promise<Manifest> {
+async function exportAndStore(collection: string, plan: StorePlan & { readonly parent: Manifest | undefined }, deps: BackupDeps, ctx: Context): Promise<Manifest> {
   const includePayload = plan.message.includePayload ?? true;
   const field = plan.target.qdrant?.incrementalField;
   const facts = await collectFacts(plan.port, collection, EXPORT_COVERAGE, { includePayload });
@@ -259,7 +261,7 @@ async function exportAndStore(collection: string, plan: StorePlan & { readonly p
     exported = exportCollection(plan.port, { collection, exportId: plan.artifactId, includePayload, ...(field === undefined ? {} : { incrementalField: field }) });
   }
   try {
-    const stored = await storeEncoded(exported.stream, plan, deps);
+    const stored = await storeEncoded(exported.stream, plan, deps, ctx);
     const trailer = await exported.trailer;
     const source: QdrantSourceFacts = {
       ...facts,

@@ -36,13 +36,3 @@ export async function openDecoded(store: ArtifactStore, keys: KeyRing, manifest:
   decoded.once('close', () => stored.destroy());
   return decoded;
 }
-
-/** Calls `working()` every `everyMs` while `work` runs. */
-export async function whileWorking<T>(ctx: Pick<Context, 'working'>, everyMs: number, work: () => Promise<T>): Promise<T> {
-  const timer = setInterval(() => ctx.working(), everyMs);
-  try {
-    return await work();
-  } finally {
-    clearInterval(timer);
-  }
-}

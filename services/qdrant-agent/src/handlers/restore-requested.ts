@@ -13,7 +13,7 @@
 import { TidemarkError, type Manifest, type RequestRestore } from '@tidemark/contracts';
 import { findTarget } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
-import { ack, nakWithDelay, type Outcome } from '@tidemark/runtime';
+import { ack, reportingBytes, type Outcome } from '@tidemark/runtime';
 import {
   chainApplyOrder, compareWithFacts, promoteRestored, restoreChain, SNAPSHOT_FORMAT, stagingName, type QdrantPort, type RestoreOutcome,
 } from '@tidemark/qdrant';
@@ -21,7 +21,7 @@ import type { QdrantSourceFacts } from '@tidemark/contracts';
 import {
   compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, unknownTarget,
 } from '@tidemark/service';
-import { openDecoded, qdrantFactsOf, whileWorking, type AgentDeps, type Context } from './common.js';
+import { openDecoded, qdrantFactsOf, type AgentDeps, type Context } from './common.js';
 
 export type RestoreDeps = AgentDeps;
 
@@ -45,8 +45,7 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
   let artifactId: string | undefined;
   let into: string | undefined;
 
-  const failed = (error: unknown): Promise<Outcome> =>
-    restoreFailed(error, { ...run, artifactId, database: into, logFields: { artifactId, collection: into } }, deps, ctx, log);
+  const failed = (error: unknown): Outcome => restoreFailed(error, { ...run, artifactId, database: into, logFields: { artifactId, collection: into } }, deps, log);
 
   const target = findTarget(deps.config, 'qdrant', targetName);
   if (!target) return unknownTarget(deps.config, 'qdrant', targetName);
@@ -77,17 +76,11 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
     await publishRestoreStarted(run, { artifactId: manifest.id, database: name, startedAt }, deps, ctx);
     log.info({ artifactId: manifest.id, kind: manifest.kind, collection: name, overwrite: exists }, 'restore started');
 
-    outcome = await whileWorking(ctx, deps.progressIntervalMs ?? 5_000, () =>
-      manifest.format === SNAPSHOT_FORMAT
-        ? restoreSnapshot(port, manifest, name, exists, deps)
-        : restoreExportChain(port, manifest, name, exists, deps, ctx),
-    );
+    outcome = manifest.format === SNAPSHOT_FORMAT
+      ? await restoreSnapshot(port, manifest, name, exists, deps, ctx)
+      : await restoreExportChain(port, manifest, name, exists, deps, ctx);
     if (outcome.promotion === 'pending') outcome = await verifyAndPromote(port, name, outcome, facts);
   } catch (error) {
-    if (ctx.signal.aborted) {
-      log.warn('restore interrupted by shutdown; handing it back');
-      return nakWithDelay(0);
-    }
     return failed(error);
   }
 
@@ -122,7 +115,7 @@ async function targetExists(port: QdrantPort, name: string): Promise<boolean> {
   return port.collectionExists(name);
 }
 
-async function restoreSnapshot(port: QdrantPort, manifest: Manifest, name: string, overwrite: boolean, deps: RestoreDeps): Promise<RestoreOutcome> {
+async function restoreSnapshot(port: QdrantPort, manifest: Manifest, name: string, overwrite: boolean, deps: RestoreDeps, ctx: Context): Promise<RestoreOutcome> {
   const facts = qdrantFactsOf(manifest);
   if (!facts.snapshot) throw new TidemarkError('INTEGRITY_FORMAT', `snapshot artifact ${manifest.id} records no snapshot checksum; it was not written by the qdrant agent`);
   const alias = (await port.listAliases()).find((a) => a.alias === name)?.collection;
@@ -130,7 +123,8 @@ async function restoreSnapshot(port: QdrantPort, manifest: Manifest, name: strin
   if (await port.collectionExists(into)) throw new TidemarkError('RESTORE_TARGET_EXISTS', `qdrant collection ${into} exists; remove the leftover or retry later`);
   const decoded = await openDecoded(deps.store, deps.keys, manifest);
   try {
-    await port.uploadSnapshot(into, decoded, { checksum: facts.snapshot.sha256, priority: 'snapshot' });
+    // Bytes uploaded are the restore's progress: a hung upload stops them.
+    await port.uploadSnapshot(into, reportingBytes(decoded, (bytes) => ctx.progress(`uploaded ${bytes} snapshot bytes`)), { checksum: facts.snapshot.sha256, priority: 'snapshot' });
     const count = await port.count(into);
     if (count !== facts.pointsCount) {
       throw new TidemarkError('VERIFY_MISMATCH', `the restored collection ${into} holds ${count} points, the manifest says ${facts.pointsCount}; it was removed, the old data is untouched`);
@@ -164,6 +158,6 @@ async function restoreExportChain(port: QdrantPort, manifest: Manifest, name: st
     overwrite,
     links: chain.map((link) => () => openDecoded(deps.store, deps.keys, manifests.get(link.id)!)),
     clock: deps.clock,
-    progress: () => ctx.working(),
+    progress: () => ctx.progress('restored a batch of points'),
   });
 }

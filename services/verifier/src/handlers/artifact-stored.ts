@@ -10,7 +10,7 @@ import {
 } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
-import { ack, nakWithDelay, retryDelay, term, type EventPublisher, type HandlerContext, type Outcome } from '@tidemark/runtime';
+import { ack, failed, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
 import { restoreArtifact, type PgCluster } from '@tidemark/pg';
 import { failureOf } from '@tidemark/service';
 import type { QdrantPort } from '@tidemark/qdrant';
@@ -33,10 +33,7 @@ export interface VerifierDeps {
   readonly randomSuffix?: () => string;
 }
 
-type Context = Pick<HandlerContext, 'attempt' | 'maxDeliver' | 'working' | 'signal' | 'logger'>;
-
-/** Redelivery delay after a retryable failure: 5 s doubling to 2 min. */
-const retryDelayMs = (attempt: number): number => retryDelay(attempt, 5_000, 120_000);
+type Context = Pick<HandlerContext, 'attempt' | 'maxDeliver' | 'progress' | 'signal' | 'logger'>;
 
 export function scratchDatabaseName(artifactId: string, suffix: string): string {
   const short = (artifactId.split('-').pop() ?? artifactId).toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 16);
@@ -56,13 +53,12 @@ export async function handleArtifactStored(event: ArtifactStored, deps: Verifier
   }
   const manifest = await deps.store.readManifest(event.engine, event.target, event.artifactId);
   if (!manifest) {
-    log.error({ code: 'ARTIFACT_NOT_FOUND' }, 'the announced artifact has no committed manifest; nothing to verify');
-    return term(`ARTIFACT_NOT_FOUND: artifact ${event.artifactId} of ${event.engine}/${event.target} is not committed`);
+    return failed(new TidemarkError('ARTIFACT_NOT_FOUND', `the announced artifact ${event.artifactId} of ${event.engine}/${event.target} has no committed manifest; nothing to verify`));
   }
   if (!manifest.verify) return ack();
 
   const startedAt = deps.clock();
-  let checks: VerificationCheck[] = [];
+  let checks: VerificationCheck[];
   let failure: ErrorInfo | undefined;
   try {
     checks =
@@ -75,18 +71,19 @@ export async function handleArtifactStored(event: ArtifactStored, deps: Verifier
       failure = new TidemarkError('VERIFY_MISMATCH', `the restored copy differs from the backup in ${differing.length} check(s): ${names}${differing.length > 10 ? ', …' : ''}`).toInfo();
     }
   } catch (error) {
-    if (ctx.signal.aborted) {
-      log.warn('verification interrupted by shutdown; handing it back');
-      return nakWithDelay(0);
-    }
-    const outcome = failureOf(error, ctx, `The artifact stays unverified: fix the cause, then take a new backup (\`tidemark backup ${manifest.engine} ${manifest.target}\`).`);
-    if (!outcome.final) {
-      log.warn({ err: outcome.info }, 'verification could not run, will retry');
-      return nakWithDelay(retryDelayMs(ctx.attempt));
-    }
-    failure = outcome.info;
+    // The runner decides whether this was the last try; only then does the artifact get a failed record.
+    return failed(error, async (decision, cause) => {
+      const outcome = failureOf(cause, decision, `The artifact stays unverified: fix the cause, then take a new backup (\`tidemark backup ${manifest.engine} ${manifest.target}\`).`);
+      if (outcome.final) await recordVerification(manifest, [], outcome.info, startedAt, deps, log);
+      else log.warn({ err: outcome.info }, 'verification could not run, will retry');
+    });
   }
+  await recordVerification(manifest, checks, failure, startedAt, deps, log);
+  return ack();
+}
 
+/** The verification record (the bucket is the truth), then verify.passed or verify.failed. */
+async function recordVerification(manifest: Manifest, checks: VerificationCheck[], failure: ErrorInfo | undefined, startedAt: Date, deps: VerifierDeps, log: Logger): Promise<void> {
   const finishedAt = deps.clock();
   const durationMs = Math.max(0, finishedAt.getTime() - startedAt.getTime());
   const record: VerificationRecord = {
@@ -116,7 +113,6 @@ export async function handleArtifactStored(event: ArtifactStored, deps: Verifier
     await deps.publisher.publish(subjects.verifyPassed(manifest.engine, manifest.target), VerifyPassed, fields, messageIds.verification(manifest.id));
     log.info({ checks: checks.length, durationMs }, 'verification passed');
   }
-  return ack();
 }
 
 /** Restores into a scratch database, compares, and drops the scratch database whatever happened. */
@@ -129,7 +125,7 @@ async function verifyPgArtifact(manifest: Manifest, deps: VerifierDeps, ctx: Con
   const scratch = scratchDatabaseName(manifest.id, deps.randomSuffix?.() ?? randomBytes(3).toString('hex'));
   await sandbox.createDatabase(scratch);
   try {
-    await restoreArtifact(sandbox, scratch, manifest, deps, { working: ctx.working, signal: ctx.signal });
+    await restoreArtifact(sandbox, scratch, manifest, deps, ctx);
     const tableChecksums = expected.tables.some((t) => t.checksum !== undefined);
     const probeK = probeKOf(expected);
     const actual = await sandbox.collectFacts(scratch, { tableChecksums, ...(probeK !== undefined ? { probeK } : {}) });
@@ -145,7 +141,7 @@ async function verifyPgBase(manifest: Manifest, deps: VerifierDeps, ctx: Context
     throw new TidemarkError('CONFIG_INVALID', 'pg base backups are verified by starting them on the verifier host, but no pg work directory is configured; set pg.workDir in tidemark.yaml');
   }
   return verifyPgBaseArtifact(manifest, deps.pgBase, deps, {
-    working: ctx.working,
+    progress: ctx.progress,
     signal: ctx.signal,
     suffix: deps.randomSuffix?.() ?? randomBytes(3).toString('hex'),
     onCleanupError: (error, dir) => ctx.logger.error({ err: error, dir }, 'could not remove the scratch data directory; remove it by hand'),
@@ -159,7 +155,7 @@ async function verifyQdrant(manifest: Manifest, deps: VerifierDeps, ctx: Context
   }
   const scratch = scratchCollectionName(manifest.id, deps.randomSuffix?.() ?? randomBytes(3).toString('hex'));
   return verifyQdrantArtifact(deps.sandboxQdrant, scratch, manifest, deps, {
-    working: ctx.working,
+    progress: ctx.progress,
     signal: ctx.signal,
     onCleanupError: (error, collection) => ctx.logger.error({ err: error, collection }, 'could not delete the scratch collection on the qdrant sandbox; delete it by hand'),
   });
