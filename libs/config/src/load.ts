@@ -169,5 +169,7 @@ export function storageConfig(config: TidemarkConfig, env: NodeJS.ProcessEnv = p
     bucket: s.bucket,
     region: s.region,
     prefix: s.prefix,
+    requestTimeoutMs: s.requestTimeoutSeconds * 1000,
+    stallMs: s.stallSeconds * 1000,
   };
 }

@@ -162,6 +162,10 @@ export const StorageSection = object(
     secretKeyEnv: withDefault(string({ min: 1 }), 'TIDEMARK_S3_SECRET_KEY'),
     /** Remove data objects with no manifest once older than this (an interrupted backup's leftovers). */
     orphanGraceMinutes: withDefault(number({ min: 0 }), 60),
+    /** s3: longest wait for a call that moves no data (stat, list page, remove, starting or completing an upload, a download's first byte). */
+    requestTimeoutSeconds: withDefault(number({ min: 0.1 }), 60),
+    /** s3: an upload or download that moves no bytes this long fails (retryable); a transfer that keeps moving is never cut off. */
+    stallSeconds: withDefault(number({ min: 0.1 }), 60),
   },
   { strict: true },
 );

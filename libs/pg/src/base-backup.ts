@@ -488,7 +488,7 @@ export async function startBaseBackup(conn: PostgresConnection, options: BaseBac
     // other broken pipe; then what the completed stream lacks.
     if (pipeError instanceof TidemarkError) guarded.fail(pipeError);
     if (exit.code !== 0 || tool.reportedError) guarded.fail(backupToolFailure(exit, tool));
-    if (pipeError !== undefined) guarded.fail(new TidemarkError('DUMP_FAILED', `reading pg_basebackup output failed: ${(pipeError as Error).message}`));
+    if (pipeError !== undefined) guarded.fail(new TidemarkError('DUMP_FAILED', `reading pg_basebackup output failed: ${(pipeError as Error).message}`, { cause: pipeError }));
     if (guarded.failure) throw guarded.failure;
     try {
       reader.finish();

@@ -116,7 +116,8 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
       const facts = collectFacts(client, { tableChecksums: options.tableChecksums, snapshot }).catch((error: unknown) => {
         const converted = toPgError(error, role, `collecting facts of ${database}`);
         guarded.fail(converted);
-        throw converted;
+        // After an earlier failure the facts query fails because that one closed its session.
+        throw guarded.failure ?? converted;
       });
       facts.catch(() => undefined);
 
@@ -126,7 +127,7 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
         // Precedence: an abort or a facts failure (already recorded), then a broken pipe (which
         // killed pg_dump, so its exit says nothing), then pg_dump's own failure.
         if (pipeError !== undefined) {
-          guarded.fail(pipeError instanceof TidemarkError ? pipeError : new TidemarkError('DUMP_FAILED', `reading pg_dump output failed: ${(pipeError as Error).message}`));
+          guarded.fail(pipeError instanceof TidemarkError ? pipeError : new TidemarkError('DUMP_FAILED', `reading pg_dump output failed: ${(pipeError as Error).message}`, { cause: pipeError }));
         }
         if (exit.code !== 0 || tool.reportedError) {
           guarded.fail(new TidemarkError('DUMP_FAILED', `${describeExit('pg_dump', exit, tool.stderrTail())}; check the source and the agent's pg_dump version`));

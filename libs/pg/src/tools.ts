@@ -159,10 +159,13 @@ export function guardToolOutput(tool: RunningTool, stages: readonly Transform[],
   output.once('close', () => {
     if (!ended) tool.kill();
   });
+  // When the consumer failed (a stalled upload, say) and destroyed the output with its error, that
+  // error is why the tool's pipe broke: it travels on as the pipe error, so it is what gets reported.
+  const closedEarly = (): Error => (output.errored as Error | null) ?? new Error('the output was closed before the tool finished');
   const sink = new Writable({
     highWaterMark: OUTPUT_BUFFER_BYTES,
     write(chunk: Buffer, _encoding, done) {
-      if (output.destroyed) return done(new Error('the output was closed before the tool finished'));
+      if (output.destroyed) return done(closedEarly());
       if (output.write(chunk)) return done();
       const onDrain = () => {
         output.off('close', onClose);
@@ -170,7 +173,7 @@ export function guardToolOutput(tool: RunningTool, stages: readonly Transform[],
       };
       const onClose = () => {
         output.off('drain', onDrain);
-        done(new Error('the output was closed before the tool finished'));
+        done(closedEarly());
       };
       output.once('drain', onDrain);
       output.once('close', onClose);

@@ -5,3 +5,6 @@ export { encodeStream, type EncodeOptions, type EncodeSummary, type EncodedStrea
 export { decodeStream, decodeCommitted, type DecodeExpectations, type CommittedData } from './decode.js';
 export { zstdAvailable, defaultCompression, effectiveCompression } from './compression.js';
 export { DEFAULT_CHUNK_SIZE } from './chunked-aead.js';
+export { firstCause, isTeardownError, settleFirstCause } from './teardown.js';
+export { stallDetector, stallTransform, watchForStall, stalledError, formatSeconds, type StallOptions } from './stall.js';
+export type { Stage } from './stages.js';

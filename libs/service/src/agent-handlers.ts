@@ -62,12 +62,6 @@ export const requestIdOf = (requestId: string | undefined, streamSequence: numbe
 /** UTC yyyymmddhhmmss, for database and collection names. */
 export const compactTimestamp = (at: Date): string => at.toISOString().replace(/[-:T]/g, '').slice(0, 14);
 
-/** Like Promise.all, but every promise is observed, so a later rejection is never unhandled. */
-export async function settleAll<T extends readonly unknown[]>(promises: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
-  for (const p of promises) (p as Promise<unknown>).catch(() => undefined);
-  return (await Promise.all(promises)) as unknown as T;
-}
-
 /** The fields every event of one command starts with. */
 export const eventScope = (engine: Engine, target: string, requestId: string) => ({ schemaVersion: SCHEMA_VERSION, engine, target, requestId });
 

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { TidemarkError } from '@tidemark/contracts';
 import type { ByteRange, ObjectInfo, SaveOptions, StorageBackend } from './backend.js';
 import { checkKey, invalidKey, notFound, unavailable } from './errors.js';
-import { emptyStream, toReadable } from './streams.js';
+import { destroyWithCause, emptyStream, toReadable } from './streams.js';
 
 export interface FsBackendConfig {
   /** Root directory; created if missing. Temp files live in `<root>/.tmp/` and are never listed. */
@@ -42,6 +42,7 @@ export async function createFsBackend(config: FsBackendConfig): Promise<StorageB
     const target = pathOf(key);
     const temp = join(tempDirectory, `${process.pid}-${randomBytes(8).toString('hex')}`);
     liveTempFiles.add(temp);
+    const source = toReadable(body);
     let written = 0;
     try {
       const count = new Transform({
@@ -52,15 +53,18 @@ export async function createFsBackend(config: FsBackendConfig): Promise<StorageB
       });
       // `flush` fsyncs the file before it is closed: the rename below must never expose a file
       // whose bytes are not yet on disk.
-      await pipeline(toReadable(body), count, createWriteStream(temp, { flags: 'wx', flush: true }));
+      // Read through an iterator that leaves the body alone on failure: the body is destroyed
+      // below with the classified error, so whoever produces it learns the cause, not an abort.
+      await pipeline(source.iterator({ destroyOnReturn: false }), count, createWriteStream(temp, { flags: 'wx', flush: true }));
       await renameIntoPlace(temp, target);
       liveTempFiles.delete(temp);
       await syncDirectory(dirname(target));
       return written;
     } catch (error) {
+      const failure = error instanceof TidemarkError || !isSystemError(error) ? error : unavailable(`saving ${JSON.stringify(key)} under ${root}`, error);
+      destroyWithCause(source, failure);
       await rm(temp, { force: true }).then(() => liveTempFiles.delete(temp), () => undefined);
-      if (error instanceof TidemarkError || !isSystemError(error)) throw error;
-      throw unavailable(`saving ${JSON.stringify(key)} under ${root}`, error);
+      throw failure;
     }
   }
 

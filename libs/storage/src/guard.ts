@@ -15,21 +15,21 @@ export function guardBackend(backend: StorageBackend, guard: Guard): StorageBack
     save(key: string, body: Readable | Uint8Array, options?: SaveOptions): Promise<number> {
       if (body instanceof Uint8Array) return guard('save', () => backend.save(key, body, options));
       let lastError: unknown;
+      const consumed = new TidemarkError('STORAGE_UNAVAILABLE', `saving ${JSON.stringify(key)} cannot be tried again: its source was partly read`, { retryable: false });
       return guard('save', async () => {
-        // A stream can be read once: when a first attempt has consumed part of it, a retry
-        // would store a truncated object, so the failure becomes final instead.
-        if (lastError !== undefined && (body.readableDidRead || body.destroyed)) {
-          throw new TidemarkError('STORAGE_UNAVAILABLE', `saving ${JSON.stringify(key)} failed after its source was partly read; run the whole operation again`, {
-            cause: lastError,
-            retryable: false,
-          });
-        }
+        // A stream can be read once: when a first attempt has consumed part of it, a retry here
+        // would store a truncated object. The guard must stop (hence the non-retryable marker),
+        // but the caller gets the first attempt's own failure: when that one was retryable, the
+        // whole operation (a new source, a new stream) may still succeed on its next delivery.
+        if (lastError !== undefined && (body.readableDidRead || body.destroyed)) throw consumed;
         try {
           return await backend.save(key, body, options);
         } catch (error) {
           lastError = error;
           throw error;
         }
+      }).catch((error: unknown) => {
+        throw error === consumed ? lastError : error;
       });
     },
     open: (key: string, range?: ByteRange) => guard('open', () => backend.open(key, range)),

@@ -12,3 +12,13 @@ export async function readAll(stream: Readable): Promise<Buffer> {
 }
 
 export const emptyStream = (): Readable => Readable.from([], { objectMode: false });
+
+/**
+ * Ends a failed save's body with the failure, so whoever produces it (a pipeline) learns the
+ * cause rather than a bare abort. A body nobody listens to for errors is destroyed without one:
+ * an unheard 'error' event would crash the process.
+ */
+export function destroyWithCause(body: Readable, cause: unknown): void {
+  if (body.listenerCount('error') > 0 && cause instanceof Error) body.destroy(cause);
+  else body.destroy();
+}

@@ -243,6 +243,9 @@ class CephCluster {
     for (;;) {
       const dead = this.daemons.find((daemon) => daemon.hasExited());
       if (dead !== undefined) {
+        // 'exit' can come before the daemon's last output and log lines are read (on a loaded
+        // machine, the "Address already in use" that makes startRgw pick another port): let them land.
+        await new Promise((resolve) => setTimeout(resolve, 500));
         throw new Error(`Ceph RGW did not start: ${dead.name} exited while waiting until ${step}; its output:\n${dead.recentOutput()}\n${await this.logTails()}`);
       }
       try {

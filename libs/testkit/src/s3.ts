@@ -28,6 +28,12 @@ export interface S3Endpoint {
   stop(): Promise<void>;
 }
 
+/** The local s3rver, which fault tests can freeze (SIGSTOP: connections are accepted, nothing is answered) and resume. */
+export interface LocalS3Endpoint extends S3Endpoint {
+  freeze(): void;
+  resume(): void;
+}
+
 const SERVE_FLAG = '--serve-s3rver';
 /** s3rver's built-in account; it accepts no other credentials. */
 const S3RVER_KEY = 'S3RVER';
@@ -40,6 +46,11 @@ export async function startS3(): Promise<S3Endpoint> {
     const minio = await containerMinio();
     return { endpoint: minio.endpoint, port: minio.port, accessKey: minio.accessKey, secretKey: minio.secretKey, region: minio.region, directory: '', stop: () => minio.stop() };
   }
+  return startLocalS3();
+}
+
+/** s3rver in a child process of ours, whatever the test provider: only a local process can be frozen. */
+export async function startLocalS3(): Promise<LocalS3Endpoint> {
   const directory = await mkdtemp(join(tmpdir(), 'tidemark-s3-'));
   const child = spawn(process.execPath, [fileURLToPath(import.meta.url), SERVE_FLAG, directory], {
     stdio: ['pipe', 'pipe', 'inherit'],
@@ -60,7 +71,13 @@ export async function startS3(): Promise<S3Endpoint> {
     secretKey: S3RVER_KEY,
     region: 'us-east-1',
     directory,
-    stop: () => (stopped ??= stopChild(child).then(() => rm(directory, { recursive: true, force: true }))),
+    freeze: () => void child.kill('SIGSTOP'),
+    resume: () => void child.kill('SIGCONT'),
+    stop: () => {
+      // A frozen server would never see its stdin close.
+      child.kill('SIGCONT');
+      return (stopped ??= stopChild(child).then(() => rm(directory, { recursive: true, force: true })));
+    },
   };
 }
 

@@ -9,8 +9,9 @@ import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
 import { ack, reject, type Outcome } from '@tidemark/runtime';
 import {
-  announceArtifact, backupFailed, eventScope, requestIdOf, settleAll, targetOfSubject, unknownTarget, type AgentContext as Context,
+  announceArtifact, backupFailed, eventScope, requestIdOf, targetOfSubject, unknownTarget, type AgentContext as Context,
 } from '@tidemark/service';
+import { settleFirstCause } from '@tidemark/pipeline';
 import type { AgentDeps } from './common.js';
 import { PG_BASEBACKUP_FORMAT, baseBackupThrottleOf, startBaseBackupSource, type BaseBackupPort } from './base-backup.js';
 import { storeArtifact, type ArtifactPlan, type ArtifactSource } from './store-artifact.js';
@@ -95,7 +96,7 @@ export async function handleBackupRequested(message: RequestBackup, deps: Backup
 async function startDumpSource(target: Target, deps: BackupDeps, ctx: Context): Promise<ArtifactSource> {
   const session = await deps.clusterFor(target).startDump(target.postgres!.database, { tableChecksums: target.tableChecksums, signal: ctx.signal });
   // The dump counts as done only when pg_dump exited cleanly and the snapshot is closed.
-  const facts = settleAll([session.facts, session.finished] as const).then(([f]) => f as unknown as Record<string, unknown>);
+  const facts = settleFirstCause([session.facts, session.finished] as const).then(([f]) => f as unknown as Record<string, unknown>);
   facts.catch(() => undefined);
   return {
     output: session.output,

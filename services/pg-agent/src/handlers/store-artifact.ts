@@ -4,8 +4,8 @@
 import type { Readable } from 'node:stream';
 import { TidemarkError, type ArtifactKind, type Manifest, type RequestBackup } from '@tidemark/contracts';
 import type { effectiveTarget, Target } from '@tidemark/config';
-import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
-import { manifestOf, settleAll, type AgentContext as Context } from '@tidemark/service';
+import { defaultCompression, encodeStream, isTeardownError, settleFirstCause, type KeyRing } from '@tidemark/pipeline';
+import { manifestOf, type AgentContext as Context } from '@tidemark/service';
 import type { AgentDeps } from './common.js';
 
 /** A running backup tool, as storeArtifact needs it. */
@@ -58,12 +58,17 @@ export async function storeArtifact(target: Target, plan: ArtifactPlan, source: 
       ...(plan.settings.compressionLevel !== undefined ? { compressionLevel: plan.settings.compressionLevel } : {}),
       ...(plan.key ? { key: plan.key } : {}),
     });
-    const [saved, summary, facts] = await settleAll([
-      deps.store.saveData('pg', target.name, plan.artifactId, encoded.output as Readable),
-      encoded.summary,
-      source.facts,
-      source.finished,
-    ] as const);
+    // The first real failure (a stalled upload, a failed dump) stops the tool at once; the aborts
+    // it causes in the other parts are not what gets reported.
+    const [saved, summary, facts] = await settleFirstCause(
+      [deps.store.saveData('pg', target.name, plan.artifactId, encoded.output as Readable), encoded.summary, source.facts, source.finished] as const,
+      (first) => {
+        if (first instanceof TidemarkError && !isTeardownError(first)) source.abort(first);
+        // Otherwise tear the pipeline down (the tool dies once its output closes); the aborts
+        // this causes are teardown errors, so they never outrank `first`.
+        else encoded.output.destroy();
+      },
+    );
     const manifest = manifestOf(
       {
         engine: 'pg', target: target.name, artifactId: plan.artifactId, kind: plan.kind, format: plan.format, requestId: plan.requestId,
@@ -74,7 +79,7 @@ export async function storeArtifact(target: Target, plan: ArtifactPlan, source: 
     await deps.store.commit(manifest);
     return manifest;
   } catch (error) {
-    source.abort(error instanceof TidemarkError ? error : new TidemarkError('INTERNAL', (error as Error).message));
+    source.abort(abortReason(error));
     // Return only once the tool is gone and its sessions are closed.
     await source.finished;
     throw error;
@@ -82,3 +87,5 @@ export async function storeArtifact(target: Target, plan: ArtifactPlan, source: 
     clearInterval(progress);
   }
 }
+
+const abortReason = (error: unknown): TidemarkError => (error instanceof TidemarkError ? error : new TidemarkError('INTERNAL', (error as Error).message));

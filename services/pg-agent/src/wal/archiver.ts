@@ -29,7 +29,7 @@ import {
 import {
   formatLsn, historyFileName, parseLsn, parseTimelineHistory, parseWalFileName, segmentStartLsn, WAL_SEGMENT_SIZE, type WalReceiver, type WalReceiverOptions,
 } from '@tidemark/pg';
-import { decodeCommitted, encodeStream, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
+import { decodeCommitted, encodeStream, settleFirstCause, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
 import { retryDelay, type EventPublisher } from '@tidemark/runtime';
 import { readAll, type WalArchive } from '@tidemark/storage';
 import { LagTracker } from './lag.js';
@@ -502,9 +502,8 @@ export class WalArchiver {
     const { compression, compressionLevel, key } = this.options.encode;
     const encoded = encodeStream(source, { compression, ...(compressionLevel !== undefined ? { compressionLevel } : {}), ...(key ? { key } : {}) });
     const saving = this.options.archive.saveData(this.target, systemIdentifier, name, encoded.output as Readable);
-    saving.catch(() => undefined);
-    encoded.summary.catch(() => undefined);
-    const [saved, summary] = await Promise.all([saving, encoded.summary]);
+    // A failed upload aborts the encoding and the file read; the upload's own error is the one reported.
+    const [saved, summary] = await settleFirstCause([saving, encoded.summary] as const);
     const manifest: WalFileManifest = {
       manifestVersion: MANIFEST_VERSION,
       engine: 'pg',

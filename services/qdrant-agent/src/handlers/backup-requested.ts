@@ -14,14 +14,14 @@ import {
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
 import { newArtifactId } from '@tidemark/storage';
-import { defaultCompression, encodeStream, type KeyRing } from '@tidemark/pipeline';
+import { defaultCompression, encodeStream, settleFirstCause, type KeyRing } from '@tidemark/pipeline';
 import { ack, failed, reject, reportingBytes, retriesMayHelp, type FailureDecision, type Outcome } from '@tidemark/runtime';
 import {
   collectFacts, exportCollection, exportDelta, readIdSet, snapshotCollection, EXPORT_COVERAGE, EXPORT_FORMAT, SINGLE_NODE_COVERAGE,
   SNAPSHOT_FORMAT, type ExportStream, type QdrantPort,
 } from '@tidemark/qdrant';
 import {
-  announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, settleAll, targetOfSubject, unknownTarget,
+  announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, targetOfSubject, unknownTarget,
 } from '@tidemark/service';
 import { openDecoded, qdrantFactsOf, type AgentDeps, type Context } from './common.js';
 
@@ -196,10 +196,11 @@ async function storeEncoded(read: Readable, plan: StorePlan, deps: BackupDeps, c
   const encoded = encode(source, plan);
   source.once('error', (error) => encoded.output.destroy(error));
   try {
-    const [saved, summary] = await settleAll([
-      deps.store.saveData('qdrant', plan.targetName, plan.artifactId, encoded.output as Readable),
-      encoded.summary,
-    ] as const);
+    const [saved, summary] = await settleFirstCause(
+      [deps.store.saveData('qdrant', plan.targetName, plan.artifactId, encoded.output as Readable), encoded.summary] as const,
+      // Stop reading from qdrant at the first failure; waiting for the other part must not hang.
+      () => read.destroy(),
+    );
     return { saved, summary };
   } catch (error) {
     // Stop reading from qdrant (an open snapshot download, an export's scroll) at once.
