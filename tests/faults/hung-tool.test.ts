@@ -14,7 +14,7 @@ import { consumerPolicyOf, createEventPublisher, createLogger, ensureConsumer, e
 import { pgCluster } from '@tidemark/pg';
 import { ArtifactStore, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
-import { makeTempDir, removeTempDir, startNats, startPostgres, type NatsTestServer, type PostgresServer } from '@tidemark/testkit';
+import { eventually, makeTempDir, removeTempDir, startNats, startPostgres, type NatsTestServer, type PostgresServer } from '@tidemark/testkit';
 import { handleBackupRequested, type BackupDeps } from '@tidemark/pg-agent-service';
 
 const REAL_BIN = '/usr/lib/postgresql/15/bin';
@@ -48,16 +48,6 @@ const hungProcesses = (): string => {
     return ''; // pgrep exits 1 when nothing matches
   }
 };
-
-async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs: number, what: string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('a hung pg_dump (real NATS, real PostgreSQL, the real runner)', () => {
   let nats: NatsTestServer;

@@ -8,15 +8,8 @@ export const quietLogger = pino({ level: process.env['TIDEMARK_TEST_LOG_LEVEL'] 
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(50);
-  }
-}
+// One polling helper for every suite, in the testkit.
+export { eventually } from '@tidemark/testkit';
 
 export function collectRejections(nc: NatsConnection) {
   const seen: CommandRejected[] = [];

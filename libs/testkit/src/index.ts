@@ -16,3 +16,4 @@ export * from './handler-fakes.js';
 export * from './fake-pg-cluster.js';
 export * from './fake-qdrant-port.js';
 export * from './qdrant-fixture.js';
+export * from './wait.js';
