@@ -8,6 +8,8 @@ import { join } from 'node:path';
 import { freePort } from './ports.js';
 import { testProvider } from './provider.js';
 import { containerNats } from './containers.js';
+import type { JetStreamManager } from 'nats';
+import { MSG_ID_HEADER, decode } from '@tidemark/contracts';
 
 export const NATS_SERVER_BINARY = process.env['TIDEMARK_NATS_SERVER'] ?? '/usr/sbin/nats-server';
 
@@ -133,4 +135,24 @@ export async function startNats(options: { readyTimeoutMs?: number; /** A given 
       await waitReady(current, port, readyTimeoutMs);
     },
   };
+}
+
+export interface StoredStreamMessage {
+  readonly seq: number;
+  readonly subject: string;
+  readonly msgId: string;
+  readonly body: unknown;
+}
+
+/** Every message a stream holds on `subject`, oldest first, decoded: what counting "one per id" needs. */
+export async function storedMessages(jsm: JetStreamManager, stream: string, subject: string): Promise<StoredStreamMessage[]> {
+  const { state } = await jsm.streams.info(stream);
+  const out: StoredStreamMessage[] = [];
+  for (let seq = state.first_seq; state.messages > 0 && seq <= state.last_seq; seq += 1) {
+    // A deleted sequence (a work-queue stream's acked message) is a gap, not an error.
+    const msg = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
+    if (!msg || msg.subject !== subject) continue;
+    out.push({ seq, subject: msg.subject, msgId: msg.header.get(MSG_ID_HEADER), body: decode(msg.data, msg.header) });
+  }
+  return out;
 }

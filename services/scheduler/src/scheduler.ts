@@ -48,10 +48,13 @@ export async function startScheduler(config: TidemarkConfig, ctx: SchedulerConte
   if (schedules.length === 0) logger.warn('no target has a schedule; the scheduler has nothing to do');
   else logger.info({ schedules: schedules.map((s) => `${s.key} (${s.cron} ${s.timezone})`) }, 'scheduler started');
 
+  const warnHeld = heldScheduleWarner(logger);
   const loop = (async () => {
     while (!abort.signal.aborted && schedules.length > 0) {
       try {
-        const report = await runTick(schedules, { store, sender, logger, ...(options.planner ? { planner: options.planner } : {}) }, clock());
+        const now = clock();
+        const report = await runTick(schedules, { store, sender, logger, ...(options.planner ? { planner: options.planner } : {}) }, now);
+        warnHeld(report, now);
         options.onTick?.(report);
       } catch (error) {
         // Reading the state failed (NATS away): try again after the next sleep.
@@ -70,6 +73,27 @@ export async function startScheduler(config: TidemarkConfig, ctx: SchedulerConte
       await loop;
       logger.info('scheduler stopped');
     },
+  };
+}
+
+/**
+ * Warns once when a schedule's recorded slot is ahead of the clock, and again only after the
+ * clock has caught up in between: one line per episode, not one per pass.
+ */
+function heldScheduleWarner(logger: Logger): (report: TickReport, now: Date) => void {
+  const held = new Set<string>();
+  return (report, now) => {
+    const heldNow = new Set(report.held.map((h) => h.key));
+    for (const key of held) if (!heldNow.has(key)) held.delete(key);
+    for (const { key, recordedSlot } of report.held) {
+      if (held.has(key)) continue;
+      held.add(key);
+      const aheadMs = recordedSlot.getTime() - now.getTime();
+      logger.warn(
+        { schedule: key, recordedSlot: recordedSlot.toISOString(), now: now.toISOString(), aheadMs },
+        `the clock is ${Math.round(aheadMs / 1000)} s behind the last slot recorded for this schedule (it stepped back, or another scheduler's clock is ahead): slots up to it do not fire again, and nothing fires until the clock passes it`,
+      );
+    }
   };
 }
 

@@ -37,16 +37,29 @@ describe('planFires', () => {
 
   it('fires the slot that just became due', () => {
     const actions = planFires([nightly], state({ 'pg.main.nightly': '2025-01-01T02:00:00Z' }), at('2025-01-02T02:00:00.010Z'));
-    expect(actions).toEqual([{ type: 'fire', schedule: nightly, slot: at('2025-01-02T02:00:00Z'), late: false }]);
+    expect(actions).toEqual([{ type: 'fire', schedule: nightly, slot: at('2025-01-02T02:00:00Z'), late: false, missed: 0 }]);
   });
 
   it('after downtime fires only the latest missed slot, once', () => {
     const down = state({ 'pg.main.nightly': '2025-01-01T02:00:00Z' });
     const now = at('2025-01-05T12:00:00Z');
     const actions = planFires([nightly], down, now);
-    expect(actions).toEqual([{ type: 'fire', schedule: nightly, slot: at('2025-01-05T02:00:00Z'), late: true }]);
+    expect(actions).toEqual([{ type: 'fire', schedule: nightly, slot: at('2025-01-05T02:00:00Z'), late: true, missed: 3 }]);
     // Once recorded, the same moment plans nothing more.
     expect(planFires([nightly], state({ 'pg.main.nightly': '2025-01-05T02:00:00Z' }), now)).toEqual([]);
+  });
+
+  it('counts the slots a forward clock jump skipped, even when it lands right on a slot', () => {
+    const minutely: PlannedSchedule = { ...nightly, cron: '* * * * *' };
+    const actions = planFires([minutely], state({ 'pg.main.nightly': '2025-01-01T10:02:00Z' }), at('2025-01-02T10:02:20Z'));
+    expect(actions).toEqual([{ type: 'fire', schedule: minutely, slot: at('2025-01-02T10:02:00Z'), late: false, missed: 1439 }]);
+  });
+
+  it('holds, firing nothing, while the clock is behind the recorded slot', () => {
+    const recorded = state({ 'pg.main.nightly': '2025-01-02T02:00:00Z' });
+    expect(planFires([nightly], recorded, at('2025-01-02T01:00:00Z'))).toEqual([{ type: 'hold', schedule: nightly, recordedSlot: at('2025-01-02T02:00:00Z') }]);
+    // Within the due tolerance it is ordinary timer jitter, not a clock that stepped back.
+    expect(planFires([nightly], recorded, at('2025-01-02T01:59:30Z'))).toEqual([]);
   });
 
   it('skips (records without firing) a missed slot when catchUp is off, but still fires a due one', () => {
@@ -56,7 +69,7 @@ describe('planFires', () => {
       { type: 'record', schedule: strict, slot: at('2025-01-05T02:00:00Z'), reason: 'skipped' },
     ]);
     expect(planFires([strict], last, at('2025-01-02T02:00:30Z'))).toEqual([
-      { type: 'fire', schedule: strict, slot: at('2025-01-02T02:00:00Z'), late: false },
+      { type: 'fire', schedule: strict, slot: at('2025-01-02T02:00:00Z'), late: false, missed: 0 },
     ]);
   });
 
@@ -73,7 +86,7 @@ describe('planFires', () => {
     expect(nextSlot(berlin, at('2025-03-29T00:00:00Z'))).toEqual(at('2025-03-29T02:00:00Z'));
     expect(nextSlot(berlin, at('2025-03-29T02:00:00Z'))).toEqual(at('2025-03-30T01:00:00Z'));
     const actions = planFires([berlin], state({ 'pg.main.nightly': '2025-03-29T02:00:00Z' }), at('2025-03-30T01:00:00Z'));
-    expect(actions).toEqual([{ type: 'fire', schedule: berlin, slot: at('2025-03-30T01:00:00Z'), late: false }]);
+    expect(actions).toEqual([{ type: 'fire', schedule: berlin, slot: at('2025-03-30T01:00:00Z'), late: false, missed: 0 }]);
   });
 
   it('fires a slot in the skipped hour of spring-forward exactly once', () => {

@@ -2,10 +2,10 @@
 // restarted scheduler fires the latest missed slot once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type JetStreamManager, type NatsConnection } from 'nats';
-import { COMMANDS_STREAM, MSG_ID_HEADER, STREAMS, decode, type RequestBackup } from '@tidemark/contracts';
+import { COMMANDS_STREAM, STREAMS, type RequestBackup } from '@tidemark/contracts';
 import { parseConfig } from '@tidemark/config';
 import { createLogger, ensureStreams } from '@tidemark/runtime';
-import { startNats, type NatsTestServer } from '@tidemark/testkit';
+import { startNats, storedMessages, type NatsTestServer } from '@tidemark/testkit';
 import { KvStateStore, startScheduler, type TickReport } from '../src/index.js';
 
 const logger = createLogger('scheduler-test', { TIDEMARK_LOG_LEVEL: 'warn' });
@@ -19,18 +19,8 @@ targets:
     schedules: [{ id: often, cron: "${cron}" }]
 `, 'test.yaml', {});
 
-interface StoredCommand { subject: string; msgId: string; command: RequestBackup }
-
-async function storedCommands(jsm: JetStreamManager, subject: string): Promise<StoredCommand[]> {
-  const info = await jsm.streams.info(COMMANDS_STREAM.name);
-  const out: StoredCommand[] = [];
-  for (let seq = info.state.first_seq; seq <= info.state.last_seq && info.state.messages > 0; seq += 1) {
-    const msg = await jsm.streams.getMessage(COMMANDS_STREAM.name, { seq }).catch(() => undefined);
-    if (!msg || msg.subject !== subject) continue;
-    out.push({ subject: msg.subject, msgId: msg.header.get(MSG_ID_HEADER), command: decode(msg.data, msg.header) as RequestBackup });
-  }
-  return out;
-}
+const storedCommands = async (jsm: JetStreamManager, subject: string) =>
+  (await storedMessages(jsm, COMMANDS_STREAM.name, subject)).map((m) => ({ msgId: m.msgId, command: m.body as RequestBackup }));
 
 describe('scheduler with real NATS', () => {
   let server: NatsTestServer;

@@ -2,7 +2,7 @@
 // should happen now. No clocks, no NATS; the timer loop and the state store live elsewhere.
 import type { ArtifactKind, Engine } from '@tidemark/contracts';
 import type { TidemarkConfig } from '@tidemark/config';
-import { latestSlotAtOrBefore, nextSlot } from './cron.js';
+import { latestSlotAtOrBefore, nextSlot, slotsBetween } from './cron.js';
 
 export interface PlannedSchedule {
   /** `<engine>.<target>.<scheduleId>`: the state key. */
@@ -21,10 +21,19 @@ export interface PlannedSchedule {
 export type ScheduleState = ReadonlyMap<string, Date>;
 
 export type PlannedAction =
-  /** Request a backup for `slot`, then record it. `late` is true for a slot missed while down. */
-  | { readonly type: 'fire'; readonly schedule: PlannedSchedule; readonly slot: Date; readonly late: boolean }
+  /**
+   * Request a backup for `slot`, then record it. `late` is true for a slot missed while down;
+   * `missed` counts the earlier slots since the recorded one that will never run (downtime or a
+   * forward clock jump), at most MISSED_SLOTS_COUNTED.
+   */
+  | { readonly type: 'fire'; readonly schedule: PlannedSchedule; readonly slot: Date; readonly late: boolean; readonly missed: number }
   /** Record `slot` without firing: a first start's baseline, or a missed slot with catch-up off. */
-  | { readonly type: 'record'; readonly schedule: PlannedSchedule; readonly slot: Date; readonly reason: 'baseline' | 'skipped' };
+  | { readonly type: 'record'; readonly schedule: PlannedSchedule; readonly slot: Date; readonly reason: 'baseline' | 'skipped' }
+  /**
+   * Nothing fires: the recorded slot is ahead of the clock (it stepped back, or another
+   * scheduler's clock is ahead), and slots up to it already fired.
+   */
+  | { readonly type: 'hold'; readonly schedule: PlannedSchedule; readonly recordedSlot: Date };
 
 export interface PlannerOptions {
   /**
@@ -35,6 +44,8 @@ export interface PlannerOptions {
 }
 
 export const DEFAULT_DUE_TOLERANCE_MS = 60_000;
+/** Counting missed slots walks the cron expression; past this many the count says "at least". */
+export const MISSED_SLOTS_COUNTED = 10_000;
 
 export const scheduleKey = (engine: string, target: string, scheduleId: string): string => `${engine}.${target}.${scheduleId}`;
 
@@ -68,11 +79,15 @@ export function planFires(schedules: readonly PlannedSchedule[], state: Schedule
       actions.push({ type: 'record', schedule, slot: now, reason: 'baseline' });
       continue;
     }
+    if (last.getTime() - now.getTime() > tolerance) {
+      actions.push({ type: 'hold', schedule, recordedSlot: last });
+      continue;
+    }
     const slot = latestSlotAtOrBefore(schedule, now);
     if (slot === undefined || slot.getTime() <= last.getTime()) continue;
     const late = now.getTime() - slot.getTime() > tolerance;
     if (late && !schedule.catchUp) actions.push({ type: 'record', schedule, slot, reason: 'skipped' });
-    else actions.push({ type: 'fire', schedule, slot, late });
+    else actions.push({ type: 'fire', schedule, slot, late, missed: slotsBetween(schedule, last, slot, MISSED_SLOTS_COUNTED + 1).length - 1 });
   }
   return actions;
 }
