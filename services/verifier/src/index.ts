@@ -2,3 +2,4 @@ export { handleArtifactStored, scratchDatabaseName, scratchCollectionName, type 
 export { compareFacts, compareBaseFacts, probeKOf } from './compare.js';
 export { verifyQdrantArtifact, qdrantFactsOf, sandboxPort, type QdrantVerifyDeps, type QdrantVerifyProgress } from './qdrant-verify.js';
 export { verifyPgBaseArtifact, baseFactsOf, requireServerBinaries, type PgBaseVerifySettings, type PgBaseVerifyDeps, type PgBaseVerifyProgress } from './pg-base-verify.js';
+export { scratchDatabaseClaims, claimScratchDirectory, releaseScratchDirectory, sweepScratchDirectories, SCRATCH_PREFIX, type ScratchDatabaseClaims } from './scratch.js';

@@ -1,10 +1,12 @@
-// verifier: wiring only. Config → NATS → storage, keys, sandboxes (pg, qdrant) → artifact.stored consumer → shutdown.
+// verifier: wiring only. Config → NATS → storage, keys, sandboxes (pg, qdrant) → a dead verifier's scratch space removed → artifact.stored consumer → shutdown.
 import { ArtifactStored, EVENTS_STREAM, TidemarkError, consumers, filters } from '@tidemark/contracts';
 import { loadConfig } from '@tidemark/config';
 import { bootstrap, ensureConsumer, runConsumer } from '@tidemark/runtime';
 import { keyRingFromConfig, openArtifactStore, openPgCluster, runMain } from '@tidemark/service';
 import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant';
 import { handleArtifactStored, type VerifierDeps } from './handlers/artifact-stored.js';
+import { scratchDirectoryRoot } from './pg-base-verify.js';
+import { removeLeftoverScratch, scratchDatabaseClaims } from './scratch.js';
 
 runMain('verifier', async () => {
   const { config } = loadConfig(process.env);
@@ -46,7 +48,9 @@ runMain('verifier', async () => {
     publisher: service.publisher,
     keys,
     clock: () => new Date(),
+    scratchClaims: sandboxConnection ? scratchDatabaseClaims(sandboxConnection) : undefined,
   };
+  await removeLeftoverScratch({ claims: deps.scratchClaims, sandbox: deps.sandbox, directoryRoot: scratchDirectoryRoot(config.pg.workDir) }, logger);
   await ensureConsumer(service.jsm, EVENTS_STREAM.name, consumers.verifierArtifacts, filters.artifactStored, { ackWaitMs: service.ackWaitMs, maxDeliver: service.maxDeliver });
   const artifacts = runConsumer({
     js: service.js,

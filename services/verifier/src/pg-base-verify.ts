@@ -19,6 +19,7 @@ import {
   BASE_BACKUP_FORMAT, collectFacts, extractTar, osUserIds, parseLsn, pgToolPath, startFromBaseBackup, verifyBaseBackup, type BaseBackupServer,
 } from '@tidemark/pg';
 import { compareBaseFacts, probeKOf } from './compare.js';
+import { claimScratchDirectory, releaseScratchDirectory } from './scratch.js';
 
 export interface PgBaseVerifySettings {
   /** config.pg.workDir: scratch data directories go to <workDir>/verify/<artifact>-<random>. */
@@ -50,6 +51,9 @@ export interface PgBaseVerifyProgress {
   /** Told when the scratch directory could not be removed (it must then be removed by hand). */
   readonly onCleanupError?: (error: unknown, dir: string) => void;
 }
+
+/** Where the verifier's scratch data directories go. */
+export const scratchDirectoryRoot = (workDir: string): string => join(workDir, 'verify');
 
 /** The manifest's base backup facts, validated: without them the backup cannot be verified. */
 export function baseFactsOf(manifest: Manifest): PgBaseSourceFacts {
@@ -147,7 +151,7 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
   const major = Math.floor(facts.serverVersionNum / 10_000);
   requireServerBinaries(major, env);
   const user = settings.user ?? 'postgres';
-  const scratchRoot = join(settings.workDir, 'verify');
+  const scratchRoot = scratchDirectoryRoot(settings.workDir);
   const dir = join(scratchRoot, `${manifest.id}-${progress.suffix}`);
   if (Buffer.byteLength(join(dir, '.s.PGSQL.65535')) > 107) {
     throw new TidemarkError('CONFIG_INVALID', `the verifier's scratch directory ${dir} is too long for PostgreSQL's unix socket (107 bytes); set a shorter pg.workDir`);
@@ -157,7 +161,12 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
   await requireTraversable(scratchRoot, settings.osUser);
 
   const checks: VerificationCheck[] = [];
-  const stored = await deps.store.openData(manifest);
+  // Claimed before the data stream opens: nothing may delay reading it once it does.
+  await claimScratchDirectory(dir);
+  const stored = await deps.store.openData(manifest).catch(async (error: unknown) => {
+    await releaseScratchDirectory(dir);
+    throw error;
+  });
   const decoded = decodeCommitted(stored, manifest, deps.keys);
   let client: pg.Client | undefined;
   let server: BaseBackupServer | undefined;
@@ -220,6 +229,8 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
     decoded.destroy();
     await client?.end().catch(() => undefined);
     await server?.stop().catch(() => undefined);
-    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 }).catch((error: unknown) => progress.onCleanupError?.(error, dir));
+    await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 })
+      .then(() => releaseScratchDirectory(dir))
+      .catch((error: unknown) => progress.onCleanupError?.(error, dir));
   }
 }

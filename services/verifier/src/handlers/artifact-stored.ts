@@ -17,6 +17,7 @@ import type { QdrantPort } from '@tidemark/qdrant';
 import { compareFacts, probeKOf } from '../compare.js';
 import { verifyPgBaseArtifact, type PgBaseVerifySettings } from '../pg-base-verify.js';
 import { verifyQdrantArtifact } from '../qdrant-verify.js';
+import { SCRATCH_PREFIX, type ScratchDatabaseClaims } from '../scratch.js';
 
 export interface VerifierDeps {
   readonly store: ArtifactStore;
@@ -31,13 +32,15 @@ export interface VerifierDeps {
   readonly pgBase?: PgBaseVerifySettings | undefined;
   /** Random suffix for scratch database, collection and directory names. */
   readonly randomSuffix?: () => string;
+  /** Claims on the sandbox's scratch databases, so a starting verifier can tell a dead one's leftovers (see ../scratch.ts). */
+  readonly scratchClaims?: ScratchDatabaseClaims | undefined;
 }
 
 type Context = Pick<HandlerContext, 'attempt' | 'maxDeliver' | 'progress' | 'signal' | 'logger'>;
 
 export function scratchDatabaseName(artifactId: string, suffix: string): string {
   const short = (artifactId.split('-').pop() ?? artifactId).toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 16);
-  return `tidemark_verify_${short}_${suffix}`;
+  return `${SCRATCH_PREFIX}${short}_${suffix}`;
 }
 
 /** Qdrant scratch collections follow the same pattern: `tidemark_verify_<short>_<random>`. */
@@ -123,15 +126,20 @@ async function verifyPgArtifact(manifest: Manifest, deps: VerifierDeps, ctx: Con
   const sandbox = deps.sandbox;
   const expected = manifest.source as unknown as PgSourceFacts;
   const scratch = scratchDatabaseName(manifest.id, deps.randomSuffix?.() ?? randomBytes(3).toString('hex'));
-  await sandbox.createDatabase(scratch);
+  const release = await deps.scratchClaims?.claim(scratch);
   try {
-    await restoreArtifact(sandbox, scratch, manifest, deps, ctx);
-    const tableChecksums = expected.tables.some((t) => t.checksum !== undefined);
-    const probeK = probeKOf(expected);
-    const actual = await sandbox.collectFacts(scratch, { tableChecksums, ...(probeK !== undefined ? { probeK } : {}) });
-    return compareFacts(expected, actual);
+    await sandbox.createDatabase(scratch);
+    try {
+      await restoreArtifact(sandbox, scratch, manifest, deps, ctx);
+      const tableChecksums = expected.tables.some((t) => t.checksum !== undefined);
+      const probeK = probeKOf(expected);
+      const actual = await sandbox.collectFacts(scratch, { tableChecksums, ...(probeK !== undefined ? { probeK } : {}) });
+      return compareFacts(expected, actual);
+    } finally {
+      await sandbox.dropDatabase(scratch).catch((error: unknown) => ctx.logger.error({ err: error, database: scratch }, 'could not drop the scratch database; drop it by hand'));
+    }
   } finally {
-    await sandbox.dropDatabase(scratch).catch((error: unknown) => ctx.logger.error({ err: error, database: scratch }, 'could not drop the scratch database; drop it by hand'));
+    await release?.();
   }
 }
 
