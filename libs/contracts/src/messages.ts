@@ -267,9 +267,10 @@ export type WalArchived = Infer<typeof WalArchived>;
  * - `gap`: a segment is missing from the archive between a retained base backup and the newest WAL;
  * - `timeline`: a timeline switch is not followed (a timeline's segments without its history file);
  * - `slot_growth`: the replication slot holds back more WAL than allowed (disk fills up on the primary);
- * - `lagging`: the archive is further behind the primary than allowed, or the receiver is down.
+ * - `lagging`: the archive is further behind the primary than allowed, or the receiver is down;
+ * - `spool_full`: the receiver's local spool has no room for the next segment: archiving stops.
  */
-export const WAL_PROBLEMS = ['gap', 'timeline', 'slot_growth', 'lagging'] as const;
+export const WAL_PROBLEMS = ['gap', 'timeline', 'slot_growth', 'lagging', 'spool_full'] as const;
 export type WalProblemKind = (typeof WAL_PROBLEMS)[number];
 
 export const WalProblem = object({

@@ -17,7 +17,7 @@ export type Severity = (typeof SEVERITIES)[number];
 export const ALERT_KINDS = [
   'verify_failed', 'backup_failed', 'command_rejected', 'backup_missed', 'restore_failed',
   // The WAL archive: one kind per WalProblem (see messages.ts), so alert rules can route them.
-  'wal_gap', 'wal_timeline', 'wal_slot_growth', 'wal_lagging',
+  'wal_gap', 'wal_timeline', 'wal_slot_growth', 'wal_lagging', 'wal_spool_full',
 ] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 

@@ -25,7 +25,7 @@ import { TidemarkError } from '@tidemark/contracts';
 import { libpqEnv, type PostgresConnection } from '@tidemark/config';
 import { openClient, toPgError } from './connection.js';
 import { pgToolPath, toolEnvironment } from './tools.js';
-import { parseWalFileName } from './wal-names.js';
+import { parseWalFileName, WAL_SEGMENT_SIZE } from './wal-names.js';
 import { osUserIds } from './os-user.js';
 
 // The name helpers are part of this module's API (pg-agent's archive and gap detector use them).
@@ -162,6 +162,24 @@ async function warnIfUnreachable(dir: string, owner: { uid: number; gid: number 
   }
 }
 
+/**
+ * pg_receivewal pads each new segment to 16 MiB before writing WAL into it, and leaves the file
+ * half-padded when that fails (a full disk). On every later start it refuses that file ("has N
+ * bytes, should be 0 or 16777216"), so streaming would never resume once space returns. Such a
+ * file holds only zeros, no WAL: it is removed before pg_receivewal starts (never while it runs).
+ */
+async function removeUnpaddedPartials(dir: string, slot: string, logger: WalReceiverLogger): Promise<void> {
+  for (const name of await readdir(dir)) {
+    if (!name.endsWith('.partial') || parseWalFileName(name) === undefined) continue;
+    const path = join(dir, name);
+    const { size } = await stat(path);
+    if (size === 0 || size === WAL_SEGMENT_SIZE) continue;
+    if (!(await readFile(path)).every((byte) => byte === 0)) continue; // WAL in it: pg_receivewal reports it
+    await rm(path, { force: true });
+    logger.warn({ slot, file: name, bytes: size }, 'removed a partial segment pg_receivewal could not finish pre-allocating (was the wal directory\'s disk full?); it held no wal');
+  }
+}
+
 /** Creates the physical slot unless it exists; returns whether it was created. */
 export async function ensurePhysicalSlot(conn: PostgresConnection, slot: string, env: NodeJS.ProcessEnv = process.env): Promise<boolean> {
   const client = await openClient(conn, conn.database, 'source', env);
@@ -203,6 +221,7 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
     await warnIfUnreachable(dir, owner, options.osUser ?? 'postgres', slot, logger);
   }
   await stopLeftoverReceiver(dir, slot, logger);
+  await removeUnpaddedPartials(dir, slot, logger);
   await ensurePhysicalSlot(conn, slot, env);
 
   let stopping = false;
@@ -268,6 +287,8 @@ export async function startWalReceiver(conn: PostgresConnection, options: WalRec
       walLost = false;
       (skip ? skipLostWal() : Promise.resolve())
         .catch((error: unknown) => logger.error({ slot, err: (error as Error).message }, 'could not skip the lost wal yet; retrying'))
+        .then(() => removeUnpaddedPartials(dir, slot, logger))
+        .catch((error: unknown) => logger.warn({ slot, err: (error as Error).message }, 'could not check the wal directory for unfinished partial segments'))
         // A dropped slot is recreated (logged: the archive then has a gap the detector reports).
         .then(() => ensurePhysicalSlot(conn, slot, env))
         .then((created) => {

@@ -311,6 +311,34 @@ describe('wal receiver (real postgresql)', () => {
     await server.query(`SELECT pg_drop_replication_slot('tidemark_lost')`);
   });
 
+  it('removes a zero-filled partial segment a full disk left half pre-allocated, and streams on', async () => {
+    const unpaddedDir = join(root, 'unpadded');
+    const got: string[] = [];
+    const ownLogs: string[] = [];
+    const quiet = { info: () => undefined, warn: (d: object, m: string) => ownLogs.push(`warn ${m} ${JSON.stringify(d)}`), error: () => undefined };
+    const conn = { ...server.connection(), passwordEnv: PASSWORD_ENV };
+    const options = { slot: 'tidemark_unpadded', dir: unpaddedDir, logger: quiet, restartDelayMs: { initial: 100, max: 500 }, onSegment: async (_path: string, name: string) => void got.push(name) };
+    const first = await startWalReceiver(conn, options);
+    const before = await closeSegment();
+    await waitFor(`segment ${before}`, () => got.includes(before));
+    await first.stop();
+    // What ENOSPC leaves: the next segment's file, padded with zeros only part of the way.
+    const newest = [before, ...(await readdir(unpaddedDir)).map((name) => name.replace('.partial', '')).filter(isSegmentName)].sort().at(-1) as string;
+    const unpadded = `${nextSegment(newest)}.partial`;
+    await writeFile(join(unpaddedDir, unpadded), Buffer.alloc(3 * 1024 * 1024));
+    const second = await startWalReceiver(conn, options);
+    try {
+      expect(await readdir(unpaddedDir)).not.toContain(unpadded);
+      expect(ownLogs.some((line) => line.includes('could not finish pre-allocating') && line.includes(unpadded))).toBe(true);
+      const after = await closeSegment();
+      await waitFor(`segment ${after} after the removal`, () => got.includes(after));
+      expect(second.status().restarts).toBe(0);
+    } finally {
+      await second.stop();
+    }
+    await server.query(`SELECT pg_drop_replication_slot('tidemark_unpadded')`);
+  });
+
   it('stops cleanly and leaves no process behind', async () => {
     const pid = receiver?.status().pid as number;
     expect(isAlive(pid)).toBe(true);

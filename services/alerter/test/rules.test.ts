@@ -95,7 +95,10 @@ describe('alert rules', () => {
     const lag = walProblemAlert({ ...wal, problem: 'lagging', summary: 'the archive is 900 s behind', lagSeconds: 900, limitSeconds: 300 });
     expect(lag).toMatchObject({ severity: 'warning', kind: 'wal_lagging', dedupeKey: 'wal_lagging:pg:main:7300000000000000001:lag' });
     expect(lag.summary).toContain('(900 s behind, limit 300 s)');
-    for (const alert of [timeline, slot, lag]) expect(() => Alert.parse(alert)).not.toThrow();
+    const spool = walProblemAlert({ ...wal, problem: 'spool_full', summary: 'the WAL spool has 3.0 MiB free', details: { spoolDir: '/var/lib/tidemark/wal/main', freeBytes: 3 * 1024 ** 2 } });
+    expect(spool).toMatchObject({ severity: 'critical', kind: 'wal_spool_full', dedupeKey: 'wal_spool_full:pg:main:7300000000000000001:spool' });
+    expect(spool.summary).toContain('Free space on /var/lib/tidemark/wal/main');
+    for (const alert of [timeline, slot, lag, spool]) expect(() => Alert.parse(alert)).not.toThrow();
   });
 
   it('orders severities', () => {

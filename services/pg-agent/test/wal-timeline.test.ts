@@ -16,7 +16,7 @@ import {
   freePort, makeTempDir, POSTGRES_BIN_DIR, postgresClient, recordingPublisher, removeTempDir, runProcess, startPostgres, startProcess, type PostgresServer,
   type StartedProcess,
 } from '@tidemark/testkit';
-import { parseHistory } from '../src/wal/archiver.js';
+import { parseHistory } from '../src/wal/segment-file.js';
 import { realServerArchiver } from './wal-fixture.js';
 
 const PRIMARY_PASSWORD_ENV = 'TM_WAL_TL_PRIMARY_PGPASSWORD';

@@ -14,6 +14,8 @@ export const SEVERITY_OF: Readonly<Record<AlertKind, Severity>> = {
   // Point-in-time recovery is broken past a gap or an unfollowed timeline.
   wal_gap: 'critical',
   wal_timeline: 'critical',
+  // Archiving has stopped and stays stopped until someone frees the disk.
+  wal_spool_full: 'critical',
   // The primary's disk fills up, or the RPO is exceeded: act soon.
   wal_slot_growth: 'warning',
   wal_lagging: 'warning',
@@ -106,6 +108,7 @@ const WAL_ALERT_KIND: Readonly<Record<WalProblemKind, WalAlertKind>> = {
   timeline: 'wal_timeline',
   slot_growth: 'wal_slot_growth',
   lagging: 'wal_lagging',
+  spool_full: 'wal_spool_full',
 };
 
 const mib = (bytes: number): string => `${Math.round(bytes / (1024 * 1024))} MiB`;
@@ -143,6 +146,11 @@ export function walProblemAlert(event: WalProblem): Alert {
       identity = 'lag';
       advice = `Point-in-time recovery reaches only as far as the archive${event.lagSeconds !== undefined && event.limitSeconds !== undefined ? ` (${Math.round(event.lagSeconds)} s behind, limit ${Math.round(event.limitSeconds)} s)` : ''}: the recovery point objective is not met. `
         + `Check that the pg-agent and its WAL receiver run and that the storage backend accepts uploads.`;
+      break;
+    case 'spool_full':
+      identity = 'spool';
+      advice = `No WAL is archived until there is room again, so point-in-time recovery stops at the archive's end; the replication slot keeps the WAL on the primary meanwhile (its disk fills in turn). `
+        + `Free space on ${typeof event.details?.['spoolDir'] === 'string' ? event.details['spoolDir'] : "the pg-agent's WAL spool (pg.workDir)"} or give pg.workDir a larger disk: archiving resumes by itself.`;
       break;
   }
   const summary = event.summary.replace(/[.\s]+$/, '');

@@ -8,7 +8,8 @@ import { startWalReceiver } from '@tidemark/pg';
 import { defaultCompression, type KeyRing } from '@tidemark/pipeline';
 import type { EventPublisher } from '@tidemark/runtime';
 import type { WalArchive } from '@tidemark/storage';
-import { WalArchiver, type ArchiverLogger } from './archiver.js';
+import { WalArchiver } from './archiver.js';
+import type { ArchiverLogger } from './monitor.js';
 import { pgWalPrimary } from './primary.js';
 
 export interface WalArchivingDeps {
