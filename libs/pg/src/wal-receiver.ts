@@ -17,7 +17,7 @@
 //   long as the slot exists.
 // - The password travels only in PGPASSWORD (libpq environment), never on argv.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { watch, type FSWatcher } from 'node:fs';
+import { createReadStream, watch, type FSWatcher } from 'node:fs';
 import { chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type pg from 'pg';
@@ -162,6 +162,11 @@ async function warnIfUnreachable(dir: string, owner: { uid: number; gid: number 
   }
 }
 
+async function holdsOnlyZeros(path: string): Promise<boolean> {
+  for await (const chunk of createReadStream(path)) if (!(chunk as Buffer).every((byte) => byte === 0)) return false;
+  return true;
+}
+
 /**
  * pg_receivewal pads each new segment to 16 MiB before writing WAL into it, and leaves the file
  * half-padded when that fails (a full disk). On every later start it refuses that file ("has N
@@ -174,7 +179,7 @@ async function removeUnpaddedPartials(dir: string, slot: string, logger: WalRece
     const path = join(dir, name);
     const { size } = await stat(path);
     if (size === 0 || size === WAL_SEGMENT_SIZE) continue;
-    if (!(await readFile(path)).every((byte) => byte === 0)) continue; // WAL in it: pg_receivewal reports it
+    if (!(await holdsOnlyZeros(path))) continue; // WAL in it: pg_receivewal reports it
     await rm(path, { force: true });
     logger.warn({ slot, file: name, bytes: size }, 'removed a partial segment pg_receivewal could not finish pre-allocating (was the wal directory\'s disk full?); it held no wal');
   }
