@@ -26,6 +26,8 @@ export interface StartedProcess {
   /** Resolves when the process has exited, however it ended. */
   readonly exited: Promise<ProcessExit>;
   hasExited(): boolean;
+  /** Resolves once the process has exited and all it wrote to stdout and stderr is read ('exit' can come first). */
+  readonly outputRead: Promise<void>;
   /** The last lines the process wrote to stdout and stderr. */
   recentOutput(): string;
   /** Resolves with the first line (already written or still to come) that matches. */
@@ -122,6 +124,7 @@ export function startProcess(command: string, args: readonly string[], options: 
     });
   });
 
+  const outputRead = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const recentOutput = () => lines.join('\n');
   const describeExit = (result: ProcessExit) =>
     result.signal !== null ? `was killed by ${result.signal}` : result.code === null ? 'could not be started' : `exited with code ${result.code}`;
@@ -131,6 +134,7 @@ export function startProcess(command: string, args: readonly string[], options: 
     pid: child.pid,
     exited,
     hasExited: () => exit !== undefined,
+    outputRead,
     recentOutput,
     waitForOutput(pattern, timeoutMs = DEFAULT_READY_TIMEOUT_MS) {
       const seen = lines.find((line) => matches(line, pattern));

@@ -57,6 +57,7 @@ const MAX_SOCKET_PATH = 107;
 const MEMSTORE_BYTES = 4 * 1024 * 1024 * 1024;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const OUTPUT_DRAIN_MS = 5000;
 
 /** Starts a one-node Ceph cluster with an S3 gateway on a free loopback port, and an S3 user. */
 export async function startRgw(options: StartRgwOptions = {}): Promise<RgwEndpoint> {
@@ -243,9 +244,9 @@ class CephCluster {
     for (;;) {
       const dead = this.daemons.find((daemon) => daemon.hasExited());
       if (dead !== undefined) {
-        // 'exit' can come before the daemon's last output and log lines are read (on a loaded
-        // machine, the "Address already in use" that makes startRgw pick another port): let them land.
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        // 'exit' can come before the daemon's last output is read (the "Address already in use"
+        // that makes startRgw pick another port). Bounded: a child that kept its stdout open holds 'close'.
+        await Promise.race([dead.outputRead, sleep(OUTPUT_DRAIN_MS)]);
         throw new Error(`Ceph RGW did not start: ${dead.name} exited while waiting until ${step}; its output:\n${dead.recentOutput()}\n${await this.logTails()}`);
       }
       try {
