@@ -63,8 +63,11 @@ describe('a service killed mid-restore (every service a process, real NATS, Post
     expect(verdict.subject, JSON.stringify(verdict.data)).toBe('verify.passed.pg.main');
     await settled(EVENTS_STREAM.name, consumers.verifierArtifacts);
     expect(eventsOf('verify.', (e) => e.data.artifactId === artifactId)).toHaveLength(1);
-    // By the second delivery: the killed one was the first.
-    expect(running.get('verifier')!.output()).toMatch(new RegExp(`"attempt":2[^\\n]*"artifactId":"${artifactId}"[^\\n]*verification passed`));
+    // By a later delivery than the killed one (which one depends on load: the restarted verifier
+    // may see the message again only after its ack wait), and passed once.
+    const passedLines = running.get('verifier')!.output().split('\n').filter((line) => line.includes(`"artifactId":"${artifactId}"`) && line.includes('verification passed'));
+    expect(passedLines).toHaveLength(1);
+    expect(Number(/"attempt":(\d+)/.exec(passedLines[0]!)?.[1])).toBeGreaterThan(1);
     const manifest = await store.readManifest('pg', 'main', artifactId);
     expect((await store.readVerification(manifest!))?.status).toBe('passed');
     expect(await stack.pg.query(SCRATCH_DATABASES)).toEqual([]);

@@ -12,7 +12,7 @@ import { constants } from 'node:fs';
 import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from 'minio';
-import { freePort } from './ports.js';
+import { freePort, portIsHeld } from './ports.js';
 import { runProcess, startProcess, type StartedProcess } from './process.js';
 import { testProvider } from './provider.js';
 import { containerMinio } from './containers.js';
@@ -80,10 +80,13 @@ export async function startRgw(options: StartRgwOptions = {}): Promise<RgwEndpoi
     return await startCluster(settings, started);
   } catch (error) {
     // freePort releases a port before the daemon binds it; losing that race once is no failure.
-    if (!(error instanceof Error && PORT_TAKEN.test(error.message))) throw error;
+    if (!(error instanceof PortTakenError)) throw error;
     return startCluster(settings, started);
   }
 }
+
+/** A daemon died because another process held the port it was given. */
+class PortTakenError extends Error {}
 
 const PORT_TAKEN = /Address already in use/;
 
@@ -137,6 +140,8 @@ interface GatewayEndpoint {
 
 class CephCluster {
   private readonly daemons: StartedProcess[] = [];
+  /** The loopback port each listening daemon was given, to tell a lost port race from a crash. */
+  private readonly daemonPorts = new Map<StartedProcess, number>();
   private readonly configPath: string;
   private readonly logDirectory: string;
 
@@ -163,7 +168,7 @@ class CephCluster {
     const monmap = join(this.directory, 'monmap');
     await this.run('monmaptool', ['--create', '--fsid', fsid, '--addv', MON_ID, `[v2:127.0.0.1:${monPort}]`, monmap]);
     await this.run('ceph-mon', ['--mkfs', '-i', MON_ID, '--monmap', monmap]);
-    this.daemon('ceph-mon', ['-i', MON_ID]);
+    this.daemon('ceph-mon', ['-i', MON_ID], monPort);
     await this.waitUntil('the monitor forms a quorum', async () => {
       const status = JSON.parse(await this.ceph(['quorum_status'])) as { quorum_names?: string[] };
       return status.quorum_names?.includes(MON_ID) === true;
@@ -183,7 +188,7 @@ class CephCluster {
 
     // The gateway creates its pools on first start; the user is created after that, so the two
     // never race to create the default realm and zone.
-    this.daemon('radosgw', ['-n', GATEWAY_NAME]);
+    this.daemon('radosgw', ['-n', GATEWAY_NAME], gatewayPort);
     const endpoint = `http://127.0.0.1:${gatewayPort}`;
     await this.waitUntil('the gateway answers HTTP', async () => {
       const response = await fetch(endpoint, { signal: AbortSignal.timeout(2_000) });
@@ -218,8 +223,10 @@ class CephCluster {
     await Promise.all(this.daemons.map((daemon) => daemon.stop({ signal: 'SIGKILL' })));
   }
 
-  private daemon(binary: CephBinary, args: readonly string[]): void {
-    this.daemons.push(startProcess(join(this.settings.binDir, binary), ['-f', '-c', this.configPath, ...args], { name: binary }));
+  private daemon(binary: CephBinary, args: readonly string[], port?: number): void {
+    const started = startProcess(join(this.settings.binDir, binary), ['-f', '-c', this.configPath, ...args], { name: binary });
+    this.daemons.push(started);
+    if (port !== undefined) this.daemonPorts.set(started, port);
   }
 
   private async run(binary: CephBinary, args: readonly string[], options: { secret?: string } = {}): Promise<string> {
@@ -244,10 +251,15 @@ class CephCluster {
     for (;;) {
       const dead = this.daemons.find((daemon) => daemon.hasExited());
       if (dead !== undefined) {
-        // 'exit' can come before the daemon's last output is read (the "Address already in use"
-        // that makes startRgw pick another port). Bounded: a child that kept its stdout open holds 'close'.
+        // 'exit' can come before the daemon's last output is read. Bounded: a child that kept its
+        // stdout open holds 'close'.
         await Promise.race([dead.outputRead, sleep(OUTPUT_DRAIN_MS)]);
-        throw new Error(`Ceph RGW did not start: ${dead.name} exited while waiting until ${step}; its output:\n${dead.recentOutput()}\n${await this.logTails()}`);
+        const message = `Ceph RGW did not start: ${dead.name} exited while waiting until ${step}; its output:\n${dead.recentOutput()}\n${await this.logTails()}`;
+        // radosgw 16 may crash on its way out after a failed bind (a segfault in rgw_reshard) before
+        // it logs "Address already in use": whether its port is held elsewhere is what tells.
+        const port = this.daemonPorts.get(dead);
+        if (PORT_TAKEN.test(message) || (port !== undefined && (await portIsHeld(port)))) throw new PortTakenError(message);
+        throw new Error(message);
       }
       try {
         // A daemon's exit or the deadline ends the wait at once, even while a poll hangs (the minio
