@@ -22,7 +22,7 @@ COPY libs/storage/package.json libs/storage/
 COPY libs/runtime/package.json libs/runtime/
 COPY libs/pg/package.json libs/pg/
 COPY libs/qdrant/package.json libs/qdrant/
-COPY libs/service/package.json libs/service/
+COPY libs/agent/package.json libs/agent/
 COPY libs/config/package.json libs/config/
 COPY libs/testkit/package.json libs/testkit/
 COPY services/scheduler/package.json services/scheduler/

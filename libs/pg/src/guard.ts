@@ -1,4 +1,8 @@
-import type { PgCluster } from './cluster.js';
+import { TidemarkError } from '@tidemark/contracts';
+import type { PostgresConnection } from '@tidemark/config';
+import { createBreaker, type Breaker, type Logger } from '@tidemark/runtime';
+import { pgCluster, type PgCluster } from './cluster.js';
+import type { ClusterRole } from './connection.js';
 
 /** Runs one call through a circuit breaker (the runtime's `Breaker.fire`). */
 export type Fire = <T>(call: () => Promise<T>) => Promise<T>;
@@ -19,4 +23,18 @@ export function guardCluster(cluster: PgCluster, fire: Fire): PgCluster {
     restore: (database, input, options) => fire(() => cluster.restore(database, input, options)),
     collectFacts: (database, options) => fire(() => cluster.collectFacts(database, options)),
   };
+}
+
+/**
+ * A PostgreSQL cluster behind its own breaker. Only unavailability counts against it (a bad
+ * dump or a refused password is an answer, not an outage), and there is no call timeout: dumps
+ * and restores take as long as the data.
+ */
+export function openPgCluster(conn: PostgresConnection, role: ClusterRole, logger: Logger, env: NodeJS.ProcessEnv = process.env): PgCluster & { readonly breakerState: () => Breaker['state'] } {
+  const cluster = pgCluster(conn, role, env);
+  const breaker = createBreaker(`${role} postgres ${cluster.description}`, logger, {
+    timeoutMs: 0,
+    isFailure: (error) => error instanceof TidemarkError && (error.code === 'SOURCE_UNAVAILABLE' || error.code === 'SANDBOX_UNAVAILABLE'),
+  });
+  return { ...guardCluster(cluster, (call) => breaker.fire(call)), breakerState: () => breaker.state };
 }

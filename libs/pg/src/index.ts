@@ -4,7 +4,7 @@ export { collectFacts, DEFAULT_PROBE_K, DETERMINISTIC_TEXT_SETTINGS, type Querya
 export { clientConfig, openClient, quoteIdent, toPgError, type ClusterRole } from './connection.js';
 export { pgToolPath, spawnTool, toolEnvironment, type PgTool, type RunningTool } from './tools.js';
 export { restoreArtifact } from './restore-artifact.js';
-export { guardCluster, type Fire } from './guard.js';
+export { guardCluster, openPgCluster, type Fire } from './guard.js';
 export * from './wal-receiver.js';
 export { startBaseBackup, TarReader, type BaseBackupSession, type BaseBackupFacts, type BaseBackupOptions, type TarEntry, type TarVisitor } from './base-backup.js';
 export { extractTar, verifyBaseBackup, startFromBaseBackup, type ExtractResult, type BaseBackupServer, type StartFromBaseBackupOptions } from './base-verify.js';

@@ -1,6 +1,6 @@
 // Streaming pipeline: source → compression → optional encryption → sha256 → sink, and back.
 // API is fixed (other packages code against it); implementation lives in the sibling files.
-export { loadKeyRing, keyIdOf, keyRingOf, type EncryptionKey, type KeyRing } from './keys.js';
+export { loadKeyRing, keyIdOf, keyRingOf, keyRingFromConfig, type EncryptionKey, type EncryptionSettings, type KeyRing } from './keys.js';
 export { encodeStream, type EncodeOptions, type EncodeSummary, type EncodedStream } from './encode.js';
 export { decodeStream, decodeCommitted, type DecodeExpectations, type CommittedData } from './decode.js';
 export { zstdAvailable, defaultCompression, effectiveCompression } from './compression.js';

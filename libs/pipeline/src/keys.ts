@@ -86,6 +86,32 @@ export function loadKeyRing(env: NodeJS.ProcessEnv): KeyRing {
   return keyRingOf(current, older);
 }
 
+/**
+ * tidemark.yaml's `encryption` section, as this package reads it (declared here, not imported:
+ * the config package depends on storage, which depends on this one).
+ */
+export interface EncryptionSettings {
+  readonly keyEnv: string;
+  readonly keyFile?: string | undefined;
+  readonly keyId?: string | undefined;
+  readonly oldKeyFiles: readonly string[];
+}
+
+/**
+ * The key ring named by the config's `encryption` section (the key in `keyEnv` or `keyFile`, older
+ * keys in `oldKeyFiles`); without that section, the TIDEMARK_ENCRYPTION_* variables.
+ */
+export function keyRingFromConfig(config: { readonly encryption?: EncryptionSettings | undefined }, env: NodeJS.ProcessEnv = process.env): KeyRing {
+  const section = config.encryption;
+  if (!section) return loadKeyRing(env);
+  const keyEnv: NodeJS.ProcessEnv = {};
+  if (section.keyFile) keyEnv['TIDEMARK_ENCRYPTION_KEY_FILE'] = section.keyFile;
+  else if (env[section.keyEnv] !== undefined) keyEnv['TIDEMARK_ENCRYPTION_KEY'] = env[section.keyEnv];
+  if (section.keyId) keyEnv['TIDEMARK_ENCRYPTION_KEY_ID'] = section.keyId;
+  if (section.oldKeyFiles.length > 0) keyEnv['TIDEMARK_ENCRYPTION_OLD_KEY_FILES'] = section.oldKeyFiles.join(',');
+  return loadKeyRing(keyEnv);
+}
+
 function nonEmpty(value: string | undefined): string | undefined {
   const trimmed = value?.trim();
   return trimmed === undefined || trimmed === '' ? undefined : trimmed;

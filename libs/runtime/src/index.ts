@@ -1,4 +1,5 @@
 export { bootstrap, reportStartupFailure, startupFailureText, type ServiceContext, type StartupErrorOutput } from './bootstrap.js';
+export { runMain } from './run-main.js';
 export { createLogger, REDACT_PATHS, redactUrl, type Logger } from './logger.js';
 export { createBreaker, type Breaker, type BreakerOptions } from './breaker.js';
 export { retryWithBackoff, backoffDelay, retryDelay, sleep, type RetryOptions } from './retry.js';

@@ -1,7 +1,6 @@
 // Wiring only: config → bootstrap → alerter (consumers, webhooks, watchdog) → shutdown.
 import { loadConfig } from '@tidemark/config';
-import { bootstrap } from '@tidemark/runtime';
-import { runMain } from '@tidemark/service';
+import { bootstrap, runMain } from '@tidemark/runtime';
 import { startAlerter } from './alerter.js';
 
 runMain('alerter', async () => {

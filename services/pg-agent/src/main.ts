@@ -1,12 +1,13 @@
 // pg-agent: wiring only. Config → NATS → storage, keys → durable consumers → handlers → shutdown.
 import { hostname } from 'node:os';
 import { COMMANDS_STREAM, RequestBackup, RequestRestore, consumers, filters, subjects } from '@tidemark/contracts';
-import { loadConfig, type Target } from '@tidemark/config';
-import { bootstrap, ensureConsumer, readServiceVersion, runConsumer, serveRequests, startSourceMonitor } from '@tidemark/runtime';
+import { loadConfig, storageConfig, type Target } from '@tidemark/config';
+import { bootstrap, ensureConsumer, readServiceVersion, runConsumer, runMain, serveRequests, startSourceMonitor } from '@tidemark/runtime';
 import { handleBackupRequested, type BackupDeps } from './handlers/backup-requested.js';
 import { handleRestoreRequested } from './handlers/restore-requested.js';
-import { keyRingFromConfig, openArtifactStore, openPgCluster, runMain } from '@tidemark/service';
-import { WalArchive } from '@tidemark/storage';
+import { keyRingFromConfig } from '@tidemark/pipeline';
+import { openArtifactStore, WalArchive } from '@tidemark/storage';
+import { openPgCluster } from '@tidemark/pg';
 import { createWalArchivers } from './wal/start.js';
 import { answerWalStatus, WAL_STATUS_QUEUE_GROUP } from './handlers/status-wal.js';
 import { pgSourceProbe, sourceProbeIntervalMs } from './sources.js';
@@ -16,7 +17,7 @@ runMain('pg-agent', async () => {
   const keys = keyRingFromConfig(config);
   const service = await bootstrap('pg-agent', { natsUrl: config.nats.url, eventEncoding: config.events.encoding, consumers: config.consumers });
   const { logger, shutdown } = service;
-  const { store, breakerState, close } = await openArtifactStore(config, logger);
+  const { store, breakerState, close } = await openArtifactStore(storageConfig(config), logger);
   shutdown.add('storage', close);
   service.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState() } }));
 

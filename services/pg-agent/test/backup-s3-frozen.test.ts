@@ -6,12 +6,11 @@
 import { Transform, pipeline, type Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RequestBackup } from '@tidemark/contracts';
-import { parseConfig, type Target } from '@tidemark/config';
-import { ArtifactStore, type StorageBackend } from '@tidemark/storage';
+import { parseConfig, storageConfig, type Target } from '@tidemark/config';
+import { ArtifactStore, openArtifactStore, type GuardedStore, type StorageBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { pgCluster } from '@tidemark/pg';
 import { createLogger } from '@tidemark/runtime';
-import { openArtifactStore, type GuardedStore } from '@tidemark/service';
 import { settling, startLocalS3, startPostgres, type LocalS3Endpoint, type PostgresServer } from '@tidemark/testkit';
 import { handleBackupRequested as handleBackupRequestedUnsettled, type BackupDeps } from '../src/handlers/backup-requested.js';
 import { recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
@@ -79,7 +78,7 @@ describe('a logical backup while S3 is frozen, then resumed', () => {
       `storage: { type: s3, endpoint: ${s3.endpoint}, bucket: frozen-backup, region: ${s3.region}, requestTimeoutSeconds: ${STALL_SECONDS}, stallSeconds: ${STALL_SECONDS} }`,
     );
     const config = parseConfig(yaml);
-    opened = await openArtifactStore(config, createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' }), env);
+    opened = await openArtifactStore(storageConfig(config, env), createLogger('test', { TIDEMARK_LOG_LEVEL: 'silent' }));
     const frozen: { at: number; resumed: Promise<void> | undefined } = { at: 0, resumed: undefined };
     const store = new ArtifactStore(freezingMidUpload(opened.store.backend, s3, 12 * MiB, frozen));
     const publisher = recordingPublisher();

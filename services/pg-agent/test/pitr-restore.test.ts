@@ -15,7 +15,7 @@ import { RequestRestore } from '@tidemark/contracts';
 import { createFsBackend, type StorageBackend } from '@tidemark/storage';
 import { loadKeyRing, type KeyRing } from '@tidemark/pipeline';
 import { livePostmaster } from '@tidemark/pg';
-import { compactTimestamp } from '@tidemark/service';
+import { compactTimestamp } from '@tidemark/agent';
 import { freePort } from '@tidemark/testkit';
 import { handleRestoreRequested as handleRestoreRequestedUnsettled } from '../src/handlers/restore-requested.js';
 import { RESTORE_MARKER } from '../src/restore/data-directory.js';

@@ -2,10 +2,11 @@
 // durable consumers → handlers → shutdown.
 import { hostname } from 'node:os';
 import { COMMANDS_STREAM, RequestBackup, RequestRestore, TidemarkError, consumers, filters } from '@tidemark/contracts';
-import { loadConfig, type Target } from '@tidemark/config';
-import { bootstrap, ensureConsumer, readServiceVersion, runConsumer } from '@tidemark/runtime';
+import { loadConfig, storageConfig, type Target } from '@tidemark/config';
+import { bootstrap, ensureConsumer, readServiceVersion, runConsumer, runMain } from '@tidemark/runtime';
 import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant';
-import { keyRingFromConfig, openArtifactStore, runMain } from '@tidemark/service';
+import { keyRingFromConfig } from '@tidemark/pipeline';
+import { openArtifactStore } from '@tidemark/storage';
 import { handleBackupRequested, type BackupDeps } from './handlers/backup-requested.js';
 import { handleRestoreRequested } from './handlers/restore-requested.js';
 
@@ -14,7 +15,7 @@ runMain('qdrant-agent', async () => {
   const keys = keyRingFromConfig(config);
   const service = await bootstrap('qdrant-agent', { natsUrl: config.nats.url, eventEncoding: config.events.encoding, consumers: config.consumers });
   const { logger, shutdown } = service;
-  const { store, breakerState, close } = await openArtifactStore(config, logger);
+  const { store, breakerState, close } = await openArtifactStore(storageConfig(config), logger);
   shutdown.add('storage', close);
   service.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState() } }));
 

@@ -1,7 +1,6 @@
 // Wiring only: config → bootstrap → intake watcher → timer loop → shutdown.
 import { loadConfig } from '@tidemark/config';
-import { bootstrap, startIntakeWatcher } from '@tidemark/runtime';
-import { runMain } from '@tidemark/service';
+import { bootstrap, runMain, startIntakeWatcher } from '@tidemark/runtime';
 import { startScheduler } from './scheduler.js';
 
 runMain('scheduler', async () => {

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // tidemark-storage: the catalog (request/reply), retention, the orphan sweep and the WAL archive
 // check. Wiring only.
-import { loadConfig, walTargets } from '@tidemark/config';
-import type { KeyRing } from '@tidemark/pipeline';
-import { bootstrap } from '@tidemark/runtime';
-import { keyRingFromConfig, openArtifactStore, runMain } from '@tidemark/service';
+import { loadConfig, storageConfig, walTargets } from '@tidemark/config';
+import { keyRingFromConfig, type KeyRing } from '@tidemark/pipeline';
+import { bootstrap, runMain } from '@tidemark/runtime';
+import { openArtifactStore } from '@tidemark/storage';
 import { retentionPolicies } from './retention/policies.js';
 import { startStorageService } from './service.js';
 
@@ -13,7 +13,7 @@ runMain('storage', async () => {
   const ctx = await bootstrap('storage', { natsUrl: config.nats.url, eventEncoding: config.events.encoding, consumers: config.consumers });
   ctx.logger.info({ config: path }, 'configuration loaded');
 
-  const { store, breakerState, close } = await openArtifactStore(config, ctx.logger);
+  const { store, breakerState, close } = await openArtifactStore(storageConfig(config), ctx.logger);
   ctx.shutdown.add('storage backend', close);
   ctx.logger.info({ storage: store.backend.properties.location }, 'storage backend ready');
 

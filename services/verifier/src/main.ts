@@ -1,8 +1,10 @@
 // verifier: wiring only. Config → NATS → storage, keys, sandboxes (pg, qdrant) → a dead verifier's scratch space removed → artifact.stored consumer → shutdown.
 import { ArtifactStored, EVENTS_STREAM, TidemarkError, consumers, filters } from '@tidemark/contracts';
-import { loadConfig } from '@tidemark/config';
-import { bootstrap, ensureConsumer, runConsumer } from '@tidemark/runtime';
-import { keyRingFromConfig, openArtifactStore, openPgCluster, runMain } from '@tidemark/service';
+import { loadConfig, storageConfig } from '@tidemark/config';
+import { bootstrap, ensureConsumer, runConsumer, runMain } from '@tidemark/runtime';
+import { keyRingFromConfig } from '@tidemark/pipeline';
+import { openArtifactStore } from '@tidemark/storage';
+import { openPgCluster } from '@tidemark/pg';
 import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant';
 import { handleArtifactStored, type VerifierDeps } from './handlers/artifact-stored.js';
 import { scratchDirectoryRoot } from './pg-base-verify.js';
@@ -13,7 +15,7 @@ runMain('verifier', async () => {
   const keys = keyRingFromConfig(config);
   const service = await bootstrap('verifier', { natsUrl: config.nats.url, eventEncoding: config.events.encoding, consumers: config.consumers });
   const { logger, shutdown } = service;
-  const { store, breakerState, close } = await openArtifactStore(config, logger);
+  const { store, breakerState, close } = await openArtifactStore(storageConfig(config), logger);
   shutdown.add('storage', close);
   service.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState() } }));
   const sandboxConnection = config.sandbox?.postgres;

@@ -10,7 +10,7 @@ import { newArtifactId } from '@tidemark/storage';
 import { ack, reject, type Outcome } from '@tidemark/runtime';
 import {
   announceArtifact, backupFailed, eventScope, requestIdOf, targetOfSubject, unknownTarget, type AgentContext as Context,
-} from '@tidemark/service';
+} from '@tidemark/agent';
 import { settleFirstCause } from '@tidemark/pipeline';
 import type { AgentDeps } from './common.js';
 import { PG_BASEBACKUP_FORMAT, baseBackupThrottleOf, startBaseBackupSource, type BaseBackupPort } from './base-backup.js';

@@ -4,7 +4,7 @@
 // committed exactly like a logical backup (store-artifact.ts).
 import type { Target } from '@tidemark/config';
 import { BASE_BACKUP_FORMAT, baseBackupArgs, startPgBaseBackup, type BaseBackupThrottle, type PgBaseBackupOptions, type PgBaseBackupSession } from '@tidemark/pg';
-import type { AgentContext as Context } from '@tidemark/service';
+import type { AgentContext as Context } from '@tidemark/agent';
 import type { ArtifactPlan, ArtifactSource } from './store-artifact.js';
 
 export const PG_BASEBACKUP_FORMAT = BASE_BACKUP_FORMAT;

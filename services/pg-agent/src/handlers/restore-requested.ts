@@ -11,7 +11,7 @@ import { ack, type Outcome } from '@tidemark/runtime';
 import { derivedDatabaseName, restoreArtifact } from '@tidemark/pg';
 import {
   compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, unknownTarget, type AgentContext as Context,
-} from '@tidemark/service';
+} from '@tidemark/agent';
 import type { AgentDeps } from './common.js';
 import { handlePointInTimeRestore } from '../restore/point-in-time.js';
 

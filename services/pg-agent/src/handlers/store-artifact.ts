@@ -5,7 +5,7 @@ import type { Readable } from 'node:stream';
 import { TidemarkError, type ArtifactKind, type Manifest, type RequestBackup } from '@tidemark/contracts';
 import type { effectiveTarget, Target } from '@tidemark/config';
 import { defaultCompression, encodeStream, isTeardownError, settleFirstCause, type KeyRing } from '@tidemark/pipeline';
-import { manifestOf, type AgentContext as Context } from '@tidemark/service';
+import { manifestOf, type AgentContext as Context } from '@tidemark/agent';
 import type { AgentDeps } from './common.js';
 
 /** A running backup tool, as storeArtifact needs it. */

@@ -29,7 +29,7 @@ import {
 } from '@tidemark/pg';
 import {
   compactTimestamp, eventScope, publishRestoreStarted, restoreFailed, type AgentContext as Context, type RestoreRun,
-} from '@tidemark/service';
+} from '@tidemark/agent';
 import type { AgentDeps } from '../handlers/common.js';
 import { chooseBaseBackup } from './choose-base-backup.js';
 import { assertReachable, claimDataDirectory, readCompletedRestore, type ClaimedDirectory } from './data-directory.js';

@@ -22,7 +22,7 @@ import {
 } from '@tidemark/qdrant';
 import {
   announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, targetOfSubject, unknownTarget,
-} from '@tidemark/service';
+} from '@tidemark/agent';
 import { openDecoded, qdrantFactsOf, type AgentDeps, type Context } from './common.js';
 
 export type BackupDeps = AgentDeps;

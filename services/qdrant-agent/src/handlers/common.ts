@@ -1,11 +1,11 @@
-// Small pieces the qdrant-agent's handlers share; the helpers every agent shares live in @tidemark/service.
+// Small pieces the qdrant-agent's handlers share; the helpers every agent shares live in @tidemark/agent.
 import type { Readable } from 'node:stream';
 import { QdrantSourceFacts, SchemaError, TidemarkError, type Manifest } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
 import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { QdrantPort } from '@tidemark/qdrant';
-import type { AgentBaseDeps, AgentContext } from '@tidemark/service';
+import type { AgentBaseDeps, AgentContext } from '@tidemark/agent';
 
 /** The ports both handlers work through. */
 export interface AgentDeps extends AgentBaseDeps {

@@ -20,7 +20,7 @@ import {
 import type { QdrantSourceFacts } from '@tidemark/contracts';
 import {
   compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, unknownTarget,
-} from '@tidemark/service';
+} from '@tidemark/agent';
 import { openDecoded, qdrantFactsOf, type AgentDeps, type Context } from './common.js';
 
 export type RestoreDeps = AgentDeps;

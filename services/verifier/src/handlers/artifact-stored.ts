@@ -12,7 +12,7 @@ import type { ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
 import { ack, failed, type EventPublisher, type HandlerContext, type Logger, type Outcome } from '@tidemark/runtime';
 import { restoreArtifact, type PgCluster } from '@tidemark/pg';
-import { failureOf } from '@tidemark/service';
+import { failureOf } from '@tidemark/agent';
 import type { QdrantPort } from '@tidemark/qdrant';
 import { compareFacts, probeKOf } from '../compare.js';
 import { verifyPgBaseArtifact, type PgBaseVerifySettings } from '../pg-base-verify.js';

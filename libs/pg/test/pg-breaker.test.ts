@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { TidemarkError } from '@tidemark/contracts';
 import { createLogger } from '@tidemark/runtime';
 import { freePort, startPostgres } from '@tidemark/testkit';
-import { openPgCluster } from '@tidemark/service';
+import { openPgCluster } from '../src/index.js';
 
 const quietLogger = () => createLogger('test', { TIDEMARK_LOG_LEVEL: 'warn' }, new Writable({ write: (_c, _e, done) => done() }));
 
