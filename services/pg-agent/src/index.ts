@@ -1,2 +1,4 @@
-export { handleBackupRequested, PG_DUMP_FORMAT, type BackupDeps } from './handlers/backup-requested.js';
-export { handleRestoreRequested, pickArtifact, type RestoreDeps } from './handlers/restore-requested.js';
+export { handleBackupRequested } from './handlers/backup-requested.js';
+export { PG_DUMP_FORMAT, type BackupDeps } from './backup/take-backup.js';
+export { handleRestoreRequested, type RestoreDeps } from './handlers/restore-requested.js';
+export { pickArtifact } from './restore/logical.js';

@@ -12,7 +12,8 @@ import { loadKeyRing } from '@tidemark/pipeline';
 import { pgCluster } from '@tidemark/pg';
 import { createLogger } from '@tidemark/runtime';
 import { settling, startLocalS3, startPostgres, type LocalS3Endpoint, type PostgresServer } from '@tidemark/testkit';
-import { handleBackupRequested as handleBackupRequestedUnsettled, type BackupDeps } from '../src/handlers/backup-requested.js';
+import { handleBackupRequested as handleBackupRequestedUnsettled } from '../src/handlers/backup-requested.js';
+import type { BackupDeps } from '../src/backup/take-backup.js';
 import { recordingPublisher, TEST_KEY_HEX, testContext } from './fakes.js';
 import { pgConfigYaml } from './fixture.js';
 

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { MANIFEST_VERSION, recoveryTargetOf, type Manifest, type PgBaseSourceFacts } from '@tidemark/contracts';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { chooseBaseBackup, reaches } from '../src/restore/choose-base-backup.js';
-import { pickArtifact } from '../src/handlers/restore-requested.js';
+import { pickArtifact } from '../src/restore/logical.js';
 
 const SYSID = '7300000000000000001';
 

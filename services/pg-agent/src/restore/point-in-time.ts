@@ -1,4 +1,4 @@
-// restore.requested.pg.<target> with pointInTime (or naming a base artifact): a physical restore.
+// A physical restore, for restore.requested.pg.<target> with pointInTime (or naming a base artifact).
 //
 //   choose the base backup → claim the data directory → download and extract it → serve WAL to
 //   restore_command from a local HTTP server → start PostgreSQL in archive recovery to the target
@@ -22,18 +22,19 @@ import {
 import type { Target } from '@tidemark/config';
 import { WalArchive } from '@tidemark/storage';
 import { decodeCommitted } from '@tidemark/pipeline';
-import { ack, reportingBytes, type Logger, type Outcome } from '@tidemark/runtime';
+import { reportingBytes, type Logger } from '@tidemark/runtime';
 import {
   checkRestoredServer, describePointInTimeTarget, explainRecoveryFailure, extractTar, handOverRestoredServer, logTail, osUserIds, parseLsn,
   portWasTaken, recoveryTimes, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
 } from '@tidemark/pg';
 import {
-  compactTimestamp, eventScope, publishRestoreStarted, restoreFailed, type AgentContext as Context, type RestoreRun,
+  compactTimestamp, eventScope, publishRestoreStarted, type AgentContext as Context, type RestoreRun,
 } from '@tidemark/agent';
-import type { AgentDeps } from '../handlers/common.js';
+import { postgresOf, type AgentDeps } from '../agent-deps.js';
 import { chooseBaseBackup } from './choose-base-backup.js';
 import { assertReachable, claimDataDirectory, readCompletedRestore, type ClaimedDirectory } from './data-directory.js';
 import { installWalFetch, segmentEndingAt, startWalServer, type WalServer } from './wal-server.js';
+import type { RestoreProgress } from './request.js';
 
 const isWildcard = (address: string): boolean => address === '*' || address === '0.0.0.0' || address === '::';
 /** Where to check that a port is free: a wildcard listen address binds every address. */
@@ -88,33 +89,28 @@ function explainFailure(walServer: WalServer, dir: string, point: PointInTimeTar
   };
 }
 
-export async function handlePointInTimeRestore(message: RequestRestore, deps: AgentDeps, ctx: Context, target: Target, run: RestoreRun, log: Logger): Promise<Outcome> {
-  let artifactId: string | undefined;
-  let dataDirectory: string | undefined;
-  const failed = (error: unknown): Outcome => restoreFailed(error, { ...run, artifactId, database: dataDirectory, logFields: { artifactId, dataDirectory } }, deps, log);
-
-  let point: PointInTimeTarget;
-  try {
-    if (message.intoDatabase !== undefined) {
-      throw new TidemarkError('COMMAND_INVALID', 'a point-in-time restore creates a data directory and a server, not a database: use intoDirectory and intoPort instead of intoDatabase');
-    }
-    point = message.pointInTime ? recoveryTargetOf(message.pointInTime) : { type: 'immediate' };
-  } catch (error) {
-    return failed(error);
+/**
+ * Restores the command's base backup and WAL into a new data directory and hands the promoted
+ * server over (restore.started, then restore.completed); throws what stopped it, after rolling back.
+ */
+export async function restorePointInTime(
+  message: RequestRestore, target: Target, run: RestoreRun, progress: RestoreProgress, deps: AgentDeps, ctx: Context,
+): Promise<void> {
+  const log = ctx.logger;
+  const postgres = postgresOf(target);
+  if (message.intoDatabase !== undefined) {
+    throw new TidemarkError('COMMAND_INVALID', 'a point-in-time restore creates a data directory and a server, not a database: use intoDirectory and intoPort instead of intoDatabase');
   }
+  const point: PointInTimeTarget = message.pointInTime ? recoveryTargetOf(message.pointInTime) : { type: 'immediate' };
 
   const stamp = compactTimestamp(ctx.storedAt);
   const dir = resolve(message.intoDirectory ?? join(deps.config.pg.workDir, 'restores', `${run.target}-${stamp}`));
-  dataDirectory = dir;
-  try {
-    const done = await readCompletedRestore(dir, run.requestId);
-    if (done !== undefined) {
-      log.info({ dataDirectory: dir }, 'this restore already completed; announcing it again');
-      await publishCompleted(parseMessage(RestoreCompleted, done), deps);
-      return ack();
-    }
-  } catch (error) {
-    return failed(error);
+  progress.dataDirectory = dir;
+  const done = await readCompletedRestore(dir, run.requestId);
+  if (done !== undefined) {
+    log.info({ dataDirectory: dir }, 'this restore already completed; announcing it again');
+    await publishCompleted(parseMessage(RestoreCompleted, done), deps);
+    return;
   }
 
   const startedAt = deps.clock();
@@ -124,7 +120,7 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
   let server: RecoveringServer | undefined;
   try {
     const { manifest, facts } = await chooseBaseBackup(deps.store, run.target, point, message.artifactId);
-    artifactId = manifest.id;
+    progress.artifactId = manifest.id;
     const osUser = deps.config.pg.osUser;
     const owner = await osUserIds(osUser);
     // restore_command runs as the server's OS user: it must reach node (the fetch script is copied into the data directory).
@@ -136,7 +132,7 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     if (message.intoPort !== undefined) await assertPortFree(probeAddress(listenAddress), port);
 
     await publishRestoreStarted(run, { artifactId: manifest.id, database: dir, startedAt }, deps, ctx);
-    log.info({ artifactId, dataDirectory: dir, port, target: describePointInTimeTarget(point), previousKeptAs: claimed.previousKeptAs }, 'point-in-time restore started');
+    log.info({ artifactId: manifest.id, dataDirectory: dir, port, target: describePointInTimeTarget(point), previousKeptAs: claimed.previousKeptAs }, 'point-in-time restore started');
 
     const downloadStarted = Date.now();
     const stored = await deps.store.openData(manifest);
@@ -171,7 +167,7 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     for (let attempt = 1; ; attempt += 1) {
       server = await startPointInTimeRecovery(dir, { port, target: point, restoreCommand: walFetch.restoreCommand, listenAddress, socketDirectory: claimed.socketDirectory, osUser });
       try {
-        promoted = await server.waitUntilPromoted({ signal: ctx.signal, users: [target.postgres!.user, 'postgres'], explainFailure: explainFailure(walServer, dir, point, { target: run.target, artifactId: manifest.id }, log) });
+        promoted = await server.waitUntilPromoted({ signal: ctx.signal, users: [postgres.user, 'postgres'], explainFailure: explainFailure(walServer, dir, point, { target: run.target, artifactId: manifest.id }, log) });
         break;
       } catch (error) {
         // The free port we picked was taken before postgres bound it: pick another.
@@ -187,7 +183,7 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     const result = await checkRestoredServer(server.socketDirectory, port, promoted.user, {
       systemIdentifier: facts.systemIdentifier,
       backupTimeline: facts.stopTimeline,
-      database: target.postgres!.database,
+      database: postgres.database,
     });
     if (result.fatal.length > 0) {
       const failing = result.fatal.map((check) => `${check.name} (expected ${JSON.stringify(check.expected)}, got ${JSON.stringify(check.actual)})`).join(', ');
@@ -212,7 +208,7 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
       socketDirectory: server.socketDirectory,
       osUser: owner === undefined ? userInfo().username : osUser,
       binDirectory: server.binDirectory,
-      connectAs: { user: target.postgres!.user, database: target.postgres!.database },
+      connectAs: { user: postgres.user, database: postgres.database },
       recoveredTo: {
         timeline: result.facts.timeline,
         lsn: promoted.log.redoDoneLsn ?? result.facts.currentLsn,
@@ -223,12 +219,11 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     };
     await claimed.complete(completed);
     await publishCompleted(completed, deps);
-    log.info({ artifactId, dataDirectory: dir, port, timeline: result.facts.timeline }, 'point-in-time restore completed; the server keeps running');
-    return ack();
+    log.info({ artifactId: manifest.id, dataDirectory: dir, port, timeline: result.facts.timeline }, 'point-in-time restore completed; the server keeps running');
   } catch (error) {
     await server?.stop().catch((stopError: unknown) => log.error({ err: stopError }, 'could not stop the restored server'));
     await walServer?.close();
-    await claimed?.rollback().catch((undoError: unknown) => log.error({ err: undoError, dataDirectory }, 'could not roll back the data directory'));
-    return failed(error);
+    await claimed?.rollback().catch((undoError: unknown) => log.error({ err: undoError, dataDirectory: dir }, 'could not roll back the data directory'));
+    throw error;
   }
 }

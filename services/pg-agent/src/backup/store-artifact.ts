@@ -6,7 +6,7 @@ import { TidemarkError, type ArtifactKind, type Manifest, type RequestBackup } f
 import type { effectiveTarget, Target } from '@tidemark/config';
 import { defaultCompression, encodeStream, isTeardownError, settleFirstCause, type KeyRing } from '@tidemark/pipeline';
 import { manifestOf, type AgentContext as Context } from '@tidemark/agent';
-import type { AgentDeps } from './common.js';
+import type { AgentDeps } from '../agent-deps.js';
 
 /** A running backup tool, as storeArtifact needs it. */
 export interface ArtifactSource {
