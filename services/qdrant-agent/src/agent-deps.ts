@@ -1,4 +1,5 @@
-// Small pieces the qdrant-agent's handlers share; the helpers every agent shares live in @tidemark/agent.
+// The qdrant-agent's ports and what its backups and restores share; the helpers every agent shares
+// live in @tidemark/agent.
 import type { Readable } from 'node:stream';
 import { QdrantSourceFacts, SchemaError, TidemarkError, type Manifest } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
@@ -7,7 +8,7 @@ import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { QdrantPort } from '@tidemark/qdrant';
 import type { AgentBaseDeps, AgentContext } from '@tidemark/agent';
 
-/** The ports both handlers work through. */
+/** The ports backups and restores work through. */
 export interface AgentDeps extends AgentBaseDeps {
   /** The (guarded) Qdrant port of a target; one per target, shared by backups and restores. */
   readonly portFor: (target: Target) => QdrantPort;

@@ -1,3 +1,5 @@
-export { handleBackupRequested, collectionArtifactId, type BackupDeps } from './handlers/backup-requested.js';
-export { handleRestoreRequested, pickArtifact, type RestoreDeps } from './handlers/restore-requested.js';
-export type { AgentDeps } from './handlers/common.js';
+export { handleBackupRequested } from './handlers/backup-requested.js';
+export { collectionArtifactId, type BackupDeps } from './backup/collections.js';
+export { handleRestoreRequested } from './handlers/restore-requested.js';
+export { pickArtifact, type RestoreDeps } from './restore/collection.js';
+export type { AgentDeps } from './agent-deps.js';

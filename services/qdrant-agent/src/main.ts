@@ -7,7 +7,8 @@ import { bootstrap, ensureConsumer, readServiceVersion, runConsumer, runMain } f
 import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant';
 import { keyRingFromConfig } from '@tidemark/pipeline';
 import { openArtifactStore } from '@tidemark/storage';
-import { handleBackupRequested, type BackupDeps } from './handlers/backup-requested.js';
+import { handleBackupRequested } from './handlers/backup-requested.js';
+import type { BackupDeps } from './backup/collections.js';
 import { handleRestoreRequested } from './handlers/restore-requested.js';
 
 runMain('qdrant-agent', async () => {
