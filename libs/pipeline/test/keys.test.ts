@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { keyIdOf, loadKeyRing } from '@tidemark/pipeline';
+import { keyIdOf, keyRingFromConfig, loadKeyRing } from '@tidemark/pipeline';
 
 const dir = mkdtempSync(join(tmpdir(), 'tidemark-keys-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -75,5 +75,29 @@ describe('loadKeyRing', () => {
     expect(() => loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: key.toString('hex'), TIDEMARK_ENCRYPTION_KEY_FILE: '/x' })).toThrow(/set only one/);
     expect(() => loadKeyRing({ TIDEMARK_ENCRYPTION_KEY_FILE: join(dir, 'absent.key') })).toThrow(/TIDEMARK_ENCRYPTION_KEY_FILE.*ENOENT/);
     expect(() => loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: key.toString('hex'), TIDEMARK_ENCRYPTION_KEY_ID: 'has space' })).toThrow(/TIDEMARK_ENCRYPTION_KEY_ID/);
+  });
+});
+
+describe('keyRingFromConfig', () => {
+  const key = randomBytes(32);
+  const old = randomBytes(32);
+
+  it('without an encryption section, reads the TIDEMARK_ENCRYPTION_* variables', () => {
+    expect(keyRingFromConfig({}, { TIDEMARK_ENCRYPTION_KEY: key.toString('hex') }).current?.key.equals(key)).toBe(true);
+  });
+
+  it('reads the key from the variable the section names, under its key id, with its old key files', () => {
+    const ring = keyRingFromConfig(
+      { encryption: { keyEnv: 'APP_BACKUP_KEY', keyId: 'prod', oldKeyFiles: [keyFile('config-old.key', old.toString('hex'))] } },
+      { APP_BACKUP_KEY: key.toString('hex'), TIDEMARK_ENCRYPTION_KEY: randomBytes(32).toString('hex') },
+    );
+    expect(ring.current).toMatchObject({ id: 'prod' });
+    expect(ring.current?.key.equals(key)).toBe(true);
+    expect(ring.get(keyIdOf(old))?.key.equals(old)).toBe(true);
+  });
+
+  it('prefers the key file over the variable', () => {
+    const ring = keyRingFromConfig({ encryption: { keyEnv: 'APP_BACKUP_KEY', keyFile: keyFile('config.key', key.toString('base64')), oldKeyFiles: [] } }, { APP_BACKUP_KEY: old.toString('hex') });
+    expect(ring.current?.key.equals(key)).toBe(true);
   });
 });
