@@ -5,6 +5,7 @@ import {
   COMPRESSIONS, EVENT_ENCODINGS, SEVERITIES, TARGET_NAME_HINT, TARGET_NAME_PATTERN, array, boolean, number, object, oneOf, optional, string,
   withDefault, type Infer,
 } from '@tidemark/contracts';
+import { DEFAULT_CONSUMER_SETTINGS } from '@tidemark/runtime';
 
 const secretRef = {
   /** Name of the environment variable holding the secret. */
@@ -226,27 +227,37 @@ export const TidemarkConfig = object(
     consumers: withDefault(
       object(
         {
-          maxDeliver: withDefault(number({ integer: true, min: 1 }), 5),
+          maxDeliver: withDefault(number({ integer: true, min: 1 }), DEFAULT_CONSUMER_SETTINGS.maxDeliver),
           backoff: withDefault(
-            object({ initialSeconds: withDefault(number({ min: 0 }), 2), maxSeconds: withDefault(number({ min: 0 }), 60) }, { strict: true }),
-            () => ({ initialSeconds: 2, maxSeconds: 60 }),
+            object(
+              {
+                initialSeconds: withDefault(number({ min: 0 }), DEFAULT_CONSUMER_SETTINGS.backoff.initialSeconds),
+                maxSeconds: withDefault(number({ min: 0 }), DEFAULT_CONSUMER_SETTINGS.backoff.maxSeconds),
+              },
+              { strict: true },
+            ),
+            () => ({ ...DEFAULT_CONSUMER_SETTINGS.backoff }),
           ),
           stallSeconds: withDefault(
             object(
               {
-                backup: withDefault(number({ min: 0.1 }), 300),
-                restore: withDefault(number({ min: 0.1 }), 600),
-                verify: withDefault(number({ min: 0.1 }), 600),
-                other: withDefault(number({ min: 0.1 }), 300),
+                backup: withDefault(number({ min: 0.1 }), DEFAULT_CONSUMER_SETTINGS.stallSeconds.backup),
+                restore: withDefault(number({ min: 0.1 }), DEFAULT_CONSUMER_SETTINGS.stallSeconds.restore),
+                verify: withDefault(number({ min: 0.1 }), DEFAULT_CONSUMER_SETTINGS.stallSeconds.verify),
+                other: withDefault(number({ min: 0.1 }), DEFAULT_CONSUMER_SETTINGS.stallSeconds.other),
               },
               { strict: true },
             ),
-            () => ({ backup: 300, restore: 600, verify: 600, other: 300 }),
+            () => ({ ...DEFAULT_CONSUMER_SETTINGS.stallSeconds }),
           ),
         },
         { strict: true },
       ),
-      () => ({ maxDeliver: 5, backoff: { initialSeconds: 2, maxSeconds: 60 }, stallSeconds: { backup: 300, restore: 600, verify: 600, other: 300 } }),
+      () => ({
+        maxDeliver: DEFAULT_CONSUMER_SETTINGS.maxDeliver,
+        backoff: { ...DEFAULT_CONSUMER_SETTINGS.backoff },
+        stallSeconds: { ...DEFAULT_CONSUMER_SETTINGS.stallSeconds },
+      }),
     ),
     /** Where the verifier restores artifacts to prove them. */
     sandbox: optional(object({ postgres: optional(PostgresConnection), qdrant: optional(QdrantConnection) }, { strict: true })),

@@ -15,7 +15,10 @@ export interface ConsumerSettings {
 
 export const DEFAULT_CONSUMER_SETTINGS: ConsumerSettings = {
   maxDeliver: 5,
-  backoff: { initialSeconds: 2, maxSeconds: 60 },
+  // 10 s doubling to 120 s: the four waits of five attempts span 150 s, so a storage or database
+  // outage of a minute or two is ridden out instead of paged (the storage breaker, which stays open
+  // for 10 s after its last failure, included).
+  backoff: { initialSeconds: 10, maxSeconds: 120 },
   stallSeconds: { backup: 300, restore: 600, verify: 600, other: 300 },
 };
 

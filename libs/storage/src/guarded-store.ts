@@ -22,6 +22,9 @@ export interface GuardedStore {
 export async function openArtifactStore(config: StorageConfig, logger: Logger): Promise<GuardedStore> {
   const breaker = createBreaker('storage', logger, {
     timeoutMs: 0,
+    // Every call is bounded by the backend's request timeout or stall detector, so one trial call
+    // every 10 s costs little, and work resumes within 10 s of the storage coming back.
+    resetTimeoutMs: 10_000,
     // A missing object is an answer, not an outage.
     isFailure: (error) => !(error instanceof TidemarkError && error.code === 'STORAGE_NOT_FOUND'),
   });
