@@ -20,9 +20,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Subscription } from 'nats';
 import { WAL_STREAM, consumers, type WalFileManifest } from '@tidemark/contracts';
-import { findGaps, isSegmentName, osUserIds, parseLsn, WAL_SEGMENT_SIZE } from '@tidemark/pg';
+import { findGaps, formatLsn, isSegmentName, osUserIds, parseLsn, WAL_SEGMENT_SIZE } from '@tidemark/pg';
 import { decodeCommitted, keyRingOf } from '@tidemark/pipeline';
-import { createBackend, walFileKeys, WalArchive, type StorageBackend } from '@tidemark/storage';
+import { createBackend, readAll, walFileKeys, WalArchive, type StorageBackend } from '@tidemark/storage';
 import { eventually, storedMessages } from '@tidemark/testkit';
 import { Stack, type ServiceName, type ServiceProcess } from '../e2e/stack.js';
 
@@ -115,8 +115,13 @@ describe('WAL archiving through a stopped PostgreSQL and a full spool (pg-agent,
   };
   const restarts = async () => (await receiverHealth()).receiver?.restarts ?? 0;
 
+  /**
+   * Where the next record goes, past everything inserted. Not pg_current_wal_lsn(): with
+   * synchronous_commit off that write position can sit exactly at a segment's end, which the closed
+   * segment already reaches before the next segment's partial is uploaded.
+   */
   const currentLsn = async (): Promise<bigint> => {
-    const [row] = await stack.pg.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
+    const [row] = await stack.pg.query<{ lsn: string }>('SELECT pg_current_wal_insert_lsn()::text AS lsn');
     return parseLsn(row!.lsn);
   };
   /** Waits until an upload (segment or partial) reaches `lsn`: everything written before it is archived. */
@@ -154,11 +159,46 @@ describe('WAL archiving through a stopped PostgreSQL and a full spool (pg-agent,
   };
 
   /**
-   * Closes the open segment and waits for it in the archive, then checks the whole chain: no gap
-   * from the first segment on, each file committed with exactly one data object, no partial left
-   * beside its segment, every new segment byte-identical to the server's, no event stored twice.
+   * Every partial upload in the archive is a whole padded segment whose WAL, up to the end its
+   * manifest claims, is the server's: what restore_command would be given is never truncated.
    */
-  const checkChain = async (): Promise<{ segments: number; newlyVerified: number }> => {
+  const checkPartials = async (): Promise<number> => {
+    let checked = 0;
+    for (const { file } of await archive.list('main', systemIdentifier)) {
+      if (!file.endsWith('.partial')) continue;
+      // A partial that grew is uploaded again (and its old data removed) as we read: read it afresh then.
+      const found = await eventually(async () => {
+        const manifest = await archive.readManifest('main', systemIdentifier, file);
+        if (manifest === undefined) return 'superseded by its closed segment' as const;
+        const decoded = await readAll(decodeCommitted(await archive.openData(manifest), manifest, NO_KEYS)).catch(() => undefined);
+        return decoded && { manifest, decoded };
+      }, 10_000, `a readable upload of ${file}`);
+      if (typeof found === 'string') continue;
+      const { manifest, decoded } = found;
+      expect(decoded.length, file).toBe(WAL_SEGMENT_SIZE);
+      const flushed = Number(parseLsn(manifest.endLsn!) - parseLsn(manifest.startLsn!));
+      expect(flushed, file).toBeGreaterThan(0);
+      const server = await readFile(join(stack.pg.dataDir, 'pg_wal', file.replace('.partial', '')));
+      expect(decoded.subarray(0, flushed).equals(server.subarray(0, flushed)), `${file} up to ${manifest.endLsn}`).toBe(true);
+      checked += 1;
+    }
+    return checked;
+  };
+
+  /**
+   * Checks the partial uploads, closes the open segment and waits for it in the archive, then the
+   * whole chain: no gap from the first segment on, each segment committed with exactly one data
+   * object, no partial left beside its segment, every new segment byte-identical to the server's,
+   * no event stored twice.
+   */
+  const checkChain = async (): Promise<{ segments: number; newlyVerified: number; partials: number }> => {
+    // The writer has stopped: the open segment's partial upload reaches the end of the WAL, and is
+    // checked before the switch supersedes it.
+    const end = await currentLsn();
+    await archivedPast(end, 60_000);
+    const partials = await checkPartials();
+    const recent = () => stack.events.filter((e) => e.subject === 'wal.archived.pg.main').slice(-6).map((e) => `${String(e.data.file)}→${String(e.data.endLsn)}`).join(' ');
+    expect(partials, `end ${formatLsn(end)}; archive ${(await archive.list('main', systemIdentifier)).map((f) => f.file).join(' ')}; events ${recent()}`).toBeGreaterThan(0);
     const [row] = await stack.pg.query<{ name: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS name');
     const last = row!.name;
     await eventually(() => archive.readManifest('main', systemIdentifier, last), 60_000, `segment ${last} in the archive`);
@@ -173,12 +213,12 @@ describe('WAL archiving through a stopped PostgreSQL and a full spool (pg-agent,
     for (const name of names.filter((n) => n.endsWith('.partial'))) expect(segments).not.toContain(name.replace('.partial', ''));
 
     let newlyVerified = 0;
-    for (const name of names) {
+    for (const name of segments) {
       const manifest = (await archive.readManifest('main', systemIdentifier, name)) as WalFileManifest;
       const objects: string[] = [];
       for await (const object of backend.list(walFileKeys('main', systemIdentifier, name).prefix)) objects.push(object.key);
       expect(objects.sort(), name).toEqual([manifest.data.key, walFileKeys('main', systemIdentifier, name).manifest].sort());
-      if (!isSegmentName(name) || verified.has(name)) continue;
+      if (verified.has(name)) continue;
       const archived = await sha256Of(decodeCommitted(await archive.openData(manifest), manifest, NO_KEYS));
       const server = await readFile(join(stack.pg.dataDir, 'pg_wal', name)).catch(() => undefined);
       expect(server, `the server's copy of ${name} (wal_keep_size keeps it)`).toBeDefined();
@@ -190,7 +230,7 @@ describe('WAL archiving through a stopped PostgreSQL and a full spool (pg-agent,
     const events = await storedMessages(await stack.nc.jetstreamManager(), WAL_STREAM.name, 'wal.archived.pg.main');
     const ids = events.map((e) => e.msgId);
     expect(new Set(ids).size).toBe(ids.length);
-    return { segments: segments.length, newlyVerified };
+    return { segments: segments.length, newlyVerified, partials };
   };
 
   /** Once the alerter has nothing pending, every alert the problems so far cause has been published. */
@@ -278,7 +318,7 @@ describe('WAL archiving through a stopped PostgreSQL and a full spool (pg-agent,
       console.log(
         `[fault 4c] postgres down ${OUTAGE_MS} ms (+${sawDownAfterMs} ms until pg-agent saw its receiver down): ${restartCount} receiver restarts, ` +
           `archive caught up ${caughtUpMs} ms after the server started; ${inserts} inserts, ${failures} failed during the outage; ` +
-          `chain of ${chain.segments} segments contiguous, ${chain.newlyVerified} byte-identical to pg_wal; no wal problem, no alert`,
+          `chain of ${chain.segments} segments contiguous, ${chain.newlyVerified} byte-identical to pg_wal, ${chain.partials} partial upload(s) whole and matching; no wal problem, no alert`,
       );
     } finally {
       await writer.stop();
@@ -301,6 +341,7 @@ describe('WAL archiving through a stopped PostgreSQL and a full spool (pg-agent,
       const alert = await stack.waitFor('alert.critical.wal_spool_full', () => true, 90_000);
       const alertAfterMs = Date.now() - filledAt;
       expect((await receiverHealth()).receiverUp).toBe(false);
+      const partialsWhileFull = await checkPartials();
 
       // Readable on the wire as JSON, with a sentence saying what to do.
       const wire = alerts.find((a) => a.subject === 'alert.critical.wal_spool_full')!;
@@ -333,7 +374,7 @@ describe('WAL archiving through a stopped PostgreSQL and a full spool (pg-agent,
       console.log(
         `[fault 5] spool tmpfs ${SPOOL_BYTES / MiB} MiB filled to ${SPOOL_LEFT_FREE / MiB} MiB free: alert.critical.wal_spool_full ${alertAfterMs} ms after the disk filled; ` +
           `${restartCount} receiver restarts; archive caught up ${caughtUpMs} ms after the space returned; ${inserts} inserts; ` +
-          `restart delays ${restartDelays.join(', ')} ms so far; chain of ${chain.segments} segments contiguous, ${chain.newlyVerified} more byte-identical to pg_wal; alerts: ${alerts.map((a) => a.subject).join(', ')}`,
+          `${partialsWhileFull} partial upload(s) in the archive while full; restart delays ${restartDelays.join(', ')} ms so far; chain of ${chain.segments} segments contiguous, ${chain.newlyVerified} more byte-identical to pg_wal, ${chain.partials} partial upload(s) whole and matching; alerts: ${alerts.map((a) => a.subject).join(', ')}`,
       );
     } finally {
       filler?.release();
