@@ -339,6 +339,31 @@ describe('wal receiver (real postgresql)', () => {
     await server.query(`SELECT pg_drop_replication_slot('tidemark_unpadded')`);
   });
 
+  it('never removes a short partial segment that holds anything but zeros, at start or at a restart', async () => {
+    const keptDir = join(root, 'kept');
+    await mkdir(keptDir, { recursive: true });
+    const ownLogs: string[] = [];
+    const quiet = { info: () => undefined, warn: (d: object, m: string) => ownLogs.push(`warn ${m} ${JSON.stringify(d)}`), error: () => undefined };
+    const conn = { ...server.connection(), passwordEnv: PASSWORD_ENV };
+    // Ahead of the server: pg_receivewal would resume there, cannot, exits and is restarted. (Some
+    // WAL first, so that the current position is not a segment's first byte, which names the previous one.)
+    await server.query("SELECT pg_logical_emit_message(false, 'tidemark', 'kept')");
+    const [row] = await server.query<{ name: string }>('SELECT pg_walfile_name(pg_current_wal_lsn()) AS name');
+    const short = `${nextSegment((row as { name: string }).name)}.partial`;
+    const content = Buffer.alloc(3 * 1024 * 1024);
+    content.write('not only zeros: this may be wal', 0);
+    await writeFile(join(keptDir, short), content);
+    const kept = await startWalReceiver(conn, { slot: 'tidemark_kept', dir: keptDir, logger: quiet, restartDelayMs: { initial: 100, max: 200 }, onSegment: async () => undefined });
+    try {
+      await waitFor('a restart of pg_receivewal', () => kept.status().restarts >= 2);
+      expect((await readFile(join(keptDir, short))).equals(content)).toBe(true);
+      expect(ownLogs.filter((line) => line.includes('could not finish pre-allocating'))).toEqual([]);
+    } finally {
+      await kept.stop();
+    }
+    await server.query(`SELECT pg_drop_replication_slot('tidemark_kept')`);
+  });
+
   it('stops cleanly and leaves no process behind', async () => {
     const pid = receiver?.status().pid as number;
     expect(isAlive(pid)).toBe(true);

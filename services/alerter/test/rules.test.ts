@@ -98,7 +98,12 @@ describe('alert rules', () => {
     const spool = walProblemAlert({ ...wal, problem: 'spool_full', summary: 'the WAL spool has 3.0 MiB free', details: { spoolDir: '/var/lib/tidemark/wal/main', freeBytes: 3 * 1024 ** 2 } });
     expect(spool).toMatchObject({ severity: 'critical', kind: 'wal_spool_full', dedupeKey: 'wal_spool_full:pg:main:7300000000000000001:spool' });
     expect(spool.summary).toContain('Free space on /var/lib/tidemark/wal/main');
-    for (const alert of [timeline, slot, lag, spool]) expect(() => Alert.parse(alert)).not.toThrow();
+    expect(spool.summary).toContain('archiving resumes by itself');
+    // An agent that did not say where its spool is: the alert still says where to look.
+    const spoolSomewhere = walProblemAlert({ ...wal, problem: 'spool_full', summary: 'the WAL spool is full' });
+    expect(spoolSomewhere.summary).toContain("Free space on the pg-agent's WAL spool (pg.workDir)");
+    expect(spoolSomewhere.dedupeKey).toBe(spool.dedupeKey);
+    for (const alert of [timeline, slot, lag, spool, spoolSomewhere]) expect(() => Alert.parse(alert)).not.toThrow();
   });
 
   it('orders severities', () => {
