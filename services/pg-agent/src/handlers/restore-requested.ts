@@ -4,11 +4,14 @@
 // Over an existing database the restore goes to a temporary database first; only when that
 // succeeded is the old one moved aside (kept as <db>_pre_restore_<ts>) and the new one renamed
 // into place. A failed restore drops the temporary database and leaves the original untouched.
+// A finished restore marks its database (COMMENT ON DATABASE) with the request before it is moved
+// into place: a redelivered command whose announcement was lost (nats down, the agent gone) finds
+// it and announces it again, instead of restoring twice or failing on the database it made.
 import { TidemarkError, type Manifest, type RequestRestore } from '@tidemark/contracts';
 import { findTarget } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
 import { ack, type Outcome } from '@tidemark/runtime';
-import { derivedDatabaseName, restoreArtifact } from '@tidemark/pg';
+import { derivedDatabaseName, restoreArtifact, type PgCluster } from '@tidemark/pg';
 import {
   compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, unknownTarget, type AgentContext as Context,
 } from '@tidemark/service';
@@ -29,6 +32,28 @@ async function isPhysicalRestore(message: RequestRestore, store: ArtifactStore, 
   if (message.pointInTime !== undefined || message.intoDirectory !== undefined || message.intoPort !== undefined) return true;
   if (message.artifactId === undefined) return false;
   return (await store.readManifest('pg', target, message.artifactId))?.kind === 'base';
+}
+
+const RESTORE_MARK = 'tidemark restore ';
+
+interface RestoreMark {
+  readonly requestId: string;
+  readonly artifactId: string;
+  readonly previousDatabaseKeptAs?: string | undefined;
+}
+
+const restoreMark = (mark: RestoreMark): string => `${RESTORE_MARK}${JSON.stringify(mark)}`;
+
+/** The mark of a restore of `requestId` that finished into `database`, if there is one. */
+async function finishedRestoreOf(cluster: PgCluster, database: string, requestId: string): Promise<RestoreMark | undefined> {
+  const comment = await cluster.databaseComment(database);
+  if (!comment?.startsWith(RESTORE_MARK)) return undefined;
+  try {
+    const mark = JSON.parse(comment.slice(RESTORE_MARK.length)) as Partial<RestoreMark>;
+    return mark.requestId === requestId && typeof mark.artifactId === 'string' ? (mark as RestoreMark) : undefined;
+  } catch {
+    return undefined; // someone else's comment
+  }
 }
 
 export async function handleRestoreRequested(message: RequestRestore, deps: RestoreDeps, ctx: Context): Promise<Outcome> {
@@ -58,6 +83,18 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
   database = into;
 
   const startedAt = deps.clock();
+  let finished: RestoreMark | undefined;
+  try {
+    finished = await finishedRestoreOf(cluster, into, requestId);
+  } catch (error) {
+    return failed(error);
+  }
+  if (finished) {
+    log.info({ artifactId: finished.artifactId, database: into }, 'restore already finished by an earlier delivery, announcing it again');
+    await publishRestoreCompleted(run, { ...finished, database: into, startedAt }, deps);
+    return ack();
+  }
+
   let previousDatabaseKeptAs: string | undefined;
   try {
     const manifest = await pickArtifact(deps.store, targetName, message.artifactId);
@@ -78,16 +115,18 @@ export async function handleRestoreRequested(message: RequestRestore, deps: Rest
 
     const stamp = compactTimestamp(deps.clock());
     const scratch = exists ? derivedDatabaseName(into, `_restoring_${stamp}`) : into;
+    const keptAs = exists ? derivedDatabaseName(into, `_pre_restore_${stamp}`) : undefined;
     await cluster.createDatabase(scratch);
     try {
       await restoreArtifact(cluster, scratch, manifest, deps, ctx);
+      await cluster.setDatabaseComment(scratch, restoreMark({ requestId, artifactId: manifest.id, previousDatabaseKeptAs: keptAs }));
     } catch (error) {
       // The rollback path: nothing but the scratch database was touched.
       await cluster.dropDatabase(scratch).catch((dropError: unknown) => log.error({ err: dropError, database: scratch }, 'could not drop the failed restore database'));
       throw error;
     }
-    if (exists) {
-      previousDatabaseKeptAs = derivedDatabaseName(into, `_pre_restore_${stamp}`);
+    if (keptAs !== undefined) {
+      previousDatabaseKeptAs = keptAs;
       await cluster.renameDatabase(into, previousDatabaseKeptAs);
       try {
         await cluster.renameDatabase(scratch, into);
