@@ -30,6 +30,8 @@ export interface StackOptions {
   readonly qdrant?: boolean;
   /** Continuous WAL archiving for the `main` target (point-in-time recovery). */
   readonly wal?: { readonly partialIntervalSeconds: number; readonly archiveCheckIntervalSeconds: number };
+  /** Base backups are taken and verified (the verifier starts them as the postgres OS user, below the stack's directory); implied by `wal`. */
+  readonly baseBackups?: boolean;
   /** The config's consumer backoff (default: the config's, 2 s doubling to 60 s); TIDEMARK_MAX_DELIVER is 3. */
   readonly backoff?: { readonly initialSeconds: number; readonly maxSeconds: number };
 }
@@ -71,12 +73,13 @@ export class Stack {
   static async start(options: StackOptions): Promise<Stack> {
     const stops: Array<() => Promise<void>> = [];
     const dir = await mkdtemp(join(tmpdir(), 'tidemark-e2e-'));
+    const physical = options.wal !== undefined || options.baseBackups === true;
     // The WAL spool and restored data directories under it belong to the postgres OS user, which must get through.
-    if (options.wal) await chmod(dir, 0o755);
+    if (physical) await chmod(dir, 0o755);
     const nats = await startNats();
     stops.push(() => nats.stop());
     // Physical backups and point-in-time recovery need torn-page protection (the test default is off).
-    const pg = await startPostgres({ pgvector: true, ...(options.wal ? { settings: { full_page_writes: 'on' } } : {}) });
+    const pg = await startPostgres({ pgvector: true, ...(physical ? { settings: { full_page_writes: 'on' } } : {}) });
     stops.push(() => pg.stop());
     const storageRoot = join(dir, 'storage');
     const env: NodeJS.ProcessEnv = {
