@@ -119,7 +119,7 @@ describe('restore.requested handler', () => {
     const natsDown: EventPublisher = {
       publish: (subject, schema, event, msgId) =>
         subject.startsWith('restore.completed.')
-          ? Promise.reject(new TidemarkError('INTERNAL', `publishing to ${subject} failed: TIMEOUT; check that nats and the stream are up`, { retryable: true }))
+          ? Promise.reject(new TidemarkError('BUS_UNAVAILABLE', `publishing to ${subject} failed: TIMEOUT; check that nats and the stream are up`))
           : publisher.publish(subject, schema, event, msgId),
     };
     const command = RequestRestore.parse({ requestId: 'restore-1', intoDatabase, overwrite });
