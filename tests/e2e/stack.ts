@@ -2,13 +2,14 @@
 // JetStream, PostgreSQL 15 with pgvector (source and verification sandbox), an S3 endpoint or a
 // filesystem store, and every service as its own child process (so a test can SIGKILL one).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from 'nats';
-import { decode } from '@tidemark/contracts';
-import { freePort, startNats, startPostgres, startQdrant, startRgw, startS3, type PostgresServer, type QdrantTestServer } from '@tidemark/testkit';
+import { EVENTS_STREAM, decode } from '@tidemark/contracts';
+import { ARTIFACT_ROOTS, artifactKeys, type ArtifactStore } from '@tidemark/storage';
+import { eventually, freePort, storedMessages, startNats, startPostgres, startQdrant, startRgw, startS3, type NatsTestServer, type PostgresServer, type QdrantTestServer } from '@tidemark/testkit';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const SERVICES = ['scheduler', 'pg-agent', 'qdrant-agent', 'storage', 'verifier', 'alerter'] as const;
@@ -29,6 +30,10 @@ export interface StackOptions {
   readonly qdrant?: boolean;
   /** Continuous WAL archiving for the `main` target (point-in-time recovery). */
   readonly wal?: { readonly partialIntervalSeconds: number; readonly archiveCheckIntervalSeconds: number };
+  /** Base backups are taken and verified (the verifier starts them as the postgres OS user, below the stack's directory); implied by `wal`. */
+  readonly baseBackups?: boolean;
+  /** The config's consumer backoff (default: the config's, 2 s doubling to 60 s); TIDEMARK_MAX_DELIVER is 3. */
+  readonly backoff?: { readonly initialSeconds: number; readonly maxSeconds: number };
 }
 
 export type S3ServerKind = 's3rver' | 'rgw';
@@ -58,6 +63,7 @@ export class Stack {
     readonly storageRoot: string,
     readonly env: NodeJS.ProcessEnv,
     readonly nc: NatsConnection,
+    readonly nats: NatsTestServer,
     readonly pg: PostgresServer,
     private readonly stops: Array<() => Promise<void>>,
     readonly qdrant?: QdrantTestServer,
@@ -67,12 +73,13 @@ export class Stack {
   static async start(options: StackOptions): Promise<Stack> {
     const stops: Array<() => Promise<void>> = [];
     const dir = await mkdtemp(join(tmpdir(), 'tidemark-e2e-'));
+    const physical = options.wal !== undefined || options.baseBackups === true;
     // The WAL spool and restored data directories under it belong to the postgres OS user, which must get through.
-    if (options.wal) await chmod(dir, 0o755);
+    if (physical) await chmod(dir, 0o755);
     const nats = await startNats();
     stops.push(() => nats.stop());
     // Physical backups and point-in-time recovery need torn-page protection (the test default is off).
-    const pg = await startPostgres({ pgvector: true, ...(options.wal ? { settings: { full_page_writes: 'on' } } : {}) });
+    const pg = await startPostgres({ pgvector: true, ...(physical ? { settings: { full_page_writes: 'on' } } : {}) });
     stops.push(() => pg.stop());
     const storageRoot = join(dir, 'storage');
     const env: NodeJS.ProcessEnv = {
@@ -113,6 +120,7 @@ export class Stack {
       `alerts:\n  dedupeWindowMinutes: 60\n  watchdogIntervalSeconds: 3600\n`,
       options.webhookUrl ? `  webhooks:\n    - url: ${options.webhookUrl}\n      minSeverity: warning\n` : '',
       `retention:\n  intervalSeconds: 3600\n`,
+      options.backoff ? `consumers:\n  backoff:\n    initialSeconds: ${options.backoff.initialSeconds}\n    maxSeconds: ${options.backoff.maxSeconds}\n` : '',
       options.wal ? `pg:\n  workDir: ${join(dir, 'pg')}\n  archiveCheckIntervalSeconds: ${options.wal.archiveCheckIntervalSeconds}\n` : '',
       `targets:\n  - name: main\n    engine: pg\n    postgres:\n${conn('app').replaceAll('    ', '      ')}`,
       options.schedules ? `    schedules:\n${options.schedules}` : '',
@@ -122,9 +130,10 @@ export class Stack {
     const configPath = join(dir, 'tidemark.yaml');
     await writeFile(configPath, yaml);
     env.TIDEMARK_CONFIG = configPath;
-    const nc = await connect({ servers: nats.url });
+    // Through a restarted nats-server too, and back as soon as the services are, so that it misses as little as it can.
+    const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     stops.push(() => nc.close());
-    const stack = new Stack(options, dir, configPath, storageRoot, env, nc, pg, stops, qdrant, qdrantSandbox);
+    const stack = new Stack(options, dir, configPath, storageRoot, env, nc, nats, pg, stops, qdrant, qdrantSandbox);
     stack.observe();
     stops.push(() => rm(dir, { recursive: true, force: true }));
     return stack;
@@ -167,6 +176,40 @@ export class Stack {
         });
       });
     }
+  }
+
+  /**
+   * The events the events stream holds (the audit history) on `subject` (wildcards allowed) that
+   * satisfy `match`: what counting "exactly one" needs, since a core subscriber may miss an event
+   * around a nats outage and sees a de-duplicated repeat that the stream drops.
+   */
+  async storedEvents(subject: string, match: (e: ObservedEvent) => boolean = () => true): Promise<ObservedEvent[]> {
+    const messages = await storedMessages(await this.nc.jetstreamManager(), EVENTS_STREAM.name, subject);
+    return messages.map((m) => ({ subject: m.subject, data: m.body as Record<string, unknown> })).filter(match);
+  }
+
+  /** Waits for the first stored event on `subject` that satisfies `match`. */
+  async waitForStored(subject: string, match: (e: ObservedEvent) => boolean, timeoutMs = 180_000): Promise<ObservedEvent> {
+    // Right after a nats restart, JetStream may not answer yet: ask again.
+    return eventually(async () => (await this.storedEvents(subject, match).catch(() => []))[0], timeoutMs, `an event on ${subject} in the events stream`);
+  }
+
+  /** Once a consumer has nothing pending and nothing unacknowledged, no further delivery (and no duplicate) can come. */
+  async settled(stream: string, durable: string, timeoutMs = 60_000): Promise<void> {
+    const jsm = await this.nc.jetstreamManager();
+    await eventually(async () => {
+      const info = await jsm.consumers.info(stream, durable).catch(() => undefined);
+      return info?.num_pending === 0 && info.num_ack_pending === 0;
+    }, timeoutMs, `${durable} to have nothing pending`);
+  }
+
+  /** Whether the filesystem store has bytes of an upload in flight (its `.tmp/`, never listed): a backup is being stored. */
+  async uploadInFlight(): Promise<boolean> {
+    const tmp = join(this.storageRoot, '.tmp');
+    for (const name of await readdir(tmp).catch(() => [])) {
+      if ((await stat(join(tmp, name)).catch(() => undefined))?.size) return true;
+    }
+    return false;
   }
 
   async startService(name: ServiceName, extraEnv: NodeJS.ProcessEnv = {}): Promise<ServiceProcess> {
@@ -242,4 +285,21 @@ export async function seedSourceDatabase(pg: PostgresServer, rows = 2000): Promi
 export function cronInSeconds(seconds: number): string {
   const t = new Date(Date.now() + seconds * 1000);
   return `${t.getUTCSeconds()} ${t.getUTCMinutes()} ${t.getUTCHours()} * * *`;
+}
+
+/**
+ * Objects in the bucket that no committed manifest accounts for (a data object of a failed or
+ * unfinished attempt, a stray file), and what the filesystem store still holds in `.tmp/`: a
+ * half-visible artifact shows up here.
+ */
+export async function uncommittedObjects(store: ArtifactStore, storageRoot?: string): Promise<string[]> {
+  const committed = new Set<string>();
+  for (const manifest of await store.listManifests()) {
+    const keys = artifactKeys(manifest.engine, manifest.target, manifest.id);
+    [keys.manifest, keys.verification, manifest.data.key].forEach((key) => committed.add(key));
+  }
+  const stray: string[] = [];
+  for await (const object of store.backend.list(ARTIFACT_ROOTS.artifacts)) if (!committed.has(object.key)) stray.push(object.key);
+  if (storageRoot !== undefined) stray.push(...(await readdir(join(storageRoot, '.tmp')).catch(() => [])).map((name) => `.tmp/${name}`));
+  return stray;
 }

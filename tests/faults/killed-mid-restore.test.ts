@@ -45,14 +45,6 @@ describe('a service killed mid-restore (every service a process, real NATS, Post
   /** SIGKILL, as the OOM killer or a lost host would: no shutdown hook runs. */
   const kill = async (name: ServiceName) => expect(await running.get(name)!.kill('SIGKILL')).toBeNull();
   const eventsOf = (prefix: string, match: (e: ObservedEvent) => boolean) => stack.events.filter((e) => e.subject.startsWith(prefix) && match(e));
-  /** Once a consumer has nothing pending and nothing unacknowledged, no further delivery (and no duplicate) can come. */
-  const settled = async (stream: string, durable: string) => {
-    const jsm = await stack.nc.jetstreamManager();
-    await eventually(async () => {
-      const info = await jsm.consumers.info(stream, durable);
-      return info.num_pending === 0 && info.num_ack_pending === 0;
-    }, 60_000, `${durable} to have nothing pending`);
-  };
   const backup = async (requestId: string, kind: 'logical' | 'base') => {
     stack.nc.publish('backup.requested.pg.main', encode({ requestId, kind }));
     return (await stack.waitFor('artifact.stored.pg.main', (e) => e.data.requestId === requestId, 120_000)).data.artifactId as string;
@@ -61,7 +53,7 @@ describe('a service killed mid-restore (every service a process, real NATS, Post
   const verifiedOnce = async (artifactId: string) => {
     const verdict = await stack.waitFor('verify.', (e) => e.data.artifactId === artifactId, 120_000);
     expect(verdict.subject, JSON.stringify(verdict.data)).toBe('verify.passed.pg.main');
-    await settled(EVENTS_STREAM.name, consumers.verifierArtifacts);
+    await stack.settled(EVENTS_STREAM.name, consumers.verifierArtifacts);
     expect(eventsOf('verify.', (e) => e.data.artifactId === artifactId)).toHaveLength(1);
     // By a later delivery than the killed one (which one depends on load: the restarted verifier
     // may see the message again only after its ack wait), and passed once.
@@ -172,7 +164,7 @@ describe('a service killed mid-restore (every service a process, real NATS, Post
     await start('pg-agent');
     const completed = await stack.waitFor('restore.completed.pg.main', (e) => e.data.requestId === requestId, 180_000);
     const recoveredMs = Date.now() - killedAt;
-    await settled(COMMANDS_STREAM.name, consumers.agentRestores('pg'));
+    await stack.settled(COMMANDS_STREAM.name, consumers.agentRestores('pg'));
     expect(eventsOf('restore.completed.', (e) => e.data.requestId === requestId)).toHaveLength(1);
     expect(eventsOf('restore.failed.', (e) => e.data.requestId === requestId)).toEqual([]);
     // Two deliveries, each started by another agent process: the killed one and the one that completed.

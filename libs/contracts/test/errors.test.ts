@@ -16,7 +16,7 @@ describe('ERROR_CODES', () => {
   it.each([
     // Outages and timeouts heal by themselves: a retry can help.
     ['SOURCE_UNAVAILABLE', true], ['STORAGE_UNAVAILABLE', true], ['SANDBOX_UNAVAILABLE', true], ['TIMEOUT', true],
-    ['BREAKER_OPEN', true], ['SHUTTING_DOWN', true], ['DUMP_FAILED', true],
+    ['BREAKER_OPEN', true], ['SHUTTING_DOWN', true], ['DUMP_FAILED', true], ['BUS_UNAVAILABLE', true],
     // Bad input and damaged data do not.
     ['COMMAND_INVALID', false], ['TARGET_UNKNOWN', false], ['INTEGRITY_CHECKSUM_MISMATCH', false], ['VERIFY_MISMATCH', false], ['INTERNAL', false],
   ] as const)('%s retryable: %s', (code, retryable) => {

@@ -41,6 +41,9 @@ export interface PgCluster {
   dropDatabase(database: string): Promise<void>;
   /** Renames a database, ending its sessions first. */
   renameDatabase(from: string, to: string): Promise<void>;
+  /** The database's comment (COMMENT ON DATABASE; it follows a rename), undefined when it has none or does not exist. */
+  databaseComment(database: string): Promise<string | undefined>;
+  setDatabaseComment(database: string, comment: string): Promise<void>;
   /** Runs pg_restore into `database`, reading a custom-format dump from `input`. */
   restore(database: string, input: Readable, options?: { signal?: AbortSignal }): Promise<void>;
   collectFacts(database: string, options: { tableChecksums: boolean; probeK?: number }): Promise<PgSourceFacts>;
@@ -176,6 +179,17 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
           const current = (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [to])).rows.length > 0 ? to : from;
           await client.query(`ALTER DATABASE ${quoteIdent(current)} ALLOW_CONNECTIONS true`);
         }
+      }),
+
+    databaseComment: (database) =>
+      withClient(adminDatabaseFor(database), `reading the comment of database ${database}`, async (client) => {
+        const found = await client.query<{ comment: string | null }>("SELECT shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname = $1", [database]);
+        return found.rows[0]?.comment ?? undefined;
+      }),
+
+    setDatabaseComment: (database, comment) =>
+      withClient(adminDatabaseFor(database), `commenting on database ${database}`, async (client) => {
+        await client.query(`COMMENT ON DATABASE ${quoteIdent(database)} IS ${client.escapeLiteral(comment)}`);
       }),
 
     async restore(database, input, options = {}) {

@@ -20,6 +20,8 @@ export function guardCluster(cluster: PgCluster, fire: Fire): PgCluster {
     createDatabase: (database) => fire(() => cluster.createDatabase(database)),
     dropDatabase: (database) => fire(() => cluster.dropDatabase(database)),
     renameDatabase: (from, to) => fire(() => cluster.renameDatabase(from, to)),
+    databaseComment: (database) => fire(() => cluster.databaseComment(database)),
+    setDatabaseComment: (database, comment) => fire(() => cluster.setDatabaseComment(database, comment)),
     restore: (database, input, options) => fire(() => cluster.restore(database, input, options)),
     collectFacts: (database, options) => fire(() => cluster.collectFacts(database, options)),
   };

@@ -42,9 +42,7 @@ export async function publishEvent<T>(
   try {
     await js.publish(subject, data, { headers: h, ...(msgId !== undefined ? { msgID: msgId } : {}) });
   } catch (cause) {
-    throw new TidemarkError('INTERNAL', `publishing to ${subject} failed: ${(cause as Error).message}; check that nats and the stream are up`, {
-      cause,
-      retryable: true,
-    });
+    // An outage (a restarted nats-server, a stream still recovering), not a bug: retried like any.
+    throw new TidemarkError('BUS_UNAVAILABLE', `publishing to ${subject} failed: ${(cause as Error).message}; check that nats and the stream are up`, { cause });
   }
 }

@@ -92,6 +92,13 @@ describe('event publisher', () => {
     expect(parseMessage(ArtifactPruned, decode(stored.data, stored.header))).toMatchObject({ artifactId: 'a2' });
   });
 
+  it('fails retryable with BUS_UNAVAILABLE when nats does not take the event, never INTERNAL', async () => {
+    const gone = await connect({ servers: server.url });
+    await gone.close();
+    const event = { schemaVersion: 1, engine: 'pg', target: 'x', requestId: 'r1', occurredAt: new Date().toISOString(), artifactId: 'a1', reason: 'retention' } as const;
+    await expect(createEventPublisher(gone.jetstream()).publish(subjects.artifactPruned('pg', 'x'), ArtifactPruned, event)).rejects.toMatchObject({ code: 'BUS_UNAVAILABLE', retryable: true });
+  });
+
   it('refuses to publish an event that fails its schema', async () => {
     const publisher = createEventPublisher(nc.jetstream());
     await expect(publisher.publish(subjects.artifactPruned('pg', 'x'), ArtifactPruned, { bogus: true } as never)).rejects.toMatchObject({ code: 'INTERNAL' });

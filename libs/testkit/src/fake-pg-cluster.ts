@@ -18,6 +18,7 @@ export const SAMPLE_PG_FACTS: PgSourceFacts = {
 
 export interface FakeCluster extends PgCluster {
   readonly databases: Map<string, Buffer>;
+  readonly comments: Map<string, string>;
   dumps: number;
   readonly calls: string[];
   /** Makes the next restore fail with this error. */
@@ -30,6 +31,7 @@ export function fakeCluster(dumpBytes: Buffer = Buffer.from('PGDMP fake custom-f
   const cluster: FakeCluster = {
     description: 'fake:5432',
     databases: new Map([['app', Buffer.alloc(0)]]),
+    comments: new Map(),
     dumps: 0,
     calls: [],
     async startDump(database) {
@@ -63,6 +65,7 @@ export function fakeCluster(dumpBytes: Buffer = Buffer.from('PGDMP fake custom-f
     async dropDatabase(database) {
       cluster.calls.push(`drop ${database}`);
       cluster.databases.delete(database);
+      cluster.comments.delete(database);
     },
     async renameDatabase(from, to) {
       const content = cluster.databases.get(from);
@@ -70,6 +73,17 @@ export function fakeCluster(dumpBytes: Buffer = Buffer.from('PGDMP fake custom-f
       cluster.calls.push(`rename ${from} ${to}`);
       cluster.databases.delete(from);
       cluster.databases.set(to, content);
+      const comment = cluster.comments.get(from);
+      cluster.comments.delete(from);
+      if (comment !== undefined) cluster.comments.set(to, comment);
+    },
+    async databaseComment(database) {
+      if (cluster.unavailable) throw new TidemarkError('SANDBOX_UNAVAILABLE', 'fake cluster is down');
+      return cluster.comments.get(database);
+    },
+    async setDatabaseComment(database, comment) {
+      if (!cluster.databases.has(database)) throw new Error(`no database ${database}`);
+      cluster.comments.set(database, comment);
     },
     async restore(database, input) {
       const bytes = await buffer(input);

@@ -9,7 +9,7 @@ import { freePort } from './ports.js';
 import { testProvider } from './provider.js';
 import { containerNats } from './containers.js';
 import type { JetStreamManager } from 'nats';
-import { MSG_ID_HEADER, decode } from '@tidemark/contracts';
+import { MSG_ID_HEADER, decode, subjectMatches } from '@tidemark/contracts';
 
 export const NATS_SERVER_BINARY = process.env['TIDEMARK_NATS_SERVER'] ?? '/usr/sbin/nats-server';
 
@@ -19,8 +19,11 @@ export interface NatsTestServer {
   readonly storeDir: string;
   /** Stops the server (SIGTERM, then SIGKILL after 5 s) and removes its store directory. */
   stop(): Promise<void>;
-  /** Stops and starts the server on the same port and store directory (data survives). */
-  restart(): Promise<void>;
+  /**
+   * Stops and starts the server on the same port and store directory (data survives).
+   * `whileDown` runs between the two (an outage a test observes); containers ignore it.
+   */
+  restart(whileDown?: () => Promise<void>): Promise<void>;
 }
 
 function canConnect(port: number): Promise<boolean> {
@@ -128,11 +131,15 @@ export async function startNats(options: { readyTimeoutMs?: number; /** A given 
       await stopServer(current);
       await rm(storeDir, { recursive: true, force: true });
     },
-    async restart() {
+    async restart(whileDown) {
       if (stopped) throw new Error('the nats test server was stopped; start a new one instead of restarting it');
       await stopServer(current);
-      current = spawnServer(port, storeDir);
-      await waitReady(current, port, readyTimeoutMs);
+      try {
+        await whileDown?.();
+      } finally {
+        current = spawnServer(port, storeDir);
+        await waitReady(current, port, readyTimeoutMs);
+      }
     },
   };
 }
@@ -144,14 +151,14 @@ export interface StoredStreamMessage {
   readonly body: unknown;
 }
 
-/** Every message a stream holds on `subject`, oldest first, decoded: what counting "one per id" needs. */
+/** Every message a stream holds on `subject` (wildcards allowed), oldest first, decoded: what counting "one per id" needs. */
 export async function storedMessages(jsm: JetStreamManager, stream: string, subject: string): Promise<StoredStreamMessage[]> {
   const { state } = await jsm.streams.info(stream);
   const out: StoredStreamMessage[] = [];
   for (let seq = state.first_seq; state.messages > 0 && seq <= state.last_seq; seq += 1) {
     // A deleted sequence (a work-queue stream's acked message) is a gap, not an error.
     const msg = await jsm.streams.getMessage(stream, { seq }).catch(() => undefined);
-    if (!msg || msg.subject !== subject) continue;
+    if (!msg || !subjectMatches(subject, msg.subject)) continue;
     out.push({ seq, subject: msg.subject, msgId: msg.header.get(MSG_ID_HEADER), body: decode(msg.data, msg.header) });
   }
   return out;

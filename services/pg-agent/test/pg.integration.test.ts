@@ -95,6 +95,15 @@ describe('pg-agent against PostgreSQL', () => {
     expect(keptAs).toMatch(/^app_pre_restore_\d{14}$/);
     expect((await server.query('SELECT count(*)::int AS n FROM items', [], 'app'))[0].n).toBe(1000);
     expect((await server.query('SELECT count(*)::int AS n FROM items', [], keptAs))[0].n).toBe(1001);
+
+    // Redelivered (its restore.completed lost): announced again from the database's mark, not restored over itself.
+    publisher.published.length = 0;
+    const again = await handleRestoreRequested(RequestRestore.parse({ intoDatabase: 'app', overwrite: true }), deps, testContext({ subject: 'restore.requested.pg.main', streamSequence: 3, attempt: 2 }));
+    expect(again).toEqual({ type: 'ack' });
+    expect(publisher.subjects()).toEqual(['restore.completed.pg.main']);
+    expect(publisher.published[0]?.event).toMatchObject({ database: 'app', previousDatabaseKeptAs: keptAs });
+    const kept = await server.query<{ datname: string }>("SELECT datname FROM pg_database WHERE starts_with(datname, 'app_pre_restore_')");
+    expect(kept.map((d) => d.datname)).toEqual([keptAs]);
   });
 
   it('backs up again after a restore (the swapped-in database accepts connections)', async () => {

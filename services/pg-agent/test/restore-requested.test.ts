@@ -8,6 +8,7 @@ import { handleRestoreRequested as handleRestoreRequestedUnsettled, type Restore
 import { pickArtifact } from '../src/restore/logical.js';
 import { fakeCluster, recordingPublisher, TEST_CONFIG, TEST_KEY_HEX, testContext } from './fakes.js';
 import { settling } from '@tidemark/testkit';
+import type { EventPublisher } from '@tidemark/runtime';
 const handleBackupRequested = settling(handleBackupRequestedUnsettled);
 const handleRestoreRequested = settling(handleRestoreRequestedUnsettled);
 
@@ -109,6 +110,27 @@ describe('restore.requested handler', () => {
     expect(cluster.databases.get('app')).toBe(original);
     expect([...cluster.databases.keys()].sort()).toEqual(['app']);
     expect(publisher.published.at(-1)).toMatchObject({ subject: 'restore.failed.pg.main', event: { error: { code: 'RESTORE_FAILED' } } });
+  });
+
+  it.each([
+    { intoDatabase: 'app_copy', overwrite: false, keptAs: undefined },
+    { intoDatabase: 'app', overwrite: true, keptAs: 'app_pre_restore_20250203040506' },
+  ])('a redelivery of a restore into $intoDatabase that finished but was not announced (nats down) announces it: no second restore, no failure', async ({ intoDatabase, overwrite, keptAs }) => {
+    const { cluster, publisher, deps, newest } = await setup();
+    const natsDown: EventPublisher = {
+      publish: (subject, schema, event, msgId) =>
+        subject.startsWith('restore.completed.')
+          ? Promise.reject(new TidemarkError('BUS_UNAVAILABLE', `publishing to ${subject} failed: TIMEOUT; check that nats and the stream are up`))
+          : publisher.publish(subject, schema, event, msgId),
+    };
+    const command = RequestRestore.parse({ requestId: 'restore-1', intoDatabase, overwrite });
+    // Thrown: the runner retries it (a retryable error, without a failure report).
+    await expect(handleRestoreRequested(command, { ...deps, publisher: natsDown }, restoreCtx({ attempt: 1 }))).rejects.toMatchObject({ retryable: true });
+    expect(await handleRestoreRequested(command, deps, restoreCtx({ attempt: 2 }))).toEqual({ type: 'ack' });
+    expect(cluster.calls.filter((c) => c.startsWith('restore '))).toHaveLength(1);
+    expect(cluster.databases.get(intoDatabase)?.equals(dumpBytes)).toBe(true);
+    expect(publisher.subjects()).toEqual(['restore.started.pg.main', 'restore.completed.pg.main']);
+    expect(publisher.published[1]?.event).toMatchObject({ requestId: 'restore-1', artifactId: newest.id, database: intoDatabase, ...(keptAs ? { previousDatabaseKeptAs: keptAs } : {}) });
   });
 
   it('naks while the cluster is unreachable', async () => {

@@ -50,6 +50,8 @@ function sandbox(actual: PgSourceFacts) {
     },
     dropDatabase: async (db) => void state.databases.delete(db),
     renameDatabase: () => Promise.reject(new Error('not used')),
+    databaseComment: () => Promise.reject(new Error('not used')),
+    setDatabaseComment: () => Promise.reject(new Error('not used')),
     restore: async (_db, input) => void state.restored.push(await buffer(input)),
     collectFacts: async (_db, options) => {
       state.collectedWith = options;
