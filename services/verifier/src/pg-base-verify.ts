@@ -6,10 +6,9 @@
 // system identifier, server version, and the data-level facts of the target's database taken at
 // backup start (tables written while the backup ran are only read, see compareBaseFacts). The
 // server is always stopped and the directory always removed.
-import { reportingBytes } from '@tidemark/runtime';
+import { freePort, reportingBytes } from '@tidemark/runtime';
 import { existsSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import pg from 'pg';
 import { PgBaseSourceFacts, SchemaError, TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
@@ -101,21 +100,10 @@ async function requireTraversable(dir: string, osUser: string): Promise<void> {
   }
 }
 
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 /** Starts the extracted backup on a free port; another port when the chosen one was taken meanwhile. */
 async function startOnFreePort(dir: string, settings: PgBaseVerifySettings, user: string): Promise<BaseBackupServer> {
   for (let attempt = 1; ; attempt += 1) {
-    const port = await freeLoopbackPort();
+    const port = await freePort();
     try {
       return await startFromBaseBackup(dir, port, {
         user,

@@ -22,7 +22,7 @@ import {
 import type { Target } from '@tidemark/config';
 import { WalArchive } from '@tidemark/storage';
 import { decodeCommitted } from '@tidemark/pipeline';
-import { ack, reportingBytes, type Logger, type Outcome } from '@tidemark/runtime';
+import { ack, freePort, reportingBytes, type Logger, type Outcome } from '@tidemark/runtime';
 import {
   checkRestoredServer, describePointInTimeTarget, explainRecoveryFailure, extractTar, handOverRestoredServer, logTail, osUserIds, parseLsn,
   portWasTaken, recoveryTimes, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
@@ -40,19 +40,6 @@ const isWildcard = (address: string): boolean => address === '*' || address === 
 const probeAddress = (listen: string): string => (listen === '*' ? '0.0.0.0' : listen);
 /** The host a client elsewhere connects to: the listen address, or this machine's name for a wildcard. */
 const connectHost = (listen: string): string => (isWildcard(listen) ? hostname() : listen);
-
-
-/** A port nothing listens on right now. */
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 async function assertPortFree(host: string, port: number): Promise<void> {
   await new Promise<void>((resolveFree, reject) => {
