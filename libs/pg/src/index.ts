@@ -15,3 +15,7 @@ export { BASE_BACKUP_FORMAT, baseBackupArgs, startTimeToIso, type BaseBackupThro
 export { guardToolOutput, describeExit, type GuardedToolOutput, type ToolSettled, type ToolExit } from './tools.js';
 export { startPgBaseBackup, watchDatabase, readWriteCounters, changedTablesBetween, DEFAULT_SETTLE_MS, type PgBaseBackupSession, type PgBaseBackupOptions, type DatabaseWatch, type WriteCounters } from './base-facts.js';
 export { osUserIds } from './os-user.js';
+export {
+  maySearch, blockedDirectoriesAbove, describeBlocked, requireReachable, socketPathFits, pgSocketPath, MAX_SOCKET_PATH_BYTES,
+  type OsUserIds, type DirectoryAccess, type BlockedDirectory, type ReachableRequirement,
+} from './reachable.js';

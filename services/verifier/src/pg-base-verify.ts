@@ -8,14 +8,15 @@
 // server is always stopped and the directory always removed.
 import { freePort, reportingBytes } from '@tidemark/runtime';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
-import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { delimiter, isAbsolute, join } from 'node:path';
 import pg from 'pg';
 import { PgBaseSourceFacts, SchemaError, TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
 import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import {
-  BASE_BACKUP_FORMAT, collectFacts, extractTar, osUserIds, parseLsn, pgToolPath, startFromBaseBackup, verifyBaseBackup, type BaseBackupServer,
+  BASE_BACKUP_FORMAT, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, parseLsn, pgSocketPath, pgToolPath, requireReachable, socketPathFits, startFromBaseBackup,
+  verifyBaseBackup, type BaseBackupServer,
 } from '@tidemark/pg';
 import { compareBaseFacts, probeKOf } from './compare.js';
 import { claimScratchDirectory, releaseScratchDirectory } from './scratch.js';
@@ -86,20 +87,6 @@ export function requireServerBinaries(major: number, env: NodeJS.ProcessEnv): vo
   }
 }
 
-/** When we are root the server runs as `osUser`, which must be able to reach the scratch directory. */
-async function requireTraversable(dir: string, osUser: string): Promise<void> {
-  const owner = await osUserIds(osUser);
-  if (owner === undefined) return;
-  for (let current = dir; ; current = dirname(current)) {
-    const info = await stat(current);
-    const reachable = info.uid === owner.uid ? (info.mode & 0o100) !== 0 : info.gid === owner.gid ? (info.mode & 0o010) !== 0 : (info.mode & 0o001) !== 0;
-    if (!reachable) {
-      throw new TidemarkError('CONFIG_INVALID', `the ${osUser} OS user cannot reach ${current} (mode ${(info.mode & 0o777).toString(8)}), so a base backup extracted below it cannot be started; make it traversable (chmod o+x) or set pg.workDir elsewhere`);
-    }
-    if (dirname(current) === current) return;
-  }
-}
-
 /** Starts the extracted backup on a free port; another port when the chosen one was taken meanwhile. */
 async function startOnFreePort(dir: string, settings: PgBaseVerifySettings, user: string): Promise<BaseBackupServer> {
   for (let attempt = 1; ; attempt += 1) {
@@ -141,12 +128,16 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
   const user = settings.user ?? 'postgres';
   const scratchRoot = scratchDirectoryRoot(settings.workDir);
   const dir = join(scratchRoot, `${manifest.id}-${progress.suffix}`);
-  if (Buffer.byteLength(join(dir, '.s.PGSQL.65535')) > 107) {
-    throw new TidemarkError('CONFIG_INVALID', `the verifier's scratch directory ${dir} is too long for PostgreSQL's unix socket (107 bytes); set a shorter pg.workDir`);
+  if (!socketPathFits(pgSocketPath(dir))) {
+    throw new TidemarkError('CONFIG_INVALID', `the verifier's scratch directory ${dir} is too long for PostgreSQL's unix socket (${MAX_SOCKET_PATH_BYTES} bytes); set a shorter pg.workDir`);
   }
   // Directories we create must be traversable by the server's OS user; existing ones are checked.
   await mkdir(scratchRoot, { recursive: true, mode: 0o711 });
-  await requireTraversable(scratchRoot, settings.osUser);
+  await requireReachable(dir, await osUserIds(settings.osUser), {
+    what: `${dir}, where the base backup is extracted and started`,
+    osUser: settings.osUser,
+    otherwise: 'set pg.workDir elsewhere',
+  });
 
   const checks: VerificationCheck[] = [];
   // Claimed before the data stream opens: nothing may delay reading it once it does.

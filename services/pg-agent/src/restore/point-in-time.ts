@@ -25,14 +25,14 @@ import { decodeCommitted } from '@tidemark/pipeline';
 import { ack, freePort, reportingBytes, type Logger, type Outcome } from '@tidemark/runtime';
 import {
   checkRestoredServer, describePointInTimeTarget, explainRecoveryFailure, extractTar, handOverRestoredServer, logTail, osUserIds, parseLsn,
-  portWasTaken, recoveryTimes, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
+  portWasTaken, recoveryTimes, requireReachable, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
 } from '@tidemark/pg';
 import {
   compactTimestamp, eventScope, publishRestoreStarted, restoreFailed, type AgentContext as Context, type RestoreRun,
 } from '@tidemark/service';
 import type { AgentDeps } from '../handlers/common.js';
 import { chooseBaseBackup } from './choose-base-backup.js';
-import { assertReachable, claimDataDirectory, readCompletedRestore, type ClaimedDirectory } from './data-directory.js';
+import { claimDataDirectory, readCompletedRestore, type ClaimedDirectory } from './data-directory.js';
 import { installWalFetch, segmentEndingAt, startWalServer, type WalServer } from './wal-server.js';
 
 const isWildcard = (address: string): boolean => address === '*' || address === '0.0.0.0' || address === '::';
@@ -115,10 +115,10 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     const osUser = deps.config.pg.osUser;
     const owner = await osUserIds(osUser);
     // restore_command runs as the server's OS user: it must reach node (the fetch script is copied into the data directory).
-    await assertReachable(process.execPath, owner, `the node binary ${process.execPath}`);
+    await requireReachable(process.execPath, owner, { what: `the node binary ${process.execPath}`, osUser, otherwise: 'install node where it can' });
     const listenAddress = deps.config.pg.restoreListenAddress;
 
-    claimed = await claimDataDirectory({ dir, named: message.intoDirectory !== undefined, overwrite: message.overwrite, stamp, requestId: run.requestId, owner, logger: log });
+    claimed = await claimDataDirectory({ dir, named: message.intoDirectory !== undefined, overwrite: message.overwrite, stamp, requestId: run.requestId, owner, osUser, logger: log });
     let port = message.intoPort ?? (await freePort(probeAddress(listenAddress)));
     if (message.intoPort !== undefined) await assertPortFree(probeAddress(listenAddress), port);
 
