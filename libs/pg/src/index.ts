@@ -13,7 +13,7 @@ export { AGENT_ACCESS_LINE, FALLBACK_HBA, prepareRecoveryDirectory, chownTree, t
 export * from './pitr.js';
 export { BASE_BACKUP_FORMAT, baseBackupArgs, startTimeToIso, type BaseBackupThrottle, type ServerCompression } from './base-backup.js';
 export { guardToolOutput, describeExit, type GuardedToolOutput, type ToolSettled, type ToolExit } from './tools.js';
-export { startPgBaseBackup, watchDatabase, readWriteCounters, changedTablesBetween, DEFAULT_SETTLE_MS, type PgBaseBackupSession, type PgBaseBackupOptions, type DatabaseWatch, type WriteCounters } from './base-facts.js';
+export { baseFactsOf, startPgBaseBackup, watchDatabase, readWriteCounters, changedTablesBetween, DEFAULT_SETTLE_MS, type PgBaseBackupSession, type PgBaseBackupOptions, type DatabaseWatch, type WriteCounters } from './base-facts.js';
 export { osUserIds } from './os-user.js';
 export {
   maySearch, blockedDirectoriesAbove, describeBlocked, requireReachable, socketPathFits, pgSocketPath, MAX_SOCKET_PATH_BYTES,

@@ -11,11 +11,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
 import pg from 'pg';
-import { PgBaseSourceFacts, SchemaError, TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
+import { TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
 import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import {
-  BASE_BACKUP_FORMAT, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, parseLsn, pgSocketPath, pgToolPath, requireReachable, socketPathFits, startFromBaseBackup,
+  baseFactsOf, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, parseLsn, pgSocketPath, pgToolPath, requireReachable, socketPathFits, startFromBaseBackup,
   verifyBaseBackup, type BaseBackupServer,
 } from '@tidemark/pg';
 import { compareBaseFacts, probeKOf } from './compare.js';
@@ -54,21 +54,6 @@ export interface PgBaseVerifyProgress {
 
 /** Where the verifier's scratch data directories go. */
 export const scratchDirectoryRoot = (workDir: string): string => join(workDir, 'verify');
-
-/** The manifest's base backup facts, validated: without them the backup cannot be verified. */
-export function baseFactsOf(manifest: Manifest): PgBaseSourceFacts {
-  if (manifest.format !== BASE_BACKUP_FORMAT) {
-    throw new TidemarkError('INTEGRITY_FORMAT', `base backup ${manifest.id} has format ${JSON.stringify(manifest.format)}, not ${BASE_BACKUP_FORMAT}; the verifier cannot start it`);
-  }
-  try {
-    return PgBaseSourceFacts.parse(manifest.source);
-  } catch (error) {
-    if (error instanceof SchemaError) {
-      throw new TidemarkError('INTEGRITY_FORMAT', `manifest of base backup ${manifest.id} has no valid base backup facts: ${error.message}; the artifact cannot be verified`, { cause: error });
-    }
-    throw error;
-  }
-}
 
 const onPath = (name: string, env: NodeJS.ProcessEnv) => (env['PATH'] ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, name)));
 const found = (path: string, env: NodeJS.ProcessEnv) => (isAbsolute(path) ? existsSync(path) : onPath(path, env));

@@ -17,13 +17,13 @@ import { newArtifactId } from '@tidemark/storage';
 import { defaultCompression, encodeStream, settleFirstCause, type KeyRing } from '@tidemark/pipeline';
 import { ack, failed, reject, reportingBytes, retriesMayHelp, type FailureDecision, type Outcome } from '@tidemark/runtime';
 import {
-  collectFacts, exportCollection, exportDelta, readIdSet, snapshotCollection, EXPORT_COVERAGE, EXPORT_FORMAT, SINGLE_NODE_COVERAGE,
+  collectFacts, exportCollection, exportDelta, qdrantFactsOf, readIdSet, snapshotCollection, EXPORT_COVERAGE, EXPORT_FORMAT, SINGLE_NODE_COVERAGE,
   SNAPSHOT_FORMAT, type ExportStream, type QdrantPort,
 } from '@tidemark/qdrant';
 import {
   announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, targetOfSubject, unknownTarget,
 } from '@tidemark/service';
-import { openDecoded, qdrantFactsOf, type AgentDeps, type Context } from './common.js';
+import { openDecoded, type AgentDeps, type Context } from './common.js';
 
 export type BackupDeps = AgentDeps;
 

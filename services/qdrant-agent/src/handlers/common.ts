@@ -1,6 +1,6 @@
 // Small pieces the qdrant-agent's handlers share; the helpers every agent shares live in @tidemark/service.
 import type { Readable } from 'node:stream';
-import { QdrantSourceFacts, SchemaError, TidemarkError, type Manifest } from '@tidemark/contracts';
+import type { Manifest } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
 import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
@@ -16,18 +16,6 @@ export interface AgentDeps extends AgentBaseDeps {
 }
 
 export type Context = AgentContext;
-
-/** A manifest's `source` read as QdrantSourceFacts; anything else is an INTEGRITY_FORMAT error. */
-export function qdrantFactsOf(manifest: Pick<Manifest, 'id' | 'source'>): QdrantSourceFacts {
-  try {
-    return QdrantSourceFacts.parse(manifest.source, 'source');
-  } catch (error) {
-    if (error instanceof SchemaError) {
-      throw new TidemarkError('INTEGRITY_FORMAT', `manifest of artifact ${manifest.id} has no valid qdrant facts (${error.message}); it was not written by the qdrant agent`);
-    }
-    throw error;
-  }
-}
 
 /** The decoded (decrypted, decompressed, sha256-checked) bytes of a committed artifact. */
 export async function openDecoded(store: ArtifactStore, keys: KeyRing, manifest: Manifest): Promise<Readable> {

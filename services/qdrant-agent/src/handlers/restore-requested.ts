@@ -15,13 +15,13 @@ import { findTarget } from '@tidemark/config';
 import type { ArtifactStore } from '@tidemark/storage';
 import { ack, reportingBytes, type Outcome } from '@tidemark/runtime';
 import {
-  chainApplyOrder, compareWithFacts, promoteRestored, restoreChain, SNAPSHOT_FORMAT, stagingName, type QdrantPort, type RestoreOutcome,
+  chainApplyOrder, compareWithFacts, promoteRestored, qdrantFactsOf, restoreChain, SNAPSHOT_FORMAT, stagingName, type QdrantPort, type RestoreOutcome,
 } from '@tidemark/qdrant';
 import type { QdrantSourceFacts } from '@tidemark/contracts';
 import {
   compactTimestamp, pickArtifactOf, publishRestoreCompleted, publishRestoreStarted, requestIdOf, restoreFailed, targetOfSubject, unknownTarget,
 } from '@tidemark/service';
-import { openDecoded, qdrantFactsOf, type AgentDeps, type Context } from './common.js';
+import { openDecoded, type AgentDeps, type Context } from './common.js';
 
 export type RestoreDeps = AgentDeps;
 
