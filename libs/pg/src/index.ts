@@ -19,3 +19,7 @@ export {
   maySearch, blockedDirectoriesAbove, describeBlocked, requireReachable, socketPathFits, pgSocketPath, MAX_SOCKET_PATH_BYTES,
   type OsUserIds, type DirectoryAccess, type BlockedDirectory, type ReachableRequirement,
 } from './reachable.js';
+export {
+  readRestoredServerFacts, restoredServerChecks, tableRowCounts, withSocketClient, checkRestoredServer,
+  type RestoredServerFacts, type RestoredServerExpectations, type RestoreCheckExpectations, type RestoreCheckResult,
+} from './restored-server.js';

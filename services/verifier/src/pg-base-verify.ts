@@ -15,7 +15,7 @@ import { TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/
 import type { ArtifactStore } from '@tidemark/storage';
 import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import {
-  baseFactsOf, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, parseLsn, pgSocketPath, pgToolPath, requireReachable, socketPathFits, startFromBaseBackup,
+  baseFactsOf, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, pgSocketPath, pgToolPath, readRestoredServerFacts, toPgError, requireReachable, restoredServerChecks, socketPathFits, startFromBaseBackup,
   verifyBaseBackup, type BaseBackupServer,
 } from '@tidemark/pg';
 import { compareBaseFacts, probeKOf } from './compare.js';
@@ -90,18 +90,25 @@ async function startOnFreePort(dir: string, settings: PgBaseVerifySettings, user
   }
 }
 
-/** Errors reading the restored data: missing extension files are the host's fault, the rest the backup's. */
-function restoredReadError(error: unknown, major: number, database: string): TidemarkError {
+/**
+ * Errors reading the restored data. The verifier host's fault: extension files missing
+ * (CONFIG_INVALID), the scratch server gone or out of resources (SANDBOX_UNAVAILABLE, retryable).
+ * Whatever else the server reports while reading its own data is the backup's: VERIFY_MISMATCH.
+ */
+export function restoredReadError(error: unknown, major: number, database: string): TidemarkError {
   if (error instanceof TidemarkError) return error;
-  const code = (error as { code?: unknown }).code;
+  const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : String(error);
+  const what = `reading ${database} in the restored base backup`;
   if (code === '58P01' || code === '58P02') {
-    return new TidemarkError('CONFIG_INVALID', `reading ${database} in the restored base backup needs files missing on the verifier host (${message}); install the extensions the source uses for PostgreSQL ${major} (pgvector: postgresql-${major}-pgvector)`, { cause: error });
+    return new TidemarkError('CONFIG_INVALID', `${what} needs files missing on the verifier host (${message}); install the extensions the source uses for PostgreSQL ${major} (pgvector: postgresql-${major}-pgvector)`, { cause: error });
   }
-  if (typeof code === 'string' && code.startsWith('XX')) {
-    return new TidemarkError('VERIFY_MISMATCH', `reading ${database} in the restored base backup failed: ${message}`, { cause: error });
+  if (typeof code === 'string' && code.startsWith('53')) {
+    return new TidemarkError('SANDBOX_UNAVAILABLE', `${what}: the scratch server ran out of resources on the verifier host (${message}); free disk or memory there`, { cause: error });
   }
-  return new TidemarkError('INTERNAL', `reading ${database} in the restored base backup failed: ${message}`, { cause: error });
+  const mapped = toPgError(error, 'sandbox', what);
+  if (mapped.code !== 'INTERNAL') return mapped;
+  return new TidemarkError('VERIFY_MISMATCH', `${what} failed: ${message}`, { cause: error });
 }
 
 /** Decodes, extracts, checks, starts and compares one base backup; the scratch directory is always removed. */
@@ -161,17 +168,8 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
     };
 
     client = await connect(facts.database?.database ?? 'template1');
-    const { rows } = await client.query<{ recovering: boolean; sysid: string; version: string; lsn: string }>(
-      `SELECT pg_is_in_recovery() AS recovering, (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
-              current_setting('server_version') AS version, pg_current_wal_lsn()::text AS lsn`,
-    );
-    const row = rows[0];
-    checks.push({ name: 'recovery:promoted', ok: row?.recovering === false, expected: false, actual: row?.recovering ?? null });
-    checks.push({ name: 'system-identifier', ok: row?.sysid === facts.systemIdentifier, expected: facts.systemIdentifier, actual: row?.sysid ?? null });
-    checks.push({ name: 'server-version', ok: row?.version === facts.serverVersion, expected: facts.serverVersion, actual: row?.version ?? null });
-    // Replay reached the backup's end: the promoted server writes past the stop LSN.
-    const reached = row !== undefined && parseLsn(row.lsn) >= parseLsn(facts.stopLsn);
-    checks.push({ name: 'wal:consistent', ok: reached, expected: `>= ${facts.stopLsn}`, actual: row?.lsn ?? null });
+    const restored = await readRestoredServerFacts(client);
+    checks.push(...restoredServerChecks(restored, { systemIdentifier: facts.systemIdentifier, serverVersion: facts.serverVersion, stopLsn: facts.stopLsn }));
 
     if (facts.database) {
       const expected = facts.database;

@@ -173,6 +173,7 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
 
     const result = await checkRestoredServer(server.socketDirectory, port, promoted.user, {
       systemIdentifier: facts.systemIdentifier,
+      stopLsn: facts.stopLsn,
       backupTimeline: facts.stopTimeline,
       database: target.postgres!.database,
     });
