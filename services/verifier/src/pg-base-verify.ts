@@ -12,8 +12,8 @@ import { mkdir, rm } from 'node:fs/promises';
 import { delimiter, isAbsolute, join } from 'node:path';
 import pg from 'pg';
 import { TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
-import type { ArtifactStore } from '@tidemark/storage';
-import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
+import { openDecoded, type ArtifactStore } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
 import {
   baseFactsOf, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, pgSocketPath, pgToolPath, readRestoredServerFacts, toPgError, requireReachable, restoredServerChecks, socketPathFits, startFromBaseBackup,
   verifyBaseBackup, type BaseBackupServer,
@@ -134,11 +134,10 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
   const checks: VerificationCheck[] = [];
   // Claimed before the data stream opens: nothing may delay reading it once it does.
   await claimScratchDirectory(dir);
-  const stored = await deps.store.openData(manifest).catch(async (error: unknown) => {
+  const decoded = await openDecoded(deps.store, manifest, deps.keys).catch(async (error: unknown) => {
     await releaseScratchDirectory(dir);
     throw error;
   });
-  const decoded = decodeCommitted(stored, manifest, deps.keys);
   let client: pg.Client | undefined;
   let server: BaseBackupServer | undefined;
   // The runner's reason: SHUTTING_DOWN, or TIMEOUT when the job stalled.
@@ -187,7 +186,6 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
     return checks;
   } finally {
     progress.signal?.removeEventListener('abort', abort);
-    stored.destroy();
     decoded.destroy();
     await client?.end().catch(() => undefined);
     await server?.stop().catch(() => undefined);

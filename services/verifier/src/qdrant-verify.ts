@@ -9,8 +9,8 @@
 import { reportingBytes } from '@tidemark/runtime';
 import type { Readable } from 'node:stream';
 import { TidemarkError, type Manifest, type QdrantSourceFacts, type VerificationCheck } from '@tidemark/contracts';
-import type { ArtifactStore } from '@tidemark/storage';
-import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
+import { openDecoded, type ArtifactStore } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
 import { EXPORT_FORMAT, SNAPSHOT_FORMAT, chainApplyOrder, compareWithFacts, mapQdrantError, qdrantFactsOf, restoreChain, type QdrantPort } from '@tidemark/qdrant';
 
 export interface QdrantVerifyDeps {
@@ -64,12 +64,11 @@ export async function verifyQdrantArtifact(
     for (const stream of opened) stream.destroy(reason instanceof Error ? reason : new TidemarkError('SHUTTING_DOWN', 'verification interrupted by shutdown'));
   };
   const open = async (artifact: Manifest): Promise<Readable> => {
-    const stored = await deps.store.openData(artifact);
-    const decoded = decodeCommitted(stored, artifact, deps.keys);
+    const decoded = await openDecoded(deps.store, artifact, deps.keys);
     // Consumers see errors through their own reads; these keep a late error (after a failed
     // upsert, say) from going unhandled once nobody reads any more.
     const counted = reportingBytes(decoded, (bytes) => progress.progress(`read ${bytes} bytes of ${artifact.id}`));
-    for (const stream of [counted, decoded, stored]) {
+    for (const stream of [counted, decoded]) {
       stream.on('error', () => undefined);
       opened.push(stream);
     }

@@ -20,8 +20,7 @@ import {
   RestoreCompleted, TidemarkError, messageIds, parseMessage, recoveryTargetOf, subjects, type RequestRestore,
 } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
-import { WalArchive } from '@tidemark/storage';
-import { decodeCommitted } from '@tidemark/pipeline';
+import { openDecoded, WalArchive } from '@tidemark/storage';
 import { ack, freePort, reportingBytes, type Logger, type Outcome } from '@tidemark/runtime';
 import {
   checkRestoredServer, describePointInTimeTarget, explainRecoveryFailure, extractTar, handOverRestoredServer, logTail, osUserIds, parseLsn,
@@ -126,8 +125,7 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
     log.info({ artifactId, dataDirectory: dir, port, target: describePointInTimeTarget(point), previousKeptAs: claimed.previousKeptAs }, 'point-in-time restore started');
 
     const downloadStarted = Date.now();
-    const stored = await deps.store.openData(manifest);
-    const decoded = decodeCommitted(stored, manifest, deps.keys);
+    const decoded = await openDecoded(deps.store, manifest, deps.keys);
     // Shutdown or a stall (the runner's abort reason) stops the extraction; the catch below rolls back.
     const interrupt = () => decoded.destroy(ctx.signal.reason instanceof Error ? ctx.signal.reason : new TidemarkError('SHUTTING_DOWN', 'the point-in-time restore was interrupted'));
     ctx.signal.addEventListener('abort', interrupt, { once: true });
@@ -136,7 +134,6 @@ export async function handlePointInTimeRestore(message: RequestRestore, deps: Ag
       await extractTar(reportingBytes(decoded, (bytes) => ctx.progress(`base backup extracted ${bytes} bytes`)), dir);
     } finally {
       ctx.signal.removeEventListener('abort', interrupt);
-      stored.destroy();
       decoded.destroy();
     }
     const downloadMs = Date.now() - downloadStarted;

@@ -20,9 +20,9 @@ import {
   MANIFEST_VERSION, SCHEMA_VERSION, TidemarkError, WalArchived, messageIds, subjects, type Compression, type WalFileKind, type WalFileManifest,
 } from '@tidemark/contracts';
 import { formatLsn, historyFileName, parseLsn, parseWalFileName, segmentStartLsn, WAL_SEGMENT_SIZE } from '@tidemark/pg';
-import { decodeCommitted, encodeStream, settleFirstCause, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
+import { encodeStream, settleFirstCause, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
 import type { EventPublisher } from '@tidemark/runtime';
-import { readAll, type WalArchive } from '@tidemark/storage';
+import { openDecoded, readAll, type WalArchive } from '@tidemark/storage';
 import { messageOf, type ArchiverLogger, type WalMonitor } from './monitor.js';
 import type { PrimarySample } from './primary.js';
 import { checkSegmentBelongs, parseHistory } from './segment-file.js';
@@ -207,7 +207,7 @@ export class WalUploader {
       if (local.bytes === existing.data.rawBytes) {
         try {
           // Hashed as it decodes: nothing is held in memory.
-          same = (await sha256Of(await this.openDecoded(existing))).sha256 === local.sha256;
+          same = (await sha256Of(await openDecoded(this.options.archive, existing, this.options.keys))).sha256 === local.sha256;
         } catch (error) {
           this.log.warn({ target: this.target, file: name, err: messageOf(error) }, 'the archived copy cannot be read back; archiving the file again');
         }
@@ -221,13 +221,9 @@ export class WalUploader {
     return this.upload(path, name, facts);
   }
 
-  private async openDecoded(manifest: WalFileManifest): Promise<Readable> {
-    return decodeCommitted(await this.options.archive.openData(manifest), manifest, this.options.keys);
-  }
-
   /** A small archived file (a history file), whole. */
   private async readBack(manifest: WalFileManifest): Promise<Buffer> {
-    return readAll(await this.openDecoded(manifest));
+    return readAll(await openDecoded(this.options.archive, manifest, this.options.keys));
   }
 
   /** Encodes and stores the file, then commits its manifest (manifest last). */

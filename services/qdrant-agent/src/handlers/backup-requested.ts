@@ -13,7 +13,7 @@ import {
   BackupStarted, QdrantSourceFacts, TidemarkError, messageIds, subjects, type ArtifactKind, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import { effectiveTarget, findTarget, type Target } from '@tidemark/config';
-import { newArtifactId } from '@tidemark/storage';
+import { newArtifactId, openDecoded } from '@tidemark/storage';
 import { defaultCompression, encodeStream, settleFirstCause, type KeyRing } from '@tidemark/pipeline';
 import { ack, failed, reject, reportingBytes, retriesMayHelp, type FailureDecision, type Outcome } from '@tidemark/runtime';
 import {
@@ -23,7 +23,7 @@ import {
 import {
   announceArtifact, backupFailed, eventScope, manifestOf, publishBackupFailed, requestIdOf, targetOfSubject, unknownTarget,
 } from '@tidemark/service';
-import { openDecoded, type AgentDeps, type Context } from './common.js';
+import type { AgentDeps, Context } from './common.js';
 
 export type BackupDeps = AgentDeps;
 
@@ -253,7 +253,7 @@ async function exportAndStore(collection: string, plan: StorePlan & { readonly p
   if (plan.parent && field !== undefined) {
     const parentFacts = qdrantFactsOf(plan.parent);
     parentHighWater = parentFacts.incremental?.highWater;
-    parentData = await openDecoded(deps.store, deps.keys, plan.parent);
+    parentData = await openDecoded(deps.store, plan.parent, deps.keys);
     exported = exportDelta(plan.port, {
       collection, exportId: plan.artifactId, includePayload, incrementalField: field, parentExportId: plan.parent.id,
       parentHighWater, parentIds: readIdSet(parentData),

@@ -1,9 +1,5 @@
 // Small pieces the qdrant-agent's handlers share; the helpers every agent shares live in @tidemark/service.
-import type { Readable } from 'node:stream';
-import type { Manifest } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
-import type { ArtifactStore } from '@tidemark/storage';
-import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
 import type { QdrantPort } from '@tidemark/qdrant';
 import type { AgentBaseDeps, AgentContext } from '@tidemark/service';
 
@@ -16,11 +12,3 @@ export interface AgentDeps extends AgentBaseDeps {
 }
 
 export type Context = AgentContext;
-
-/** The decoded (decrypted, decompressed, sha256-checked) bytes of a committed artifact. */
-export async function openDecoded(store: ArtifactStore, keys: KeyRing, manifest: Manifest): Promise<Readable> {
-  const stored = await store.openData(manifest);
-  const decoded = decodeCommitted(stored, manifest, keys);
-  decoded.once('close', () => stored.destroy());
-  return decoded;
-}
