@@ -1,5 +1,5 @@
 // The PostgreSQL building blocks shared by pg-agent (dump, restore) and the verifier (restore, compare).
-export { pgCluster, derivedDatabaseName, type PgCluster, type DumpSession, type DumpOptions } from './cluster.js';
+export { pgCluster, derivedDatabaseName, type PgCluster, type RestoreOptions, type DumpSession, type DumpOptions } from './cluster.js';
 export { collectFacts, DEFAULT_PROBE_K, DETERMINISTIC_TEXT_SETTINGS, type Queryable, type FactsOptions } from './facts.js';
 export { clientConfig, openClient, quoteIdent, toPgError, type ClusterRole } from './connection.js';
 export { pgToolPath, spawnTool, toolEnvironment, type PgTool, type RunningTool } from './tools.js';

@@ -17,10 +17,11 @@ export async function restoreArtifact(
   job: { readonly progress: (what?: string) => void; readonly signal?: AbortSignal },
 ): Promise<void> {
   const decoded = await openDecoded(deps.store, manifest, deps.keys);
-  // Progress is bytes reaching pg_restore: a stalled download or a hung pg_restore stops it.
+  // Progress is bytes reaching pg_restore and each step it starts: a stalled download or a hung
+  // pg_restore stops both.
   const counted = reportingBytes(decoded, (bytes) => job.progress(`pg_restore read ${bytes} bytes`));
   try {
-    await cluster.restore(database, counted, job.signal ? { signal: job.signal } : {});
+    await cluster.restore(database, counted, { onStep: (step) => job.progress(`pg_restore: ${step}`), ...(job.signal ? { signal: job.signal } : {}) });
   } finally {
     decoded.destroy();
     counted.destroy();
