@@ -232,6 +232,7 @@ async function snapshotAndStore(collection: string, plan: StorePlan, deps: Backu
   const outcome = await snapshotCollection(plan.port, {
     collection,
     store: (bytes) => storeEncoded(bytes, plan, deps, ctx),
+    progress: (what) => ctx.progress(what),
     onCleanupError: (error, snapshot) => ctx.logger.error({ err: error, collection, snapshot }, 'could not delete the server-side snapshot; delete it by hand'),
   });
   const source: QdrantSourceFacts = {

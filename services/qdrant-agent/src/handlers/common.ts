@@ -7,8 +7,6 @@ import type { AgentBaseDeps, AgentContext } from '@tidemark/service';
 export interface AgentDeps extends AgentBaseDeps {
   /** The (guarded) Qdrant port of a target; one per target, shared by backups and restores. */
   readonly portFor: (target: Target) => QdrantPort;
-  /** How often the handlers tell the consumer they are still working (default 5 s). */
-  readonly progressIntervalMs?: number;
 }
 
 export type Context = AgentContext;
