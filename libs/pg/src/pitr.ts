@@ -401,7 +401,8 @@ export async function startPointInTimeRecovery(dir: string, options: PointInTime
 }
 
 /** Whether a server exited because its port was taken (worth another port when we chose it). */
-export const portWasTaken = (logText: string): boolean => /could not bind IPv[46] address|could not create any TCP\/IP sockets|Address already in use/.test(logText);
+export const portWasTaken = (logText: string): boolean =>
+  /could not bind IPv[46] address|could not create listen socket|could not create any TCP\/IP sockets|address already in use/i.test(logText);
 
 /**
  * The default explanation of a server that exited during recovery, in the operator's terms. The

@@ -15,7 +15,7 @@ import { TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/
 import { openDecoded, type ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
 import {
-  baseFactsOf, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, pgSocketPath, pgToolPath, readRestoredServerFacts, toPgError, requireReachable, restoredServerChecks, socketPathFits, startFromBaseBackup,
+  baseFactsOf, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, pgSocketPath, pgToolPath, portWasTaken, readRestoredServerFacts, toPgError, requireReachable, restoredServerChecks, socketPathFits, startFromBaseBackup,
   verifyBaseBackup, type BaseBackupServer,
 } from '@tidemark/pg';
 import { compareBaseFacts, probeKOf } from './compare.js';
@@ -84,7 +84,7 @@ async function startOnFreePort(dir: string, settings: PgBaseVerifySettings, user
         ...(settings.env ? { env: settings.env } : {}),
       });
     } catch (error) {
-      const lostRace = error instanceof TidemarkError && /could not (bind|create listen socket)|address already in use/i.test(error.message);
+      const lostRace = error instanceof TidemarkError && portWasTaken(error.message);
       if (!lostRace || attempt >= 3) throw error;
     }
   }
