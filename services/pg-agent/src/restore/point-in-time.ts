@@ -13,7 +13,6 @@
 // The restored server keeps running when the agent stops: it is the operator's from then on. Any
 // failure stops it, removes the new directory and puts back an overwritten one (see
 // data-directory.ts); the source database and its data directory are never touched.
-import { createServer } from 'node:net';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
@@ -21,7 +20,7 @@ import {
 } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
 import { openDecoded, WalArchive } from '@tidemark/storage';
-import { ack, freePort, reportingBytes, type Logger, type Outcome } from '@tidemark/runtime';
+import { ack, freePort, portIsHeld, reportingBytes, type Logger, type Outcome } from '@tidemark/runtime';
 import {
   checkRestoredServer, describePointInTimeTarget, explainRecoveryFailure, extractTar, handOverRestoredServer, logTail, osUserIds, parseLsn,
   portWasTaken, recoveryTimes, requireReachable, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
@@ -41,14 +40,10 @@ const probeAddress = (listen: string): string => (listen === '*' ? '0.0.0.0' : l
 const connectHost = (listen: string): string => (isWildcard(listen) ? hostname() : listen);
 
 async function assertPortFree(host: string, port: number): Promise<void> {
-  await new Promise<void>((resolveFree, reject) => {
-    const server = createServer();
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(error.code === 'EADDRINUSE'
-        ? new TidemarkError('RESTORE_TARGET_EXISTS', `port ${port} is in use on ${host}; choose another intoPort, or leave it out for a free one`)
-        : new TidemarkError('CONFIG_INVALID', `cannot listen on ${host}:${port} (${error.message}); choose another intoPort`)));
-    server.listen(port, host, () => server.close(() => resolveFree()));
+  const held = await portIsHeld(port, host).catch((error: unknown) => {
+    throw new TidemarkError('CONFIG_INVALID', `cannot listen on ${host}:${port} (${(error as Error).message}); choose another intoPort`, { cause: error });
   });
+  if (held) throw new TidemarkError('RESTORE_TARGET_EXISTS', `port ${port} is in use on ${host}; choose another intoPort, or leave it out for a free one`);
 }
 
 /** restore.completed, once per request (the msg id makes a repeat a no-op for the stream). */
