@@ -15,8 +15,8 @@ import { TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/
 import { openDecoded, type ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
 import {
-  baseFactsOf, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, pgSocketPath, pgToolPath, portWasTaken, readRestoredServerFacts, toPgError, requireReachable, restoredServerChecks, socketPathFits, startFromBaseBackup,
-  verifyBaseBackup, type BaseBackupServer,
+  baseFactsOf, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, pgSocketPath, pgToolPath, portWasTaken, readRestoredServerFacts,
+  requireReachable, restoredServerChecks, socketPathFits, startFromBaseBackup, toPgError, verifyBaseBackup, type BaseBackupServer,
 } from '@tidemark/pg';
 import { compareBaseFacts, probeKOf } from './compare.js';
 import { claimScratchDirectory, releaseScratchDirectory } from './scratch.js';
