@@ -86,7 +86,7 @@ describe('tidemark CLI (real NATS)', () => {
               ...scope, artifactId, database: dataDirectory, durationMs: 4200, dataDirectory, port: command.intoPort ?? 40001,
               recoveredTo: { timeline: 2, lsn: '0/40001C8', lastTransactionAt: command.pointInTime.time ?? '2026-11-22T10:14:59.000Z' },
               rto: { downloadMs: 1500, replayMs: 800, startMs: 1200, totalMs: 3500, walFilesFetched: 3 },
-              checks: [{ name: 'out of recovery', ok: true }],
+              checks: [{ name: 'recovery:promoted', ok: true }],
             });
             return;
           }

@@ -70,7 +70,7 @@ describe('restore --wait, point in time', () => {
         previousDatabaseKeptAs: '/srv/pg/r.pre_restore_20261122101900',
         recoveredTo: { timeline: 2, lsn: '0/40001C8', lastTransactionAt: '2026-11-22T10:14:59.120Z' },
         rto: { downloadMs: 1200, replayMs: 700, startMs: 1100, totalMs: 3000, walFilesFetched: 4 },
-        checks: [{ name: 'out of recovery', ok: true }, { name: 'database app', ok: false, detail: 'not connectable: database "app" does not exist' }],
+        checks: [{ name: 'recovery:promoted', ok: true }, { name: 'database app', ok: false, detail: 'not connectable: database "app" does not exist' }],
       },
     });
     expect(step).toMatchObject({ exitCode: 0, outcome: 'restored', artifactId: 'base-1' });

@@ -9,13 +9,13 @@ import { chmod, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArtifactStored, PgBaseSourceFacts, RequestBackup, type Manifest, type VerificationCheck } from '@tidemark/contracts';
+import { PgBaseSourceFacts, RequestBackup, type Manifest, type VerificationCheck } from '@tidemark/contracts';
 import { parseConfig, type Target } from '@tidemark/config';
-import { ArtifactStore, artifactKeys, createBackend } from '@tidemark/storage';
+import { ArtifactStore, createBackend } from '@tidemark/storage';
 import { keyRingOf, loadKeyRing } from '@tidemark/pipeline';
 import { handleBackupRequested as handleBackupRequestedUnsettled } from '@tidemark/pg-agent-service';
 import { pgCluster, startPgBaseBackup } from '@tidemark/pg';
-import { makeTempDir, recordingPublisher, removeTempDir, startPostgres, testContextFor, type PostgresServer } from '@tidemark/testkit';
+import { makeTempDir, recordingPublisher, removeTempDir, startPostgres, storedEvent, testContextFor, type PostgresServer } from '@tidemark/testkit';
 import { handleArtifactStored as handleArtifactStoredUnsettled, type VerifierDeps } from '@tidemark/verifier-service';
 import { settling } from '@tidemark/testkit';
 const handleBackupRequested = settling(handleBackupRequestedUnsettled);
@@ -23,11 +23,6 @@ const handleArtifactStored = settling(handleArtifactStoredUnsettled);
 
 const ctx = testContextFor('artifact.stored.pg.main');
 const PASSWORD_ENV = 'TM_TEST_BASE_VERIFY_PASSWORD';
-
-const storedEvent = (m: Manifest) => ArtifactStored.parse({
-  engine: 'pg', target: m.target, requestId: m.requestId, occurredAt: m.finishedAt, kind: m.kind, artifactId: m.id,
-  manifestKey: artifactKeys('pg', m.target, m.id).manifest, storedBytes: m.data.storedBytes, sha256: m.data.sha256, verify: m.verify,
-});
 
 describe('verifier: pg base backups', () => {
   let server: PostgresServer;

@@ -4,24 +4,19 @@
 // with an integrity code; the scratch databases are always gone afterwards.
 import { buffer } from 'node:stream/consumers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArtifactStored, RequestBackup, type Manifest } from '@tidemark/contracts';
+import { RequestBackup, type Manifest } from '@tidemark/contracts';
 import { parseConfig, type Target } from '@tidemark/config';
-import { ArtifactStore, artifactKeys, createBackend } from '@tidemark/storage';
+import { ArtifactStore, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { handleBackupRequested as handleBackupRequestedUnsettled } from '@tidemark/pg-agent-service';
 import { pgCluster } from '@tidemark/pg';
-import { makeTempDir, recordingPublisher, removeTempDir, startPostgres, testContextFor, type PostgresServer } from '@tidemark/testkit';
+import { makeTempDir, recordingPublisher, removeTempDir, startPostgres, storedEvent, testContextFor, type PostgresServer } from '@tidemark/testkit';
 import { handleArtifactStored as handleArtifactStoredUnsettled, type VerifierDeps } from '@tidemark/verifier-service';
 import { settling } from '@tidemark/testkit';
 const handleBackupRequested = settling(handleBackupRequestedUnsettled);
 const handleArtifactStored = settling(handleArtifactStoredUnsettled);
 
 const ctx = testContextFor('backup.requested.pg.main');
-
-const storedEvent = (m: Manifest) => ArtifactStored.parse({
-  engine: 'pg', target: m.target, requestId: m.requestId, occurredAt: m.finishedAt, kind: m.kind, artifactId: m.id,
-  manifestKey: artifactKeys('pg', m.target, m.id).manifest, storedBytes: m.data.storedBytes, sha256: m.data.sha256, verify: m.verify,
-});
 
 describe('verifier against PostgreSQL', () => {
   let server: PostgresServer;

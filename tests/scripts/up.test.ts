@@ -7,6 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '@tidemark/testkit';
 
 const upScript = new URL('../../scripts/up.mjs', import.meta.url).pathname;
 const isRoot = process.getuid?.() === 0;
@@ -20,12 +21,6 @@ async function listening(): Promise<{ server: Server; port: number }> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(() => server.close());
   return { server, port: (server.address() as { port: number }).port };
-}
-
-async function freePort(): Promise<number> {
-  const { server, port } = await listening();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** A home under a 0700 parent, as /root is. */

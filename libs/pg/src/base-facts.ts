@@ -18,9 +18,9 @@
 // alarm (VERIFY_MISMATCH), never a silent pass.
 import type { Readable } from 'node:stream';
 import type pg from 'pg';
-import { PgBaseSourceFacts, SchemaError, TidemarkError, type PgSourceFacts } from '@tidemark/contracts';
+import { PgBaseSourceFacts, SchemaError, TidemarkError, type Manifest, type PgSourceFacts } from '@tidemark/contracts';
 import type { PostgresConnection } from '@tidemark/config';
-import { startBaseBackup, type BaseBackupOptions } from './base-backup.js';
+import { BASE_BACKUP_FORMAT, startBaseBackup, type BaseBackupOptions } from './base-backup.js';
 import { openClient, toPgError } from './connection.js';
 import { collectFacts, type Queryable } from './facts.js';
 
@@ -238,4 +238,22 @@ export async function startPgBaseBackup(conn: PostgresConnection, options: PgBas
     abort,
     finished,
   };
+}
+
+/**
+ * A base backup manifest's facts, validated: a manifest of another format, or without valid facts,
+ * can be neither restored nor verified (INTEGRITY_FORMAT).
+ */
+export function baseFactsOf(manifest: Pick<Manifest, 'id' | 'format' | 'source'>): PgBaseSourceFacts {
+  if (manifest.format !== BASE_BACKUP_FORMAT) {
+    throw new TidemarkError('INTEGRITY_FORMAT', `artifact ${manifest.id} has format ${JSON.stringify(manifest.format)}, not ${BASE_BACKUP_FORMAT}: it is no base backup, so nothing can start from it`);
+  }
+  try {
+    return PgBaseSourceFacts.parse(manifest.source, 'source');
+  } catch (error) {
+    if (error instanceof SchemaError) {
+      throw new TidemarkError('INTEGRITY_FORMAT', `the manifest of base backup ${manifest.id} has no valid base backup facts (${error.message}); it can be neither restored nor verified, use another one`, { cause: error });
+    }
+    throw error;
+  }
 }

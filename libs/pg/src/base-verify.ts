@@ -12,6 +12,7 @@ import { TidemarkError } from '@tidemark/contracts';
 import { TarReader, type TarEntry } from './base-backup.js';
 import { spawnTool, toolEnvironment, type PgTool } from './tools.js';
 import { osUserIds } from './os-user.js';
+import { pgSocketPath, socketPathFits } from './reachable.js';
 
 const PG_VERIFYBACKUP: PgTool = 'pg_verifybackup';
 
@@ -251,8 +252,8 @@ export interface PreparedRecoveryDirectory {
 export async function prepareRecoveryDirectory(dir: string, port: number, options: RecoveryDirectoryOptions): Promise<PreparedRecoveryDirectory> {
   const env = options.env ?? process.env;
   const socketDirectory = options.keepSource?.socketDirectory ?? dir;
-  const socketPath = join(socketDirectory, `.s.PGSQL.${port}`);
-  if (Buffer.byteLength(socketPath) > 107) throw new TidemarkError('CONFIG_INVALID', `the restore directory path ${dir} is too long for a unix socket (${socketPath}); use a shorter one`);
+  const socketPath = pgSocketPath(socketDirectory, port);
+  if (!socketPathFits(socketPath)) throw new TidemarkError('CONFIG_INVALID', `the restore directory path ${dir} is too long for a unix socket (${socketPath}); use a shorter one`);
   const major = (await readFile(join(dir, 'PG_VERSION'), 'utf8').catch(() => '')).trim();
   if (!/^\d+$/.test(major)) throw new TidemarkError('INTEGRITY_FORMAT', `${dir} has no PG_VERSION file; it is not an extracted base backup`);
   const postgres = postgresBinary(major, env);

@@ -5,10 +5,11 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { TidemarkError, type PgSourceFacts } from '@tidemark/contracts';
+import { settleFirstCause } from '@tidemark/pipeline';
 import { libpqEnv, type PostgresConnection } from '@tidemark/config';
 import { openClient, quoteIdent, toPgError, type ClusterRole } from './connection.js';
 import { collectFacts } from './facts.js';
-import { describeExit, guardToolOutput, spawnTool, toolEnvironment } from './tools.js';
+import { describeExit, guardToolOutput, spawnTool, toolEnvironment, type RunningTool } from './tools.js';
 
 export interface DumpOptions {
   readonly tableChecksums: boolean;
@@ -29,6 +30,16 @@ export interface DumpSession {
   abort(reason: TidemarkError): void;
 }
 
+export interface RestoreOptions {
+  /** Aborting kills pg_restore; the restore then fails with SHUTTING_DOWN. */
+  readonly signal?: AbortSignal;
+  /**
+   * Told each step pg_restore starts (--verbose: "creating TABLE public.docs"): progress while it
+   * works on what it has read, when no more input moves (a long index build prints nothing, though).
+   */
+  readonly onStep?: (step: string) => void;
+}
+
 export interface PgCluster {
   /** host:port, for logs. */
   readonly description: string;
@@ -45,9 +56,29 @@ export interface PgCluster {
   databaseComment(database: string): Promise<string | undefined>;
   setDatabaseComment(database: string, comment: string): Promise<void>;
   /** Runs pg_restore into `database`, reading a custom-format dump from `input`. */
-  restore(database: string, input: Readable, options?: { signal?: AbortSignal }): Promise<void>;
+  restore(database: string, input: Readable, options?: RestoreOptions): Promise<void>;
   collectFacts(database: string, options: { tableChecksums: boolean; probeK?: number }): Promise<PgSourceFacts>;
 }
+
+// pg_restore --verbose announces each step on stderr as "pg_restore: <step>"; its complaints are
+// "pg_restore: error: …", "pg_restore: warning: …" and their detail lines.
+const VERBOSE_STEP = /^pg_restore: (?!error:|warning:|detail:|hint:)(.+)$/;
+
+function reportSteps(tool: RunningTool, onStep: (step: string) => void): void {
+  let partial = '';
+  tool.child.stderr?.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) {
+      const step = VERBOSE_STEP.exec(line)?.[1];
+      if (step !== undefined) onStep(step);
+    }
+  });
+}
+
+/** pg_restore's last complaint, without the steps --verbose wrote before it. */
+const complaintOf = (tool: RunningTool, verbose: boolean): string =>
+  verbose ? tool.stderrTail(60).split('\n').filter((line) => !VERBOSE_STEP.test(line)).slice(-5).join('\n') : tool.stderrTail();
 
 /** PostgreSQL truncates names to 63 bytes; derived names are cut explicitly so we know them. */
 export function derivedDatabaseName(base: string, suffix: string): string {
@@ -193,27 +224,25 @@ export function pgCluster(conn: PostgresConnection, role: ClusterRole, env: Node
       }),
 
     async restore(database, input, options = {}) {
-      const tool = spawnTool('pg_restore', ['--exit-on-error', '--no-owner', '--no-privileges', '--no-password', `--dbname=${database}`], toolEnv(database), { stdin: true, stdout: false }, env);
-      // The input's own failure (an integrity error from decoding) explains more than pg_restore's
-      // complaint about a short file, so it wins.
-      let inputError: unknown;
-      input.once('error', (error) => {
-        inputError ??= error;
-        tool.kill();
-      });
+      const args = ['--exit-on-error', '--no-owner', '--no-privileges', '--no-password', ...(options.onStep ? ['--verbose'] : []), `--dbname=${database}`];
+      const tool = spawnTool('pg_restore', args, toolEnv(database), { stdin: true, stdout: false }, env);
+      if (options.onStep) reportSteps(tool, options.onStep);
       const onAbort = () => tool.kill();
       options.signal?.addEventListener('abort', onAbort, { once: true });
-      const fed = pipeline(input, tool.child.stdin as NodeJS.WritableStream).then(
-        () => undefined,
-        (error: unknown) => error,
-      );
-      const [exit, pipeError] = await Promise.all([tool.exited, fed]);
-      options.signal?.removeEventListener('abort', onAbort);
-      if (inputError instanceof TidemarkError) throw inputError;
-      if (options.signal?.aborted) throw new TidemarkError('SHUTTING_DOWN', `the restore into ${database} was interrupted by shutdown`);
-      if (exit.code !== 0) throw new TidemarkError('RESTORE_FAILED', `${describeExit('pg_restore', exit, tool.stderrTail())}; the database ${database} was not restored`);
-      if (inputError !== undefined) throw inputError;
-      if (pipeError !== undefined) throw new TidemarkError('RESTORE_FAILED', `feeding pg_restore failed: ${(pipeError as Error).message}`);
+      const ran = tool.exited.then((exit) => {
+        if (options.signal?.aborted) throw new TidemarkError('SHUTTING_DOWN', `the restore into ${database} was interrupted by shutdown`);
+        if (exit.code !== 0) throw new TidemarkError('RESTORE_FAILED', `${describeExit('pg_restore', exit, complaintOf(tool, options.onStep !== undefined))}; the database ${database} was not restored`);
+      });
+      // The input's own failure (an integrity error from decoding) comes first and explains more
+      // than pg_restore's complaint about a short file; a broken pipe is only the other side dying.
+      const fed = pipeline(input, tool.child.stdin as NodeJS.WritableStream).catch((error: unknown) => {
+        throw error instanceof TidemarkError ? error : new TidemarkError('RESTORE_FAILED', `feeding pg_restore failed: ${(error as Error).message}; the database ${database} may be incomplete`, { cause: error });
+      });
+      try {
+        await settleFirstCause([fed, ran], () => tool.kill());
+      } finally {
+        options.signal?.removeEventListener('abort', onAbort);
+      }
     },
 
     collectFacts: (database, options) =>

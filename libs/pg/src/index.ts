@@ -1,5 +1,5 @@
 // The PostgreSQL building blocks shared by pg-agent (dump, restore) and the verifier (restore, compare).
-export { pgCluster, derivedDatabaseName, type PgCluster, type DumpSession, type DumpOptions } from './cluster.js';
+export { pgCluster, derivedDatabaseName, type PgCluster, type RestoreOptions, type DumpSession, type DumpOptions } from './cluster.js';
 export { collectFacts, DEFAULT_PROBE_K, DETERMINISTIC_TEXT_SETTINGS, type Queryable, type FactsOptions } from './facts.js';
 export { clientConfig, openClient, quoteIdent, toPgError, type ClusterRole } from './connection.js';
 export { pgToolPath, spawnTool, toolEnvironment, type PgTool, type RunningTool } from './tools.js';
@@ -13,5 +13,13 @@ export { AGENT_ACCESS_LINE, FALLBACK_HBA, prepareRecoveryDirectory, chownTree, t
 export * from './pitr.js';
 export { BASE_BACKUP_FORMAT, baseBackupArgs, startTimeToIso, type BaseBackupThrottle, type ServerCompression } from './base-backup.js';
 export { guardToolOutput, describeExit, type GuardedToolOutput, type ToolSettled, type ToolExit } from './tools.js';
-export { startPgBaseBackup, watchDatabase, readWriteCounters, changedTablesBetween, DEFAULT_SETTLE_MS, type PgBaseBackupSession, type PgBaseBackupOptions, type DatabaseWatch, type WriteCounters } from './base-facts.js';
+export { baseFactsOf, startPgBaseBackup, watchDatabase, readWriteCounters, changedTablesBetween, DEFAULT_SETTLE_MS, type PgBaseBackupSession, type PgBaseBackupOptions, type DatabaseWatch, type WriteCounters } from './base-facts.js';
 export { osUserIds } from './os-user.js';
+export {
+  maySearch, blockedDirectoriesAbove, describeBlocked, requireReachable, socketPathFits, pgSocketPath, MAX_SOCKET_PATH_BYTES,
+  type OsUserIds, type DirectoryAccess, type BlockedDirectory, type ReachableRequirement,
+} from './reachable.js';
+export {
+  readRestoredServerFacts, restoredServerChecks, tableRowCounts, withSocketClient, checkRestoredServer,
+  type RestoredServerFacts, type RestoredServerExpectations, type RestoreCheckExpectations, type RestoreCheckResult,
+} from './restored-server.js';

@@ -12,9 +12,9 @@ import { closeSync, openSync } from 'node:fs';
 import { chmod, chown, mkdir, open, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import pg from 'pg';
-import { TidemarkError, parsePointInTimeText, pointInTimeProblem, postgresTimeOf, type RecoveryTarget, type VerificationCheck } from '@tidemark/contracts';
+import { TidemarkError, parsePointInTimeText, pointInTimeProblem, postgresTimeOf, type RecoveryTarget } from '@tidemark/contracts';
 import { AGENT_ACCESS_LINE, prepareRecoveryDirectory, quoteConf, serverEnvironment } from './base-verify.js';
-import { quoteIdent } from './connection.js';
+import { withSocketClient } from './restored-server.js';
 
 /** A recovery target, plus `immediate`: just the base backup, consistent at its end. */
 export type PointInTimeTarget = RecoveryTarget | { readonly type: 'immediate' };
@@ -401,7 +401,8 @@ export async function startPointInTimeRecovery(dir: string, options: PointInTime
 }
 
 /** Whether a server exited because its port was taken (worth another port when we chose it). */
-export const portWasTaken = (logText: string): boolean => /could not bind IPv[46] address|could not create any TCP\/IP sockets|Address already in use/.test(logText);
+export const portWasTaken = (logText: string): boolean =>
+  /could not bind IPv[46] address|could not create listen socket|could not create any TCP\/IP sockets|address already in use/i.test(logText);
 
 /**
  * The default explanation of a server that exited during recovery, in the operator's terms. The
@@ -469,7 +470,7 @@ export async function handOverRestoredServer(dir: string, socketDirectory: strin
   await rewriteInPlace(join(dir, 'pg_hba.conf'), (hba) => hba.split('\n').filter((line) => line !== AGENT_ACCESS_LINE).join('\n'));
   const logFile = join(dir, RECOVERY_LOG);
   const reloadsBefore = countReloads(await readFile(logFile, 'utf8').catch(() => ''));
-  await withClient(socketDirectory, port, user, 'template1', (client) => client.query('SELECT pg_reload_conf()'));
+  await withSocketClient(socketDirectory, port, user, 'template1', (client) => client.query('SELECT pg_reload_conf()'));
   // The postmaster logs this line in its SIGHUP handler, which reloads pg_hba.conf before it
   // accepts another connection: from then on every connection meets the source's rules only.
   const deadline = Date.now() + timeoutMs;
@@ -492,100 +493,4 @@ async function rewriteInPlace(path: string, change: (text: string) => string): P
   } finally {
     await handle.close();
   }
-}
-
-export interface RestoredServerFacts {
-  readonly systemIdentifier: string;
-  /** The timeline the promoted server writes on. */
-  readonly timeline: number;
-  readonly currentLsn: string;
-  readonly inRecovery: boolean;
-  /** The cluster's bootstrap superuser (oid 10). */
-  readonly superuser: string;
-}
-
-export async function restoredServerFacts(socketDirectory: string, port: number, user: string): Promise<RestoredServerFacts> {
-  return withClient(socketDirectory, port, user, 'template1', async (client) => {
-    const { rows } = await client.query<{ sysid: string; walfile: string; checkpoint_tli: number; lsn: string; recovering: boolean; superuser: string }>(
-      `SELECT (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
-              pg_walfile_name(pg_current_wal_lsn()) AS walfile,
-              (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_tli,
-              pg_current_wal_lsn()::text AS lsn,
-              pg_is_in_recovery() AS recovering,
-              (SELECT rolname FROM pg_roles WHERE oid = 10) AS superuser`,
-    );
-    const row = rows[0];
-    if (row === undefined) throw new TidemarkError('INTERNAL', 'the restored server returned no facts row');
-    // The WAL file being written names the current timeline even before the next checkpoint.
-    const timeline = Math.max(parseInt(row.walfile.slice(0, 8), 16), Number(row.checkpoint_tli));
-    return { systemIdentifier: row.sysid, timeline, currentLsn: row.lsn, inRecovery: row.recovering, superuser: row.superuser };
-  });
-}
-
-/** Per-table row counts of `database` (user tables; at most `limit`), or the reason it is unreachable. */
-export async function tableRowCounts(socketDirectory: string, port: number, user: string, database: string, limit = 500): Promise<Record<string, number>> {
-  return withClient(socketDirectory, port, user, database, async (client) => {
-    const { rows: tables } = await client.query<{ schema: string; name: string }>(
-      `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-        ORDER BY 1, 2 LIMIT $1`,
-      [limit],
-    );
-    const counts: Record<string, number> = {};
-    for (const table of tables) {
-      const { rows } = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${quoteIdent(table.schema)}.${quoteIdent(table.name)}`);
-      counts[`${table.schema}.${table.name}`] = Number(rows[0]?.n ?? 0);
-    }
-    return counts;
-  });
-}
-
-/** A connection over the server's unix socket. */
-async function withClient<T>(socketDirectory: string, port: number, user: string, database: string, body: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ host: socketDirectory, port, user, database, connectionTimeoutMillis: 10_000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await body(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-export interface RestoreCheckExpectations {
-  readonly systemIdentifier: string;
-  /** The base backup's timeline: a promoted restore writes on a newer one. */
-  readonly backupTimeline: number;
-  /** The target's database, checked for a connection and row counts. */
-  readonly database: string;
-}
-
-export interface RestoreCheckResult {
-  readonly facts: RestoredServerFacts;
-  readonly checks: VerificationCheck[];
-  /** Checks whose failure makes the restore unusable (the rest are reported only). */
-  readonly fatal: VerificationCheck[];
-}
-
-/**
- * The checks run on a promoted restore: out of recovery, the same cluster (system identifier), a
- * new timeline, and the target database connectable with its per-table row counts. A database
- * that did not exist at the recovery target is reported, not fatal: the cluster is still usable.
- */
-export async function checkRestoredServer(socketDirectory: string, port: number, user: string, expect: RestoreCheckExpectations): Promise<RestoreCheckResult> {
-  const facts = await restoredServerFacts(socketDirectory, port, user);
-  const checks: VerificationCheck[] = [
-    { name: 'out of recovery', ok: !facts.inRecovery, expected: false, actual: facts.inRecovery },
-    { name: 'system identifier', ok: facts.systemIdentifier === expect.systemIdentifier, expected: expect.systemIdentifier, actual: facts.systemIdentifier },
-    { name: 'new timeline', ok: facts.timeline > expect.backupTimeline, expected: `> ${expect.backupTimeline}`, actual: facts.timeline },
-  ];
-  const fatal = checks.filter((check) => !check.ok);
-  try {
-    const counts = await tableRowCounts(socketDirectory, port, facts.superuser, expect.database);
-    const tables = Object.keys(counts).length;
-    checks.push({ name: `database ${expect.database}`, ok: true, actual: counts, detail: `connectable; ${tables} table${tables === 1 ? '' : 's'} counted` });
-  } catch (error) {
-    checks.push({ name: `database ${expect.database}`, ok: false, detail: `not connectable: ${(error as Error).message}` });
-  }
-  return { facts, checks, fatal };
 }

@@ -1,7 +1,7 @@
 // Stored artifact → decode → pg_restore: shared by the restore handler and the verifier.
 import type { Manifest } from '@tidemark/contracts';
-import type { ArtifactStore } from '@tidemark/storage';
-import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
+import { openDecoded, type ArtifactStore } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
 import type { PgCluster } from './cluster.js';
 import { reportingBytes } from '@tidemark/runtime';
 
@@ -16,14 +16,13 @@ export async function restoreArtifact(
   deps: { readonly store: ArtifactStore; readonly keys: KeyRing },
   job: { readonly progress: (what?: string) => void; readonly signal?: AbortSignal },
 ): Promise<void> {
-  const stored = await deps.store.openData(manifest);
-  const decoded = decodeCommitted(stored, manifest, deps.keys);
-  // Progress is bytes reaching pg_restore: a stalled download or a hung pg_restore stops it.
+  const decoded = await openDecoded(deps.store, manifest, deps.keys);
+  // Progress is bytes reaching pg_restore and each step it starts: a stalled download or a hung
+  // pg_restore stops both.
   const counted = reportingBytes(decoded, (bytes) => job.progress(`pg_restore read ${bytes} bytes`));
   try {
-    await cluster.restore(database, counted, job.signal ? { signal: job.signal } : {});
+    await cluster.restore(database, counted, { onStep: (step) => job.progress(`pg_restore: ${step}`), ...(job.signal ? { signal: job.signal } : {}) });
   } finally {
-    stored.destroy();
     decoded.destroy();
     counted.destroy();
   }

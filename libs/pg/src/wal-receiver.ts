@@ -27,6 +27,7 @@ import { openClient, toPgError } from './connection.js';
 import { pgToolPath, toolEnvironment } from './tools.js';
 import { parseWalFileName, WAL_SEGMENT_SIZE } from './wal-names.js';
 import { osUserIds } from './os-user.js';
+import { blockedDirectoriesAbove, describeBlocked, type OsUserIds } from './reachable.js';
 
 // The name helpers are part of this module's API (pg-agent's archive and gap detector use them).
 export * from './wal-names.js';
@@ -149,16 +150,10 @@ async function stopLeftoverReceiver(dir: string, slot: string, logger: WalReceiv
  * pg_receivewal runs as `user` and must pass through every parent of its directory; a root-only
  * parent (mkdir -p under root's umask, a 0700 temp dir) makes it fail at once. Warn with the fix.
  */
-async function warnIfUnreachable(dir: string, owner: { uid: number; gid: number }, user: string, slot: string, logger: WalReceiverLogger): Promise<void> {
-  const blocked: string[] = [];
-  for (let path = dirname(dir); ; path = dirname(path)) {
-    const info = await stat(path).catch(() => undefined);
-    const enterable = info === undefined || (info.uid === owner.uid && (info.mode & 0o100) !== 0) || (info.gid === owner.gid && (info.mode & 0o010) !== 0) || (info.mode & 0o001) !== 0;
-    if (!enterable) blocked.push(path);
-    if (dirname(path) === path) break;
-  }
+async function warnIfUnreachable(dir: string, owner: OsUserIds, user: string, slot: string, logger: WalReceiverLogger): Promise<void> {
+  const blocked = await blockedDirectoriesAbove(dir, owner);
   if (blocked.length > 0) {
-    logger.warn({ slot, dir, blocked }, `pg_receivewal runs as ${user} and probably cannot enter ${blocked.join(', ')}: allow it (chmod o+x) or move pg.workDir somewhere ${user} can reach`);
+    logger.warn({ slot, dir, blocked: blocked.map((b) => b.path) }, `pg_receivewal runs as ${user} and cannot enter ${describeBlocked(blocked)}: allow it (chmod o+x) or move pg.workDir somewhere ${user} can reach`);
   }
 }
 

@@ -2,7 +2,7 @@
 // writing its recovery settings. The log samples are PostgreSQL 15's own lines, as a restore in
 // services/pg-agent/test/pitr-restore.test.ts wrote them.
 import { describe, expect, it } from 'vitest';
-import { explainRecoveryFailure, logTail, parseRecoveryLog, pgTimestampToIso, recoveryTargetSettings, recoveryTimes } from '../src/index.js';
+import { explainRecoveryFailure, logTail, portWasTaken, parseRecoveryLog, pgTimestampToIso, recoveryTargetSettings, recoveryTimes } from '../src/index.js';
 
 const PROMOTED = `2026-11-22 03:21:00.510 UTC LOG:  redirecting log output to logging collector process
 2026-11-22 03:21:00.510 UTC HINT:  Future log output will appear in directory "log".
@@ -93,5 +93,14 @@ describe('recovery settings', () => {
     expect(recoveryTargetSettings({ type: 'restorePoint', name: "it's" })).toEqual(["recovery_target_name = 'it''s'", ...tail]);
     expect(recoveryTargetSettings({ type: 'latest' })).toEqual(tail);
     expect(recoveryTargetSettings({ type: 'immediate' })).toEqual(["recovery_target = 'immediate'", ...tail]);
+  });
+});
+
+describe('portWasTaken', () => {
+  it('reads a lost port race in the server\'s own words (the point-in-time restore and the verifier both retry on it)', () => {
+    expect(portWasTaken('LOG:  could not bind IPv4 address "127.0.0.1": Address already in use')).toBe(true);
+    expect(portWasTaken('WARNING:  could not create listen socket for "127.0.0.1"')).toBe(true);
+    expect(portWasTaken('FATAL:  could not create any TCP/IP sockets')).toBe(true);
+    expect(portWasTaken('FATAL:  data directory "/x" has invalid permissions')).toBe(false);
   });
 });

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { chmod, chown, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTempDir, removeTempDir, startPostgres, type PostgresServer, processesMentioning } from '@tidemark/testkit';
+import { eventually, makeTempDir, removeTempDir, startPostgres, type PostgresServer, processesMentioning } from '@tidemark/testkit';
 import {
   findGaps, formatLsn, formatSegmentName, historyFileName, isSegmentName, nextSegment, parseLsn, parseWalFileName,
   segmentNameForLsn, segmentStartLsn, timelinesWithoutHistory, WAL_SEGMENT_SIZE,
@@ -67,14 +67,6 @@ describe('wal names', () => {
 });
 
 const PASSWORD_ENV = 'TM_WAL_TEST_PGPASSWORD';
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const isAlive = (pid: number) => {
   try {
@@ -172,7 +164,7 @@ describe('wal receiver (real postgresql)', () => {
     for (let i = 0; i < 3; i += 1) last = await closeSegment();
     logs.push(`closed up to ${last}`);
     if (process.env['TM_WAL_TEST_DEBUG']) console.log(new Date().toISOString(), 'closed', last);
-    await waitFor(`segment ${last}`, () => received.includes(last));
+    await eventually(() => received.includes(last), 15_000, `segment ${last}`);
 
     expect(received.length).toBeGreaterThanOrEqual(3);
     expectConsecutive();
@@ -181,8 +173,8 @@ describe('wal receiver (real postgresql)', () => {
     for (const name of received) expect(sizes.get(name)).toBe(WAL_SEGMENT_SIZE);
     // Handed-over segments are removed once pg_receivewal has moved past them.
     await server.query('INSERT INTO filler VALUES (0, $1)', ['opens the next segment']);
-    await waitFor('the handed-over segments to be removed', async () => (await readdir(dir)).filter(isSegmentName).length === 0);
-    await waitFor('a partial segment and the flush lsn', () => partials.length > 0 && receiver?.status().lastFlushLsn !== undefined);
+    await eventually(async () => (await readdir(dir)).filter(isSegmentName).length === 0, 15_000, 'the handed-over segments to be removed');
+    await eventually(() => partials.length > 0 && receiver?.status().lastFlushLsn !== undefined, 15_000, 'a partial segment and the flush lsn');
     expect(partials.every((name) => name.endsWith('.partial'))).toBe(true);
     const status = receiver.status();
     expect(status).toMatchObject({ running: true, restarts: 0, lastSegment: last });
@@ -195,12 +187,12 @@ describe('wal receiver (real postgresql)', () => {
     const before = received.length;
     const opened = await closeSegment(); // WAL in flight while it dies
     process.kill(pid, 'SIGKILL');
-    await waitFor('a new pg_receivewal', () => {
+    await eventually(() => {
       const status = receiver?.status();
       return status?.running === true && status.restarts >= 1 && status.pid !== pid;
-    });
+    }, 15_000, 'a new pg_receivewal');
     const last = await closeSegment();
-    await waitFor(`segment ${last}`, () => received.includes(last));
+    await eventually(() => received.includes(last), 15_000, `segment ${last}`);
     expect(received.length).toBeGreaterThan(before);
     expect(received).toContain(opened);
     expectConsecutive();
@@ -211,7 +203,7 @@ describe('wal receiver (real postgresql)', () => {
     await closeSegment();
     await server.restart?.();
     const last = await closeSegment();
-    await waitFor(`segment ${last} after the restart`, () => received.includes(last), 20_000);
+    await eventually(() => received.includes(last), 20_000, `segment ${last} after the restart`);
     expect(receiver?.status().restarts).toBeGreaterThan(restartsBefore);
     expectConsecutive();
   });
@@ -233,7 +225,7 @@ describe('wal receiver (real postgresql)', () => {
     const orphanExit = new Promise<number | null>((resolve) => orphan.once('exit', (code) => resolve(code)));
     await writeFile(join(orphanDir, RECEIVER_PID_FILE), `${orphan.pid}\n`);
     const slotPid = async () => (await server.query<{ pid: number | null }>(`SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = 'tidemark_orphan'`))[0]?.pid ?? null;
-    await waitFor('the orphan to hold the slot', async () => (await slotPid()) !== null);
+    await eventually(async () => (await slotPid()) !== null, 15_000, 'the orphan to hold the slot');
     const holder = await slotPid();
 
     const ownLogs: string[] = [];
@@ -242,10 +234,10 @@ describe('wal receiver (real postgresql)', () => {
     try {
       expect(await orphanExit).toBe(0); // SIGINT: it flushed and exited cleanly
       expect(ownLogs.some((line) => line.includes('left by an earlier run'))).toBe(true);
-      await waitFor('the new receiver to hold the slot', async () => {
+      await eventually(async () => {
         const pid = await slotPid();
         return pid !== null && pid !== holder && second.status().running;
-      });
+      }, 15_000, 'the new receiver to hold the slot');
       expect(second.status().restarts).toBe(0);
       expect(Number((await readFile(join(orphanDir, RECEIVER_PID_FILE), 'utf8')).trim())).toBe(second.status().pid);
     } finally {
@@ -278,26 +270,26 @@ describe('wal receiver (real postgresql)', () => {
     };
     const first = await startWalReceiver(conn, options);
     const before = await closeSegment();
-    await waitFor(`segment ${before}`, () => got.includes(before));
+    await eventually(() => got.includes(before), 15_000, `segment ${before}`);
     await first.stop();
     // The slot is dropped (by an operator, or invalidated): checkpoints recycle what the spool would resume from.
     await server.query(`SELECT pg_drop_replication_slot('tidemark_lost')`);
     for (let i = 0; i < 3; i += 1) await closeSegment();
     // The other receiver's slot must have moved on too, or it keeps the segments alive.
-    await waitFor('every slot to catch up', async () => {
+    await eventually(async () => {
       const rows = await server.query<{ behind: boolean }>('SELECT bool_or(restart_lsn < pg_current_wal_lsn()) AS behind FROM pg_replication_slots');
       return rows[0]?.behind !== true;
-    });
+    }, 15_000, 'every slot to catch up');
     await server.query('CHECKPOINT');
     const second = await startWalReceiver(conn, options);
     try {
-      await waitFor('the receiver to skip the lost wal', () => ownLogs.some((line) => line.includes('has removed wal this receiver still needed'))).catch(async (error: unknown) => {
+      await eventually(() => ownLogs.some((line) => line.includes('has removed wal this receiver still needed')), 15_000, 'the receiver to skip the lost wal').catch(async (error: unknown) => {
         const slots = await server.query('SELECT slot_name, active, restart_lsn::text, wal_status, pg_current_wal_lsn()::text AS cur FROM pg_replication_slots');
         const wal = await server.query('SELECT name FROM pg_ls_waldir() ORDER BY name');
         throw new Error(`${(error as Error).message}; its log:\n${ownLogs.join('\n')}\n${JSON.stringify(slots)}\n${JSON.stringify(wal)}\nspool ${JSON.stringify(await readdir(lostDir))} before ${before}`);
       });
       const after = await closeSegment();
-      await waitFor(`segment ${after} after the skip`, () => got.includes(after)).catch(async (error: unknown) => {
+      await eventually(() => got.includes(after), 15_000, `segment ${after} after the skip`).catch(async (error: unknown) => {
         const slots = await server.query('SELECT slot_name, active, restart_lsn::text, wal_status, pg_current_wal_lsn()::text AS cur FROM pg_replication_slots');
         throw new Error(`${(error as Error).message}; got ${JSON.stringify(got)}; its log:\n${ownLogs.join('\n')}\n${JSON.stringify(slots)}\nspool ${JSON.stringify(await readdir(lostDir))}`);
       });
@@ -320,7 +312,7 @@ describe('wal receiver (real postgresql)', () => {
     const options = { slot: 'tidemark_unpadded', dir: unpaddedDir, logger: quiet, restartDelayMs: { initial: 100, max: 500 }, onSegment: async (_path: string, name: string) => void got.push(name) };
     const first = await startWalReceiver(conn, options);
     const before = await closeSegment();
-    await waitFor(`segment ${before}`, () => got.includes(before));
+    await eventually(() => got.includes(before), 15_000, `segment ${before}`);
     await first.stop();
     // What ENOSPC leaves: the next segment's file, padded with zeros only part of the way.
     const newest = [before, ...(await readdir(unpaddedDir)).map((name) => name.replace('.partial', '')).filter(isSegmentName)].sort().at(-1) as string;
@@ -331,7 +323,7 @@ describe('wal receiver (real postgresql)', () => {
       expect(await readdir(unpaddedDir)).not.toContain(unpadded);
       expect(ownLogs.some((line) => line.includes('could not finish pre-allocating') && line.includes(unpadded))).toBe(true);
       const after = await closeSegment();
-      await waitFor(`segment ${after} after the removal`, () => got.includes(after));
+      await eventually(() => got.includes(after), 15_000, `segment ${after} after the removal`);
       expect(second.status().restarts).toBe(0);
     } finally {
       await second.stop();

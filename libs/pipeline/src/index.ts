@@ -8,3 +8,4 @@ export { DEFAULT_CHUNK_SIZE } from './chunked-aead.js';
 export { firstCause, isTeardownError, settleFirstCause } from './teardown.js';
 export { stallDetector, stallTransform, watchForStall, stalledError, formatSeconds, type StallOptions } from './stall.js';
 export type { Stage } from './stages.js';
+export { sha256OfStream } from './digest.js';

@@ -260,8 +260,20 @@ export function framesToStream(frames: (done: (t: ExportTrailer) => void) => Asy
   return { stream, trailer };
 }
 
-/** A full export of one collection. */
-export function exportCollection(port: QdrantPort, options: ExportOptions): ExportStream {
+/** How one kind of export differs from another; the rest of the stream is the same for all. */
+export interface ExportShape {
+  readonly kind: ExportHeader['kind'];
+  readonly parentExportId?: string;
+  readonly incremental?: ExportHeader['incremental'];
+  /** Frames between the header and the points (a delta's id set and deletions). */
+  readonly before?: (writer: FrameWriter, pageSize: number) => AsyncGenerator<Buffer>;
+  /** Which points to export (all when undefined), and the high-water mark to start from. */
+  readonly filter?: Record<string, unknown>;
+  readonly highWater?: unknown;
+}
+
+/** The header, the shape's own frames, the (filtered) points page by page, and the trailer. */
+export function streamExport(port: QdrantPort, options: ExportOptions, shape: ExportShape): ExportStream {
   const includePayload = options.includePayload ?? true;
   const pageSize = options.pageSize ?? 256;
   return framesToStream(async function* (done) {
@@ -270,18 +282,21 @@ export function exportCollection(port: QdrantPort, options: ExportOptions): Expo
     yield writer.start();
     yield writer.header({
       formatVersion: EXPORT_FORMAT_VERSION,
-      kind: 'export',
+      kind: shape.kind,
       exportId: options.exportId,
+      ...(shape.parentExportId === undefined ? {} : { parentExportId: shape.parentExportId }),
       collection: options.collection,
       config: info.config,
       payloadSchema: info.payloadSchema,
       includePayload,
       vectorEncoding: 'f32le',
-      ...(options.incrementalField === undefined ? {} : { incremental: { field: options.incrementalField } }),
+      ...(shape.incremental === undefined ? {} : { incremental: shape.incremental }),
       ...(options.facts === undefined ? {} : { facts: options.facts }),
     });
-    let highWater: unknown;
-    for await (const points of scrollPages(port, options.collection, { pageSize, withVector: true, withPayload: payloadSelector(includePayload, options.incrementalField) })) {
+    if (shape.before !== undefined) yield* shape.before(writer, pageSize);
+    let highWater = shape.highWater;
+    const selection = { pageSize, withVector: true, withPayload: payloadSelector(includePayload, options.incrementalField) };
+    for await (const points of scrollPages(port, options.collection, shape.filter === undefined ? selection : { ...selection, filter: shape.filter })) {
       highWater = trackHighWater(points, options.incrementalField, highWater);
       yield writer.page(points, includePayload);
     }
@@ -289,6 +304,11 @@ export function exportCollection(port: QdrantPort, options: ExportOptions): Expo
     yield bytes;
     done(trailer);
   });
+}
+
+/** A full export of one collection. */
+export function exportCollection(port: QdrantPort, options: ExportOptions): ExportStream {
+  return streamExport(port, options, { kind: 'export', ...(options.incrementalField === undefined ? {} : { incremental: { field: options.incrementalField } }) });
 }
 
 /** Scroll pages in id order; each page is fetched only when the previous one was consumed. */

@@ -2,7 +2,7 @@
 // distance, sharding, replication), the exact points count, a fingerprint of a deterministic
 // sample (the first N points in id order) and a few recorded nearest-neighbour queries that the
 // verifier replays on the restored copy.
-import type { QdrantProbe, QdrantSourceFacts } from '@tidemark/contracts';
+import { QdrantSourceFacts, SchemaError, TidemarkError, type Manifest, type QdrantProbe } from '@tidemark/contracts';
 import { hashSample, isNamed, isSparse } from './canonical.js';
 import type { CollectionInfo, QdrantPoint, QdrantPort, VectorValue } from './port.js';
 
@@ -158,4 +158,16 @@ export async function compareWithFacts(port: QdrantPort, collection: string, fac
     checks.push({ name: `probe ${String(probe.queryId)}`, ok: same, expected: probe.topIds, actual: topIds });
   }
   return checks;
+}
+
+/** A manifest's `source` read as QdrantSourceFacts; anything else is INTEGRITY_FORMAT: it was not written by the qdrant agent. */
+export function qdrantFactsOf(manifest: Pick<Manifest, 'id' | 'source'>): QdrantSourceFacts {
+  try {
+    return QdrantSourceFacts.parse(manifest.source, 'source');
+  } catch (error) {
+    if (error instanceof SchemaError) {
+      throw new TidemarkError('INTEGRITY_FORMAT', `the manifest of artifact ${manifest.id} has no valid qdrant facts (${error.message}); it was not written by the qdrant agent, and can be neither restored nor verified`, { cause: error });
+    }
+    throw error;
+  }
 }

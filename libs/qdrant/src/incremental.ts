@@ -13,8 +13,7 @@
 import { TidemarkError } from '@tidemark/contracts';
 import { compareIds } from './canonical.js';
 import {
-  EXPORT_FORMAT_VERSION, FrameWriter, framesToStream, payloadSelector, readExport, scrollPages, trackHighWater,
-  type ExportOptions, type ExportStream,
+  readExport, scrollPages, streamExport, type ExportOptions, type ExportStream, type FrameWriter,
 } from './export-format.js';
 import type { PointId, QdrantPort } from './port.js';
 
@@ -49,74 +48,49 @@ async function* ordered(ids: AsyncIterable<PointId>): AsyncGenerator<PointId> {
 
 /** A delta export against its parent. */
 export function exportDelta(port: QdrantPort, options: DeltaOptions): ExportStream {
-  const includePayload = options.includePayload ?? true;
-  const pageSize = options.pageSize ?? 256;
-  return framesToStream(async function* (done) {
-    const info = await port.getCollection(options.collection);
-    const writer = new FrameWriter();
-    yield writer.start();
-    yield writer.header({
-      formatVersion: EXPORT_FORMAT_VERSION,
-      kind: 'incremental',
-      exportId: options.exportId,
-      parentExportId: options.parentExportId,
-      collection: options.collection,
-      config: info.config,
-      payloadSchema: info.payloadSchema,
-      includePayload,
-      vectorEncoding: 'f32le',
-      incremental: { field: options.incrementalField, parentHighWater: options.parentHighWater },
-      ...(options.facts === undefined ? {} : { facts: options.facts }),
-    });
-
-    // 1. The id set, merged with the parent's: parent ids missing here were deleted.
-    const parent = ordered(options.parentIds)[Symbol.asyncIterator]();
-    let next = await parent.next();
-    let deletions: PointId[] = [];
-    let previous: PointId | undefined;
-    for await (const page of scrollPages(port, options.collection, { pageSize, withVector: false, withPayload: false })) {
-      const ids = page.map((p) => p.id);
-      for (const id of ids) {
-        if (previous !== undefined && compareIds(previous, id) >= 0) throw outOfOrder(previous, id);
-        previous = id;
-        while (!next.done && compareIds(next.value, id) < 0) {
-          deletions.push(next.value);
-          next = await parent.next();
-        }
-        if (!next.done && compareIds(next.value, id) === 0) next = await parent.next();
-      }
-      yield writer.ids(ids);
-      if (deletions.length >= pageSize) {
-        yield writer.deletes(deletions);
-        deletions = [];
-      }
-    }
-    while (!next.done) {
-      deletions.push(next.value);
-      if (deletions.length >= pageSize) {
-        yield writer.deletes(deletions);
-        deletions = [];
-      }
-      next = await parent.next();
-    }
-    if (deletions.length > 0) yield writer.deletes(deletions);
-
-    // 2. The points changed since the parent's high-water mark.
-    let highWater = options.parentHighWater;
-    const filter = changedSince(options.incrementalField, options.parentHighWater);
-    for await (const points of scrollPages(port, options.collection, {
-      pageSize,
-      withVector: true,
-      withPayload: payloadSelector(includePayload, options.incrementalField),
-      ...(filter === undefined ? {} : { filter }),
-    })) {
-      highWater = trackHighWater(points, options.incrementalField, highWater);
-      yield writer.page(points, includePayload);
-    }
-    const { bytes, trailer } = writer.trailer(highWater);
-    yield bytes;
-    done(trailer);
+  return streamExport(port, options, {
+    kind: 'incremental',
+    parentExportId: options.parentExportId,
+    incremental: { field: options.incrementalField, parentHighWater: options.parentHighWater },
+    before: (writer, pageSize) => idSetAndDeletions(port, options, writer, pageSize),
+    // The points changed since the parent's high-water mark.
+    filter: changedSince(options.incrementalField, options.parentHighWater),
+    highWater: options.parentHighWater,
   });
+}
+
+/** The id set, merged with the parent's: parent ids missing here were deleted. */
+async function* idSetAndDeletions(port: QdrantPort, options: DeltaOptions, writer: FrameWriter, pageSize: number): AsyncGenerator<Buffer> {
+  const parent = ordered(options.parentIds)[Symbol.asyncIterator]();
+  let next = await parent.next();
+  let deletions: PointId[] = [];
+  let previous: PointId | undefined;
+  for await (const page of scrollPages(port, options.collection, { pageSize, withVector: false, withPayload: false })) {
+    const ids = page.map((p) => p.id);
+    for (const id of ids) {
+      if (previous !== undefined && compareIds(previous, id) >= 0) throw outOfOrder(previous, id);
+      previous = id;
+      while (!next.done && compareIds(next.value, id) < 0) {
+        deletions.push(next.value);
+        next = await parent.next();
+      }
+      if (!next.done && compareIds(next.value, id) === 0) next = await parent.next();
+    }
+    yield writer.ids(ids);
+    if (deletions.length >= pageSize) {
+      yield writer.deletes(deletions);
+      deletions = [];
+    }
+  }
+  while (!next.done) {
+    deletions.push(next.value);
+    if (deletions.length >= pageSize) {
+      yield writer.deletes(deletions);
+      deletions = [];
+    }
+    next = await parent.next();
+  }
+  if (deletions.length > 0) yield writer.deletes(deletions);
 }
 
 /**

@@ -5,7 +5,7 @@ export { guardPort, type GuardedPort, type GuardOptions } from './guard.js';
 export { createQdrantPort, type QdrantConnection } from './client-adapter.js';
 export { compareIds, idKey, canonicalJson, hashSample, type SampleHashes } from './canonical.js';
 export {
-  collectFacts, compareWithFacts, vectorFacts, shardingFacts, samplePoints, recordProbes, SINGLE_NODE_COVERAGE, EXPORT_COVERAGE,
+  collectFacts, compareWithFacts, qdrantFactsOf, vectorFacts, shardingFacts, samplePoints, recordProbes, SINGLE_NODE_COVERAGE, EXPORT_COVERAGE,
   type FactsOptions, type FingerprintCheck,
 } from './facts.js';
 export {

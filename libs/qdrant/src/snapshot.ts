@@ -18,9 +18,14 @@ export interface SnapshotOptions<T> {
   readonly collection: string;
   /** Stores the snapshot's bytes (e.g. through encodeStream into the ArtifactStore). */
   readonly store: (bytes: Readable, snapshot: SnapshotInfo) => Promise<T>;
-  /** Called every `keepAliveMs` while Qdrant creates the snapshot (the handler's `working()`). */
-  readonly keepAlive?: () => void;
-  readonly keepAliveMs?: number;
+  /**
+   * Told each time Qdrant answers a poll of the collection's snapshots while it creates the new
+   * one: the create is a single request that may run for minutes, and a Qdrant that still
+   * answers is working on it. A Qdrant that stops answering reports nothing, so a stall shows.
+   */
+  readonly progress?: (what: string) => void;
+  /** How often to poll while the snapshot is created; 5 s by default. */
+  readonly pollMs?: number;
   /** Told when the server-side snapshot could not be deleted (it is also retried twice). */
   readonly onCleanupError?: (error: unknown, snapshot: string) => void;
 }
@@ -75,9 +80,14 @@ export function checksumTap(expected: string | null): Transform & { sha256(): st
   });
 }
 
-async function withKeepAlive<T>(work: Promise<T>, keepAlive: (() => void) | undefined, everyMs: number): Promise<T> {
-  if (keepAlive === undefined) return work;
-  const timer = setInterval(keepAlive, everyMs);
+async function pollingWhile<T>(work: Promise<T>, poll: () => Promise<void>, everyMs: number): Promise<T> {
+  let polling = false;
+  const timer = setInterval(() => {
+    if (polling) return;
+    polling = true;
+    // A failed poll is no progress, and nothing more: the create request reports its own failure.
+    void poll().catch(() => undefined).finally(() => (polling = false));
+  }, everyMs);
   try {
     return await work;
   } finally {
@@ -106,7 +116,12 @@ export async function snapshotCollection<T>(port: QdrantPort, options: SnapshotO
   const before = new Set((await port.listSnapshots(collection)).map((s) => s.name));
   let snapshot: SnapshotInfo;
   try {
-    snapshot = await withKeepAlive(port.createSnapshot(collection), options.keepAlive, options.keepAliveMs ?? 10_000);
+    const created = port.createSnapshot(collection);
+    const { progress } = options;
+    snapshot = progress === undefined ? await created : await pollingWhile(created, async () => {
+      const listed = await port.listSnapshots(collection);
+      progress(`qdrant is creating a snapshot of ${collection} (${listed.length} listed)`);
+    }, options.pollMs ?? 5_000);
   } catch (error) {
     // A create that timed out on our side may still finish on Qdrant's: remove what appeared.
     try {

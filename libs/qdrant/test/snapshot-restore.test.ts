@@ -29,6 +29,56 @@ describe('snapshots', () => {
     expect(await port.listSnapshots('docs')).toEqual([]);
   });
 
+  it('counts each answered poll while qdrant creates the snapshot as progress, and stops polling after', async () => {
+    const port = fakePort();
+    await seed(port, 'docs', 5);
+    const told: string[] = [];
+    let release: () => void = () => undefined;
+    const answered = new Promise<void>((resolve) => (release = resolve));
+    // The create answers only once two polls were answered: a long create that Qdrant works on.
+    const slow = Object.assign(Object.create(port), {
+      createSnapshot: async (name: string) => {
+        await answered;
+        return port.createSnapshot(name);
+      },
+    });
+    const outcome = await snapshotCollection(slow, {
+      collection: 'docs',
+      store: async (bytes) => (await buffer(bytes)).length,
+      pollMs: 5,
+      progress: (what) => {
+        told.push(what);
+        if (told.length === 2) release();
+      },
+    });
+    expect(outcome.bytes).toBeGreaterThan(0);
+    expect(told[0]).toMatch(/creating a snapshot of docs/);
+    const after = told.length;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(told.length).toBe(after);
+  });
+
+  it('reports no progress while qdrant does not answer the polls', async () => {
+    const port = fakePort();
+    await seed(port, 'docs', 5);
+    const told: string[] = [];
+    let polls = 0;
+    const silentWhileCreating = Object.assign(Object.create(port), {
+      listSnapshots: async (name: string) => {
+        polls += 1;
+        // The first call (taken before the create) answers; the polls during the create fail.
+        if (polls > 1 && polls < 5) throw new TidemarkError('SOURCE_UNAVAILABLE', 'no answer');
+        return port.listSnapshots(name);
+      },
+      createSnapshot: async (name: string) => {
+        while (polls < 4) await new Promise((resolve) => setTimeout(resolve, 5));
+        return port.createSnapshot(name);
+      },
+    });
+    await snapshotCollection(silentWhileCreating, { collection: 'docs', store: async (bytes) => buffer(bytes), pollMs: 5, progress: (what) => told.push(what) });
+    expect(told).toEqual([]);
+  });
+
   it('refuses distributed clusters instead of backing up one node', async () => {
     const port = fakePort();
     await seed(port, 'docs', 5);

@@ -18,3 +18,4 @@ export { readServiceVersion } from './version.js';
 export { startSourceMonitor, type SourceMonitor, type SourceMonitorOptions, type SourceProbe, type SourceState } from './sources.js';
 export { serveRequests, decodeRequest, encodeReply, requestEncoding, type RequestHandler, type DecodedRequest, type WireEncoding } from './reply.js';
 export { reportingBytes } from './progress.js';
+export { freePort, portIsHeld } from './ports.js';

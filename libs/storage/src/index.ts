@@ -7,5 +7,5 @@ export { openArtifactStore, type GuardedStore } from './guarded-store.js';
 export { artifactKeys, newArtifactId, parseArtifactKey, ARTIFACT_ROOTS, MANIFEST_FILE, VERIFICATION_FILE, type ArtifactKeyParts } from './keys.js';
 export { ArtifactStore, type OrphanSweepResult } from './artifact-store.js';
 export { createMemoryBackend } from './memory-backend.js';
-export { readAll } from './streams.js';
+export { readAll, openDecoded, type CommittedDataSource } from './streams.js';
 export { WalArchive, WAL_ROOT, walPrefix, walFileKeys, parseWalKey, type WalKeyParts, type ListedWalFile } from './wal-archive.js';

@@ -30,15 +30,7 @@ export function sha256Of(chunks: Iterable<Buffer>): string {
   return hash.digest('hex');
 }
 
-export async function sha256OfStream(stream: Readable): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of stream) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  return { sha256: hash.digest('hex'), bytes };
-}
+export { sha256OfStream } from '@tidemark/pipeline';
 
 export async function readText(stream: Readable): Promise<string> {
   const chunks: Buffer[] = [];

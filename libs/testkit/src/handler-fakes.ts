@@ -1,6 +1,7 @@
 // What the handler unit and integration tests share: a publisher that records what it is given
 // (parsed by the event's schema, as the real one does) and a HandlerContext without a consumer.
-import type { Schema } from '@tidemark/contracts';
+import { ArtifactStored, type Manifest, type Schema } from '@tidemark/contracts';
+import { artifactKeys } from '@tidemark/storage';
 import { consumerPolicyOf, createLogger, isLastAttempt, settlementOf, type EventPublisher, type HandlerContext, type Outcome, type Settlement } from '@tidemark/runtime';
 
 export interface Published {
@@ -70,3 +71,9 @@ export function settling<A extends unknown[], C extends Pick<HandlerContext, 'at
 ): (...args: [...A, C]) => Promise<Settlement> {
   return (...args) => settled(handler(...args), args[args.length - 1] as C);
 }
+
+/** The artifact.stored event an agent publishes for a committed manifest (what the verifier consumes). */
+export const storedEvent = (m: Manifest): ArtifactStored => ArtifactStored.parse({
+  engine: m.engine, target: m.target, requestId: m.requestId, occurredAt: m.finishedAt, kind: m.kind, artifactId: m.id,
+  manifestKey: artifactKeys(m.engine, m.target, m.id).manifest, storedBytes: m.data.storedBytes, sha256: m.data.sha256, verify: m.verify,
+});

@@ -12,6 +12,7 @@ import { constants } from 'node:fs';
 import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Client } from 'minio';
+import { MAX_SOCKET_PATH_BYTES, socketPathFits } from '@tidemark/pg';
 import { freePort, portIsHeld } from './ports.js';
 import { runProcess, startProcess, type StartedProcess } from './process.js';
 import { testProvider } from './provider.js';
@@ -51,8 +52,6 @@ const GATEWAY_NAME = 'client.rgw.tidemark';
 const REGION = 'us-east-1';
 const DEFAULT_STEP_TIMEOUT_MS = 60_000;
 const COMMAND_TIMEOUT_MS = 30_000;
-/** A unix socket path longer than this cannot be bound (sun_path is 108 bytes with its NUL). */
-const MAX_SOCKET_PATH = 107;
 /** memstore keeps objects in RAM; this caps it, and is more than any suite writes. */
 const MEMSTORE_BYTES = 4 * 1024 * 1024 * 1024;
 
@@ -155,8 +154,8 @@ class CephCluster {
 
   async start(): Promise<GatewayEndpoint> {
     const socketPath = join(this.directory, 'run', `${GATEWAY_NAME}.asok`);
-    if (socketPath.length > MAX_SOCKET_PATH) {
-      throw new Error(`the Ceph admin socket ${socketPath} is longer than ${MAX_SOCKET_PATH} bytes: set TMPDIR to a shorter directory`);
+    if (!socketPathFits(socketPath)) {
+      throw new Error(`the Ceph admin socket ${socketPath} is longer than ${MAX_SOCKET_PATH_BYTES} bytes: set TMPDIR to a shorter directory`);
     }
     const monPort = await this.settings.pickPort();
     let gatewayPort = await this.settings.pickPort();

@@ -7,19 +7,11 @@ import { connect, type JetStreamManager, type NatsConnection } from 'nats';
 import { Alert, EVENTS_STREAM, STREAMS, VerifyFailed, VerifyPassed, consumers, decode, filters, subjects } from '@tidemark/contracts';
 import { parseConfig } from '@tidemark/config';
 import { createEventPublisher, createLogger, ensureStreams } from '@tidemark/runtime';
-import { startNats, type NatsTestServer } from '@tidemark/testkit';
+import { eventually, startNats, type NatsTestServer } from '@tidemark/testkit';
 import { startAlerter, type RunningAlerter } from '../src/index.js';
 
 const logger = createLogger('alerter-test', { TIDEMARK_LOG_LEVEL: 'warn' });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(50);
-  }
-}
 
 describe('alerter with real NATS', () => {
   let server: NatsTestServer;
@@ -76,12 +68,12 @@ alerts:
     await publisher.publish(subjects.verifyFailed('pg', 'main'), VerifyFailed, event, 'verify-failed:attempt-1');
     await publisher.publish(subjects.verifyFailed('pg', 'main'), VerifyFailed, event, 'verify-failed:attempt-2');
 
-    await waitFor(() => received.length >= 1 && posts.length >= 1);
+    await eventually(() => received.length >= 1 && posts.length >= 1, 15_000);
     // Both events handled and acknowledged, and a little more time for a stray second alert.
-    await waitFor(async () => {
+    await eventually(async () => {
       const info = await jsm.consumers.info(EVENTS_STREAM.name, consumers.alerterVerifyFailed);
       return info.num_pending === 0 && info.num_ack_pending === 0 && info.delivered.stream_seq >= 2;
-    });
+    }, 15_000);
     await sleep(500);
     sub.unsubscribe();
 
@@ -117,7 +109,7 @@ targets:
     const sub = nc.subscribe(subjects.alert('critical', 'backup_missed'), { callback: (_err, msg) => received.push(Alert.parse(decode(msg.data, msg.headers))) });
     await alerter.checkWatchdog();
     await alerter.checkWatchdog();
-    await waitFor(() => received.length >= 1);
+    await eventually(() => received.length >= 1, 15_000);
     await sleep(200);
     sub.unsubscribe();
     expect(received).toHaveLength(1);

@@ -10,7 +10,7 @@ import { TidemarkError, type WalFileManifest } from '@tidemark/contracts';
 import { WAL_SEGMENT_SIZE, type WalReceiver, type WalReceiverOptions } from '@tidemark/pg';
 import { decodeStream, keyRingOf, type KeyRing } from '@tidemark/pipeline';
 import { createMemoryBackend, WalArchive } from '@tidemark/storage';
-import { makeTempDir, recordingPublisher, removeTempDir, type RecordingPublisher } from '@tidemark/testkit';
+import { eventually, makeTempDir, recordingPublisher, removeTempDir, type RecordingPublisher } from '@tidemark/testkit';
 import { parseConfig } from '@tidemark/config';
 import { mkdir, readdir, stat } from 'node:fs/promises';
 import { WalArchiver, type WalArchiverOptions } from '../src/wal/archiver.js';
@@ -180,18 +180,10 @@ function fakes(overrides: Partial<WalArchiverOptions> = {}): Fakes {
   };
 }
 
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 async function started(overrides: Partial<WalArchiverOptions> = {}): Promise<Fakes> {
   const f = fakes(overrides);
   f.archiver.start();
-  await waitFor('the receiver to start', () => f.archiver.status().state === 'running');
+  await eventually(() => f.archiver.status().state === 'running', 5_000, 'the receiver to start');
   return f;
 }
 
@@ -347,7 +339,7 @@ describe('wal archiver (fake server and receiver)', () => {
     f.server.restart = 0x3000000n;
     f.server.current = 0x3000000n + BigInt(3 * MiB);
     f.server.active = false;
-    await waitFor('a slot_growth problem', () => events(f, 'wal.problem').length > 0);
+    await eventually(() => events(f, 'wal.problem').length > 0, 5_000, 'a slot_growth problem');
     await new Promise((resolve) => setTimeout(resolve, 150)); // several more ticks
     const problems = events(f, 'wal.problem');
     expect(problems).toHaveLength(1);
@@ -356,16 +348,16 @@ describe('wal archiver (fake server and receiver)', () => {
     expect(problems[0]?.event['summary']).toMatch(/holds back 3 MiB.*inactive/);
     f.clock.now += 10 * 60_000;
     const slotGrowth = () => events(f, 'wal.problem').filter((e) => e.event['problem'] === 'slot_growth');
-    await waitFor('the next slot_growth problem', () => slotGrowth().length === 2);
+    await eventually(() => slotGrowth().length === 2, 5_000, 'the next slot_growth problem');
     expect(new Set(slotGrowth().map((e) => e.msgId)).size).toBe(2);
   });
 
   it('reports lagging when the archive falls behind, or when the receiver has been down too long', async () => {
     const f = await started({ maxLagSeconds: 30 });
     f.server.current = 0x3000100n;
-    await waitFor('a sample', () => f.archiver.status().primaryLsn === '0/3000100');
+    await eventually(() => f.archiver.status().primaryLsn === '0/3000100', 5_000, 'a sample');
     f.clock.now += 31_000;
-    await waitFor('a lagging problem', () => events(f, 'wal.problem').length > 0);
+    await eventually(() => events(f, 'wal.problem').length > 0, 5_000, 'a lagging problem');
     expect(events(f, 'wal.problem')[0]?.event).toMatchObject({ problem: 'lagging', limitSeconds: 30 });
     expect(events(f, 'wal.problem')[0]?.event['summary']).toMatch(/archive of main is 3\d s behind/);
     expect(f.archiver.health().ok).toBe(false);
@@ -374,7 +366,7 @@ describe('wal archiver (fake server and receiver)', () => {
     g.receiver.running = false;
     await new Promise((resolve) => setTimeout(resolve, 60));
     g.clock.now += 40_000;
-    await waitFor('a lagging problem', () => events(g, 'wal.problem').length > 0);
+    await eventually(() => events(g, 'wal.problem').length > 0, 5_000, 'a lagging problem');
     expect(events(g, 'wal.problem')[0]?.event['summary']).toMatch(/receiver of main has been down for 40 s/);
     expect(g.archiver.status().state).toBe('receiver down');
   });
@@ -385,7 +377,7 @@ describe('wal archiver (fake server and receiver)', () => {
     expect(f.archiver.health()).not.toHaveProperty('degraded');
     const downAt = f.clock.now;
     f.server.down = true;
-    await waitFor('a failed sample', () => f.archiver.status().sourceReachable === false);
+    await eventually(() => f.archiver.status().sourceReachable === false, 5_000, 'a failed sample');
     f.clock.now += 2_000;
     expect(f.archiver.health()).toMatchObject({
       ok: false, degraded: true,
@@ -396,7 +388,7 @@ describe('wal archiver (fake server and receiver)', () => {
       receivers: [{ target: 'main', state: 'receiver down', receiverUp: false, downSince: new Date(downAt).toISOString(), lastError: 'connect ECONNREFUSED', lagSeconds: expect.any(Number) }],
     });
     f.server.down = false;
-    await waitFor('the server answering again', () => f.archiver.health().ok);
+    await eventually(() => f.archiver.health().ok, 5_000, 'the server answering again');
     expect(f.archiver.status()).toMatchObject({ state: 'running', receiverUp: true, receiverDownSince: undefined });
   });
 
@@ -421,7 +413,7 @@ describe('wal archiver (fake server and receiver)', () => {
 
     const next = '7399999999999999999';
     f.server.sysid = next;
-    await waitFor('archiving of the new cluster', () => f.archiver.status().systemIdentifier === next && f.options() !== firstOptions);
+    await eventually(() => f.archiver.status().systemIdentifier === next && f.options() !== firstOptions, 5_000, 'archiving of the new cluster');
     expect(f.receiver.stopped).toBe(true);
     const name = '000000010000000000000003';
     f.receiver.running = true;
@@ -433,13 +425,13 @@ describe('wal archiver (fake server and receiver)', () => {
     const f = fakes({ maxLagSeconds: 5 });
     f.server.down = true;
     f.archiver.start();
-    await waitFor('a few failed attempts', () => f.logs.some((l) => l.includes('cannot start wal archiving yet')));
+    await eventually(() => f.logs.some((l) => l.includes('cannot start wal archiving yet')), 5_000, 'a few failed attempts');
     expect(f.archiver.status()).toMatchObject({ state: 'starting', lastError: expect.stringContaining('ECONNREFUSED') });
     f.clock.now += 6_000;
-    await waitFor('a lagging problem', () => events(f, 'wal.problem').length > 0);
+    await eventually(() => events(f, 'wal.problem').length > 0, 5_000, 'a lagging problem');
     expect(f.archiver.health()).toMatchObject({ ok: false });
     f.server.down = false;
-    await waitFor('the receiver to start', () => f.archiver.status().state === 'running', 2_000);
+    await eventually(() => f.archiver.status().state === 'running', 2_000, 'the receiver to start');
     await f.archiver.stop();
     expect(f.receiver.stopped).toBe(true);
     expect(f.archiver.status().state).toBe('stopped');
@@ -449,7 +441,7 @@ describe('wal archiver (fake server and receiver)', () => {
     const f = fakes({ startRetryMs: { initial: 60_000, max: 60_000 } });
     f.server.down = true;
     f.archiver.start();
-    await waitFor('a failed attempt', () => f.logs.some((l) => l.includes('cannot start wal archiving yet')));
+    await eventually(() => f.logs.some((l) => l.includes('cannot start wal archiving yet')), 5_000, 'a failed attempt');
     const before = Date.now();
     await f.archiver.stop();
     expect(Date.now() - before).toBeLessThan(1000);

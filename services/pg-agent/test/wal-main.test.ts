@@ -8,19 +8,9 @@ import { join, resolve } from 'node:path';
 import { connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decode } from '@tidemark/contracts';
-import { freePort, makeTempDir, removeTempDir, startNats, startPostgres, type NatsTestServer, type PostgresServer, processesMentioning } from '@tidemark/testkit';
+import { eventually, freePort, makeTempDir, removeTempDir, startNats, startPostgres, type NatsTestServer, type PostgresServer, processesMentioning } from '@tidemark/testkit';
 
 const MAIN = resolve(import.meta.dirname, '../dist/main.js');
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe('pg-agent main: wal archiving wiring', () => {
   let nats: NatsTestServer;
@@ -86,10 +76,10 @@ targets:
         return undefined;
       }
     };
-    const running = await waitFor('the main target archiving', async () => {
+    const running = await eventually(async () => {
       const h = await health();
       return h?.checks['wal:main']?.detail?.['state'] === 'running' ? h : undefined;
-    });
+    }, 30_000, 'the main target archiving');
     // The unreachable target does not stop the agent: it keeps trying in the background.
     expect(running.checks['wal:offline']?.detail).toMatchObject({ state: 'starting', lastError: expect.stringMatching(/could not be reached/) });
     expect(running.checks['wal:main']?.ok).toBe(true);
@@ -101,15 +91,15 @@ targets:
     await pg.query('CREATE TABLE filler AS SELECT g AS id, md5(g::text) AS body FROM generate_series(1, 5000) g');
     const [row] = await pg.query<{ name: string }>('SELECT pg_walfile_name(pg_switch_wal()) AS name');
     const segment = (row as { name: string }).name;
-    const archived = await waitFor(`wal.archived for ${segment}`, () => events.find((e) => e.subject === 'wal.archived.pg.main' && e.data['file'] === segment));
+    const archived = await eventually(() => events.find((e) => e.subject === 'wal.archived.pg.main' && e.data['file'] === segment), 30_000, `wal.archived for ${segment}`);
     expect(archived.data).toMatchObject({ fileKind: 'segment', target: 'main', engine: 'pg', timeline: 1 });
     // Stored on the WAL stream (bootstrap creates it with the others), not merely seen on the wire.
     const stream = await (await nc.jetstreamManager()).streams.info('TIDEMARK_WAL');
     expect(stream.state.messages).toBeGreaterThan(0);
-    const after = await waitFor('health after the upload', async () => {
+    const after = await eventually(async () => {
       const h = await health();
       return (h?.checks['wal:main']?.detail?.['uploads'] as { segments: number } | undefined)?.segments ? h : undefined;
-    });
+    }, 30_000, 'health after the upload');
     expect(after.checks['wal:main']?.detail).toMatchObject({ slot: 'tidemark_main', receiver: { running: true }, receiverUp: true, lastArchived: { file: expect.any(String) } });
 
     // A source outage: within seconds the WAL receiver is reported down and the source unreachable,
@@ -117,18 +107,18 @@ targets:
     const outageStarted = Date.now();
     let down: Health | undefined;
     await pg.restart?.(async () => {
-      down = await waitFor('the wal receiver reported down', async () => {
+      down = await eventually(async () => {
         const h = await health();
         return h?.checks['wal:main']?.degraded === true && h.checks['source:main']?.degraded === true ? h : undefined;
-      }, 15_000);
+      }, 15_000, 'the wal receiver reported down');
     });
     const detectedAfterMs = Date.now() - outageStarted;
     expect(down).toMatchObject({ httpStatus: 200, status: 'degraded', checks: { 'wal:main': { ok: false, detail: { receiverUp: false, receiverDownSince: expect.any(String) } }, 'source:main': { detail: { reachable: false } } } });
     expect(detectedAfterMs).toBeLessThan(10_000);
-    const recovered = await waitFor('the wal receiver up again', async () => {
+    const recovered = await eventually(async () => {
       const h = await health();
       return h?.checks['wal:main']?.ok === true && h.checks['source:main']?.ok === true ? h : undefined;
-    }, 30_000);
+    }, 30_000, 'the wal receiver up again');
     expect(recovered.checks['wal:main']?.detail).toMatchObject({ state: 'running', receiverUp: true });
     console.log(`[wal health] receiver reported down ${detectedAfterMs} ms after the source stopped; up again ${Date.now() - outageStarted} ms after`);
 

@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WalFileManifest } from '@tidemark/contracts';
 import type { PostgresConnection } from '@tidemark/config';
 import { findGaps, isSegmentName, parseLsn, RECEIVER_PID_FILE, WAL_SEGMENT_SIZE } from '@tidemark/pg';
-import { decodeCommitted, keyRingOf } from '@tidemark/pipeline';
-import { createFsBackend, createS3Backend, WalArchive, type StorageBackend } from '@tidemark/storage';
+import { keyRingOf } from '@tidemark/pipeline';
+import { createFsBackend, createS3Backend, openDecoded, WalArchive, type StorageBackend } from '@tidemark/storage';
 import {
-  makeTempDir, recordingPublisher, removeTempDir, startPostgres, startS3, type PostgresServer, type RecordingPublisher, type S3Endpoint, processesMentioning } from '@tidemark/testkit';
+  eventually, makeTempDir, recordingPublisher, removeTempDir, startPostgres, startS3, type PostgresServer, type RecordingPublisher, type S3Endpoint, processesMentioning } from '@tidemark/testkit';
 import type { WalArchiver, WalArchiverOptions } from '../src/wal/archiver.js';
 import { realServerArchiver } from './wal-fixture.js';
 
@@ -20,18 +20,10 @@ const PASSWORD_ENV = 'TM_WAL_PG_TEST_PGPASSWORD';
 const key = { id: 'wal-test-key', key: randomBytes(32) };
 const keys = keyRingOf(key);
 
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 20_000, everyMs = 50): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, everyMs));
-  }
-}
-
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
 async function decodedSha(archive: WalArchive, manifest: WalFileManifest): Promise<string> {
-  const stream = decodeCommitted(await archive.openData(manifest), manifest, keys);
+  const stream = await openDecoded(archive, manifest, keys);
   const hash = createHash('sha256');
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return hash.digest('hex');
@@ -103,10 +95,10 @@ describe('wal archiving (real postgresql, real storage)', () => {
   it('archives closed segments in order, committed and byte-identical to the server, and uploads the padded partial', async () => {
     archiver = newArchiver();
     archiver.start();
-    await waitFor('wal archiving to start', () => archiver?.status().state === 'running');
+    await eventually(() => archiver?.status().state === 'running', 20_000, 'wal archiving to start');
     const names = [await closeSegment(), await closeSegment(), await closeSegment()];
     const last = names[2] as string;
-    await waitFor(`segment ${last} in the archive`, async () => (await archivedNames()).includes(last));
+    await eventually(async () => (await archivedNames()).includes(last), 20_000, `segment ${last} in the archive`);
 
     for (const name of names) {
       const manifest = (await archive.readManifest('main', systemIdentifier, name)) as WalFileManifest;
@@ -127,7 +119,7 @@ describe('wal archiving (real postgresql, real storage)', () => {
     // The open segment: pg_receivewal keeps it padded with zeros to a whole segment, so the
     // stored partial is a valid segment file for restore_command; compression makes the zeros free.
     await server.query('INSERT INTO filler VALUES (0, $1)', ['into the open segment']);
-    await waitFor('a partial upload', () => archivedEvents().some((e) => e['fileKind'] === 'partial'));
+    await eventually(() => archivedEvents().some((e) => e['fileKind'] === 'partial'), 20_000, 'a partial upload');
     const partialFile = (await readdir(spool)).find((n) => n.endsWith('.partial')) as string;
     expect((await stat(join(spool, partialFile))).size).toBe(WAL_SEGMENT_SIZE);
     const partial = (await archive.readManifest('main', systemIdentifier, partialFile)) as WalFileManifest;
@@ -156,7 +148,7 @@ describe('wal archiving (real postgresql, real storage)', () => {
         const [row] = await server.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
         const target = parseLsn((row as { lsn: string }).lsn);
         const sampledAt = Date.now();
-        await waitFor('the archive to reach the sampled position', () => newestEnd() >= target, 10_000, 20);
+        await eventually(() => newestEnd() >= target, 10_000, 'the archive to reach the sampled position', 20);
         waits.push(Date.now() - sampledAt);
         await new Promise((resolve) => setTimeout(resolve, 300));
       }
@@ -181,21 +173,21 @@ describe('wal archiving (real postgresql, real storage)', () => {
   it('loses no segment across a SIGKILLed receiver and a server restart', async () => {
     const first = (await archivedNames()).filter(isSegmentName)[0] as string;
     // pg_receivewal may be between runs (it exits on a lost connection and is restarted): wait for one.
-    await waitFor('a running pg_receivewal', () => archiver?.status().receiver?.pid !== undefined);
+    await eventually(() => archiver?.status().receiver?.pid !== undefined, 20_000, 'a running pg_receivewal');
     const pid = archiver?.status().receiver?.pid as number;
     expect(pid).toBeGreaterThan(0);
     await closeSegment();
     process.kill(pid, 'SIGKILL');
     await closeSegment();
     // Restart the server only once the killed receiver runs again, so each event costs one restart.
-    await waitFor('pg_receivewal restarted after the kill', () => {
+    await eventually(() => {
       const receiver = archiver?.status().receiver;
       return receiver?.pid !== undefined && receiver.pid !== pid;
-    });
+    }, 20_000, 'pg_receivewal restarted after the kill');
     await server.restart?.();
     await closeSegment();
     const last = await closeSegment();
-    await waitFor(`segment ${last} after the restart`, async () => (await archivedNames()).includes(last), 30_000);
+    await eventually(async () => (await archivedNames()).includes(last), 30_000, `segment ${last} after the restart`);
 
     const names = await archivedNames();
     const segments = names.filter(isSegmentName);
@@ -230,13 +222,13 @@ describe('wal archiving (real postgresql, real storage)', () => {
     published = recordingPublisher();
     archiver = newArchiver({ maxSlotRetainedMb: 1 });
     archiver.start();
-    await waitFor('a slot_growth problem', () => published.published.some((p) => p.subject === 'wal.problem.pg.main'));
+    await eventually(() => published.published.some((p) => p.subject === 'wal.problem.pg.main'), 20_000, 'a slot_growth problem');
     const problem = published.published.find((p) => p.subject === 'wal.problem.pg.main');
     expect(problem?.event).toMatchObject({ problem: 'slot_growth', limitBytes: 1024 * 1024, systemIdentifier });
     expect(problem?.event['retainedBytes']).toBeGreaterThan(1024 * 1024);
     expect(problem?.msgId).toMatch(/^wal-problem:main:slot_growth:\d+$/);
 
-    await waitFor(`segment ${last}`, async () => (await archivedNames()).includes(last), 30_000);
+    await eventually(async () => (await archivedNames()).includes(last), 30_000, `segment ${last}`);
     expect(findGaps((await archivedNames()).filter(isSegmentName))).toEqual([]);
     // The closed segment kept in the spool was offered again: same content, so only announced.
     for (const [index, name] of kept.entries()) {
@@ -254,9 +246,9 @@ describe('wal archiving (real postgresql, real storage)', () => {
     const fsArchive = new WalArchive(fsBackend);
     archiver = newArchiver({ archive: fsArchive, encode: { compression: 'gzip' } });
     archiver.start();
-    await waitFor('wal archiving to start', () => archiver?.status().state === 'running');
+    await eventually(() => archiver?.status().state === 'running', 20_000, 'wal archiving to start');
     const name = await closeSegment();
-    await waitFor(`segment ${name} in the fs archive`, async () => (await fsArchive.list('main', systemIdentifier)).some((f) => f.file === name));
+    await eventually(async () => (await fsArchive.list('main', systemIdentifier)).some((f) => f.file === name), 20_000, `segment ${name} in the fs archive`);
     const manifest = (await fsArchive.readManifest('main', systemIdentifier, name)) as WalFileManifest;
     expect(manifest.pipeline).toMatchObject({ compression: 'gzip', encryption: null });
     expect(await decodedSha(fsArchive, manifest)).toBe(serverSha.get(name));

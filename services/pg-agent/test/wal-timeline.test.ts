@@ -10,10 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WalFileManifest } from '@tidemark/contracts';
 import type { PostgresConnection } from '@tidemark/config';
 import { findGaps, isSegmentName, osUserIds, parseLsn, segmentNameForLsn } from '@tidemark/pg';
-import { decodeCommitted, keyRingOf } from '@tidemark/pipeline';
-import { createFsBackend, WalArchive, type StorageBackend } from '@tidemark/storage';
+import { keyRingOf } from '@tidemark/pipeline';
+import { createFsBackend, openDecoded, WalArchive, type StorageBackend } from '@tidemark/storage';
 import {
-  freePort, makeTempDir, POSTGRES_BIN_DIR, postgresClient, recordingPublisher, removeTempDir, runProcess, startPostgres, startProcess, type PostgresServer,
+  eventually, freePort, makeTempDir, POSTGRES_BIN_DIR, postgresClient, recordingPublisher, removeTempDir, runProcess, startPostgres, startProcess, type PostgresServer,
   type StartedProcess,
 } from '@tidemark/testkit';
 import { parseHistory } from '../src/wal/segment-file.js';
@@ -22,14 +22,6 @@ import { realServerArchiver } from './wal-fixture.js';
 const PRIMARY_PASSWORD_ENV = 'TM_WAL_TL_PRIMARY_PGPASSWORD';
 const STANDBY_PASSWORD_ENV = 'TM_WAL_TL_STANDBY_PGPASSWORD';
 const keys = keyRingOf(undefined);
-
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe('wal archiving across a failover (real primary and standby)', () => {
   let primary: PostgresServer;
@@ -80,7 +72,7 @@ describe('wal archiving across a failover (real primary and standby)', () => {
     const systemIdentifier = (sys as { id: string }).id;
     const before = archiverFor({ ...primary.connection(), passwordEnv: PRIMARY_PASSWORD_ENV } as PostgresConnection);
     before.start();
-    await waitFor('archiving of the primary', () => before.status().state === 'running');
+    await eventually(() => before.status().state === 'running', 30_000, 'archiving of the primary');
 
     await chown(standbyRoot, owner.uid, owner.gid);
     const dataDir = join(standbyRoot, 'data');
@@ -105,10 +97,10 @@ describe('wal archiving across a failover (real primary and standby)', () => {
     await primary.query('INSERT INTO filler SELECT g, md5(g::text) FROM generate_series(1, 500) g'); // into the open segment
     const [current] = await primary.query<{ lsn: string }>('SELECT pg_current_wal_lsn()::text AS lsn');
     const primaryEnd = parseLsn((current as { lsn: string }).lsn);
-    await waitFor('the standby to replay everything', async () => {
+    await eventually(async () => {
       const [row] = await standbyClient.query<{ lsn: string }>('SELECT pg_last_wal_replay_lsn()::text AS lsn');
       return parseLsn((row as { lsn: string }).lsn) >= primaryEnd;
-    });
+    }, 30_000, 'the standby to replay everything');
     const openSegment = segmentNameForLsn(1, primaryEnd);
 
     // --- failover: the primary goes away, the standby is promoted to timeline 2 -----------------
@@ -124,16 +116,16 @@ describe('wal archiving across a failover (real primary and standby)', () => {
     const after = archiverFor({ host: '127.0.0.1', port: standbyPort, user: primary.user, database: 'postgres', passwordEnv: STANDBY_PASSWORD_ENV } as PostgresConnection, published);
     after.start();
     try {
-      await waitFor('the history file and the new timeline', async () => {
+      await eventually(async () => {
         const names = (await archive.list('main', systemIdentifier)).map((f) => f.file);
         return names.includes('00000002.history') && !(await readdir(spool)).includes(`${openSegment}.partial`);
-      });
+      }, 30_000, 'the history file and the new timeline');
       // The old timeline's last segment: archived up to the switch point, gone from the spool.
       const oldPartial = (await archive.readManifest('main', systemIdentifier, `${openSegment}.partial`)) as WalFileManifest;
       expect(oldPartial).toMatchObject({ fileKind: 'partial', timeline: 1 });
       expect(parseLsn(oldPartial.endLsn as string)).toBe(switchPoint);
       const history = (await archive.readManifest('main', systemIdentifier, '00000002.history')) as WalFileManifest;
-      const stored = decodeCommitted(await archive.openData(history), history, keys);
+      const stored = await openDecoded(archive, history, keys);
       const chunks: Buffer[] = [];
       for await (const chunk of stored) chunks.push(chunk as Buffer);
       expect(Buffer.concat(chunks).toString('utf8')).toBe(historyText);
@@ -144,9 +136,9 @@ describe('wal archiving across a failover (real primary and standby)', () => {
       const newSegment = (row as { name: string }).name;
       expect(newSegment.slice(0, 8)).toBe('00000002');
       const serverSha = createHash('sha256').update(await readFile(join(dataDir, 'pg_wal', newSegment))).digest('hex');
-      await waitFor(`segment ${newSegment}`, async () => (await archive.list('main', systemIdentifier)).some((f) => f.file === newSegment));
+      await eventually(async () => (await archive.list('main', systemIdentifier)).some((f) => f.file === newSegment), 30_000, `segment ${newSegment}`);
       const manifest = (await archive.readManifest('main', systemIdentifier, newSegment)) as WalFileManifest;
-      const decoded = decodeCommitted(await archive.openData(manifest), manifest, keys);
+      const decoded = await openDecoded(archive, manifest, keys);
       const hash = createHash('sha256');
       for await (const chunk of decoded) hash.update(chunk as Buffer);
       expect(hash.digest('hex')).toBe(serverSha);

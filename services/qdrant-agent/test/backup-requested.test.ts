@@ -34,7 +34,6 @@ function setup(port: FakePort = fakePort()) {
     keys: loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: TEST_KEY_HEX }),
     agent: { id: 'agent-1', version: '0.1.0' },
     clock: () => new Date('2025-01-02T03:04:06Z'),
-    progressIntervalMs: 5,
   };
   return { port, publisher, store, deps };
 }

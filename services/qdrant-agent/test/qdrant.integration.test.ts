@@ -42,7 +42,6 @@ describe('qdrant-agent against the qdrant double', () => {
       keys: loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: TEST_KEY_HEX }),
       agent: { id: 'it-agent', version: '0.0.0' },
       clock: () => new Date(),
-      progressIntervalMs: 50,
     };
     await seedDocs(port);
   });

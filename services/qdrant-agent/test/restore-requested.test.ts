@@ -35,7 +35,6 @@ async function backedUp(kind: 'snapshot' | 'export' = 'snapshot') {
     keys: loadKeyRing({ TIDEMARK_ENCRYPTION_KEY: TEST_KEY_HEX }),
     agent: { id: 'agent-1', version: '0.1.0' },
     clock: () => new Date('2025-01-02T03:04:06Z'),
-    progressIntervalMs: 5,
   };
   const ctx = testContext();
   expect(await handleBackupRequested(RequestBackup.parse({ kind, collections: ['docs'] }), deps, ctx)).toEqual({ type: 'ack' });

@@ -6,17 +6,17 @@
 // system identifier, server version, and the data-level facts of the target's database taken at
 // backup start (tables written while the backup ran are only read, see compareBaseFacts). The
 // server is always stopped and the directory always removed.
-import { reportingBytes } from '@tidemark/runtime';
+import { freePort, reportingBytes } from '@tidemark/runtime';
 import { existsSync } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { delimiter, dirname, isAbsolute, join } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { delimiter, isAbsolute, join } from 'node:path';
 import pg from 'pg';
-import { PgBaseSourceFacts, SchemaError, TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
-import type { ArtifactStore } from '@tidemark/storage';
-import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
+import { TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
+import { openDecoded, type ArtifactStore } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
 import {
-  BASE_BACKUP_FORMAT, collectFacts, extractTar, osUserIds, parseLsn, pgToolPath, startFromBaseBackup, verifyBaseBackup, type BaseBackupServer,
+  baseFactsOf, collectFacts, extractTar, MAX_SOCKET_PATH_BYTES, osUserIds, pgSocketPath, pgToolPath, portWasTaken, readRestoredServerFacts,
+  requireReachable, restoredServerChecks, socketPathFits, startFromBaseBackup, toPgError, verifyBaseBackup, type BaseBackupServer,
 } from '@tidemark/pg';
 import { compareBaseFacts, probeKOf } from './compare.js';
 import { claimScratchDirectory, releaseScratchDirectory } from './scratch.js';
@@ -55,21 +55,6 @@ export interface PgBaseVerifyProgress {
 /** Where the verifier's scratch data directories go. */
 export const scratchDirectoryRoot = (workDir: string): string => join(workDir, 'verify');
 
-/** The manifest's base backup facts, validated: without them the backup cannot be verified. */
-export function baseFactsOf(manifest: Manifest): PgBaseSourceFacts {
-  if (manifest.format !== BASE_BACKUP_FORMAT) {
-    throw new TidemarkError('INTEGRITY_FORMAT', `base backup ${manifest.id} has format ${JSON.stringify(manifest.format)}, not ${BASE_BACKUP_FORMAT}; the verifier cannot start it`);
-  }
-  try {
-    return PgBaseSourceFacts.parse(manifest.source);
-  } catch (error) {
-    if (error instanceof SchemaError) {
-      throw new TidemarkError('INTEGRITY_FORMAT', `manifest of base backup ${manifest.id} has no valid base backup facts: ${error.message}; the artifact cannot be verified`, { cause: error });
-    }
-    throw error;
-  }
-}
-
 const onPath = (name: string, env: NodeJS.ProcessEnv) => (env['PATH'] ?? '').split(delimiter).some((dir) => dir !== '' && existsSync(join(dir, name)));
 const found = (path: string, env: NodeJS.ProcessEnv) => (isAbsolute(path) ? existsSync(path) : onPath(path, env));
 
@@ -87,35 +72,10 @@ export function requireServerBinaries(major: number, env: NodeJS.ProcessEnv): vo
   }
 }
 
-/** When we are root the server runs as `osUser`, which must be able to reach the scratch directory. */
-async function requireTraversable(dir: string, osUser: string): Promise<void> {
-  const owner = await osUserIds(osUser);
-  if (owner === undefined) return;
-  for (let current = dir; ; current = dirname(current)) {
-    const info = await stat(current);
-    const reachable = info.uid === owner.uid ? (info.mode & 0o100) !== 0 : info.gid === owner.gid ? (info.mode & 0o010) !== 0 : (info.mode & 0o001) !== 0;
-    if (!reachable) {
-      throw new TidemarkError('CONFIG_INVALID', `the ${osUser} OS user cannot reach ${current} (mode ${(info.mode & 0o777).toString(8)}), so a base backup extracted below it cannot be started; make it traversable (chmod o+x) or set pg.workDir elsewhere`);
-    }
-    if (dirname(current) === current) return;
-  }
-}
-
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 /** Starts the extracted backup on a free port; another port when the chosen one was taken meanwhile. */
 async function startOnFreePort(dir: string, settings: PgBaseVerifySettings, user: string): Promise<BaseBackupServer> {
   for (let attempt = 1; ; attempt += 1) {
-    const port = await freeLoopbackPort();
+    const port = await freePort();
     try {
       return await startFromBaseBackup(dir, port, {
         user,
@@ -124,24 +84,31 @@ async function startOnFreePort(dir: string, settings: PgBaseVerifySettings, user
         ...(settings.env ? { env: settings.env } : {}),
       });
     } catch (error) {
-      const lostRace = error instanceof TidemarkError && /could not (bind|create listen socket)|address already in use/i.test(error.message);
+      const lostRace = error instanceof TidemarkError && portWasTaken(error.message);
       if (!lostRace || attempt >= 3) throw error;
     }
   }
 }
 
-/** Errors reading the restored data: missing extension files are the host's fault, the rest the backup's. */
-function restoredReadError(error: unknown, major: number, database: string): TidemarkError {
+/**
+ * Errors reading the restored data. The verifier host's fault: extension files missing
+ * (CONFIG_INVALID), the scratch server gone or out of resources (SANDBOX_UNAVAILABLE, retryable).
+ * Whatever else the server reports while reading its own data is the backup's: VERIFY_MISMATCH.
+ */
+export function restoredReadError(error: unknown, major: number, database: string): TidemarkError {
   if (error instanceof TidemarkError) return error;
-  const code = (error as { code?: unknown }).code;
+  const code = (error as { code?: unknown } | null)?.code;
   const message = error instanceof Error ? error.message : String(error);
+  const what = `reading ${database} in the restored base backup`;
   if (code === '58P01' || code === '58P02') {
-    return new TidemarkError('CONFIG_INVALID', `reading ${database} in the restored base backup needs files missing on the verifier host (${message}); install the extensions the source uses for PostgreSQL ${major} (pgvector: postgresql-${major}-pgvector)`, { cause: error });
+    return new TidemarkError('CONFIG_INVALID', `${what} needs files missing on the verifier host (${message}); install the extensions the source uses for PostgreSQL ${major} (pgvector: postgresql-${major}-pgvector)`, { cause: error });
   }
-  if (typeof code === 'string' && code.startsWith('XX')) {
-    return new TidemarkError('VERIFY_MISMATCH', `reading ${database} in the restored base backup failed: ${message}`, { cause: error });
+  if (typeof code === 'string' && code.startsWith('53')) {
+    return new TidemarkError('SANDBOX_UNAVAILABLE', `${what}: the scratch server ran out of resources on the verifier host (${message}); free disk or memory there`, { cause: error });
   }
-  return new TidemarkError('INTERNAL', `reading ${database} in the restored base backup failed: ${message}`, { cause: error });
+  const mapped = toPgError(error, 'sandbox', what);
+  if (mapped.code !== 'INTERNAL') return mapped;
+  return new TidemarkError('VERIFY_MISMATCH', `${what} failed: ${message}`, { cause: error });
 }
 
 /** Decodes, extracts, checks, starts and compares one base backup; the scratch directory is always removed. */
@@ -153,21 +120,24 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
   const user = settings.user ?? 'postgres';
   const scratchRoot = scratchDirectoryRoot(settings.workDir);
   const dir = join(scratchRoot, `${manifest.id}-${progress.suffix}`);
-  if (Buffer.byteLength(join(dir, '.s.PGSQL.65535')) > 107) {
-    throw new TidemarkError('CONFIG_INVALID', `the verifier's scratch directory ${dir} is too long for PostgreSQL's unix socket (107 bytes); set a shorter pg.workDir`);
+  if (!socketPathFits(pgSocketPath(dir))) {
+    throw new TidemarkError('CONFIG_INVALID', `the verifier's scratch directory ${dir} is too long for PostgreSQL's unix socket (${MAX_SOCKET_PATH_BYTES} bytes); set a shorter pg.workDir`);
   }
   // Directories we create must be traversable by the server's OS user; existing ones are checked.
   await mkdir(scratchRoot, { recursive: true, mode: 0o711 });
-  await requireTraversable(scratchRoot, settings.osUser);
+  await requireReachable(dir, await osUserIds(settings.osUser), {
+    what: `${dir}, where the base backup is extracted and started`,
+    osUser: settings.osUser,
+    otherwise: 'set pg.workDir elsewhere',
+  });
 
   const checks: VerificationCheck[] = [];
   // Claimed before the data stream opens: nothing may delay reading it once it does.
   await claimScratchDirectory(dir);
-  const stored = await deps.store.openData(manifest).catch(async (error: unknown) => {
+  const decoded = await openDecoded(deps.store, manifest, deps.keys).catch(async (error: unknown) => {
     await releaseScratchDirectory(dir);
     throw error;
   });
-  const decoded = decodeCommitted(stored, manifest, deps.keys);
   let client: pg.Client | undefined;
   let server: BaseBackupServer | undefined;
   // The runner's reason: SHUTTING_DOWN, or TIMEOUT when the job stalled.
@@ -197,17 +167,8 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
     };
 
     client = await connect(facts.database?.database ?? 'template1');
-    const { rows } = await client.query<{ recovering: boolean; sysid: string; version: string; lsn: string }>(
-      `SELECT pg_is_in_recovery() AS recovering, (SELECT system_identifier::text FROM pg_control_system()) AS sysid,
-              current_setting('server_version') AS version, pg_current_wal_lsn()::text AS lsn`,
-    );
-    const row = rows[0];
-    checks.push({ name: 'recovery:promoted', ok: row?.recovering === false, expected: false, actual: row?.recovering ?? null });
-    checks.push({ name: 'system-identifier', ok: row?.sysid === facts.systemIdentifier, expected: facts.systemIdentifier, actual: row?.sysid ?? null });
-    checks.push({ name: 'server-version', ok: row?.version === facts.serverVersion, expected: facts.serverVersion, actual: row?.version ?? null });
-    // Replay reached the backup's end: the promoted server writes past the stop LSN.
-    const reached = row !== undefined && parseLsn(row.lsn) >= parseLsn(facts.stopLsn);
-    checks.push({ name: 'wal:consistent', ok: reached, expected: `>= ${facts.stopLsn}`, actual: row?.lsn ?? null });
+    const restored = await readRestoredServerFacts(client);
+    checks.push(...restoredServerChecks(restored, { systemIdentifier: facts.systemIdentifier, serverVersion: facts.serverVersion, stopLsn: facts.stopLsn }));
 
     if (facts.database) {
       const expected = facts.database;
@@ -225,7 +186,6 @@ export async function verifyPgBaseArtifact(manifest: Manifest, settings: PgBaseV
     return checks;
   } finally {
     progress.signal?.removeEventListener('abort', abort);
-    stored.destroy();
     decoded.destroy();
     await client?.end().catch(() => undefined);
     await server?.stop().catch(() => undefined);

@@ -8,10 +8,10 @@
 // The scratch collection is always deleted, whatever happened.
 import { reportingBytes } from '@tidemark/runtime';
 import type { Readable } from 'node:stream';
-import { QdrantSourceFacts, SchemaError, TidemarkError, type Manifest, type VerificationCheck } from '@tidemark/contracts';
-import type { ArtifactStore } from '@tidemark/storage';
-import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
-import { EXPORT_FORMAT, SNAPSHOT_FORMAT, chainApplyOrder, compareWithFacts, mapQdrantError, restoreChain, type QdrantPort } from '@tidemark/qdrant';
+import { TidemarkError, type Manifest, type QdrantSourceFacts, type VerificationCheck } from '@tidemark/contracts';
+import { openDecoded, type ArtifactStore } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
+import { EXPORT_FORMAT, SNAPSHOT_FORMAT, chainApplyOrder, compareWithFacts, mapQdrantError, qdrantFactsOf, restoreChain, type QdrantPort } from '@tidemark/qdrant';
 
 export interface QdrantVerifyDeps {
   readonly store: ArtifactStore;
@@ -24,18 +24,6 @@ export interface QdrantVerifyProgress {
   readonly signal?: AbortSignal;
   /** Told when the scratch collection could not be deleted (it must then be deleted by hand). */
   readonly onCleanupError?: (error: unknown, collection: string) => void;
-}
-
-/** The manifest's source facts, validated: a manifest that does not carry them cannot be verified. */
-export function qdrantFactsOf(manifest: Manifest): QdrantSourceFacts {
-  try {
-    return QdrantSourceFacts.parse(manifest.source);
-  } catch (error) {
-    if (error instanceof SchemaError) {
-      throw new TidemarkError('INTEGRITY_FORMAT', `manifest of artifact ${manifest.id} has no valid qdrant source facts: ${error.message}; the artifact cannot be verified`, { cause: error });
-    }
-    throw error;
-  }
 }
 
 /**
@@ -76,12 +64,11 @@ export async function verifyQdrantArtifact(
     for (const stream of opened) stream.destroy(reason instanceof Error ? reason : new TidemarkError('SHUTTING_DOWN', 'verification interrupted by shutdown'));
   };
   const open = async (artifact: Manifest): Promise<Readable> => {
-    const stored = await deps.store.openData(artifact);
-    const decoded = decodeCommitted(stored, artifact, deps.keys);
+    const decoded = await openDecoded(deps.store, artifact, deps.keys);
     // Consumers see errors through their own reads; these keep a late error (after a failed
     // upsert, say) from going unhandled once nobody reads any more.
     const counted = reportingBytes(decoded, (bytes) => progress.progress(`read ${bytes} bytes of ${artifact.id}`));
-    for (const stream of [counted, decoded, stored]) {
+    for (const stream of [counted, decoded]) {
       stream.on('error', () => undefined);
       opened.push(stream);
     }

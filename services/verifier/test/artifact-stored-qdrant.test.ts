@@ -4,9 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { TidemarkError, type Manifest, type QdrantSourceFacts } from '@tidemark/contracts';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
-import { recordingPublisher, testContextFor, fakePort, seed, type FakePort } from '@tidemark/testkit';
+import { recordingPublisher, storedEvent, testContextFor, fakePort, seed, type FakePort } from '@tidemark/testkit';
 import { handleArtifactStored as handleArtifactStoredUnsettled, type VerifierDeps } from '../src/handlers/artifact-stored.js';
-import { storeExportArtifact, storeIncrementalArtifact, storeSnapshotArtifact, storedEvent } from './qdrant-artifacts.js';
+import { storeExportArtifact, storeIncrementalArtifact, storeSnapshotArtifact } from './qdrant-artifacts.js';
 import { settling } from '@tidemark/testkit';
 const handleArtifactStored = settling(handleArtifactStoredUnsettled);
 

@@ -1,11 +1,11 @@
 import { Readable } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import { describe, expect, it } from 'vitest';
-import { ArtifactStored, TidemarkError, type Manifest, type PgSourceFacts } from '@tidemark/contracts';
-import { ArtifactStore, artifactKeys, createMemoryBackend } from '@tidemark/storage';
+import { TidemarkError, type ArtifactStored, type Manifest, type PgSourceFacts } from '@tidemark/contracts';
+import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { encodeStream, loadKeyRing } from '@tidemark/pipeline';
 import type { PgCluster } from '@tidemark/pg';
-import { recordingPublisher, testContextFor } from '@tidemark/testkit';
+import { recordingPublisher, storedEvent, testContextFor } from '@tidemark/testkit';
 import { handleArtifactStored as handleArtifactStoredUnsettled, type VerifierDeps } from '../src/handlers/artifact-stored.js';
 import { settling } from '@tidemark/testkit';
 const handleArtifactStored = settling(handleArtifactStoredUnsettled);
@@ -63,10 +63,7 @@ function sandbox(actual: PgSourceFacts) {
 
 const ctx = testContextFor('artifact.stored.pg.main');
 
-const eventFor = (manifest: Manifest, verify = true): ArtifactStored => ArtifactStored.parse({
-  engine: 'pg', target: 'main', requestId: manifest.requestId, occurredAt: manifest.finishedAt, kind: 'logical', artifactId: manifest.id,
-  manifestKey: artifactKeys('pg', 'main', manifest.id).manifest, storedBytes: manifest.data.storedBytes, sha256: manifest.data.sha256, verify,
-});
+const eventFor = (manifest: Manifest, verify = true): ArtifactStored => ({ ...storedEvent(manifest), verify });
 
 async function setup(actual: PgSourceFacts = FACTS, options: { noSandbox?: boolean } = {}) {
   const store = new ArtifactStore(createMemoryBackend());

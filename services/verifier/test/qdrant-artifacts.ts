@@ -2,8 +2,8 @@
 // building blocks (snapshotCollection / exportCollection / exportDelta) through the real pipeline
 // into an ArtifactStore, without the qdrant-agent's handlers.
 import type { Readable } from 'node:stream';
-import { ArtifactStored, type Manifest, type QdrantSourceFacts } from '@tidemark/contracts';
-import { artifactKeys, type ArtifactStore } from '@tidemark/storage';
+import type { Manifest, QdrantSourceFacts } from '@tidemark/contracts';
+import type { ArtifactStore } from '@tidemark/storage';
 import { decodeStream, encodeStream, type KeyRing } from '@tidemark/pipeline';
 import {
   EXPORT_COVERAGE, EXPORT_FORMAT, SINGLE_NODE_COVERAGE, SNAPSHOT_FORMAT, collectFacts, exportCollection, exportDelta, readIdSet, snapshotCollection,
@@ -72,8 +72,3 @@ export async function storeIncrementalArtifact(port: QdrantPort, store: Artifact
     { ...facts, includePayload: true, incremental: { field: INCREMENTAL_FIELD, parentHighWater, highWater } }, stored,
   );
 }
-
-export const storedEvent = (m: Manifest): ArtifactStored => ArtifactStored.parse({
-  engine: m.engine, target: m.target, requestId: m.requestId, occurredAt: m.finishedAt, kind: m.kind, artifactId: m.id,
-  manifestKey: artifactKeys(m.engine, m.target, m.id).manifest, storedBytes: m.data.storedBytes, sha256: m.data.sha256, verify: m.verify,
-});

@@ -9,9 +9,9 @@ import { ArtifactStore, createBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
 import { createLogger } from '@tidemark/runtime';
 import { createQdrantPort, guardPort, type GuardedPort, type QdrantPoint } from '@tidemark/qdrant';
-import { makeTempDir, recordingPublisher, removeTempDir, startQdrant, testContextFor, testProvider, type QdrantTestServer } from '@tidemark/testkit';
+import { makeTempDir, recordingPublisher, removeTempDir, startQdrant, storedEvent, testContextFor, testProvider, type QdrantTestServer } from '@tidemark/testkit';
 import { handleArtifactStored as handleArtifactStoredUnsettled, type VerifierDeps } from '../src/handlers/artifact-stored.js';
-import { storeExportArtifact, storeIncrementalArtifact, storeSnapshotArtifact, storedEvent } from './qdrant-artifacts.js';
+import { storeExportArtifact, storeIncrementalArtifact, storeSnapshotArtifact } from './qdrant-artifacts.js';
 import { settling } from '@tidemark/testkit';
 const handleArtifactStored = settling(handleArtifactStoredUnsettled);
 

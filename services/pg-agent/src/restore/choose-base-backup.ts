@@ -4,21 +4,13 @@
 // a pending or passed verification makes no difference, except that a passed one wins a tie of
 // equal stop LSN. The verifier may lag behind by hours, and an older verified backup would only
 // mean more replay. An explicit artifact id overrides all of this.
-import { PgBaseSourceFacts, TidemarkError, parsePointInTimeText, type Manifest } from '@tidemark/contracts';
+import { TidemarkError, parsePointInTimeText, type Manifest, type PgBaseSourceFacts } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
-import { describePointInTimeTarget, parseLsn, type PointInTimeTarget } from '@tidemark/pg';
+import { baseFactsOf, describePointInTimeTarget, parseLsn, type PointInTimeTarget } from '@tidemark/pg';
 
 export interface BaseBackupChoice {
   readonly manifest: Manifest;
   readonly facts: PgBaseSourceFacts;
-}
-
-export function baseFactsOf(manifest: Manifest): PgBaseSourceFacts {
-  try {
-    return PgBaseSourceFacts.parse(manifest.source);
-  } catch (error) {
-    throw new TidemarkError('INTEGRITY_FORMAT', `base backup ${manifest.id} has no valid base backup facts in its manifest (${(error as Error).message}); restore from another one`, { cause: error });
-  }
 }
 
 /** Microseconds since the epoch: a target may lie a fraction of a millisecond after a backup's end. */

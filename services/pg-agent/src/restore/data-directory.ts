@@ -15,10 +15,10 @@
 // own leftovers: the default directory, a directory holding our marker file with this request id,
 // or an existing <dir>.pre_restore_<stamp> (the original, already set aside by this very command).
 import { existsSync } from 'node:fs';
-import { chmod, chown, lstat, mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { TidemarkError } from '@tidemark/contracts';
-import { livePostmaster, stopPostmaster } from '@tidemark/pg';
+import { livePostmaster, requireReachable, stopPostmaster, type OsUserIds } from '@tidemark/pg';
 import type { Logger } from '@tidemark/runtime';
 
 /** Written into the directory while a restore runs; names the request that owns it. */
@@ -51,7 +51,9 @@ export interface ClaimOptions {
   readonly stamp: string;
   readonly requestId: string;
   /** Who must be able to reach the directory (the server's OS user), when we are root. */
-  readonly owner: { readonly uid: number; readonly gid: number } | undefined;
+  readonly owner: OsUserIds | undefined;
+  /** That user's name (pg.osUser), for messages. */
+  readonly osUser: string;
   readonly logger: Logger;
 }
 
@@ -87,24 +89,6 @@ async function markerRequestId(dir: string): Promise<string | undefined> {
   }
 }
 
-/**
- * Checks that the server's OS user can reach `dir`: every existing directory above it must be
- * searchable (x) for that user. Fails with CONFIG_INVALID naming the first one that is not.
- */
-export async function assertReachable(dir: string, owner: { readonly uid: number; readonly gid: number } | undefined, what: string): Promise<void> {
-  if (owner === undefined) return;
-  for (let current = dirname(resolve(dir)); ; current = dirname(current)) {
-    const info = await stat(current).catch(() => undefined);
-    if (info !== undefined) {
-      const bits = info.uid === owner.uid ? 0o100 : info.gid === owner.gid ? 0o010 : 0o001;
-      if ((info.mode & bits) === 0) {
-        throw new TidemarkError('CONFIG_INVALID', `the postgres OS user (uid ${owner.uid}) cannot reach ${what}: ${current} is mode ${(info.mode & 0o777).toString(8)}; make it searchable (chmod o+x ${current}) or choose a directory it can reach`);
-      }
-    }
-    if (current === dirname(current)) return;
-  }
-}
-
 async function wipe(dir: string, log: Logger): Promise<void> {
   const pid = await livePostmaster(dir);
   if (pid !== undefined) {
@@ -119,7 +103,7 @@ export async function claimDataDirectory(options: ClaimOptions): Promise<Claimed
   const log = options.logger;
   const setAside = `${dir}.pre_restore_${options.stamp}`;
   const socketDirectory = `${dir}.socket`;
-  await assertReachable(dir, options.owner, dir);
+  await requireReachable(dir, options.owner, { what: dir, osUser: options.osUser, otherwise: 'choose a directory it can reach' });
   const socketDirectoryExisted = existsSync(socketDirectory);
 
   let previousKeptAs: string | undefined;

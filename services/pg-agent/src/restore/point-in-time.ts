@@ -13,26 +13,24 @@
 // The restored server keeps running when the agent stops: it is the operator's from then on. Any
 // failure stops it, removes the new directory and puts back an overwritten one (see
 // data-directory.ts); the source database and its data directory are never touched.
-import { createServer } from 'node:net';
 import { hostname, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import {
   RestoreCompleted, TidemarkError, messageIds, parseMessage, recoveryTargetOf, subjects, type RequestRestore,
 } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
-import { WalArchive } from '@tidemark/storage';
-import { decodeCommitted } from '@tidemark/pipeline';
-import { reportingBytes, type Logger } from '@tidemark/runtime';
+import { openDecoded, WalArchive } from '@tidemark/storage';
+import { freePort, portIsHeld, reportingBytes, type Logger } from '@tidemark/runtime';
 import {
   checkRestoredServer, describePointInTimeTarget, explainRecoveryFailure, extractTar, handOverRestoredServer, logTail, osUserIds, parseLsn,
-  portWasTaken, recoveryTimes, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
+  portWasTaken, recoveryTimes, requireReachable, startPointInTimeRecovery, type PointInTimeTarget, type PromotedServer, type RecoveringServer, type RecoveryLog,
 } from '@tidemark/pg';
 import {
   compactTimestamp, eventScope, publishRestoreStarted, type AgentContext as Context, type RestoreRun,
 } from '@tidemark/agent';
 import { postgresOf, type AgentDeps } from '../agent-deps.js';
 import { chooseBaseBackup } from './choose-base-backup.js';
-import { assertReachable, claimDataDirectory, readCompletedRestore, type ClaimedDirectory } from './data-directory.js';
+import { claimDataDirectory, readCompletedRestore, type ClaimedDirectory } from './data-directory.js';
 import { installWalFetch, segmentEndingAt, startWalServer, type WalServer } from './wal-server.js';
 import type { RestoreProgress } from './request.js';
 
@@ -42,28 +40,11 @@ const probeAddress = (listen: string): string => (listen === '*' ? '0.0.0.0' : l
 /** The host a client elsewhere connects to: the listen address, or this machine's name for a wildcard. */
 const connectHost = (listen: string): string => (isWildcard(listen) ? hostname() : listen);
 
-
-/** A port nothing listens on right now. */
-async function freePort(host: string): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
 async function assertPortFree(host: string, port: number): Promise<void> {
-  await new Promise<void>((resolveFree, reject) => {
-    const server = createServer();
-    server.once('error', (error: NodeJS.ErrnoException) =>
-      reject(error.code === 'EADDRINUSE'
-        ? new TidemarkError('RESTORE_TARGET_EXISTS', `port ${port} is in use on ${host}; choose another intoPort, or leave it out for a free one`)
-        : new TidemarkError('CONFIG_INVALID', `cannot listen on ${host}:${port} (${error.message}); choose another intoPort`)));
-    server.listen(port, host, () => server.close(() => resolveFree()));
+  const held = await portIsHeld(port, host).catch((error: unknown) => {
+    throw new TidemarkError('CONFIG_INVALID', `cannot listen on ${host}:${port} (${(error as Error).message}); choose another intoPort`, { cause: error });
   });
+  if (held) throw new TidemarkError('RESTORE_TARGET_EXISTS', `port ${port} is in use on ${host}; choose another intoPort, or leave it out for a free one`);
 }
 
 /** restore.completed, once per request (the msg id makes a repeat a no-op for the stream). */
@@ -124,10 +105,10 @@ export async function restorePointInTime(
     const osUser = deps.config.pg.osUser;
     const owner = await osUserIds(osUser);
     // restore_command runs as the server's OS user: it must reach node (the fetch script is copied into the data directory).
-    await assertReachable(process.execPath, owner, `the node binary ${process.execPath}`);
+    await requireReachable(process.execPath, owner, { what: `the node binary ${process.execPath}`, osUser, otherwise: 'install node where it can' });
     const listenAddress = deps.config.pg.restoreListenAddress;
 
-    claimed = await claimDataDirectory({ dir, named: message.intoDirectory !== undefined, overwrite: message.overwrite, stamp, requestId: run.requestId, owner, logger: log });
+    claimed = await claimDataDirectory({ dir, named: message.intoDirectory !== undefined, overwrite: message.overwrite, stamp, requestId: run.requestId, owner, osUser, logger: log });
     let port = message.intoPort ?? (await freePort(probeAddress(listenAddress)));
     if (message.intoPort !== undefined) await assertPortFree(probeAddress(listenAddress), port);
 
@@ -135,8 +116,7 @@ export async function restorePointInTime(
     log.info({ artifactId: manifest.id, dataDirectory: dir, port, target: describePointInTimeTarget(point), previousKeptAs: claimed.previousKeptAs }, 'point-in-time restore started');
 
     const downloadStarted = Date.now();
-    const stored = await deps.store.openData(manifest);
-    const decoded = decodeCommitted(stored, manifest, deps.keys);
+    const decoded = await openDecoded(deps.store, manifest, deps.keys);
     // Shutdown or a stall (the runner's abort reason) stops the extraction; the catch below rolls back.
     const interrupt = () => decoded.destroy(ctx.signal.reason instanceof Error ? ctx.signal.reason : new TidemarkError('SHUTTING_DOWN', 'the point-in-time restore was interrupted'));
     ctx.signal.addEventListener('abort', interrupt, { once: true });
@@ -145,7 +125,6 @@ export async function restorePointInTime(
       await extractTar(reportingBytes(decoded, (bytes) => ctx.progress(`base backup extracted ${bytes} bytes`)), dir);
     } finally {
       ctx.signal.removeEventListener('abort', interrupt);
-      stored.destroy();
       decoded.destroy();
     }
     const downloadMs = Date.now() - downloadStarted;
@@ -182,6 +161,7 @@ export async function restorePointInTime(
 
     const result = await checkRestoredServer(server.socketDirectory, port, promoted.user, {
       systemIdentifier: facts.systemIdentifier,
+      stopLsn: facts.stopLsn,
       backupTimeline: facts.stopTimeline,
       database: postgres.database,
     });

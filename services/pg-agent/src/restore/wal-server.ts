@@ -20,8 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { TidemarkError, toErrorInfo, type WalFileManifest } from '@tidemark/contracts';
-import { readAll, type WalArchive } from '@tidemark/storage';
-import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
+import { openDecoded, readAll, type WalArchive } from '@tidemark/storage';
+import type { KeyRing } from '@tidemark/pipeline';
 import type { Logger } from '@tidemark/runtime';
 
 /**
@@ -153,13 +153,10 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
     const manifest = await options.archive.readManifest(options.target, options.systemIdentifier, file);
     if (!manifest) return undefined;
     if (manifest.data.rawBytes !== options.walSegmentSize) return undefined; // served (and refused) the normal way
-    const stored = await options.archive.openData(manifest);
     try {
-      return await readAll(decodeCommitted(stored, manifest, options.keys));
+      return await readAll(await openDecoded(options.archive, manifest, options.keys));
     } catch (error) {
       throw error instanceof TidemarkError ? new TidemarkError(error.code, `archived WAL ${file}: ${error.message}`, { cause: error, retryable: error.retryable }) : error;
-    } finally {
-      stored.destroy();
     }
   };
 
@@ -249,11 +246,11 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
       response.writeHead(404, NOT_ARCHIVED_HEADERS).end();
       return;
     }
-    let stored: Readable;
+    let decoded: Readable;
     for (let attempt = 1; ; attempt += 1) {
       checkSize(located.manifest, located.outcome, segment !== undefined);
       try {
-        stored = await options.archive.openData(located.manifest);
+        decoded = await openDecoded(options.archive, located.manifest, options.keys);
         break;
       } catch (error) {
         // The archiver replaced this file meanwhile (a partial uploaded again, or superseded by its
@@ -265,7 +262,6 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
     }
     const { manifest, outcome } = located;
     const size = segment ? options.walSegmentSize : manifest.data.rawBytes;
-    const decoded = decodeCommitted(stored, manifest, options.keys);
     const chunks = decoded[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     let sent = 0;
     try {
@@ -280,7 +276,6 @@ export async function startWalServer(options: WalServerOptions): Promise<WalServ
       });
       await pipeline(Readable.from(bodyOf(first, chunks, size - manifest.data.rawBytes)), count, response);
     } catch (error) {
-      stored.destroy();
       decoded.destroy();
       if (clientWentAway(error)) {
         // The fetch script or the server went away (it says why in the server's log); not ours to report.

@@ -13,16 +13,15 @@
 //   fsyncs, then reports that flush position, which PostgreSQL stores as the physical slot's
 //   restart_lsn; so the bytes uploaded hold at least up to it. (pg_stat_replication.flush_lsn is
 //   the same number but vanishes while the receiver is disconnected; the slot's survives.)
-import { createHash } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import {
   MANIFEST_VERSION, SCHEMA_VERSION, TidemarkError, WalArchived, messageIds, subjects, type Compression, type WalFileKind, type WalFileManifest,
 } from '@tidemark/contracts';
 import { formatLsn, historyFileName, parseLsn, parseWalFileName, segmentStartLsn, WAL_SEGMENT_SIZE } from '@tidemark/pg';
-import { decodeCommitted, encodeStream, settleFirstCause, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
+import { encodeStream, settleFirstCause, sha256OfStream, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
 import type { EventPublisher } from '@tidemark/runtime';
-import { readAll, type WalArchive } from '@tidemark/storage';
+import { openDecoded, readAll, type WalArchive } from '@tidemark/storage';
 import { messageOf, type ArchiverLogger, type WalMonitor } from './monitor.js';
 import type { PrimarySample } from './primary.js';
 import { checkSegmentBelongs, parseHistory } from './segment-file.js';
@@ -61,16 +60,6 @@ interface FileFacts {
 }
 
 const SEGMENT_BYTES = BigInt(WAL_SEGMENT_SIZE);
-
-async function sha256Of(stream: AsyncIterable<unknown>): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  for await (const chunk of stream) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  return { sha256: hash.digest('hex'), bytes };
-}
 
 export class WalUploader {
   private readonly target: string;
@@ -202,12 +191,12 @@ export class WalUploader {
   private async storeOnce(path: string, name: string, facts: FileFacts): Promise<WalFileManifest> {
     const existing = await this.options.archive.readManifest(this.target, this.systemIdentifier, name);
     if (existing !== undefined) {
-      const local = await sha256Of((await open(path, 'r')).createReadStream());
+      const local = await sha256OfStream((await open(path, 'r')).createReadStream());
       let same = false;
       if (local.bytes === existing.data.rawBytes) {
         try {
           // Hashed as it decodes: nothing is held in memory.
-          same = (await sha256Of(await this.openDecoded(existing))).sha256 === local.sha256;
+          same = (await sha256OfStream(await openDecoded(this.options.archive, existing, this.options.keys))).sha256 === local.sha256;
         } catch (error) {
           this.log.warn({ target: this.target, file: name, err: messageOf(error) }, 'the archived copy cannot be read back; archiving the file again');
         }
@@ -221,13 +210,9 @@ export class WalUploader {
     return this.upload(path, name, facts);
   }
 
-  private async openDecoded(manifest: WalFileManifest): Promise<Readable> {
-    return decodeCommitted(await this.options.archive.openData(manifest), manifest, this.options.keys);
-  }
-
   /** A small archived file (a history file), whole. */
   private async readBack(manifest: WalFileManifest): Promise<Buffer> {
-    return readAll(await this.openDecoded(manifest));
+    return readAll(await openDecoded(this.options.archive, manifest, this.options.keys));
   }
 
   /** Encodes and stores the file, then commits its manifest (manifest last). */

@@ -12,15 +12,15 @@ import {
   BackupStarted, QdrantSourceFacts, TidemarkError, messageIds, subjects, type ArtifactKind, type Manifest, type RequestBackup,
 } from '@tidemark/contracts';
 import { effectiveTarget, type Target } from '@tidemark/config';
-import { newArtifactId } from '@tidemark/storage';
+import { newArtifactId, openDecoded } from '@tidemark/storage';
 import { defaultCompression, encodeStream, settleFirstCause, type KeyRing } from '@tidemark/pipeline';
 import { reportingBytes, type FailureDecision } from '@tidemark/runtime';
 import {
-  collectFacts, exportCollection, exportDelta, readIdSet, snapshotCollection, EXPORT_COVERAGE, EXPORT_FORMAT, SINGLE_NODE_COVERAGE,
+  collectFacts, exportCollection, exportDelta, qdrantFactsOf, readIdSet, snapshotCollection, EXPORT_COVERAGE, EXPORT_FORMAT, SINGLE_NODE_COVERAGE,
   SNAPSHOT_FORMAT, type ExportStream, type QdrantPort,
 } from '@tidemark/qdrant';
 import { announceArtifact, eventScope, manifestOf, publishBackupFailed } from '@tidemark/agent';
-import { openDecoded, qdrantFactsOf, type AgentDeps, type Context } from '../agent-deps.js';
+import type { AgentDeps, Context } from '../agent-deps.js';
 
 export type BackupDeps = AgentDeps;
 
@@ -200,6 +200,7 @@ async function snapshotAndStore(collection: string, plan: StorePlan, deps: Backu
   const outcome = await snapshotCollection(plan.port, {
     collection,
     store: (bytes) => storeEncoded(bytes, plan, deps, ctx),
+    progress: (what) => ctx.progress(what),
     onCleanupError: (error, snapshot) => ctx.logger.error({ err: error, collection, snapshot }, 'could not delete the server-side snapshot; delete it by hand'),
   });
   const source: QdrantSourceFacts = {
@@ -221,7 +222,7 @@ async function exportAndStore(collection: string, plan: StorePlan & { readonly p
   if (plan.parent && field !== undefined) {
     const parentFacts = qdrantFactsOf(plan.parent);
     parentHighWater = parentFacts.incremental?.highWater;
-    parentData = await openDecoded(deps.store, deps.keys, plan.parent);
+    parentData = await openDecoded(deps.store, plan.parent, deps.keys);
     exported = exportDelta(plan.port, {
       collection, exportId: plan.artifactId, includePayload, incrementalField: field, parentExportId: plan.parent.id,
       parentHighWater, parentIds: readIdSet(parentData),

@@ -12,13 +12,13 @@
 // `previousDatabaseKeptAs` says where the old data is.
 import { TidemarkError, type Manifest, type QdrantSourceFacts, type RequestRestore } from '@tidemark/contracts';
 import type { Target } from '@tidemark/config';
-import type { ArtifactStore } from '@tidemark/storage';
+import { openDecoded, type ArtifactStore } from '@tidemark/storage';
 import { reportingBytes } from '@tidemark/runtime';
 import {
-  chainApplyOrder, compareWithFacts, promoteRestored, restoreChain, SNAPSHOT_FORMAT, stagingName, type QdrantPort, type RestoreOutcome,
+  chainApplyOrder, compareWithFacts, promoteRestored, qdrantFactsOf, restoreChain, SNAPSHOT_FORMAT, stagingName, type QdrantPort, type RestoreOutcome,
 } from '@tidemark/qdrant';
 import { compactTimestamp, pickArtifactOf, publishRestoreStarted, type RestoreRun } from '@tidemark/agent';
-import { openDecoded, qdrantFactsOf, type AgentDeps, type Context } from '../agent-deps.js';
+import type { AgentDeps, Context } from '../agent-deps.js';
 
 export type RestoreDeps = AgentDeps;
 
@@ -114,7 +114,7 @@ async function restoreSnapshot(port: QdrantPort, manifest: Manifest, name: strin
   const alias = (await port.listAliases()).find((a) => a.alias === name)?.collection;
   const into = overwrite ? stagingName(name, deps.clock()) : name;
   if (await port.collectionExists(into)) throw new TidemarkError('RESTORE_TARGET_EXISTS', `qdrant collection ${into} exists; remove the leftover or retry later`);
-  const decoded = await openDecoded(deps.store, deps.keys, manifest);
+  const decoded = await openDecoded(deps.store, manifest, deps.keys);
   try {
     // Bytes uploaded are the restore's progress: a hung upload stops them.
     await port.uploadSnapshot(into, reportingBytes(decoded, (bytes) => ctx.progress(`uploaded ${bytes} snapshot bytes`)), { checksum: facts.snapshot.sha256, priority: 'snapshot' });
@@ -149,7 +149,7 @@ async function restoreExportChain(port: QdrantPort, manifest: Manifest, name: st
   return restoreChain(port, {
     collection: name,
     overwrite,
-    links: chain.map((link) => () => openDecoded(deps.store, deps.keys, manifests.get(link.id)!)),
+    links: chain.map((link) => () => openDecoded(deps.store, manifests.get(link.id)!, deps.keys)),
     clock: deps.clock,
     progress: () => ctx.progress('restored a batch of points'),
   });

@@ -3,9 +3,9 @@
 // the hour), never on every pass; a clean pass publishes nothing.
 import { PgBaseSourceFacts, SCHEMA_VERSION, WalProblem, messageIds, subjects, toErrorInfo, type WalFileManifest } from '@tidemark/contracts';
 import { parseTimelineHistory, type TimelineSwitch } from '@tidemark/pg';
-import { decodeCommitted, type KeyRing } from '@tidemark/pipeline';
+import type { KeyRing } from '@tidemark/pipeline';
 import type { EventPublisher, Logger } from '@tidemark/runtime';
-import { readAll, type WalArchive } from '@tidemark/storage';
+import { openDecoded, readAll, type WalArchive } from '@tidemark/storage';
 import type { Catalog, CatalogRecord } from '../catalog/catalog.js';
 import { historyToRead, planArchiveCheck, type ArchiveCheckPlan, type ArchiveFinding, type BaseBackupStart } from './check.js';
 
@@ -139,8 +139,7 @@ export class ArchiveChecker {
       const manifest: WalFileManifest | undefined = await this.deps.archive.readManifest(target, systemIdentifier, file);
       if (manifest) {
         const keys: KeyRing = this.deps.keyRing ?? { current: undefined, get: () => undefined };
-        const stored = await this.deps.archive.openData(manifest);
-        const text = (await readAll(decodeCommitted(stored, manifest, keys))).toString('utf8');
+        const text = (await readAll(await openDecoded(this.deps.archive, manifest, keys))).toString('utf8');
         parsed = parseTimelineHistory(text);
       }
     } catch (error) {
