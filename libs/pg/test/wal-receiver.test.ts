@@ -347,7 +347,7 @@ describe('wal receiver (real postgresql)', () => {
     await writeFile(join(keptDir, short), content);
     const kept = await startWalReceiver(conn, { slot: 'tidemark_kept', dir: keptDir, logger: quiet, restartDelayMs: { initial: 100, max: 200 }, onSegment: async () => undefined });
     try {
-      await waitFor('a restart of pg_receivewal', () => kept.status().restarts >= 2);
+      await eventually(() => kept.status().restarts >= 2, 15_000, 'a restart of pg_receivewal');
       expect((await readFile(join(keptDir, short))).equals(content)).toBe(true);
       expect(ownLogs.filter((line) => line.includes('could not finish pre-allocating'))).toEqual([]);
     } finally {

@@ -3,6 +3,7 @@ import { pino } from 'pino';
 import type { Alert } from '@tidemark/contracts';
 import { AlertDispatcher, DedupeWindow, handleBackupFailed, handleVerifyFailed as handleVerifyFailedUnsettled, type AlertChannel, type AlertStore } from '../src/index.js';
 import { settling } from '@tidemark/testkit';
+import { DEFAULT_CONSUMER_SETTINGS } from '@tidemark/runtime';
 const handleVerifyFailed = settling(handleVerifyFailedUnsettled);
 
 const logger = pino({ enabled: false });
@@ -105,7 +106,7 @@ describe('failure handlers', () => {
     const dispatcher = new AlertDispatcher({ store, channels: [], logger, dedupeWindowMs: 60_000 });
     const clock = () => at('2025-01-01T00:00:00Z');
     store.down = true;
-    expect(await handleVerifyFailed(verifyFailed, { dispatcher, clock }, ctx)).toEqual({ type: 'nak', delayMs: 2000 });
+    expect(await handleVerifyFailed(verifyFailed, { dispatcher, clock }, ctx)).toEqual({ type: 'nak', delayMs: DEFAULT_CONSUMER_SETTINGS.backoff.initialSeconds * 1000 });
     store.down = false;
     expect(await handleVerifyFailed(verifyFailed, { dispatcher, clock }, { ...ctx, attempt: 2 })).toEqual({ type: 'ack' });
     expect(store.stored).toHaveLength(1);
