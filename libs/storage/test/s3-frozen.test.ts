@@ -128,3 +128,21 @@ describe('s3 backend with the server frozen', () => {
     expect(Date.now() - frozenAt).toBeLessThan(STALL_MS + SLACK_MS);
   }, 30_000);
 });
+
+describe('s3 backend with the server stopped mid-upload', () => {
+  it('the upload it could not abort then is aborted after the next successful save, once the server is back', async () => {
+    const store = await freshBackend();
+    let halting: Promise<void> | undefined;
+    const body = generated(64 * MiB, (bytes) => {
+      if (bytes === 12 * MiB) halting ??= s3.halt();
+    });
+    const error = await store.save('big/data.bin', body, { size: 64 * MiB }).catch((e: unknown) => e);
+    await halting;
+    expect(toErrorInfo(error)).toMatchObject({ code: 'STORAGE_UNAVAILABLE', retryable: true });
+    await s3.startAgain();
+    // The abort was refused with the connection: the upload is still open on the server.
+    expect(await s3.incompleteUploads(`frozen-${buckets}`)).toEqual(['tidemark/big/data.bin']);
+    await store.save('next.json', Buffer.from('{}'));
+    expect(await s3.incompleteUploads(`frozen-${buckets}`)).toEqual([]);
+  }, 30_000);
+});
