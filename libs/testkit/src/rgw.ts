@@ -256,9 +256,19 @@ class CephCluster {
 
   async incompleteUploads(bucket: string): Promise<string[]> {
     if (this.client === undefined) throw new Error('the Ceph cluster has not started');
-    const keys: string[] = [];
-    for await (const upload of this.client.listIncompleteUploads(bucket, '', true)) keys.push(upload.key);
-    return keys;
+    const client = this.client;
+    // The client lists each upload's parts too: an upload completed or aborted in between fails the
+    // listing (NoSuchKey, NoSuchUpload), and a listing taken again no longer shows it.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const keys: string[] = [];
+        for await (const upload of client.listIncompleteUploads(bucket, '', true)) keys.push(upload.key);
+        return keys;
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        if (attempt >= 5 || (code !== 'NoSuchKey' && code !== 'NoSuchUpload')) throw error;
+      }
+    }
   }
 
   /**
