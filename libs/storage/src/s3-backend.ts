@@ -115,7 +115,20 @@ export async function createS3Backend(config: S3BackendConfig): Promise<StorageB
    * so an outage leaves no parts behind. (If this process dies first, bucket lifecycle rules expire them.)
    */
   const unaborted = new Map<string, string>();
+  /**
+   * Object names whose multipart upload a failed save asked for without learning its id: a hung
+   * server carries the request out once it resumes. Their uploads are looked up (by the exact name,
+   * which no other save uses: data keys carry a fresh token per attempt) and aborted like the above.
+   */
+  const unknownUploads = new Set<string>();
   async function abortUnaborted(): Promise<void> {
+    for (const objectName of unknownUploads) {
+      const found = await answer(`listing the uploads of ${JSON.stringify(objectName)}`, () => client.listIncompleteUploadsQuery(bucket, objectName, '', '', '')).catch(() => undefined);
+      if (found === undefined) return; // not answering again: the next successful save tries again
+      // String(): the client's XML parser turns an all-digit id into a number.
+      for (const upload of found.uploads) if (String(upload.key) === objectName) unaborted.set(String(upload.uploadId), objectName);
+      unknownUploads.delete(objectName);
+    }
     for (const [uploadId, objectName] of unaborted) {
       const aborted = await answer(`aborting the upload of ${JSON.stringify(objectName)}`, () =>
         client.abortMultipartUpload(bucket, objectName, uploadId).catch((error: unknown) => {
@@ -133,7 +146,7 @@ export async function createS3Backend(config: S3BackendConfig): Promise<StorageB
 
   async function save(key: string, body: Readable | Uint8Array, options: SaveOptions = {}): Promise<number> {
     const saved = await saveObject(key, body, options);
-    if (unaborted.size > 0) await abortUnaborted();
+    if (unaborted.size > 0 || unknownUploads.size > 0) await abortUnaborted();
     return saved;
   }
 
@@ -156,7 +169,10 @@ export async function createS3Backend(config: S3BackendConfig): Promise<StorageB
       let pending: Buffer[] = [];
       let pendingBytes = 0;
       const flushPart = async (part: Buffer): Promise<void> => {
-        uploadId ??= await answer(what, () => client.initiateNewMultipartUpload(bucket, objectName, headers));
+        uploadId ??= await answer(what, () => client.initiateNewMultipartUpload(bucket, objectName, headers)).catch((error: unknown) => {
+          unknownUploads.add(objectName);
+          throw error;
+        });
         const upload = uploadId;
         const partNumber = etags.length + 1;
         const { etag } = await transfer(what, () => client.uploadPart({ bucketName: bucket, objectName, uploadID: upload, partNumber, headers: {} }, part));

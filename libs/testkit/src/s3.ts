@@ -4,7 +4,7 @@
 // until its stdin closes (so the server dies with the test process even on a crash).
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -107,13 +107,23 @@ async function serveS3rver(directory: string, port = 0): Promise<{ server: Start
 }
 
 async function s3rverIncompleteUploads(directory: string, bucket: string): Promise<string[]> {
-  const uploads = join(directory, 'data', bucket, UPLOADS_DIRECTORY);
-  const ids = await readdir(uploads).catch((error: NodeJS.ErrnoException) => {
+  // An upload whose key file is not written yet is still being begun: it is in progress all the same.
+  return (await uploadsIn(join(directory, 'data', bucket, UPLOADS_DIRECTORY))).map(({ id, key }) => key ?? `(upload ${id})`);
+}
+
+/** The multipart uploads s3rver keeps in `uploadsDirectory`: one directory per upload id, its key in a file. */
+async function uploadsIn(uploadsDirectory: string): Promise<{ id: string; key: string | undefined; initiated: Date }[]> {
+  const ids = await readdir(uploadsDirectory).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return [];
     throw error;
   });
-  // An upload whose key file is not written yet is still being begun: it is in progress all the same.
-  return Promise.all(ids.map((id) => readFile(join(uploads, id, 'key'), 'utf8').catch(() => `(upload ${id})`)));
+  return Promise.all(
+    ids.map(async (id) => ({
+      id,
+      key: await readFile(join(uploadsDirectory, id, 'key'), 'utf8').catch(() => undefined),
+      initiated: (await stat(join(uploadsDirectory, id)).catch(() => undefined))?.birthtime ?? new Date(),
+    })),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,7 +164,8 @@ async function serve(directory: string, port: number): Promise<void> {
 /**
  * Operations s3rver 3.7 does not implement but the `minio` client calls.
  * - GET /bucket?uploads (ListMultipartUploads): minio's putObject looks for an upload to resume
- *   before every multipart upload and fails on s3rver's NotImplemented. We answer that none exist.
+ *   before every multipart upload and fails on s3rver's NotImplemented, and the S3 backend looks up
+ *   an upload it asked for without learning its id. We list the uploads under the prefix (one page).
  * - DELETE /bucket/key?uploadId=… (AbortMultipartUpload): s3rver answers MethodNotAllowed. We drop
  *   the upload's parts, as S3 does, so an aborted upload leaves nothing behind.
  * Bucket location (GET ?location) is implemented by s3rver (an empty constraint = us-east-1).
@@ -165,6 +176,8 @@ function missingOperations(store: S3rverStore): Middleware {
     const segments = url.pathname.split('/').filter(Boolean);
     const bucket = segments[0];
     if (ctx.req.method === 'GET' && segments.length === 1 && url.searchParams.has('uploads') && bucket !== undefined) {
+      const prefix = url.searchParams.get('prefix') ?? '';
+      const uploads = (await uploadsIn(store.getResourcePath(bucket, undefined, 'uploads'))).filter(({ key }) => key?.startsWith(prefix));
       ctx.respond = false;
       ctx.res.writeHead(200, { 'content-type': 'application/xml' });
       ctx.res.end(
@@ -172,7 +185,9 @@ function missingOperations(store: S3rverStore): Middleware {
           '<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
           `<Bucket>${escapeXml(bucket)}</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>` +
           '<NextKeyMarker></NextKeyMarker><NextUploadIdMarker></NextUploadIdMarker>' +
-          '<MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>',
+          `<Prefix>${escapeXml(prefix)}</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>` +
+          uploads.map(({ id, key, initiated }) => `<Upload><Key>${escapeXml(key ?? '')}</Key><UploadId>${escapeXml(id)}</UploadId><StorageClass>STANDARD</StorageClass><Initiated>${initiated.toISOString()}</Initiated></Upload>`).join('') +
+          '</ListMultipartUploadsResult>',
       );
       return;
     }
