@@ -163,7 +163,10 @@ async function runScenarios(s3Server: S3ServerKind): Promise<void> {
     const orphans = artifactKeys.filter((key) => !committed.includes(key));
     for (const orphan of orphans) expect(orphan).toMatch(new RegExp(`^${ARTIFACTS_PREFIX}${artifactId}/data-[0-9a-f]+\\.bin$`));
     // WAL uploads go on meanwhile: one in progress ends, one left behind would stay.
-    await eventually(async () => (await s3.incompleteUploads(STACK_BUCKET)).length === 0, 30_000, 'no multipart upload left open in the bucket');
+    let leftOpen: string[] = [];
+    await eventually(async () => (leftOpen = await s3.incompleteUploads(STACK_BUCKET)).length === 0, 30_000, 'no multipart upload left open in the bucket').catch(() => {
+      expect(leftOpen, 'multipart uploads left open in the bucket').toEqual([]);
+    });
 
     // Every failure was a retry, said so, and paged nobody.
     const failed = failures();
