@@ -6,7 +6,7 @@ const now = new Date('2025-06-01T12:00:00Z');
 const artifact = (artifactId: string, target: string, hoursAgo: number, verification: CatalogArtifact['verification'], extra: Partial<CatalogArtifact> = {}): CatalogArtifact => ({
   artifactId, engine: 'pg', target, kind: 'logical', storedBytes: 1536, verification,
   createdAt: new Date(now.getTime() - hoursAgo * 3600_000).toISOString(), ...extra,
-});
+}) as CatalogArtifact; // only the fields the formatters read
 
 describe('format', () => {
   it('formats sizes and ages', () => {

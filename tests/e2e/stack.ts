@@ -9,7 +9,10 @@ import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import { EVENTS_STREAM, decode } from '@tidemark/contracts';
 import { ARTIFACT_ROOTS, artifactKeys, type ArtifactStore } from '@tidemark/storage';
-import { eventually, freePort, storedMessages, startNats, startPostgres, startQdrant, startRgw, startS3, type NatsTestServer, type PostgresServer, type QdrantTestServer } from '@tidemark/testkit';
+import {
+  eventually, freePort, storedMessages, startLocalS3, startNats, startPostgres, startQdrant, startRgw, startS3,
+  type LocalS3Endpoint, type NatsTestServer, type PostgresServer, type QdrantTestServer, type S3Endpoint,
+} from '@tidemark/testkit';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
 export const SERVICES = ['scheduler', 'pg-agent', 'qdrant-agent', 'storage', 'verifier', 'alerter'] as const;
@@ -19,6 +22,12 @@ export interface StackOptions {
   readonly storage: 'fs' | 's3';
   /** Which S3 server `storage: 's3'` runs on: s3rver (the default, faster) or Ceph RGW (a real S3). */
   readonly s3Server?: S3ServerKind;
+  /** The S3 server is a local process the test can freeze and halt (see localS3()), whatever TIDEMARK_TEST_PROVIDER says. */
+  readonly localS3?: boolean;
+  /** storage.requestTimeoutSeconds and storage.stallSeconds for `storage: 's3'` (60 s each by default). */
+  readonly s3Timeouts?: { readonly requestTimeoutSeconds: number; readonly stallSeconds: number };
+  /** The config's `consumers:` section; without it the config's defaults, with maxDeliver 3. */
+  readonly consumers?: { readonly maxDeliver: number; readonly backoff: { readonly initialSeconds: number; readonly maxSeconds: number } };
   readonly encrypt: boolean;
   /** Extra YAML for the `main` target's schedules (already indented list items), if any. */
   readonly schedules?: string;
@@ -37,6 +46,8 @@ export interface StackOptions {
 }
 
 export type S3ServerKind = 's3rver' | 'rgw';
+/** The bucket of a stack on S3. */
+export const STACK_BUCKET = 'tidemark-e2e';
 
 export interface ServiceProcess {
   readonly name: ServiceName;
@@ -66,6 +77,7 @@ export class Stack {
     readonly nats: NatsTestServer,
     readonly pg: PostgresServer,
     private readonly stops: Array<() => Promise<void>>,
+    readonly s3?: S3Endpoint,
     readonly qdrant?: QdrantTestServer,
     readonly qdrantSandbox?: QdrantTestServer,
   ) {}
@@ -88,17 +100,20 @@ export class Stack {
       TIDEMARK_NATS_URL: nats.url,
       TIDEMARK_LOG_LEVEL: 'debug',
       TIDEMARK_ACK_WAIT_MS: String(options.ackWaitMs ?? 10_000),
-      TIDEMARK_MAX_DELIVER: '3',
+      TIDEMARK_MAX_DELIVER: String(options.consumers?.maxDeliver ?? 3),
       PG_MAIN_PASSWORD: pg.password,
       TIDEMARK_ENCRYPTION_KEY: randomBytes(32).toString('hex'),
     };
     let storageYaml = `storage:\n  type: fs\n  root: ${storageRoot}\n  orphanGraceMinutes: 0\n`;
+    let s3: S3Endpoint | undefined;
     if (options.storage === 's3') {
-      const s3 = options.s3Server === 'rgw' ? await startRgw() : await startS3();
-      stops.push(() => s3.stop());
-      env.TIDEMARK_S3_ACCESS_KEY = s3.accessKey;
-      env.TIDEMARK_S3_SECRET_KEY = s3.secretKey;
-      storageYaml = `storage:\n  type: s3\n  endpoint: ${s3.endpoint}\n  bucket: tidemark-e2e\n  region: ${s3.region}\n  orphanGraceMinutes: 0\n`;
+      const started = options.s3Server === 'rgw' ? await startRgw() : options.localS3 ? await startLocalS3() : await startS3();
+      s3 = started;
+      stops.push(() => started.stop());
+      env.TIDEMARK_S3_ACCESS_KEY = started.accessKey;
+      env.TIDEMARK_S3_SECRET_KEY = started.secretKey;
+      storageYaml = `storage:\n  type: s3\n  endpoint: ${started.endpoint}\n  bucket: ${STACK_BUCKET}\n  region: ${started.region}\n  orphanGraceMinutes: 0\n`;
+      if (options.s3Timeouts) storageYaml += `  requestTimeoutSeconds: ${options.s3Timeouts.requestTimeoutSeconds}\n  stallSeconds: ${options.s3Timeouts.stallSeconds}\n`;
     }
     let qdrant: QdrantTestServer | undefined;
     let qdrantSandbox: QdrantTestServer | undefined;
@@ -113,6 +128,8 @@ export class Stack {
     const yaml = [
       `nats:\n  url: ${nats.url}\n`,
       storageYaml,
+      // JSON is YAML.
+      options.consumers ? `consumers: ${JSON.stringify(options.consumers)}\n` : '',
       options.encrypt ? `encryption:\n  keyEnv: TIDEMARK_ENCRYPTION_KEY\n  keyId: e2e-key\n` : '',
       `defaults:\n  compression: zstd\n  encrypt: ${options.encrypt}\n  verify: true\n`,
       `sandbox:\n  postgres:\n${conn('postgres').replaceAll('    ', '      ')}`,
@@ -133,10 +150,17 @@ export class Stack {
     // Through a restarted nats-server too, and back as soon as the services are, so that it misses as little as it can.
     const nc = await connect({ servers: nats.url, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     stops.push(() => nc.close());
-    const stack = new Stack(options, dir, configPath, storageRoot, env, nc, nats, pg, stops, qdrant, qdrantSandbox);
+    const stack = new Stack(options, dir, configPath, storageRoot, env, nc, nats, pg, stops, s3, qdrant, qdrantSandbox);
     stack.observe();
     stops.push(() => rm(dir, { recursive: true, force: true }));
     return stack;
+  }
+
+  /** The S3 server with its fault controls (a stack started with `localS3: true`). */
+  localS3(): LocalS3Endpoint {
+    const s3 = this.s3;
+    if (s3 === undefined || !('halt' in s3)) throw new Error('this stack has no local S3 server: start it with storage: s3 and localS3: true');
+    return s3 as LocalS3Endpoint;
   }
 
   /** Records every Tidemark event and alert (core subscription: sees what JetStream stores too). */

@@ -109,7 +109,7 @@ describe('stallDetector', () => {
       }
     }
     const collected: Buffer[] = [];
-    await pipeline(Readable.from(trickle()), stallDetector({ stallMs: 150 }), new Writable({ write: (chunk: Buffer, _e, done) => done(null, collected.push(chunk)) }));
+    await pipeline(Readable.from(trickle()), stallDetector({ stallMs: 150 }), new Writable({ write: (chunk: Buffer, _e, done) => { collected.push(chunk); done(); } }));
     expect(Buffer.concat(collected)).toEqual(Buffer.from([0, 1, 2, 3, 4, 5]));
   });
 });

@@ -109,7 +109,48 @@ export async function createS3Backend(config: S3BackendConfig): Promise<StorageB
     throw mapError(error, `opening bucket ${JSON.stringify(bucket)} at ${endpoint.host}`);
   }
 
+  /**
+   * Multipart uploads (id → object name) a failed save could not abort: the server was down or hung
+   * right then. Each is aborted again after a later save succeeds, when the server answers again,
+   * so an outage leaves no parts behind. (If this process dies first, bucket lifecycle rules expire them.)
+   */
+  const unaborted = new Map<string, string>();
+  /**
+   * Object names whose multipart upload a failed save asked for without learning its id: a hung
+   * server carries the request out once it resumes. Their uploads are looked up (by the exact name,
+   * which no other save uses: data keys carry a fresh token per attempt) and aborted like the above.
+   */
+  const unknownUploads = new Set<string>();
+  async function abortUnaborted(): Promise<void> {
+    for (const objectName of unknownUploads) {
+      const found = await answer(`listing the uploads of ${JSON.stringify(objectName)}`, () => client.listIncompleteUploadsQuery(bucket, objectName, '', '', '')).catch(() => undefined);
+      if (found === undefined) return; // not answering again: the next successful save tries again
+      // String(): the client's XML parser turns an all-digit id into a number.
+      for (const upload of found.uploads) if (String(upload.key) === objectName) unaborted.set(String(upload.uploadId), objectName);
+      unknownUploads.delete(objectName);
+    }
+    for (const [uploadId, objectName] of unaborted) {
+      const aborted = await answer(`aborting the upload of ${JSON.stringify(objectName)}`, () =>
+        client.abortMultipartUpload(bucket, objectName, uploadId).catch((error: unknown) => {
+          // Gone already: the server carried out an abort that had timed out here.
+          if ((error as { code?: unknown }).code !== 'NoSuchUpload') throw error;
+        }),
+      ).then(
+        () => true,
+        () => false,
+      );
+      if (!aborted) return; // not answering again: the next successful save tries again
+      unaborted.delete(uploadId);
+    }
+  }
+
   async function save(key: string, body: Readable | Uint8Array, options: SaveOptions = {}): Promise<number> {
+    const saved = await saveObject(key, body, options);
+    if (unaborted.size > 0 || unknownUploads.size > 0) await abortUnaborted();
+    return saved;
+  }
+
+  async function saveObject(key: string, body: Readable | Uint8Array, options: SaveOptions): Promise<number> {
     const objectName = fullKey(key);
     const headers: Record<string, string> = { 'Content-Type': options.contentType ?? 'application/octet-stream' };
     const what = `saving ${JSON.stringify(key)} to ${location}`;
@@ -128,7 +169,10 @@ export async function createS3Backend(config: S3BackendConfig): Promise<StorageB
       let pending: Buffer[] = [];
       let pendingBytes = 0;
       const flushPart = async (part: Buffer): Promise<void> => {
-        uploadId ??= await answer(what, () => client.initiateNewMultipartUpload(bucket, objectName, headers));
+        uploadId ??= await answer(what, () => client.initiateNewMultipartUpload(bucket, objectName, headers)).catch((error: unknown) => {
+          unknownUploads.add(objectName);
+          throw error;
+        });
         const upload = uploadId;
         const partNumber = etags.length + 1;
         const { etag } = await transfer(what, () => client.uploadPart({ bucketName: bucket, objectName, uploadID: upload, partNumber, headers: {} }, part));
@@ -169,7 +213,7 @@ export async function createS3Backend(config: S3BackendConfig): Promise<StorageB
         // Best effort, bounded by the request timeout (the server may be the very thing that
         // hangs). An upload left behind is invisible, and bucket lifecycle rules expire it.
         const abandoned = uploadId;
-        await answer(`aborting the upload of ${JSON.stringify(key)}`, () => client.abortMultipartUpload(bucket, objectName, abandoned)).catch(() => undefined);
+        await answer(`aborting the upload of ${JSON.stringify(key)}`, () => client.abortMultipartUpload(bucket, objectName, abandoned)).catch(() => unaborted.set(abandoned, objectName));
       }
       throw error;
     }

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { toErrorInfo } from '@tidemark/contracts';
 import { createS3Backend, readAll, type StorageBackend } from '@tidemark/storage';
-import { startLocalS3, type LocalS3Endpoint } from '@tidemark/testkit';
+import { eventually, startLocalS3, type LocalS3Endpoint } from '@tidemark/testkit';
 import { MiB } from './helpers.js';
 
 const STALL_MS = 2_000;
@@ -126,5 +126,38 @@ describe('s3 backend with the server frozen', () => {
     expect(received).toBeLessThan(48 * MiB);
     expect(toErrorInfo(error)).toMatchObject({ code: 'STORAGE_UNAVAILABLE', retryable: true, message: expect.stringContaining('reading "download.bin"') });
     expect(Date.now() - frozenAt).toBeLessThan(STALL_MS + SLACK_MS);
+  }, 30_000);
+});
+
+describe('s3 backend with the server frozen as an upload starts', () => {
+  it('the upload the server starts after it resumes, unbeknown to the save that gave up on it, is aborted after the next successful save', async () => {
+    const store = await freshBackend();
+    s3.freeze();
+    // More than one part: the save starts a multipart upload, and gets no answer.
+    const error = await store.save('big/data.bin', generated(20 * MiB, () => undefined), { size: 20 * MiB }).catch((e: unknown) => e);
+    expect(toErrorInfo(error)).toMatchObject({ code: 'STORAGE_UNAVAILABLE', retryable: true, message: expect.stringContaining('no answer within 2 s') });
+    s3.resume();
+    // The request was accepted while frozen: once resumed, the server carries it out.
+    await eventually(async () => (await s3.incompleteUploads(`frozen-${buckets}`)).includes('tidemark/big/data.bin'), 20_000, 'the server to start the upload it was asked for while frozen');
+    await store.save('next.json', Buffer.from('{}'));
+    expect(await s3.incompleteUploads(`frozen-${buckets}`)).toEqual([]);
+  }, 60_000);
+});
+
+describe('s3 backend with the server stopped mid-upload', () => {
+  it('the upload it could not abort then is aborted after the next successful save, once the server is back', async () => {
+    const store = await freshBackend();
+    let halting: Promise<void> | undefined;
+    const body = generated(64 * MiB, (bytes) => {
+      if (bytes === 12 * MiB) halting ??= s3.halt();
+    });
+    const error = await store.save('big/data.bin', body, { size: 64 * MiB }).catch((e: unknown) => e);
+    await halting;
+    expect(toErrorInfo(error)).toMatchObject({ code: 'STORAGE_UNAVAILABLE', retryable: true });
+    await s3.startAgain();
+    // The abort was refused with the connection: the upload is still open on the server.
+    expect(await s3.incompleteUploads(`frozen-${buckets}`)).toEqual(['tidemark/big/data.bin']);
+    await store.save('next.json', Buffer.from('{}'));
+    expect(await s3.incompleteUploads(`frozen-${buckets}`)).toEqual([]);
   }, 30_000);
 });

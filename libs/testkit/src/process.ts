@@ -18,6 +18,11 @@ export interface SpawnOptions {
   /** Run as this OS user and group (needs root), e.g. postgres, which refuses to run as root. */
   readonly uid?: number;
   readonly gid?: number;
+  /**
+   * Gives the child a stdin pipe that stays open while this process lives: a child that exits when
+   * its stdin closes then dies with the test process even when that is killed (no exit hook runs).
+   */
+  readonly exitWithParent?: boolean;
 }
 
 export interface StartedProcess {
@@ -32,7 +37,9 @@ export interface StartedProcess {
   recentOutput(): string;
   /** Resolves with the first line (already written or still to come) that matches. */
   waitForOutput(pattern: RegExp | string, timeoutMs?: number): Promise<string>;
-  /** Sends `signal` (SIGTERM by default), then SIGKILL after `timeoutMs` (5 s by default). */
+  /** Sends `signal` and returns at once (SIGSTOP and SIGCONT freeze and resume it). */
+  signal(signal: NodeJS.Signals): void;
+  /** Sends `signal` (SIGTERM by default), then SIGKILL after `timeoutMs` (5 s by default); a frozen process is resumed to receive it. */
   stop(options?: { signal?: NodeJS.Signals; timeoutMs?: number }): Promise<ProcessExit>;
 }
 
@@ -71,7 +78,7 @@ export function startProcess(command: string, args: readonly string[], options: 
   const child = spawn(command, [...args], {
     cwd: options.cwd,
     env: options.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.exitWithParent === true ? 'pipe' : 'ignore', 'pipe', 'pipe'],
     ...(options.uid === undefined ? {} : { uid: options.uid }),
     ...(options.gid === undefined ? {} : { gid: options.gid }),
   });
@@ -163,9 +170,14 @@ export function startProcess(command: string, args: readonly string[], options: 
         exitListeners.add(onExit);
       });
     },
+    signal(signal) {
+      if (exit === undefined) child.kill(signal);
+    },
     async stop({ signal = 'SIGTERM', timeoutMs = 5000 } = {}) {
       if (exit !== undefined) return exit;
       child.kill(signal);
+      // A stopped (SIGSTOP) process only acts on its signal once it runs again.
+      if (signal !== 'SIGKILL') child.kill('SIGCONT');
       const result = await Promise.race([exited, sleep(timeoutMs).then(() => undefined)]);
       if (result !== undefined) return result;
       child.kill('SIGKILL');

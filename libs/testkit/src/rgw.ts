@@ -18,9 +18,10 @@ import { runProcess, startProcess, type StartedProcess } from './process.js';
 import { testProvider } from './provider.js';
 import { containerMinio } from './containers.js';
 import { makeTempDir, removeTempDir } from './tmp.js';
-import type { S3Endpoint } from './s3.js';
+import type { LocalS3Endpoint } from './s3.js';
 
-export interface RgwEndpoint extends S3Endpoint {
+/** The gateway is the S3 server: its faults (freeze, halt) touch radosgw only, the cluster's data stays. */
+export interface RgwEndpoint extends LocalS3Endpoint {
   /** How long the cluster took from the first command until a signed ListBuckets succeeded. */
   readonly startupMs: number;
 }
@@ -65,7 +66,13 @@ export async function startRgw(options: StartRgwOptions = {}): Promise<RgwEndpoi
     const started = Date.now();
     const minio = await containerMinio();
     const { endpoint, port, accessKey, secretKey, region } = minio;
-    return { endpoint, port, accessKey, secretKey, region, directory: '', startupMs: Date.now() - started, stop: () => minio.stop() };
+    const local = (): never => {
+      throw new Error('fault controls need the local Ceph RGW, not TIDEMARK_TEST_PROVIDER=containers');
+    };
+    return {
+      endpoint, port, accessKey, secretKey, region, directory: '', startupMs: Date.now() - started, stop: () => minio.stop(),
+      freeze: local, resume: local, halt: local, startAgain: local, incompleteUploads: local,
+    };
   }
   const binDir = options.binDir ?? process.env['TIDEMARK_CEPH_BINDIR'] ?? '/usr/bin';
   await requireCephBinaries(binDir);
@@ -105,6 +112,11 @@ async function startCluster(settings: ClusterSettings, started: number): Promise
       ...endpoint,
       directory,
       startupMs: Date.now() - started,
+      freeze: () => cluster.gateway().signal('SIGSTOP'),
+      resume: () => cluster.gateway().signal('SIGCONT'),
+      halt: () => cluster.haltGateway(),
+      startAgain: () => cluster.startGatewayAgain(),
+      incompleteUploads: (bucket) => cluster.incompleteUploads(bucket),
       stop: () => (stopped ??= cluster.stop().finally(() => removeTempDir(directory))),
     };
   } catch (error) {
@@ -138,7 +150,9 @@ interface GatewayEndpoint {
 }
 
 class CephCluster {
-  private readonly daemons: StartedProcess[] = [];
+  private daemons: StartedProcess[] = [];
+  private radosgw: StartedProcess | undefined;
+  private client: Client | undefined;
   /** The loopback port each listening daemon was given, to tell a lost port race from a crash. */
   private readonly daemonPorts = new Map<StartedProcess, number>();
   private readonly configPath: string;
@@ -187,18 +201,13 @@ class CephCluster {
 
     // The gateway creates its pools on first start; the user is created after that, so the two
     // never race to create the default realm and zone.
-    this.daemon('radosgw', ['-n', GATEWAY_NAME], gatewayPort);
-    const endpoint = `http://127.0.0.1:${gatewayPort}`;
-    await this.waitUntil('the gateway answers HTTP', async () => {
-      const response = await fetch(endpoint, { signal: AbortSignal.timeout(2_000) });
-      await response.body?.cancel();
-      return true;
-    });
+    const endpoint = await this.startGateway(gatewayPort);
 
     const accessKey = `TM${randomBytes(9).toString('hex').toUpperCase()}`;
     const secretKey = randomBytes(24).toString('base64url');
     await this.run('radosgw-admin', ['user', 'create', '--uid=tidemark', '--display-name=Tidemark tests', `--access-key=${accessKey}`, `--secret=${secretKey}`], { secret: secretKey });
     const client = new Client({ endPoint: '127.0.0.1', port: gatewayPort, useSSL: false, accessKey, secretKey, region: REGION, pathStyle: true });
+    this.client = client;
     await this.waitUntil('a signed ListBuckets succeeds', async () => {
       await client.listBuckets();
       return true;
@@ -214,6 +223,53 @@ class CephCluster {
     return { endpoint, port: gatewayPort, accessKey, secretKey, region: REGION };
   }
 
+  /** Starts radosgw on `port` (the one in ceph.conf) and waits until it answers HTTP. */
+  private async startGateway(port: number): Promise<string> {
+    this.radosgw = this.daemon('radosgw', ['-n', GATEWAY_NAME], port);
+    const endpoint = `http://127.0.0.1:${port}`;
+    await this.waitUntil('the gateway answers HTTP', async () => {
+      const response = await fetch(endpoint, { signal: AbortSignal.timeout(2_000) });
+      await response.body?.cancel();
+      return true;
+    });
+    return endpoint;
+  }
+
+  gateway(): StartedProcess {
+    if (this.radosgw === undefined) throw new Error('the Ceph cluster has no gateway running');
+    return this.radosgw;
+  }
+
+  /** Kills radosgw only: the monitor and the OSD keep the data. */
+  async haltGateway(): Promise<void> {
+    const gateway = this.gateway();
+    await gateway.stop({ signal: 'SIGKILL' });
+    this.daemons = this.daemons.filter((daemon) => daemon !== gateway);
+  }
+
+  async startGatewayAgain(): Promise<void> {
+    const halted = this.gateway();
+    if (!halted.hasExited()) throw new Error('radosgw is still running: halt() it before starting it again');
+    await this.startGateway(this.daemonPorts.get(halted)!);
+  }
+
+  async incompleteUploads(bucket: string): Promise<string[]> {
+    if (this.client === undefined) throw new Error('the Ceph cluster has not started');
+    const client = this.client;
+    // The client lists each upload's parts too: an upload completed or aborted in between fails the
+    // listing (NoSuchKey, NoSuchUpload), and a listing taken again no longer shows it.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const keys: string[] = [];
+        for await (const upload of client.listIncompleteUploads(bucket, '', true)) keys.push(upload.key);
+        return keys;
+      } catch (error) {
+        const code = (error as { code?: unknown }).code;
+        if (attempt >= 5 || (code !== 'NoSuchKey' && code !== 'NoSuchUpload')) throw error;
+      }
+    }
+  }
+
   /**
    * Kills every daemon at once: the cluster's data is thrown away with its directory, so nothing
    * needs a clean shutdown (and radosgw waits for its exit timeout on SIGTERM).
@@ -222,10 +278,11 @@ class CephCluster {
     await Promise.all(this.daemons.map((daemon) => daemon.stop({ signal: 'SIGKILL' })));
   }
 
-  private daemon(binary: CephBinary, args: readonly string[], port?: number): void {
+  private daemon(binary: CephBinary, args: readonly string[], port?: number): StartedProcess {
     const started = startProcess(join(this.settings.binDir, binary), ['-f', '-c', this.configPath, ...args], { name: binary });
     this.daemons.push(started);
     if (port !== undefined) this.daemonPorts.set(started, port);
+    return started;
   }
 
   private async run(binary: CephBinary, args: readonly string[], options: { secret?: string } = {}): Promise<string> {

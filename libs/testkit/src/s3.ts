@@ -1,11 +1,10 @@
 // A real S3 endpoint for tests: s3rver (a filesystem-backed S3 server) in a child process, so its
 // CPU and memory stay apart from the tests'. This same file is the child's entry point: run as
-// `node s3.js --serve-s3rver <directory>` it starts s3rver, prints {"port":N} and serves until its
-// stdin closes (so the server dies with the test process even on a crash).
-import { spawn, type ChildProcess } from 'node:child_process';
+// `node s3.js --serve-s3rver <directory> [port]` it starts s3rver, prints {"port":N} and serves
+// until its stdin closes (so the server dies with the test process even on a crash).
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,6 +12,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { startProcess, type StartedProcess } from './process.js';
 import { testProvider } from './provider.js';
 import { containerMinio } from './containers.js';
 
@@ -28,16 +28,30 @@ export interface S3Endpoint {
   stop(): Promise<void>;
 }
 
-/** The local s3rver, which fault tests can freeze (SIGSTOP: connections are accepted, nothing is answered) and resume. */
+/**
+ * An S3 server run by the test as a local process (s3rver, or Ceph's radosgw), with fault
+ * controls. Through every fault the endpoint keeps its port and its data.
+ */
 export interface LocalS3Endpoint extends S3Endpoint {
+  /** SIGSTOP: connections are still accepted, nothing is answered. */
   freeze(): void;
+  /** SIGCONT after freeze(): the server answers what it accepted meanwhile. */
   resume(): void;
+  /** The server process is killed: its port refuses connections until startAgain(). */
+  halt(): Promise<void>;
+  /** After halt(): a new server process on the same port with the same data; resolves once it answers. */
+  startAgain(): Promise<void>;
+  /** The keys of the multipart uploads in `bucket` begun and neither completed nor aborted. */
+  incompleteUploads(bucket: string): Promise<string[]>;
 }
 
 const SERVE_FLAG = '--serve-s3rver';
 /** s3rver's built-in account; it accepts no other credentials. */
 const S3RVER_KEY = 'S3RVER';
 const READY_TIMEOUT_MS = 20_000;
+const PORT_LINE = /^\{"port":\d+\}$/;
+/** s3rver's directory for the uploads of one bucket (FilesystemStore.getResourcePath with no key). */
+const UPLOADS_DIRECTORY = '._S3rver_uploads';
 
 /** Starts s3rver on a free port with its data in a fresh temp directory. */
 export async function startS3(): Promise<S3Endpoint> {
@@ -49,17 +63,14 @@ export async function startS3(): Promise<S3Endpoint> {
   return startLocalS3();
 }
 
-/** s3rver in a child process of ours, whatever the test provider: only a local process can be frozen. */
+/** s3rver in a child process of ours, whatever the test provider: only a local process can be frozen or halted. */
 export async function startLocalS3(): Promise<LocalS3Endpoint> {
   const directory = await mkdtemp(join(tmpdir(), 'tidemark-s3-'));
-  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), SERVE_FLAG, directory], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
+  let server: StartedProcess;
   let port: number;
   try {
-    port = await readPort(child);
+    ({ server, port } = await serveS3rver(directory));
   } catch (error) {
-    child.kill('SIGKILL');
     await rm(directory, { recursive: true, force: true });
     throw error;
   }
@@ -71,46 +82,48 @@ export async function startLocalS3(): Promise<LocalS3Endpoint> {
     secretKey: S3RVER_KEY,
     region: 'us-east-1',
     directory,
-    freeze: () => void child.kill('SIGSTOP'),
-    resume: () => void child.kill('SIGCONT'),
-    stop: () => {
-      // A frozen server would never see its stdin close.
-      child.kill('SIGCONT');
-      return (stopped ??= stopChild(child).then(() => rm(directory, { recursive: true, force: true })));
+    freeze: () => server.signal('SIGSTOP'),
+    resume: () => server.signal('SIGCONT'),
+    halt: async () => void (await server.stop({ signal: 'SIGKILL' })),
+    startAgain: async () => {
+      if (!server.hasExited()) throw new Error('s3rver is still running: halt() it before starting it again');
+      ({ server } = await serveS3rver(directory, port));
     },
+    incompleteUploads: (bucket) => s3rverIncompleteUploads(directory, bucket),
+    stop: () => (stopped ??= server.stop().then(() => rm(directory, { recursive: true, force: true }))),
   };
 }
 
-function readPort(child: ChildProcess): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let output = '';
-    const timer = setTimeout(() => fail(new Error('s3rver did not start within 20s; see its stderr above')), READY_TIMEOUT_MS);
-    const fail = (error: Error): void => {
-      clearTimeout(timer);
-      reject(error);
-    };
-    child.once('error', fail);
-    child.once('exit', (code) => fail(new Error(`s3rver exited with code ${code} before it was ready`)));
-    child.stdout?.on('data', (chunk: Buffer) => {
-      output += chunk.toString('utf8');
-      const line = output.split('\n')[0];
-      if (output.includes('\n') && line !== undefined) {
-        clearTimeout(timer);
-        child.removeAllListeners('exit');
-        const { port } = JSON.parse(line) as { port: number };
-        resolve(port);
-      }
-    });
-  });
+/** Starts the s3rver child on `port` (a free one by default) and waits for it to listen. */
+async function serveS3rver(directory: string, port = 0): Promise<{ server: StartedProcess; port: number }> {
+  const server = startProcess(process.execPath, [fileURLToPath(import.meta.url), SERVE_FLAG, directory, String(port)], { name: 's3rver', exitWithParent: true });
+  try {
+    const line = await server.waitForOutput(PORT_LINE, READY_TIMEOUT_MS);
+    return { server, port: (JSON.parse(line) as { port: number }).port };
+  } catch (error) {
+    await server.stop({ signal: 'SIGKILL' });
+    throw error;
+  }
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.stdin?.end(); // the child exits when its stdin closes
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-  await exited;
-  clearTimeout(timer);
+async function s3rverIncompleteUploads(directory: string, bucket: string): Promise<string[]> {
+  // An upload whose key file is not written yet is still being begun: it is in progress all the same.
+  return (await uploadsIn(join(directory, 'data', bucket, UPLOADS_DIRECTORY))).map(({ id, key }) => key ?? `(upload ${id})`);
+}
+
+/** The multipart uploads s3rver keeps in `uploadsDirectory`: one directory per upload id, its key in a file. */
+async function uploadsIn(uploadsDirectory: string): Promise<{ id: string; key: string | undefined; initiated: Date }[]> {
+  const ids = await readdir(uploadsDirectory).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  return Promise.all(
+    ids.map(async (id) => ({
+      id,
+      key: await readFile(join(uploadsDirectory, id, 'key'), 'utf8').catch(() => undefined),
+      initiated: (await stat(join(uploadsDirectory, id)).catch(() => undefined))?.birthtime ?? new Date(),
+    })),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -130,14 +143,14 @@ interface S3rverApp {
   close(): Promise<void>;
 }
 
-async function serve(directory: string): Promise<void> {
+async function serve(directory: string, port: number): Promise<void> {
   const require = createRequire(import.meta.url);
   const S3rver = require('s3rver') as new (options: Record<string, unknown>) => S3rverApp;
   const dataDirectory = join(directory, 'data');
   const partialDirectory = join(directory, 'partial');
   await mkdir(dataDirectory, { recursive: true });
   await mkdir(partialDirectory, { recursive: true });
-  const app = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory: dataDirectory });
+  const app = new S3rver({ address: '127.0.0.1', port, silent: true, directory: dataDirectory });
   patchStore(app.store, partialDirectory);
   // Koa composes the middleware list when the server starts, so a handler put first here answers
   // the requests s3rver lacks before its router rejects them.
@@ -151,7 +164,8 @@ async function serve(directory: string): Promise<void> {
 /**
  * Operations s3rver 3.7 does not implement but the `minio` client calls.
  * - GET /bucket?uploads (ListMultipartUploads): minio's putObject looks for an upload to resume
- *   before every multipart upload and fails on s3rver's NotImplemented. We answer that none exist.
+ *   before every multipart upload and fails on s3rver's NotImplemented, and the S3 backend looks up
+ *   an upload it asked for without learning its id. We list the uploads under the prefix (one page).
  * - DELETE /bucket/key?uploadId=… (AbortMultipartUpload): s3rver answers MethodNotAllowed. We drop
  *   the upload's parts, as S3 does, so an aborted upload leaves nothing behind.
  * Bucket location (GET ?location) is implemented by s3rver (an empty constraint = us-east-1).
@@ -162,6 +176,8 @@ function missingOperations(store: S3rverStore): Middleware {
     const segments = url.pathname.split('/').filter(Boolean);
     const bucket = segments[0];
     if (ctx.req.method === 'GET' && segments.length === 1 && url.searchParams.has('uploads') && bucket !== undefined) {
+      const prefix = url.searchParams.get('prefix') ?? '';
+      const uploads = (await uploadsIn(store.getResourcePath(bucket, undefined, 'uploads'))).filter(({ key }) => key?.startsWith(prefix));
       ctx.respond = false;
       ctx.res.writeHead(200, { 'content-type': 'application/xml' });
       ctx.res.end(
@@ -169,7 +185,9 @@ function missingOperations(store: S3rverStore): Middleware {
           '<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
           `<Bucket>${escapeXml(bucket)}</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>` +
           '<NextKeyMarker></NextKeyMarker><NextUploadIdMarker></NextUploadIdMarker>' +
-          '<MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>',
+          `<Prefix>${escapeXml(prefix)}</Prefix><MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>` +
+          uploads.map(({ id, key, initiated }) => `<Upload><Key>${escapeXml(key ?? '')}</Key><UploadId>${escapeXml(id)}</UploadId><StorageClass>STANDARD</StorageClass><Initiated>${initiated.toISOString()}</Initiated></Upload>`).join('') +
+          '</ListMultipartUploadsResult>',
       );
       return;
     }
@@ -239,10 +257,10 @@ const escapeXml = (text: string): string =>
 if (process.argv[2] === SERVE_FLAG && process.argv[1] !== undefined && pathToFileURL(process.argv[1]).href === import.meta.url) {
   const directory = process.argv[3];
   if (directory === undefined) {
-    process.stderr.write('usage: s3.js --serve-s3rver <directory>\n');
+    process.stderr.write('usage: s3.js --serve-s3rver <directory> [port]\n');
     process.exit(2);
   }
-  serve(directory).catch((error: unknown) => {
+  serve(directory, Number(process.argv[4] ?? 0)).catch((error: unknown) => {
     process.stderr.write(`s3rver failed to start: ${String(error)}\n`);
     process.exit(1);
   });

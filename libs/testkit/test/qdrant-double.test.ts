@@ -256,7 +256,8 @@ describe.skipIf(testProvider() === 'containers')('the qdrant test double through
       const location = `${qdrant.url}/collections/docs/snapshots/${snapshot.name}`;
       await expect(client.recoverSnapshot('bad', { location, priority: 'snapshot', checksum: wrong })).rejects.toMatchObject({ status: 400 });
       const bytes = await readFile(file);
-      bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+      const middle = Math.floor(bytes.length / 2);
+      bytes[middle] = bytes[middle]! ^ 0xff;
       const corrupt = join(work, 'corrupt.snapshot');
       await writeFile(corrupt, bytes);
       const rejected = await upload(`${qdrant.url}/collections/bad/snapshots/upload?priority=snapshot`, corrupt);

@@ -9,10 +9,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TidemarkError, type WalFileManifest } from '@tidemark/contracts';
 import { WAL_SEGMENT_SIZE, type WalReceiver, type WalReceiverOptions } from '@tidemark/pg';
 import { decodeStream, keyRingOf, type KeyRing } from '@tidemark/pipeline';
-import { createMemoryBackend, WalArchive } from '@tidemark/storage';
+import { createMemoryBackend, guardBackend, WalArchive, type Guard } from '@tidemark/storage';
 import { eventually, makeTempDir, recordingPublisher, removeTempDir, type RecordingPublisher } from '@tidemark/testkit';
 import { parseConfig } from '@tidemark/config';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, readlink, stat } from 'node:fs/promises';
 import { WalArchiver, type WalArchiverOptions } from '../src/wal/archiver.js';
 import { parseHistory, readSegmentHeader } from '../src/wal/segment-file.js';
 import { answerWalStatus } from '../src/handlers/status-wal.js';
@@ -200,6 +200,12 @@ async function decoded(archive: WalArchive, manifest: WalFileManifest): Promise<
   return Buffer.concat(chunks);
 }
 
+/** How many of this process's file descriptors are open on `path`. */
+async function descriptorsOpenOn(path: string): Promise<number> {
+  const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+  return targets.filter((target) => target === path).length;
+}
+
 const events = (f: Fakes, kind = 'wal.archived') => f.published.published.filter((p) => p.subject.startsWith(kind));
 
 describe('wal archiver (fake server and receiver)', () => {
@@ -286,6 +292,21 @@ describe('wal archiver (fake server and receiver)', () => {
     const empty = '000000010000000000000007.partial';
     await f.options().onPartial?.(await writeFileIn(empty, Buffer.alloc(WAL_SEGMENT_SIZE)), empty);
     expect(await f.archive.readManifest('main', SYSID, empty)).toBeUndefined();
+  });
+
+  it('an upload the storage refuses without reading it (its breaker is open) fails at once and closes the file; the next offer uploads', async () => {
+    let refusing = true;
+    const guard: Guard = (_operation, call) => (refusing ? Promise.reject(new TidemarkError('BREAKER_OPEN', 'storage is failing repeatedly; calls are paused, retry later')) : call());
+    const archive = new WalArchive(guardBackend(createMemoryBackend(), guard));
+    const f = await started({ archive });
+    const name = '000000010000000000000008.partial';
+    const path = await writeFileIn(name, segmentBytes(name));
+    f.server.restart = 0x8000200n;
+    await expect(f.options().onPartial?.(path, name)).rejects.toMatchObject({ code: 'BREAKER_OPEN' });
+    await eventually(async () => (await descriptorsOpenOn(path)) === 0, 5_000, `${name} to be closed`);
+    refusing = false;
+    await f.options().onPartial?.(path, name);
+    expect(await archive.readManifest('main', SYSID, name)).toMatchObject({ fileKind: 'partial', endLsn: '0/8000200' });
   });
 
   it('the partial of a timeline that ended is archived up to its switch point', async () => {
