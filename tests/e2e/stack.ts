@@ -8,7 +8,8 @@ import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from 'nats';
 import { EVENTS_STREAM, decode } from '@tidemark/contracts';
-import { ARTIFACT_ROOTS, artifactKeys, type ArtifactStore } from '@tidemark/storage';
+import { ARTIFACT_ROOTS, artifactKeys, createBackend, type ArtifactStore, type StorageBackend } from '@tidemark/storage';
+import { loadConfig, storageConfig } from '@tidemark/config';
 import {
   eventually, freePort, storedMessages, startLocalS3, startNats, startPostgres, startQdrant, startRgw, startS3,
   type LocalS3Endpoint, type NatsTestServer, type PostgresServer, type QdrantTestServer, type S3Endpoint,
@@ -259,6 +260,20 @@ export class Stack {
     this.processes.push(proc);
     await waitHealthy(proc);
     return proc;
+  }
+
+  /** Starts `names` one after another, each once it is healthy; the map lets a test kill and restart them. */
+  async startServices(names: readonly ServiceName[], extraEnv: NodeJS.ProcessEnv = {}): Promise<Map<ServiceName, ServiceProcess>> {
+    const running = new Map<ServiceName, ServiceProcess>();
+    for (const name of names) running.set(name, await this.startService(name, extraEnv));
+    return running;
+  }
+
+  /** The bucket the services write, opened as they open it (closed with the stack), for a test to inspect. */
+  async openBackend(): Promise<StorageBackend> {
+    const backend = await createBackend(storageConfig(loadConfig({ ...this.env }).config, this.env));
+    this.stops.push(() => backend.close());
+    return backend;
   }
 
   async startAll(): Promise<void> {

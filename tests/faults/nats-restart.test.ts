@@ -14,7 +14,7 @@
 // is ready again; no alert, since nothing here needs a person.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS_STREAM, EVENTS_STREAM, consumers } from '@tidemark/contracts';
-import { ArtifactStore, createBackend } from '@tidemark/storage';
+import { ArtifactStore } from '@tidemark/storage';
 import { eventually } from '@tidemark/testkit';
 import { Stack, seedSourceDatabase, uncommittedObjects, type ServiceName, type ServiceProcess } from '../e2e/stack.js';
 
@@ -24,7 +24,7 @@ const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value
 describe('nats-server restarted mid-job (every service a process, real NATS, PostgreSQL, storage)', () => {
   let stack: Stack;
   let store: ArtifactStore;
-  const running = new Map<ServiceName, ServiceProcess>();
+  let running = new Map<ServiceName, ServiceProcess>();
 
   const ready = async (proc: ServiceProcess) => (await fetch(`http://127.0.0.1:${proc.healthPort}/readyz`).catch(() => undefined))?.ok === true;
   /** Every service is the process started in beforeAll, reconnected by itself, and ready again. */
@@ -40,12 +40,11 @@ describe('nats-server restarted mid-job (every service a process, real NATS, Pos
     stack = await Stack.start({ storage: 'fs', encrypt: false, services: [], backoff: { initialSeconds: 1, maxSeconds: 4 } });
     // Big enough that dumping it takes seconds: the outage starts while its bytes are uploaded.
     await seedSourceDatabase(stack.pg, 60_000);
-    for (const name of ['storage', 'pg-agent', 'verifier', 'alerter'] as const) running.set(name, await stack.startService(name));
-    store = new ArtifactStore(await createBackend({ type: 'fs', root: stack.storageRoot }));
+    running = await stack.startServices(['storage', 'pg-agent', 'verifier', 'alerter']);
+    store = new ArtifactStore(await stack.openBackend());
   }, 180_000);
 
   afterAll(async () => {
-    await store?.backend.close();
     await stack?.stop();
   });
 

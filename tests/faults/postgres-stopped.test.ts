@@ -10,9 +10,9 @@
 //     do; nothing visible in the bucket.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS_STREAM, EVENTS_STREAM, consumers, type ArtifactKind } from '@tidemark/contracts';
-import { ArtifactStore, createBackend } from '@tidemark/storage';
+import { ArtifactStore } from '@tidemark/storage';
 import { eventually } from '@tidemark/testkit';
-import { Stack, seedSourceDatabase, uncommittedObjects, type ObservedEvent, type ServiceName, type ServiceProcess } from '../e2e/stack.js';
+import { Stack, seedSourceDatabase, uncommittedObjects, type ObservedEvent } from '../e2e/stack.js';
 
 const SCRATCH_DATABASES = "SELECT datname FROM pg_database WHERE starts_with(datname, 'tidemark_verify_')";
 const MAX_DELIVER = 3; // the stack's TIDEMARK_MAX_DELIVER
@@ -21,7 +21,6 @@ const encode = (value: unknown) => new TextEncoder().encode(JSON.stringify(value
 describe('the source PostgreSQL stopped during a backup (every service a process, real NATS, PostgreSQL, storage)', () => {
   let stack: Stack;
   let store: ArtifactStore;
-  const running = new Map<ServiceName, ServiceProcess>();
   const restartPg = (whileDown: () => Promise<void>) => stack.pg.restart!(whileDown);
   const failuresOf = (requestId: string) => stack.storedEvents('backup.failed.pg.main', (e) => e.data.requestId === requestId);
 
@@ -30,12 +29,11 @@ describe('the source PostgreSQL stopped during a backup (every service a process
     stack = await Stack.start({ storage: 'fs', encrypt: false, services: [], baseBackups: true, backoff: { initialSeconds: 3, maxSeconds: 6 } });
     // Big enough that a dump or a base backup of it takes a while: the stop lands while it is stored.
     await seedSourceDatabase(stack.pg, 60_000);
-    for (const name of ['storage', 'pg-agent', 'verifier', 'alerter'] as const) running.set(name, await stack.startService(name));
-    store = new ArtifactStore(await createBackend({ type: 'fs', root: stack.storageRoot }));
+    await stack.startServices(['storage', 'pg-agent', 'verifier', 'alerter']);
+    store = new ArtifactStore(await stack.openBackend());
   }, 180_000);
 
   afterAll(async () => {
-    await store?.backend.close();
     await stack?.stop();
   });
 
