@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   SOURCE_UNAVAILABLE: { retryable: true, summary: 'the datastore could not be reached' },
   SOURCE_AUTH_FAILED: { retryable: false, summary: 'the datastore refused the credentials' },
   DUMP_FAILED: { retryable: true, summary: 'the dump tool failed' },
+  QUERY_FAILED: { retryable: false, summary: 'the datastore answered a query with an error (its SQLSTATE is in the message)' },
   SANDBOX_UNAVAILABLE: { retryable: true, summary: 'the verification sandbox could not be reached' },
   // storage
   STORAGE_UNAVAILABLE: { retryable: true, summary: 'the object store could not be reached' },

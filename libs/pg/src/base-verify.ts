@@ -100,7 +100,7 @@ export async function verifyBaseBackup(dir: string, env: NodeJS.ProcessEnv = pro
   const exit = await tool.exited;
   if (exit.code === 0 && !tool.reportedError) return;
   const message = tool.stderrTail(5).replace(/^pg_verifybackup: (error: )?/gm, '').replace(/\n/g, '; ');
-  if (exit.code === null && exit.signal === null) throw new TidemarkError('INTERNAL', `pg_verifybackup could not run (${message}); install the postgresql client tools or set TIDEMARK_PG_BIN`);
+  if (exit.code === null && exit.signal === null) throw new TidemarkError('CONFIG_INVALID', `pg_verifybackup could not run (${message}); install the postgresql client tools or set TIDEMARK_PG_BIN`);
   if (MISMATCH.test(message)) throw new TidemarkError('INTEGRITY_CHECKSUM_MISMATCH', `the base backup in ${dir} does not match its backup_manifest: ${message}; restore from another backup`);
   throw new TidemarkError('INTEGRITY_FORMAT', `the base backup in ${dir} could not be verified: ${message || `pg_verifybackup exited with code ${exit.code}`}; check that it was extracted completely with its backup_manifest`);
 }

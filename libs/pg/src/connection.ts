@@ -28,6 +28,7 @@ export function clientConfig(conn: PostgresConnection, database: string, env: No
 const TRANSIENT_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN']);
 // SQLSTATE classes 08 (connection exception), 57P0x (shutdown, cannot connect now), 53300 (too many connections).
 const TRANSIENT_SQLSTATES = /^(08...|57P0[1-4]|53300)$/;
+const SQLSTATE = /^[0-9A-Z]{5}$/;
 
 /** Converts a pg driver error into a TidemarkError; TidemarkErrors pass through. */
 export function toPgError(error: unknown, role: ClusterRole, what: string): TidemarkError {
@@ -44,6 +45,11 @@ export function toPgError(error: unknown, role: ClusterRole, what: string): Tide
     (typeof code === 'string' && (TRANSIENT_NODE_CODES.has(code) || TRANSIENT_SQLSTATES.test(code))) ||
     /timeout|terminated unexpectedly|connection terminated|not queryable/i.test(message);
   if (transient) return new TidemarkError(UNAVAILABLE[role], `${what}: the ${role} postgres could not be reached (${message})`, { cause: error });
+  // The server answered, with an error of its own (a missing privilege, a full disk, a cancelled
+  // statement): a fact about that server for a person to read, not a fault of Tidemark's.
+  if (typeof code === 'string' && SQLSTATE.test(code)) {
+    return new TidemarkError('QUERY_FAILED', `${what}: the ${role} postgres answered with an error: ${message} (SQLSTATE ${code})`, { cause: error });
+  }
   return new TidemarkError('INTERNAL', `${what}: ${message}`, { cause: error });
 }
 

@@ -37,5 +37,6 @@ export function mapQdrantError(error: unknown, operation: string): TidemarkError
   if (status === 404) {
     return new TidemarkError('TARGET_UNKNOWN', `qdrant ${operation}: not found (${detail}); check the collection name`, { cause: error });
   }
-  return new TidemarkError('INTERNAL', `qdrant rejected ${operation} (${status}): ${detail}`, { cause: error });
+  // Qdrant answered and refused (400, 409, 422…): what it says is for a person to read.
+  return new TidemarkError('QUERY_FAILED', `qdrant rejected ${operation} (${status}): ${detail}`, { cause: error });
 }

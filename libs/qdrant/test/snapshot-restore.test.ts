@@ -142,6 +142,7 @@ describe('errors and the breaker', () => {
     expect(mapQdrantError({ status: 403 }, 'scroll')).toMatchObject({ code: 'SOURCE_AUTH_FAILED', retryable: false });
     expect(mapQdrantError({ status: 404, data: { status: { error: 'Not found' } } }, 'scroll')).toMatchObject({ code: 'TARGET_UNKNOWN', retryable: false });
     expect(mapQdrantError({ status: 400, data: { status: { error: 'bad vector' } } }, 'upsert').message).toMatch(/rejected upsert \(400\): bad vector/);
+    expect(mapQdrantError({ status: 422, data: { status: { error: 'wrong dimension' } } }, 'upsert')).toMatchObject({ code: 'QUERY_FAILED', retryable: false });
   });
 
   it('opens after repeated 5xx, times out a hanging call, and does not count 404s', async () => {

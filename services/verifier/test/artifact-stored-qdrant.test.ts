@@ -160,9 +160,9 @@ describe('artifact.stored handler (verifier), qdrant artifacts', () => {
 
   it('surfaces a sandbox refusal that is not about reachability as final', async () => {
     const { manifest, box, published, deps } = await setup();
-    box.port.failNext('uploadSnapshot', new TidemarkError('INTERNAL', 'qdrant rejected snapshot upload (400)'));
+    box.port.failNext('uploadSnapshot', new TidemarkError('QUERY_FAILED', 'qdrant rejected snapshot upload (400)'));
     expect(await handleArtifactStored(storedEvent(manifest), deps, ctx())).toMatchObject({ type: 'term' });
-    expect(published[0]).toMatchObject({ subject: 'verify.failed.qdrant.vectors', event: { error: { code: 'INTERNAL' } } });
+    expect(published[0]).toMatchObject({ subject: 'verify.failed.qdrant.vectors', event: { error: { code: 'QUERY_FAILED' } } });
     expect(box.port.collections.size).toBe(0);
   });
 });
