@@ -25,6 +25,6 @@ export async function connectCli(natsUrl: string, env: NodeJS.ProcessEnv): Promi
   } catch (cause) {
     const where = config.servers.map(redactUrl).join(', ');
     const detail = cause instanceof Error ? cause.message : String(cause);
-    throw new TidemarkError('STORAGE_UNAVAILABLE', `cannot connect to NATS at ${where} (${detail}): start nats-server or pass --nats <url>`, { cause, retryable: true });
+    throw new TidemarkError('BUS_UNAVAILABLE', `cannot connect to NATS at ${where} (${detail}): start nats-server or pass --nats <url>`, { cause });
   }
 }

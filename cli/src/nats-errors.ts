@@ -9,11 +9,11 @@ export function natsFailure(error: unknown, subject: string, who: string): Tidem
   if (error instanceof TidemarkError) return error;
   const code = (error as { code?: unknown } | undefined)?.code;
   if (code === NO_RESPONDERS) {
-    return new TidemarkError('STORAGE_UNAVAILABLE', `nothing answers on ${subject}: start ${who} and try again`, { cause: error, retryable: true });
+    return new TidemarkError('BUS_UNAVAILABLE', `nothing answers on ${subject}: start ${who} and try again`, { cause: error });
   }
   if (code === TIMEOUT) {
     return new TidemarkError('TIMEOUT', `no answer on ${subject} in time: check ${who} or raise --timeout`, { cause: error });
   }
   const detail = error instanceof Error ? error.message : String(error);
-  return new TidemarkError('INTERNAL', `request on ${subject} failed: ${detail}`, { cause: error });
+  return new TidemarkError('BUS_UNAVAILABLE', `request on ${subject} failed: ${detail}`, { cause: error });
 }

@@ -35,7 +35,7 @@ export const ERROR_CODES = {
   // plumbing
   BREAKER_OPEN: { retryable: true, summary: 'a circuit breaker is open after repeated failures' },
   TIMEOUT: { retryable: true, summary: 'the operation timed out' },
-  BUS_UNAVAILABLE: { retryable: true, summary: 'nats or its JetStream stream did not take the message' },
+  BUS_UNAVAILABLE: { retryable: true, summary: 'nats, its JetStream stream, or the service a request is for, did not take the message' },
   SHUTTING_DOWN: { retryable: true, summary: 'the service is shutting down' },
   ALERT_DELIVERY_FAILED: { retryable: true, summary: 'an alert webhook did not accept the alert' },
   INTERNAL: { retryable: false, summary: 'an unexpected internal error' },
