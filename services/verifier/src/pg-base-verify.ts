@@ -107,7 +107,8 @@ export function restoredReadError(error: unknown, major: number, database: strin
     return new TidemarkError('SANDBOX_UNAVAILABLE', `${what}: the scratch server ran out of resources on the verifier host (${message}); free disk or memory there`, { cause: error });
   }
   const mapped = toPgError(error, 'sandbox', what);
-  if (mapped.code !== 'INTERNAL') return mapped;
+  // The restored server's own errors about its data (a bad page, bad input) mean the backup is not good.
+  if (mapped.code !== 'INTERNAL' && mapped.code !== 'QUERY_FAILED') return mapped;
   return new TidemarkError('VERIFY_MISMATCH', `${what} failed: ${message}`, { cause: error });
 }
 
