@@ -29,6 +29,10 @@ export function guardBackend(backend: StorageBackend, guard: Guard): StorageBack
           throw error;
         }
       }).catch((error: unknown) => {
+        // A save refused before it read its body (an open breaker) leaves the body unread, and its
+        // producer (an encoding pipeline, a file, a dump) waiting for a reader forever. Close it, as
+        // the backends do with a body they stop reading; the failure itself is this rejection.
+        if (!body.destroyed) body.destroy();
         throw error === consumed ? lastError : error;
       });
     },

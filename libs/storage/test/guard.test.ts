@@ -32,6 +32,13 @@ describe('guarded backend', () => {
     expect(operations).toEqual(['save', 'stat', 'open', 'list', 'list', 'remove']);
   });
 
+  it('closes the body of a save it refuses before the save reads it (an open breaker), so its producer does not wait forever', async () => {
+    const open: Guard = () => Promise.reject(new TidemarkError('BREAKER_OPEN', 'storage is failing repeatedly'));
+    const body = Readable.from(['never read']);
+    await expect(guardBackend(createMemoryBackend(), open).save('a', body)).rejects.toMatchObject({ code: 'BREAKER_OPEN', retryable: true });
+    expect(body.destroyed).toBe(true);
+  });
+
   it('retries a failed save of bytes', async () => {
     const inner = createMemoryBackend();
     let failures = 1;

@@ -224,10 +224,8 @@ export class WalUploader {
     const { compression, compressionLevel, key } = options.encode;
     const encoded = encodeStream(source, { compression, ...(compressionLevel !== undefined ? { compressionLevel } : {}), ...(key ? { key } : {}) });
     const saving = options.archive.saveData(this.target, this.systemIdentifier, name, encoded.output as Readable);
-    // A save can fail without ever reading its body (the storage breaker is open): the encoding
-    // would then wait forever for a reader, and with it the receiver, which offers no file until
-    // this one settles. The teardown also closes the file; the save's own error is the one reported.
-    const [saved, summary] = await settleFirstCause([saving, encoded.summary] as const, () => encoded.output.destroy());
+    // A failed upload aborts the encoding and the file read; the upload's own error is the one reported.
+    const [saved, summary] = await settleFirstCause([saving, encoded.summary] as const);
     const manifest: WalFileManifest = {
       manifestVersion: MANIFEST_VERSION,
       engine: 'pg',
