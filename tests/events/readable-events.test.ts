@@ -10,7 +10,9 @@ import {
   COMMANDS_STREAM, CONTENT_TYPE_HEADER, JSON_TYPE, RequestBackup, STREAMS, consumers, encodeJson, filters, subjects,
 } from '@tidemark/contracts';
 import { parseConfig } from '@tidemark/config';
-import { createEventPublisher, createLogger, ensureConsumer, ensureStreams, runConsumer, type RunningConsumer } from '@tidemark/runtime';
+import {
+  consumerPolicyOf, createEventPublisher, createLogger, ensureConsumer, ensureStreams, runConsumer, DEFAULT_CONSUMER_SETTINGS, type RunningConsumer,
+} from '@tidemark/runtime';
 import { pgCluster } from '@tidemark/pg';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
@@ -99,6 +101,9 @@ targets:
     await ensureConsumer(jsm, COMMANDS_STREAM.name, consumers.agentBackups('pg'), filters.backupCommandsFor('pg'), { ackWaitMs: 30_000, maxDeliver: MAX_DELIVER });
     agent = runConsumer({
       js, stream: COMMANDS_STREAM.name, durable: consumers.agentBackups('pg'), schema: RequestBackup, logger, kind: 'command', publisher,
+      // The retry comes 2 s after the failure: this suite is about what the events say, not about
+      // the default backoff (10 s), which would eat most of its wait for the last attempt.
+      policy: consumerPolicyOf({ ...DEFAULT_CONSUMER_SETTINGS, maxDeliver: MAX_DELIVER, backoff: { initialSeconds: 2, maxSeconds: 2 } }),
       handler: (message, ctx) => handleBackupRequested(message, deps, ctx),
     });
   });
