@@ -214,3 +214,70 @@ export const QdrantSourceFacts = object({
   snapshot: optional(object({ name: string(), qdrantSha256: nullable(string()), sha256: string(), bytes: number({ integer: true, min: 0 }) })),
 });
 export type QdrantSourceFacts = Infer<typeof QdrantSourceFacts>;
+
+// ---------------------------------------------------------------- files
+
+/** A problem with one path of a files backup: reported, never stored silently as good. */
+export const FILES_PROBLEMS = ['unreadable', 'changed_during_backup', 'vanished', 'digest_mismatch', 'unsupported_type', 'missing_layer'] as const;
+export type FilesProblemKind = (typeof FILES_PROBLEMS)[number];
+export const FilesProblem = object({
+  /** The path relative to the source root ('/'-separated; invalid UTF-8 shown with U+FFFD). */
+  path: string(),
+  problem: oneOf(FILES_PROBLEMS),
+  detail: optional(string()),
+});
+export type FilesProblem = Infer<typeof FilesProblem>;
+
+/** One Ollama model as its manifest describes it (models/manifests/<registry>/<namespace>/<name>/<tag>). */
+export const OllamaModel = object({
+  /** e.g. "registry.ollama.ai/library/llama3". */
+  name: string(),
+  tag: string(),
+  /** sha256 of the model's manifest file, "sha256:<hex>" as Ollama prints it. */
+  digest: string(),
+  /** Sum of the layer and config sizes the manifest declares. */
+  size: number({ min: 0 }),
+  /** Layer (and config) blob digests, "sha256:<hex>". */
+  layers: array(string()),
+});
+export type OllamaModel = Infer<typeof OllamaModel>;
+
+/**
+ * `source` of a files snapshot (engine "files", kind "tree", format "tidemark-tree-v1"). The data
+ * object is the tree (every path's metadata and chunk list, encrypted like any artifact); the
+ * chunks live in the shared chunk repository (`chunks/` in the bucket).
+ */
+export const FilesSourceFacts = object({
+  sourceKind: oneOf(['directory', 's3', 'ollama'] as const),
+  /** The source root: a path, or s3://bucket/prefix (never credentials). */
+  location: string(),
+  files: number({ integer: true, min: 0 }),
+  directories: number({ integer: true, min: 0 }),
+  symlinks: number({ integer: true, min: 0 }),
+  /** Paths stored as hard links to an earlier path of the same snapshot. */
+  hardLinks: number({ integer: true, min: 0 }),
+  /** Bytes of every file's content (logical size; sparse holes count). */
+  totalBytes: number({ min: 0 }),
+  /** Files not read again because size, mtime and inode (or ETag) matched the parent snapshot. */
+  unchangedFiles: number({ integer: true, min: 0 }),
+  /** Plaintext bytes of chunks this snapshot added to the repository, and what they took once stored. */
+  newBytes: number({ min: 0 }),
+  newStoredBytes: number({ min: 0 }),
+  /** Plaintext bytes of chunks found already in the repository (dedup). */
+  reusedBytes: number({ min: 0 }),
+  newChunks: number({ integer: true, min: 0 }),
+  reusedChunks: number({ integer: true, min: 0 }),
+  chunker: object({ algorithm: string(), minBytes: number({ integer: true }), avgBytes: number({ integer: true }), maxBytes: number({ integer: true }) }),
+  /** 'hmac-sha256' when encryption is on (the bucket never shows plaintext hashes), else 'sha256'. */
+  chunkIds: oneOf(['hmac-sha256', 'sha256'] as const),
+  /** True when every file was read and hashed again, whatever the parent said. */
+  fullRehash: boolean(),
+  /** Problems (the first 1000) and how many there were in all. */
+  problems: array(FilesProblem),
+  problemsCount: number({ integer: true, min: 0 }),
+  /** Files that changed while they were read (also in problems as changed_during_backup). */
+  changedDuringBackupCount: number({ integer: true, min: 0 }),
+  /** ollama: the model inventory at backup time. */
+  ollama: optional(object({ models: array(OllamaModel), blobs: number({ integer: true, min: 0 }), corruptBlobs: array(string()) })),
+});
+export type FilesSourceFacts = Infer<typeof FilesSourceFacts>;

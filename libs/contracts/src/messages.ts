@@ -52,6 +52,8 @@ export const RequestBackup = object({
   collections: optional(array(string({ min: 1, max: 255 }), { max: 1000 })),
   /** qdrant exports: include payloads (default true). */
   includePayload: optional(boolean()),
+  /** files: read and hash every file again instead of trusting size, mtime and inode of the parent snapshot. */
+  fullRehash: optional(boolean()),
 });
 export type RequestBackup = Infer<typeof RequestBackup>;
 
@@ -122,6 +124,11 @@ export const RequestRestore = object({
   intoDirectory: optional(string({ pattern: /^\/[^\0]*$/, hint: 'an absolute directory path' })),
   /** pg point-in-time: the port the restored server listens on (default: a free one). */
   intoPort: optional(number({ integer: true, min: 1, max: 65535 })),
+  /** files: restore only these paths (relative to the snapshot root; a directory brings its subtree). */
+  paths: optional(array(string({ min: 1, max: 4096 }), { max: 1000 })),
+  /** files (s3 source): the bucket and key prefix to restore into (default: the source's bucket, a new prefix). */
+  intoBucket: optional(string({ pattern: /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, hint: 'an S3 bucket name' })),
+  intoPrefix: optional(string({ max: 1024 })),
   groupId: optional(id),
 });
 export type RequestRestore = Infer<typeof RequestRestore>;
@@ -133,7 +140,16 @@ const scope = { schemaVersion: version, engine, target, requestId: id, occurredA
 export const BackupStarted = object({ ...scope, kind: oneOf(ARTIFACT_KINDS), artifactId: id, agentId: string(), attempt: number({ integer: true, min: 1 }) });
 export type BackupStarted = Infer<typeof BackupStarted>;
 
-export const BackupCompleted = object({ ...scope, kind: oneOf(ARTIFACT_KINDS), artifactId: id, storedBytes: number({ min: 0 }), durationMs: number({ min: 0 }) });
+export const BackupCompleted = object({
+  ...scope,
+  kind: oneOf(ARTIFACT_KINDS),
+  artifactId: id,
+  storedBytes: number({ min: 0 }),
+  durationMs: number({ min: 0 }),
+  /** files: paths the backup could not store as they were (unreadable, changed while read, corrupt), and the first of them. */
+  problemsCount: optional(number({ integer: true, min: 0 })),
+  problems: optional(array(object({ path: string(), problem: string(), detail: optional(text) }), { max: 20 })),
+});
 export type BackupCompleted = Infer<typeof BackupCompleted>;
 
 export const BackupFailed = object({
@@ -225,10 +241,35 @@ export const RestoreCompleted = object({
   rto: optional(RecoveryTimes),
   /** Checks run on the restored server. */
   checks: optional(array(VerificationCheck)),
+  /** files: what was written. */
+  files: optional(object({ files: number({ integer: true, min: 0 }), directories: number({ integer: true, min: 0 }), symlinks: number({ integer: true, min: 0 }), bytes: number({ min: 0 }) })),
 });
 export type RestoreCompleted = Infer<typeof RestoreCompleted>;
 export const RestoreFailed = object({ ...scope, artifactId: optional(id), database: optional(string()), error: errorInfo });
 export type RestoreFailed = Infer<typeof RestoreFailed>;
+
+/**
+ * Progress of a long job (core NATS, not persisted: `progress.<backup|restore|verify>.<engine>.<target>`),
+ * published every few seconds while it moves. Totals are absent while unknown.
+ */
+export const JobProgress = object({
+  schemaVersion: version,
+  engine,
+  target,
+  requestId: id,
+  artifactId: optional(id),
+  action: oneOf(['backup', 'restore', 'verify'] as const),
+  occurredAt: isoDate(),
+  filesDone: number({ integer: true, min: 0 }),
+  filesTotal: optional(number({ integer: true, min: 0 })),
+  bytesDone: number({ min: 0 }),
+  bytesTotal: optional(number({ min: 0 })),
+  bytesPerSecond: number({ min: 0 }),
+  etaSeconds: optional(number({ min: 0 })),
+  /** The path being worked on. */
+  current: optional(string({ max: 4096 })),
+});
+export type JobProgress = Infer<typeof JobProgress>;
 
 export const ArtifactPruned = object({ ...scope, artifactId: id, reason: text });
 export type ArtifactPruned = Infer<typeof ArtifactPruned>;
@@ -331,6 +372,29 @@ export type CatalogListRequest = Infer<typeof CatalogListRequest>;
 
 export const CatalogDescribeRequest = object({ artifactId: artifactIdRef, engine: optional(engine), target: optional(target) });
 export type CatalogDescribeRequest = Infer<typeof CatalogDescribeRequest>;
+
+/** `catalog.tree` (files): the entries of one snapshot (default: the newest) under `path`, one level or all. */
+export const CatalogTreeRequest = object({
+  target,
+  artifactId: optional(artifactIdRef),
+  path: optional(string({ max: 4096 })),
+  recursive: optional(boolean()),
+  limit: optional(number({ integer: true, min: 1, max: 100000 })),
+});
+export type CatalogTreeRequest = Infer<typeof CatalogTreeRequest>;
+
+export const CatalogTreeEntry = object({
+  path: string(),
+  type: oneOf(['file', 'dir', 'symlink', 'hardlink'] as const),
+  size: number({ min: 0 }),
+  mode: number({ integer: true, min: 0 }),
+  mtime: isoDate(),
+  linkTarget: optional(string()),
+});
+export type CatalogTreeEntry = Infer<typeof CatalogTreeEntry>;
+
+export const CatalogTreeReply = object({ artifactId: id, entries: array(CatalogTreeEntry), truncated: boolean() });
+export type CatalogTreeReply = Infer<typeof CatalogTreeReply>;
 
 /**
  * Validates a decoded message, converting schema problems into a non-retryable COMMAND_INVALID

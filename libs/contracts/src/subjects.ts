@@ -1,6 +1,6 @@
 // Every NATS subject Tidemark uses is built or parsed here, and nowhere else.
 
-/** Datastore engines. `files` is reserved for the files agent; it has no consumer yet. */
+/** Datastore engines: PostgreSQL, Qdrant, and files (directories, S3 prefixes, Ollama model stores). */
 export const ENGINES = ['pg', 'qdrant', 'files'] as const;
 export type Engine = (typeof ENGINES)[number];
 
@@ -18,6 +18,8 @@ export const ALERT_KINDS = [
   'verify_failed', 'backup_failed', 'command_rejected', 'backup_missed', 'restore_failed',
   // The WAL archive: one kind per WalProblem (see messages.ts), so alert rules can route them.
   'wal_gap', 'wal_timeline', 'wal_slot_growth', 'wal_lagging', 'wal_spool_full',
+  // A backup committed, but some paths could not be stored as they were (files: unreadable, changed while read, corrupt blobs).
+  'backup_incomplete',
 ] as const;
 export type AlertKind = (typeof ALERT_KINDS)[number];
 
@@ -41,11 +43,15 @@ export const subjects = {
   // the continuous WAL archive (its own stream: one event per segment and partial upload)
   walArchived: scoped('wal', 'archived'),
   walProblem: scoped('wal', 'problem'),
+  /** Progress of a long job (core NATS, not persisted). */
+  progress: (action: 'backup' | 'restore' | 'verify', engine: Engine, target: string) => `progress.${action}.${engine}.${target}`,
   alert: (severity: Severity, kind: AlertKind) => `alert.${severity}.${kind}`,
   commandRejected: () => 'command.rejected',
   // core request/reply (not persisted)
   catalogList: () => 'catalog.list',
   catalogDescribe: () => 'catalog.describe',
+  /** files: the entries of one snapshot (storage service). */
+  catalogTree: () => 'catalog.tree',
   /** The pg WAL archive per target and cluster (storage service). */
   catalogWal: () => 'catalog.wal',
   /** The live state of pg-agent's WAL receivers (pg-agent answers). */

@@ -11,6 +11,8 @@ export const SEVERITY_OF: Readonly<Record<AlertKind, Severity>> = {
   restore_failed: 'critical',
   backup_missed: 'critical',
   command_rejected: 'warning',
+  // The backup is usable, but some paths in it are not what the source held: someone should look.
+  backup_incomplete: 'warning',
   // Point-in-time recovery is broken past a gap or an unfollowed timeline.
   wal_gap: 'critical',
   wal_timeline: 'critical',

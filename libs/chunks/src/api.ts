@@ -1,0 +1,121 @@
+// The content-addressed chunk repository: the API the files agent, the verifier and the storage
+// service code against. Implementation lives in the sibling files.
+//
+// Bucket layout (all under `chunks/`, beside `artifacts/` and `wal/`):
+//   chunks/packs/<packId[0..2]>/<packId>.pack   blobs (each chunk compressed, then encrypted, one by one)
+//                                               followed by a header that lists them: an index can be
+//                                               rebuilt from the packs alone
+//   chunks/index/<indexId>.json                 immutable index files: which pack holds which chunk
+//   chunks/sessions/<sessionId>.json            one per running backup (non-exclusive): the garbage
+//                                               collector never deletes a pack a live session may use
+//   chunks/gc/condemned-<stamp>.json            packs found unreferenced by one collection, deleted by
+//                                               a later one after a grace period if still unreferenced
+import type { Compression } from '@tidemark/contracts';
+import type { KeyRing } from '@tidemark/pipeline';
+import type { StorageBackend } from '@tidemark/storage';
+
+/** A chunk id: 64 lowercase hex. HMAC-SHA256 under a key derived from the encryption key when encryption is on, else SHA-256. */
+export type ChunkId = string;
+
+export interface ChunkerSettings {
+  readonly minBytes: number;
+  readonly avgBytes: number;
+  readonly maxBytes: number;
+}
+
+/** Where a chunk lives. `offset`/`length` address the stored blob inside the pack. */
+export interface BlobLocation {
+  readonly id: ChunkId;
+  readonly packId: string;
+  readonly offset: number;
+  readonly length: number;
+  /** Plaintext bytes. */
+  readonly rawBytes: number;
+}
+
+export interface RepositoryOptions {
+  readonly backend: StorageBackend;
+  /** Chunks are encrypted with keyRing.current (when set) and chunk ids are keyed by it. */
+  readonly keyRing: KeyRing;
+  readonly compression: Compression;
+  readonly compressionLevel?: number;
+  /** Target pack size in bytes (default 16 MiB). */
+  readonly packBytes?: number;
+}
+
+export interface PutResult {
+  /** False when the repository (or this session) already held the chunk: nothing was stored. */
+  readonly stored: boolean;
+  /** Bytes the blob took once compressed and encrypted (0 when not stored). */
+  readonly storedBytes: number;
+}
+
+/**
+ * One backup's writes. Opening it writes the session marker; `put` packs chunks and uploads full
+ * packs in the background (memory bounded by packBytes × uploads in flight; `put` waits when the
+ * budget is used); `flush` uploads the last pack and writes this session's index file.
+ */
+export interface UploadSession {
+  readonly id: string;
+  /** Stores `plain` under `id` unless the repository already has it in a pack that is not condemned. */
+  put(id: ChunkId, plain: Uint8Array): Promise<PutResult>;
+  /** Whether the chunk is usable for dedup (indexed, or put in this session, and its pack not condemned). */
+  has(id: ChunkId): boolean;
+  /** After flush every put chunk is in an index file in the bucket. Call before committing the snapshot. */
+  flush(): Promise<void>;
+  /** Refreshes the session marker (call on progress; cheap when called often). */
+  touch(): Promise<void>;
+  /** Removes the marker: after the snapshot's manifest is committed, or after a failure. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface ChunkRepository {
+  readonly keyed: boolean;
+  readonly chunker: ChunkerSettings;
+  /** The chunk id of plaintext bytes. */
+  chunkId(plain: Uint8Array): ChunkId;
+  /** Whether the chunk is indexed in a pack that is not condemned. */
+  has(id: ChunkId): boolean;
+  locate(id: ChunkId): BlobLocation | undefined;
+  openSession(sessionId: string): Promise<UploadSession>;
+  /** One chunk, decrypted, decompressed, and checked against its id (INTEGRITY_CHECKSUM when it does not match). */
+  readChunk(id: ChunkId): Promise<Buffer>;
+  /**
+   * Several chunks of one pack in one ranged read (from the first to the last), yielded in offset
+   * order, each checked against its id. Memory: one blob at a time.
+   */
+  readPackChunks(packId: string, locations: readonly BlobLocation[]): AsyncIterable<{ location: BlobLocation; plain: Buffer }>;
+  /** Reloads index files and the condemned set from the bucket (the GC and long-running readers use it). */
+  refresh(): Promise<void>;
+}
+
+export interface GarbageCollectionOptions {
+  /** A pack condemned at least this long ago, and still unreferenced, is deleted (default 1 h). */
+  readonly graceMs?: number;
+  /** A session marker not refreshed for this long belongs to a dead backup (default 6 h). */
+  readonly sessionStaleMs?: number;
+  readonly now?: () => Date;
+  readonly dryRun?: boolean;
+}
+
+export interface GarbageCollectionReport {
+  readonly referencedChunks: number;
+  readonly packs: number;
+  readonly packsCondemned: readonly string[];
+  readonly packsDeleted: readonly string[];
+  /** Condemned earlier but referenced again (a backup deduplicated against them): kept. */
+  readonly packsRescued: readonly string[];
+  readonly bytesDeleted: number;
+  /** Bytes of unreferenced chunks in packs that still hold referenced ones (kept; not repacked). */
+  readonly bytesUnreferencedInLivePacks: number;
+  readonly indexFilesBefore: number;
+  readonly indexFilesAfter: number;
+  /** Live sessions that held deletions back. */
+  readonly liveSessions: readonly string[];
+}
+
+/**
+ * `referencedChunks` is called after the session markers are listed (so a backup that committed
+ * and closed its session in between is seen by it): it must list every committed snapshot then.
+ */
+export type ReferencedChunks = () => Promise<ReadonlySet<ChunkId>>;
