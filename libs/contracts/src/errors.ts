@@ -15,6 +15,7 @@ export const ERROR_CODES = {
   SOURCE_AUTH_FAILED: { retryable: false, summary: 'the datastore refused the credentials' },
   DUMP_FAILED: { retryable: true, summary: 'the dump tool failed' },
   QUERY_FAILED: { retryable: false, summary: 'the datastore answered a query with an error (its SQLSTATE is in the message)' },
+  SOURCE_UNREADABLE: { retryable: false, summary: 'files of the source could not be read and the target is strict' },
   SANDBOX_UNAVAILABLE: { retryable: true, summary: 'the verification sandbox could not be reached' },
   // storage
   STORAGE_UNAVAILABLE: { retryable: true, summary: 'the object store could not be reached' },
@@ -25,9 +26,11 @@ export const ERROR_CODES = {
   INTEGRITY_AUTH_FAILED: { retryable: false, summary: 'decryption failed: wrong key or modified data' },
   INTEGRITY_TRUNCATED: { retryable: false, summary: 'the stored object ends early' },
   INTEGRITY_FORMAT: { retryable: false, summary: 'the stored object is not in the expected format' },
+  CHUNK_SESSION_EXPIRED: { retryable: true, summary: 'the backup went quiet longer than the garbage collector waits: its chunks may be collected' },
   ENCRYPTION_KEY_MISSING: { retryable: false, summary: 'the encryption key named by the artifact is not available' },
   // restore and verification
   RESTORE_FAILED: { retryable: false, summary: 'the restore tool failed' },
+  RESTORE_PATH_REFUSED: { retryable: false, summary: 'the snapshot holds a path that would be written outside the restore target' },
   RESTORE_TARGET_EXISTS: { retryable: false, summary: 'the restore target exists and overwrite was not requested' },
   VERIFY_MISMATCH: { retryable: false, summary: 'the restored data differs from the manifest' },
   WAL_MISSING: { retryable: false, summary: 'the WAL archive lacks a segment the recovery needs' },
