@@ -89,6 +89,19 @@ export async function collectGarbage(options: RepositoryOptions, referencedChunk
     bytesDeleted += size;
   }
 
+  // A backup that flushed after (1) and closed before (2) indexed its packs in a file this run has
+  // not read: they looked unindexed, and its index file will stay. Never delete what it lists.
+  const listed = new Set(indexKeys);
+  for (const key of (await listKeys(backend, INDEX_PREFIX)).filter((key) => isIndexKey(key) && !listed.has(key))) {
+    for (const pack of await readIndexFile(backend, key)) {
+      const at = doomed.indexOf(pack.packId);
+      if (at < 0) continue;
+      doomed.splice(at, 1);
+      bytesDeleted -= packSizes.get(pack.packId) ?? 0;
+      condemned.set(pack.packId, previous.packs.get(pack.packId)!);
+    }
+  }
+
   let indexFilesAfter = indexKeys.length;
   if (gc.dryRun !== true) {
     // (6) The index first, so that a reader never finds a deleted pack in it; the files it replaces
@@ -100,10 +113,23 @@ export async function collectGarbage(options: RepositoryOptions, referencedChunk
       for (const key of indexKeys) if (key !== written) await backend.remove(key);
       indexFilesAfter = written === undefined ? 0 : 1;
     }
+    // Packs deleted now stay in the set until a later collection finds them gone: a reader that
+    // read an index file just before it was replaced, and the condemned set after this, must still
+    // find them condemned.
+    for (const packId of doomed) condemned.set(packId, previous.packs.get(packId)!);
     if (!sameSet(condemned, previous.packs) || previous.keys.length > 1) {
-      const key = condemnedKey(new Date(at));
-      await writeCondemned(backend, key, condemned);
-      for (const old of previous.keys) await backend.remove(old);
+      const written = [condemnedKey(new Date(at), 1)];
+      await writeCondemned(backend, written[0]!, condemned);
+      if (packsCondemned.length > 0) {
+        // A new condemnation counts from when its file could be seen, not from when it was decided:
+        // a backup that started in between may have read the set without it, and must hold the
+        // deletion back. So the set is written again with the time after the first write ended.
+        const visibleAt = Math.max(at, now().getTime());
+        for (const packId of packsCondemned) condemned.set(packId, visibleAt);
+        written.push(condemnedKey(new Date(visibleAt), 2));
+        await writeCondemned(backend, written[1]!, condemned);
+      }
+      for (const old of [...previous.keys, ...written.slice(0, -1)]) await backend.remove(old);
     }
     for (const packId of doomed) await backend.remove(packKey(packId));
   }

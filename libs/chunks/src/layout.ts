@@ -29,8 +29,8 @@ export function checkSessionId(sessionId: string): void {
 }
 export const sessionKey = (sessionId: string): string => `${SESSIONS_PREFIX}${sessionId}.json`;
 
-/** Sortable by time, then unique: the newest condemned file is the last one by name. */
-export function condemnedKey(at: Date): string {
+/** Sortable by time, then by `sequence` within a millisecond, then unique: the newest condemned file is the last one by name. */
+export function condemnedKey(at: Date, sequence: number): string {
   const stamp = at.toISOString().replace(/[-:.]/g, '');
-  return `${CONDEMNED_PREFIX}${stamp}-${randomBytes(4).toString('hex')}.json`;
+  return `${CONDEMNED_PREFIX}${stamp}-${sequence}-${randomBytes(4).toString('hex')}.json`;
 }

@@ -31,6 +31,8 @@ class Repository implements ChunkRepository {
   private index = new ChunkIndex();
   private loadedIndexFiles = new Set<string>();
   private condemned: CondemnedSet = new Map();
+  private refreshesStarted = 0;
+  private refreshApplied = 0;
   private readonly now: () => Date;
 
   constructor(private readonly options: RepositoryOptions) {
@@ -106,6 +108,11 @@ class Repository implements ChunkRepository {
 
   async refresh(): Promise<void> {
     const { backend } = this.options;
+    const ticket = ++this.refreshesStarted;
+    // The condemned set before the index: a pack deleted by a collection is condemned in every set
+    // written from before it was taken out of the index until after it is gone, so an index read
+    // later than the set can only lack it, never offer it for dedup.
+    const { packs: condemned } = await loadCondemned(backend);
     const keys = (await listKeys(backend, INDEX_PREFIX)).filter(isIndexKey);
     const present = new Set(keys);
     // A file gone means a collection rewrote the index (and may have deleted packs): start over,
@@ -118,10 +125,12 @@ class Repository implements ChunkRepository {
       for (const pack of await readIndexFile(backend, key)) index.add(pack);
       loaded.add(key);
     }
-    const { packs } = await loadCondemned(backend);
+    // Refreshes overlap when sessions open at once: an older view must never replace a newer one.
+    if (ticket < this.refreshApplied) return;
+    this.refreshApplied = ticket;
     this.index = index;
     this.loadedIndexFiles = loaded;
-    this.condemned = packs;
+    this.condemned = condemned;
   }
 
   private readonly usablePack = (packId: string): boolean => !this.condemned.has(packId);

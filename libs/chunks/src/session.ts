@@ -79,6 +79,9 @@ export class ChunkSession implements UploadSession {
     if (this.builder !== undefined && this.builder.count > 0) await this.sealAndUpload();
     await Promise.all([...this.uploads]);
     this.throwIfUnusable();
+    // Checked again right before the index file: once written, it makes its packs usable for
+    // everyone's dedup, so a session the collector may count dead must not write it.
+    await this.touch();
     if (this.unindexed.length > 0) {
       const packs = this.unindexed.splice(0);
       try {

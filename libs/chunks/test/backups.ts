@@ -29,6 +29,8 @@ export interface RunningBackup {
   add(data: Buffer): Promise<void>;
   /** Flush, commit the snapshot, close: in the files agent's order. */
   commit(): Promise<void>;
+  /** Only the flush (a backup that dies after it leaves its marker behind). */
+  flush(): Promise<void>;
 }
 
 export async function startBackup(repository: ChunkRepository, snapshots: Snapshots, name: string): Promise<RunningBackup> {
@@ -46,6 +48,7 @@ export async function startBackup(repository: ChunkRepository, snapshots: Snapsh
         await session.touch();
       }
     },
+    flush: () => session.flush(),
     async commit() {
       try {
         await session.flush();

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { TidemarkError } from '@tidemark/contracts';
 import { collectGarbage, openChunkRepository, type RepositoryOptions } from '@tidemark/chunks';
+import type { StorageBackend } from '@tidemark/storage';
 import { KiB, keysUnder, manualClock, pseudoRandom, repositoryOptions } from './helpers.js';
 import { Snapshots, startBackup, unreadableChunks } from './backups.js';
 
@@ -135,9 +136,17 @@ describe('collectGarbage', () => {
   });
 
   it('deletes a crashed backup\'s unindexed packs after the grace period, and keeps a running backup\'s', async () => {
-    const { clock, options, repository, snapshots, collect } = await setUp();
-    const crashed = await startBackup(repository, snapshots, 'crashed');
-    await crashed.add(dropped); // packs uploaded, never flushed, marker left behind
+    const { clock, options, snapshots, collect } = await setUp();
+    // Its index file cannot be written: every pack is uploaded, none indexed, and the backup dies
+    // without closing its session (the marker stays behind).
+    const noIndex: StorageBackend = {
+      ...options.backend,
+      save: (key, body, saveOptions) => (key.startsWith('chunks/index/') ? Promise.reject(new Error('crash')) : options.backend.save(key, body, saveOptions)),
+    };
+    const crashing = await openChunkRepository({ ...options, backend: noIndex });
+    const crashed = await startBackup(crashing, snapshots, 'crashed');
+    await crashed.add(dropped);
+    await expect(crashed.flush()).rejects.toThrow('crash');
     const crashedPacks = await packsOf(options);
     expect(crashedPacks.length).toBeGreaterThan(0);
     const first = await collect();
