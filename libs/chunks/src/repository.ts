@@ -7,7 +7,7 @@ import { decodeBlob } from './blob.js';
 import { chunkIdFunction } from './chunk-id.js';
 import { ChunkIndex } from './chunk-index.js';
 import { DEFAULT_CHUNKER } from './chunker.js';
-import { readIndexFile } from './index-files.js';
+import { readIndexFile, type IndexedPack } from './index-files.js';
 import { listKeys, readBounded } from './json.js';
 import { INDEX_PREFIX, checkSessionId, isIndexKey, packKey } from './layout.js';
 import { loadCondemned, type CondemnedSet } from './markers.js';
@@ -60,7 +60,7 @@ class Repository implements ChunkRepository {
         sessionStaleMs: this.options.sessionStaleMs ?? DEFAULT_SESSION_STALE_MS,
         now: this.now,
         usable: (id) => this.has(id),
-        indexed: (packs) => packs.forEach((pack) => this.index.add(pack)),
+        indexed: (key, packs) => this.addIndexFile(key, packs),
       },
       sessionId,
     );
@@ -128,9 +128,20 @@ class Repository implements ChunkRepository {
     // Refreshes overlap when sessions open at once: an older view must never replace a newer one.
     if (ticket < this.refreshApplied) return;
     this.refreshApplied = ticket;
+    // Files this process wrote meanwhile went into the same index object: keep them known.
+    if (index === this.index) for (const key of this.loadedIndexFiles) loaded.add(key);
     this.index = index;
     this.loadedIndexFiles = loaded;
     this.condemned = condemned;
+  }
+
+  /**
+   * A file this process wrote joins the view as if loaded from the bucket: when a collection
+   * replaces it, the next refresh must notice and reload, or its packs would outlive their deletion.
+   */
+  private addIndexFile(key: string, packs: readonly IndexedPack[]): void {
+    for (const pack of packs) this.index.add(pack);
+    this.loadedIndexFiles.add(key);
   }
 
   private readonly usablePack = (packId: string): boolean => !this.condemned.has(packId);

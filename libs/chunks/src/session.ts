@@ -23,8 +23,8 @@ export interface SessionContext {
   now(): Date;
   /** Whether the repository holds the chunk in a pack that is not condemned. */
   usable(id: ChunkId): boolean;
-  /** The session's index file is written: its chunks are now the repository's. */
-  indexed(packs: readonly IndexedPack[]): void;
+  /** The session's index file `key` is written: its chunks are now the repository's. */
+  indexed(key: string, packs: readonly IndexedPack[]): void;
 }
 
 export class ChunkSession implements UploadSession {
@@ -84,13 +84,14 @@ export class ChunkSession implements UploadSession {
     await this.touch();
     if (this.unindexed.length > 0) {
       const packs = this.unindexed.splice(0);
+      let key: string;
       try {
-        await writeIndexFile(this.context.backend, packs);
+        key = await writeIndexFile(this.context.backend, packs);
       } catch (error) {
         this.unindexed.unshift(...packs);
         throw error;
       }
-      this.context.indexed(packs);
+      this.context.indexed(key, packs);
     }
     // Uploads may have taken long: the snapshot may be committed only if the marker stayed fresh throughout.
     await this.touch();

@@ -171,6 +171,25 @@ describe('collectGarbage', () => {
     expect(await unreadableChunks(repository, snapshots)).toEqual([]);
   });
 
+  it('a pack deleted after its index file was rewritten is never offered for dedup by the process that wrote that file', async () => {
+    const { clock, repository, snapshots, collect } = await setUp();
+    // Both open on an empty bucket: their index files reach this repository only through their flushes.
+    const gone = await startBackup(repository, snapshots, 'gone');
+    const stays = await startBackup(repository, snapshots, 'stays');
+    await gone.add(dropped);
+    await stays.add(kept);
+    await gone.commit();
+    await stays.commit();
+    snapshots.forget('gone');
+    await collect(); // condemns, and rewrites the two index files into one
+    clock.advance(2 * HOUR);
+    expect((await collect()).packsDeleted.length).toBeGreaterThan(0);
+    await collect(); // the deleted packs leave the condemned set
+    await repository.refresh();
+    expect(gone.ids.filter((id) => repository.has(id))).toEqual([]);
+    expect(await unreadableChunks(repository, snapshots)).toEqual([]);
+  });
+
   it('dry run reports and changes nothing', async () => {
     const { options, snapshots, backUp } = await setUp();
     await backUp('old', dropped);
