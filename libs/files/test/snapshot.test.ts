@@ -5,13 +5,11 @@ import { chmod, link, mkdir, readFile, symlink, utimes, writeFile } from 'node:f
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FilesSourceFacts } from '@tidemark/contracts';
 import { makeTempDir, POSTGRES_OS_USER, removeTempDir } from '@tidemark/testkit';
 import { openSource, takeSnapshot, type FilesSource, type SnapshotOptions, type TreeEntry } from '../src/index.js';
 import { contentOf, fromArray, memoryRepository, readTree, type MemoryRepository } from './helpers.js';
-
-vi.mock('@tidemark/chunks', async (importOriginal) => ({ ...(await importOriginal<typeof import('@tidemark/chunks')>()), chunkStream: (await import('./fixed-chunks.js')).fixedSizeChunks }));
 
 const execFileAsync = promisify(execFile);
 const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex');
