@@ -17,6 +17,8 @@ const DEFAULT_CONCURRENCY = 4;
 /** Entries waiting to be written behind a slow read (each is small; reads themselves are bounded by `concurrency`). */
 const QUEUE_LIMIT = 1024;
 const MAX_PROBLEMS = 1000;
+/** Chunks of one file being stored at once: with a max chunk of 4 MiB, at most 16 MiB per read. */
+const PUTS_IN_FLIGHT_PER_FILE = 4;
 
 type Chunks = NonNullable<TreeEntry['chunks']>;
 type Chunk = Chunks[number];
@@ -74,27 +76,35 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
     const hash = createHash('sha256');
     const chunks: Chunk[] = [];
     let size = 0;
+    // A few chunks of the file are stored (compressed, encrypted) while the next ones are read.
+    const storing: Promise<void>[] = [];
     try {
       for await (const chunk of chunkStream(content, repository.chunker)) {
         stop.signal.throwIfAborted();
         hash.update(chunk);
         const id = repository.chunkId(chunk);
-        const put = await session.put(id, chunk);
-        if (put.stored) {
-          counts.newChunks += 1;
-          counts.newBytes += chunk.length;
-          counts.newStoredBytes += put.storedBytes;
-        } else {
-          counts.reusedChunks += 1;
-          counts.reusedBytes += chunk.length;
-        }
         chunks.push({ id, size: chunk.length });
         size += chunk.length;
-        bytesDone += chunk.length;
-        progress(entry.path);
+        const stored = session.put(id, chunk).then((put) => {
+          if (put.stored) {
+            counts.newChunks += 1;
+            counts.newBytes += chunk.length;
+            counts.newStoredBytes += put.storedBytes;
+          } else {
+            counts.reusedChunks += 1;
+            counts.reusedBytes += chunk.length;
+          }
+          bytesDone += chunk.length;
+          progress(entry.path);
+        });
+        stored.catch(() => undefined); // awaited below, in order
+        storing.push(stored);
+        if (storing.length >= PUTS_IN_FLIGHT_PER_FILE) await storing.shift();
       }
+      await Promise.all(storing);
     } catch (error) {
       content.destroy();
+      await Promise.allSettled(storing);
       return unreadFile(entry, error);
     }
     // A file that cannot even be looked at again is not known to be intact.

@@ -15,6 +15,7 @@ type OnProblem = Parameters<FilesSource['entries']>[0];
 /** lstat calls in flight while a directory is listed: a cold tree is latency-bound, not CPU-bound. */
 const STAT_BATCH = 64;
 const READ_BUFFER_BYTES = 1024 * 1024;
+const MIN_READ_BUFFER_BYTES = 16 * 1024;
 const SLASH = Buffer.from('/');
 
 export interface DirectoryWalkOptions {
@@ -114,7 +115,8 @@ export function openDirectorySource(options: DirectoryWalkOptions, kind: 'direct
       await handle.close();
       throw error;
     }
-    return handle.createReadStream({ highWaterMark: READ_BUFFER_BYTES });
+    // Sized to the file: a 1 MiB read buffer per small file costs more than reading it.
+    return handle.createReadStream({ highWaterMark: Math.min(READ_BUFFER_BYTES, Math.max(MIN_READ_BUFFER_BYTES, entry.size + 1)) });
   }
 
   async function restat(entry: SourceEntry): Promise<{ size: number; mtimeNs: string } | undefined> {
