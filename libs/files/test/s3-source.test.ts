@@ -1,19 +1,22 @@
-// The s3 source against a real S3 server (s3rver from the testkit), chunks into the real
-// repository (memory backend, encrypted: keyed chunk ids).
+// The s3 source against real S3 servers (s3rver, and Ceph RGW for S3's own listing semantics),
+// chunks into the real repository (memory backend, encrypted: keyed chunk ids).
 import { createHash, randomBytes } from 'node:crypto';
 import { Client } from 'minio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openChunkRepository, type ChunkRepository } from '@tidemark/chunks';
 import { keyRingOf } from '@tidemark/pipeline';
 import { createMemoryBackend } from '@tidemark/storage';
-import { startS3, type S3Endpoint } from '@tidemark/testkit';
+import { startRgw, startS3, type S3Endpoint } from '@tidemark/testkit';
 import { openSource, takeSnapshot, type FilesSource, type FilesSourceConfig, type TreeEntry } from '../src/index.js';
 import { fromArray, readTree } from './helpers.js';
 
 const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex');
 const BUCKET = 'documents';
 
-describe('s3 source', () => {
+describe.each([
+  ['s3rver', startS3],
+  ['Ceph RGW', startRgw],
+] as const)('s3 source on %s', (_server, start) => {
   let s3: S3Endpoint;
   let client: Client;
   let config: FilesSourceConfig;
@@ -27,7 +30,7 @@ describe('s3 source', () => {
   ]);
 
   beforeAll(async () => {
-    s3 = await startS3();
+    s3 = await start();
     const url = new URL(s3.endpoint);
     client = new Client({ endPoint: url.hostname, port: Number(url.port), useSSL: false, accessKey: s3.accessKey, secretKey: s3.secretKey, region: s3.region, pathStyle: true });
     await client.makeBucket(BUCKET, s3.region);

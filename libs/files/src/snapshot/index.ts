@@ -248,9 +248,10 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
 }
 
 /** Why the file counts as changed while it was read, or undefined when it did not move. */
-function changedWhy(entry: SourceEntry, after: { size: number; mtimeNs: string }, bytesRead: number): string | undefined {
+function changedWhy(entry: SourceEntry, after: { size: number; mtimeNs: string; etag?: string }, bytesRead: number): string | undefined {
   if (bytesRead !== entry.size) return `${bytesRead} bytes were read where the walk saw ${entry.size}`;
   if (after.size !== entry.size) return `its size went from ${entry.size} to ${after.size}`;
+  if (entry.etag !== undefined && after.etag !== undefined) return after.etag === entry.etag ? undefined : 'its ETag changed';
   if (after.mtimeNs !== entry.mtimeNs) return 'its mtime moved';
   return undefined;
 }

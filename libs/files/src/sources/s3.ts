@@ -95,10 +95,10 @@ export function openS3Source(config: S3SourceConfig): FilesSource {
     return watchForStall(body, { stallMs: STALL_MS, what });
   }
 
-  async function restat(entry: SourceEntry): Promise<{ size: number; mtimeNs: string } | undefined> {
+  async function restat(entry: SourceEntry): Promise<{ size: number; mtimeNs: string; etag: string } | undefined> {
     try {
       const stat = await answered(`reading the size of ${location}${entry.path}`, client.statObject(bucket, `${prefix}${entry.path}`));
-      return { size: stat.size, mtimeNs: nanoseconds(stat.lastModified) };
+      return { size: stat.size, mtimeNs: nanoseconds(stat.lastModified), etag: stat.etag };
     } catch (error) {
       const code = (error as { code?: unknown }).code;
       if (code === 'NoSuchKey' || code === 'NotFound') return undefined;

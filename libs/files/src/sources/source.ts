@@ -41,8 +41,11 @@ export interface FilesSource {
   entries(onProblem: (path: string, problem: 'unreadable' | 'unsupported_type' | 'vanished', detail: string) => void): AsyncIterable<SourceEntry>;
   /** A file's content. Its size and mtime are checked again after reading to catch changes. */
   open(entry: SourceEntry): Promise<Readable>;
-  /** The entry's current size and mtime (after reading), or undefined when it vanished. */
-  restat(entry: SourceEntry): Promise<{ size: number; mtimeNs: string } | undefined>;
+  /**
+   * The entry's current size and mtime (after reading), or undefined when it vanished. S3 also
+   * gives the ETag, which then decides: HEAD's Last-Modified has whole seconds, a listing's has milliseconds.
+   */
+  restat(entry: SourceEntry): Promise<{ size: number; mtimeNs: string; etag?: string } | undefined>;
   /** The sha256 (hex) a file's content must have, when its name says (Ollama blobs): a mismatch is never stored as good. */
   expectedSha256?(entry: SourceEntry): string | undefined;
   /** Releases connections (s3); the caller closes the source it opened. */
