@@ -19,6 +19,7 @@ const QUEUE_LIMIT = 1024;
 const MAX_PROBLEMS = 1000;
 /** Chunks of one file being stored at once: with a max chunk of 4 MiB, at most 16 MiB per read. */
 const PUTS_IN_FLIGHT_PER_FILE = 4;
+const TOUCH_EVERY_ENTRIES = 1024;
 
 type Chunks = NonNullable<TreeEntry['chunks']>;
 type Chunk = Chunks[number];
@@ -159,6 +160,7 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
       entry.catch(() => undefined); // surfaces when its turn to be written comes
       queue.push(queued);
     };
+    let walked = 0;
     const stopReads = (): void => stop.abort(options.signal?.reason);
     options.signal?.addEventListener('abort', stopReads);
     try {
@@ -169,6 +171,8 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
       for await (const entry of source.entries((path, problem, detail) => report(path, problem, detail))) {
         if (strictFailure !== undefined) throw strictFailure;
         options.signal?.throwIfAborted();
+        // A long run of unchanged files reads nothing: the marker must still be kept fresh (touch is throttled).
+        if (++walked % TOUCH_EVERY_ENTRIES === 0) await session.touch();
         const previous = await parent.at(bytesOf(entry.path, entry.pathBase64));
         if (entry.type === 'dir') counts.directories += 1;
         else if (entry.type === 'symlink') counts.symlinks += 1;

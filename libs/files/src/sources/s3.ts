@@ -5,7 +5,7 @@
 // per depth, as for a local directory.
 import * as http from 'node:http';
 import * as https from 'node:https';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { Client } from 'minio';
 import { TidemarkError } from '@tidemark/contracts';
 import { formatSeconds, watchForStall } from '@tidemark/pipeline';
@@ -91,8 +91,18 @@ export function openS3Source(config: S3SourceConfig): FilesSource {
 
   async function open(entry: SourceEntry): Promise<Readable> {
     const what = `reading ${location}${entry.path}`;
-    const body = await answered(what, client.getObject(bucket, `${prefix}${entry.path}`));
-    return watchForStall(body, { stallMs: STALL_MS, what });
+    const body = watchForStall(await answered(what, client.getObject(bucket, `${prefix}${entry.path}`)), { stallMs: STALL_MS, what });
+    // A connection lost mid-download is the server's failure (retry the backup), not an unreadable object.
+    return Readable.from(
+      (async function* (): AsyncGenerator<Buffer> {
+        try {
+          for await (const piece of body) yield piece as Buffer;
+        } catch (error) {
+          throw error instanceof TidemarkError ? error : new TidemarkError('SOURCE_UNAVAILABLE', `${what} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        }
+      })(),
+      { objectMode: false },
+    );
   }
 
   async function restat(entry: SourceEntry): Promise<{ size: number; mtimeNs: string; etag: string } | undefined> {
