@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { RequestBackup, RequestRestore, type FilesSourceFacts } from '@tidemark/contracts';
 import { TREE_FORMAT, compareDirectoryWithTree } from '@tidemark/files';
 import { committedTree } from '@tidemark/agent';
-import { makeTempDir, removeTempDir, settling } from '@tidemark/testkit';
+import { makeTempDir, removeTempDir, settling, writeDocuments, writeOllamaStore } from '@tidemark/testkit';
 import { handleBackupRequested as backupUnsettled, handleRestoreRequested as restoreUnsettled, treeArtifactId } from '../src/index.js';
-import { agentOf, backupContext, restoreContext, writeDocuments, writeOllamaStore } from './fakes.js';
+import { agentOf, backupContext, restoreContext } from './fakes.js';
 
 const backup = settling(backupUnsettled);
 const restore = settling(restoreUnsettled);

@@ -95,19 +95,26 @@ function backupProblemsCheck(facts: FilesSourceFacts): VerificationCheck {
   return { name: 'problems recorded at backup', ok: true, detail: facts.problemsCount === 0 ? 'none' : `${facts.problemsCount}: ${first}${facts.problemsCount > DIFFERENCES_SHOWN ? ', …' : ''}` };
 }
 
+const DIGEST_HEX = /sha256[-:]([0-9a-f]{64})/;
+
+/** Layers the backup already knew it could not store: blobs corrupt at backup, and layers the source itself lacked. */
+function layersMissingAtBackup(facts: FilesSourceFacts): Set<string> {
+  const known = [...(facts.ollama?.corruptBlobs ?? []), ...facts.problems.filter((p) => p.problem === 'missing_layer').map((p) => p.detail ?? '')];
+  return new Set(known.map((text) => DIGEST_HEX.exec(text)?.[1]).filter((hex): hex is string => hex !== undefined));
+}
+
 /**
- * Every restored blob hashes to its name, and every model's layers are there. A layer whose blob
- * was already corrupt at backup (recorded in the facts, never stored as good) is reported, and
- * does not fail the verification: the snapshot holds what the manifest says. Any other missing
- * layer does.
+ * Every restored blob hashes to its name, and every model's layers are there. A layer the backup
+ * already reported (its blob corrupt, or absent from the source) is named and does not fail the
+ * verification: the snapshot holds what its manifest says. Any other missing layer does.
  */
 async function ollamaChecks(dir: string, facts: FilesSourceFacts): Promise<VerificationCheck[]> {
   const inspection = await inspectOllamaStore(dir, { hashBlobs: true });
-  const corruptAtBackup = new Set((facts.ollama?.corruptBlobs ?? []).map((blob) => blob.replace(/^.*sha256[-:]/, '')));
-  const digestOf = (layer: string) => layer.replace(/^sha256[-:]/, '');
-  const unexpected = inspection.missingLayers.filter((m) => !corruptAtBackup.has(digestOf(m.digest)));
+  const knownAtBackup = layersMissingAtBackup(facts);
+  const isKnown = (missing: { digest: string }) => knownAtBackup.has(DIGEST_HEX.exec(missing.digest)?.[1] ?? '');
+  const unexpected = inspection.missingLayers.filter((m) => !isKnown(m));
+  const known = inspection.missingLayers.filter(isKnown);
   const named = (missing: typeof inspection.missingLayers) => missing.slice(0, DIFFERENCES_SHOWN).map((m) => `model ${m.model} lacks layer ${m.digest}`).join('; ');
-  const known = inspection.missingLayers.length - unexpected.length;
   return [
     {
       name: 'ollama blobs match their digests',
@@ -119,7 +126,7 @@ async function ollamaChecks(dir: string, facts: FilesSourceFacts): Promise<Verif
       ok: unexpected.length === 0,
       detail: `${inspection.models.length} models`
         + (unexpected.length > 0 ? `; missing: ${named(unexpected)}` : '')
-        + (known > 0 ? `; missing because the blob was corrupt at backup: ${named(inspection.missingLayers.filter((m) => corruptAtBackup.has(digestOf(m.digest))))}` : ''),
+        + (known.length > 0 ? `; missing as reported at backup (corrupt or absent in the source): ${named(known)}` : ''),
     },
   ];
 }
