@@ -5,8 +5,6 @@ import type { Readable } from 'node:stream';
 import type { BlobLocation, ChunkId, ChunkRepository, ChunkerSettings, PutResult, UploadSession } from '@tidemark/chunks';
 import { parseTree, type TreeEntry, type TreeHeader } from '../src/index.js';
 
-/** Small chunks, so that small test files still make several. */
-export const TEST_CHUNKER: ChunkerSettings = { minBytes: 4 * 1024, avgBytes: 16 * 1024, maxBytes: 64 * 1024 };
 
 export interface MemoryRepository extends ChunkRepository {
   /** Every chunk stored so far. */
@@ -17,6 +15,9 @@ export interface MemoryRepository extends ChunkRepository {
   readonly closedSessions: string[];
   readonly flushedSessions: string[];
 }
+
+/** Small chunks, so that small test files still make several. */
+export const TEST_CHUNKER: ChunkerSettings = { minBytes: 4 * 1024, avgBytes: 16 * 1024, maxBytes: 64 * 1024 };
 
 /** An in-memory ChunkRepository: sha256 ids, no packs; enough to check what a snapshot stores. */
 export function memoryRepository(chunker: ChunkerSettings = TEST_CHUNKER): MemoryRepository {
@@ -86,20 +87,4 @@ export async function* fromArray<T>(items: readonly T[]): AsyncGenerator<T> {
 /** Reassembles a file from the repository, for checking chunk lists. */
 export function contentOf(repository: MemoryRepository, entry: TreeEntry): Buffer {
   return Buffer.concat((entry.chunks ?? []).map((chunk) => repository.chunks.get(chunk.id) ?? Buffer.alloc(0)));
-}
-
-/**
- * Fixed-size chunks of `avgBytes`: stands in for @tidemark/chunks' chunkStream until its
- * implementation is merged (the snapshotter only needs chunks in order that add up to the file).
- */
-export async function* fixedSizeChunks(source: AsyncIterable<Uint8Array>, settings: ChunkerSettings = TEST_CHUNKER): AsyncGenerator<Buffer> {
-  let pending = Buffer.alloc(0);
-  for await (const piece of source) {
-    pending = Buffer.concat([pending, piece]);
-    while (pending.length >= settings.avgBytes) {
-      yield pending.subarray(0, settings.avgBytes);
-      pending = pending.subarray(settings.avgBytes);
-    }
-  }
-  if (pending.length > 0) yield pending;
 }
