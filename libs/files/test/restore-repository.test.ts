@@ -81,5 +81,5 @@ describe('restoreToDirectory on the real chunk repository (fs backend, encrypted
     const comparison = await compareDirectoryWithTree(whole, tree(), { mtimes: true });
     expect(comparison.differences).toEqual([]);
     expect(comparison.filesCompared).toBe(SMALL_FILES + 2);
-  });
+  }, 120_000 + SMALL_FILES * 20 + BIG_MIB * 500);
 });
