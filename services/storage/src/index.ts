@@ -20,3 +20,6 @@ export {
 export { ArchiveChecker, baseBackupStarts, problemMsgId, type ArchiveCheckDeps, type TargetCheckResult } from './wal/check-run.js';
 export { listWalObjects, type WalFileObjects } from './wal/objects.js';
 export { summariseWalArchive } from './handlers/catalog-wal.js';
+export { listSnapshotTree, normalisePath, toCatalogTreeEntry, DEFAULT_TREE_LIMIT, type CatalogTreeDeps } from './handlers/catalog-tree.js';
+export { bucketTreeReader, isFilesSnapshot, type TreeReader } from './files/trees.js';
+export { runChunkGc, describeReport, type ChunkGcDeps, type ChunkGcResult, type ChunkGcSettings } from './files/chunk-gc.js';
