@@ -4,9 +4,8 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobLocation, ChunkId, ChunkRepository, ChunkerSettings, PutResult, UploadSession } from '@tidemark/chunks';
 import { parseTree, type TreeEntry, type TreeHeader } from '../src/index.js';
+import { TEST_CHUNKER } from './test-chunker.js';
 
-/** Small chunks, so that small test files still make several. */
-export const TEST_CHUNKER: ChunkerSettings = { minBytes: 4 * 1024, avgBytes: 16 * 1024, maxBytes: 64 * 1024 };
 
 export interface MemoryRepository extends ChunkRepository {
   /** Every chunk stored so far. */
@@ -88,18 +87,3 @@ export function contentOf(repository: MemoryRepository, entry: TreeEntry): Buffe
   return Buffer.concat((entry.chunks ?? []).map((chunk) => repository.chunks.get(chunk.id) ?? Buffer.alloc(0)));
 }
 
-/**
- * Fixed-size chunks of `avgBytes`: stands in for @tidemark/chunks' chunkStream until its
- * implementation is merged (the snapshotter only needs chunks in order that add up to the file).
- */
-export async function* fixedSizeChunks(source: AsyncIterable<Uint8Array>, settings: ChunkerSettings = TEST_CHUNKER): AsyncGenerator<Buffer> {
-  let pending = Buffer.alloc(0);
-  for await (const piece of source) {
-    pending = Buffer.concat([pending, piece]);
-    while (pending.length >= settings.avgBytes) {
-      yield pending.subarray(0, settings.avgBytes);
-      pending = pending.subarray(settings.avgBytes);
-    }
-  }
-  if (pending.length > 0) yield pending;
-}

@@ -212,13 +212,16 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
   const lines = treeLines();
   const tree = ReadableStream.from(
     (async function* (): AsyncGenerator<string> {
+      const closedEarly = (): unknown =>
+        options.signal?.aborted === true ? options.signal.reason : new TidemarkError('SHUTTING_DOWN', 'the files tree stream was closed before it ended');
       try {
         yield* lines;
       } catch (error) {
-        rejectFacts(error);
+        // A reader that stops early destroys the stream with a bare AbortError.
+        rejectFacts((error as { name?: unknown } | null)?.name === 'AbortError' ? closedEarly() : error);
         throw error;
       } finally {
-        rejectFacts(options.signal?.aborted === true ? options.signal.reason : new TidemarkError('SHUTTING_DOWN', 'the files tree stream was closed before it ended'));
+        rejectFacts(closedEarly());
       }
     })(),
     { objectMode: false },
