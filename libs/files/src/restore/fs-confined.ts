@@ -62,8 +62,11 @@ export class ConfinedRoot {
 
   /** A regular file made by this restore, reached through real directories only (a hard link's target). */
   async requireRestoredFile(relative: Buffer): Promise<void> {
-    await this.ensureParentsExist(relative);
-    if ((await kindAt(this.absolute(relative))) !== 'file') throw new Refusal('the hard link target was not restored as a file');
+    const notAFile = 'the hard link target was not restored as a file';
+    await this.ensureParentsExist(relative).catch((error: unknown) => {
+      throw error instanceof Refusal ? new Refusal(`${notAFile}: ${error.message}`) : error;
+    });
+    if ((await kindAt(this.absolute(relative))) !== 'file') throw new Refusal(notAFile);
   }
 
   /** A temp name beside `relative`: ".<name>.tidemark-tmp-<random>". */
