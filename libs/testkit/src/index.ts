@@ -12,6 +12,7 @@ export * from './s3.js';
 export * from './rgw.js';
 export * from './qdrant.js';
 export * from './handler-fakes.js';
+export * from './files-fixtures.js';
 // In-memory ports shared by tests of several packages: tests share fakes only through here.
 export * from './fake-pg-cluster.js';
 export * from './fake-qdrant-port.js';

@@ -1,4 +1,4 @@
-// verifier: wiring only. Config → NATS → storage, keys, sandboxes (pg, qdrant) → a dead verifier's scratch space removed → artifact.stored consumer → shutdown.
+// verifier: wiring only. Config → NATS → storage, keys, sandboxes (pg, qdrant), files work dir → a dead verifier's scratch space removed → artifact.stored consumer → shutdown.
 import { ArtifactStored, EVENTS_STREAM, TidemarkError, consumers, filters } from '@tidemark/contracts';
 import { loadConfig, storageConfig } from '@tidemark/config';
 import { bootstrap, ensureConsumer, runConsumer, runMain } from '@tidemark/runtime';
@@ -9,6 +9,7 @@ import { createQdrantPort, guardPort, type GuardedPort } from '@tidemark/qdrant'
 import { handleArtifactStored, type VerifierDeps } from './handlers/artifact-stored.js';
 import { scratchDirectoryRoot } from './pg-base-verify.js';
 import { removeLeftoverScratch, scratchDatabaseClaims } from './scratch.js';
+import { filesScratchRoot } from './files-verify.js';
 
 runMain('verifier', async () => {
   const { config } = loadConfig(process.env);
@@ -47,12 +48,13 @@ runMain('verifier', async () => {
     sandboxQdrant,
     // Base backups need no sandbox server: the verifier starts each one itself, below pg.workDir.
     pgBase: { workDir: config.pg.workDir, osUser: config.pg.osUser },
+    filesWorkDir: config.files.workDir,
     publisher: service.publisher,
     keys,
     clock: () => new Date(),
     scratchClaims: sandboxConnection ? scratchDatabaseClaims(sandboxConnection) : undefined,
   };
-  await removeLeftoverScratch({ claims: deps.scratchClaims, sandbox: deps.sandbox, directoryRoot: scratchDirectoryRoot(config.pg.workDir) }, logger);
+  await removeLeftoverScratch({ claims: deps.scratchClaims, sandbox: deps.sandbox, directoryRoot: scratchDirectoryRoot(config.pg.workDir), filesDirectoryRoot: filesScratchRoot(config.files.workDir) }, logger);
   await ensureConsumer(service.jsm, EVENTS_STREAM.name, consumers.verifierArtifacts, filters.artifactStored, { ackWaitMs: service.ackWaitMs, maxDeliver: service.maxDeliver });
   const artifacts = runConsumer({
     js: service.js,

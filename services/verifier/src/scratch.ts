@@ -108,8 +108,12 @@ export async function releaseScratchDirectory(dir: string): Promise<void> {
   await rm(`${dir}${OWNER_SUFFIX}`, { force: true });
 }
 
-/** Stops the server left in each scratch directory under `root` whose owner is gone, and removes it; returns them. */
-export async function sweepScratchDirectories(root: string): Promise<string[]> {
+/**
+ * Stops the server left in each scratch directory under `root` whose owner is gone (unless
+ * `stopServers` is false: a restored files snapshot may hold a postmaster.pid naming a live server
+ * that is not ours), and removes it; returns them.
+ */
+export async function sweepScratchDirectories(root: string, options: { readonly stopServers?: boolean } = {}): Promise<string[]> {
   const entries = await readdir(root).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return [];
     throw error;
@@ -120,7 +124,7 @@ export async function sweepScratchDirectories(root: string): Promise<string[]> {
     if (removed.includes(dir)) continue;
     const owner = await readOwner(dir);
     if (owner !== undefined && (await isRunning(owner))) continue;
-    await stopPostmaster(dir);
+    if (options.stopServers !== false) await stopPostmaster(dir);
     await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 });
     await releaseScratchDirectory(dir);
     removed.push(dir);
@@ -131,8 +135,10 @@ export async function sweepScratchDirectories(root: string): Promise<string[]> {
 export interface LeftoverScratch {
   readonly claims: ScratchDatabaseClaims | undefined;
   readonly sandbox: Pick<PgCluster, 'dropDatabase'> | undefined;
-  /** <pg.workDir>/verify */
+  /** <pg.workDir>/verify: base backups started there. */
   readonly directoryRoot: string;
+  /** <files.workDir>/scratch: restored files snapshots (no servers). */
+  readonly filesDirectoryRoot?: string;
 }
 
 /**
@@ -141,6 +147,8 @@ export interface LeftoverScratch {
  */
 export async function removeLeftoverScratch(scratch: LeftoverScratch, logger: Logger): Promise<void> {
   const sweeps: Array<[string, () => Promise<string[]>]> = [['directories', () => sweepScratchDirectories(scratch.directoryRoot)]];
+  const filesRoot = scratch.filesDirectoryRoot;
+  if (filesRoot !== undefined) sweeps.push(['directories', () => sweepScratchDirectories(filesRoot, { stopServers: false })]);
   const { claims, sandbox } = scratch;
   if (claims !== undefined && sandbox !== undefined) sweeps.unshift(['databases', () => claims.sweep((database) => sandbox.dropDatabase(database))]);
   for (const [what, sweep] of sweeps) {
@@ -148,7 +156,7 @@ export async function removeLeftoverScratch(scratch: LeftoverScratch, logger: Lo
       const removed = await sweep();
       if (removed.length > 0) logger.warn({ [what]: removed }, `removed the scratch ${what} of a verifier that died mid-verification`);
     } catch (error) {
-      logger.error({ err: error }, `could not remove the scratch ${what} of dead verifiers; the next start tries again (they are named ${SCRATCH_PREFIX}* and <pg.workDir>/verify/*)`);
+      logger.error({ err: error }, `could not remove the scratch ${what} of dead verifiers; the next start tries again (they are named ${SCRATCH_PREFIX}*, <pg.workDir>/verify/* and <files.workDir>/scratch/*)`);
     }
   }
 }

@@ -1,7 +1,8 @@
 // artifact.stored.<engine>.<target>: prove an artifact by restoring it into scratch space and
 // comparing with the manifest's facts: a pg dump into a scratch database of the sandbox, a pg base
 // backup into a scratch data directory started by the verifier itself (see ../pg-base-verify.ts),
-// a Qdrant artifact into a scratch collection (see ../qdrant-verify.ts). The event is only a hint:
+// a Qdrant artifact into a scratch collection (see ../qdrant-verify.ts), a files snapshot into a
+// scratch directory (see ../files-verify.ts). The event is only a hint:
 // the manifest in the bucket is what gets verified. The scratch space is always removed.
 import { randomBytes } from 'node:crypto';
 import {
@@ -17,6 +18,7 @@ import type { QdrantPort } from '@tidemark/qdrant';
 import { compareFacts, probeKOf } from '../compare.js';
 import { verifyPgBaseArtifact, type PgBaseVerifySettings } from '../pg-base-verify.js';
 import { verifyQdrantArtifact } from '../qdrant-verify.js';
+import { verifyFilesArtifact } from '../files-verify.js';
 import { SCRATCH_PREFIX, type ScratchDatabaseClaims } from '../scratch.js';
 
 export interface VerifierDeps {
@@ -30,6 +32,8 @@ export interface VerifierDeps {
   readonly clock: () => Date;
   /** Where and how base backups (kind "base") are started (config `pg`); undefined: they fail with CONFIG_INVALID. */
   readonly pgBase?: PgBaseVerifySettings | undefined;
+  /** config `files.workDir`: files snapshots are restored below its scratch/; undefined: they fail with CONFIG_INVALID. */
+  readonly filesWorkDir?: string | undefined;
   /** Random suffix for scratch database, collection and directory names. */
   readonly randomSuffix?: () => string;
   /** Claims on the sandbox's scratch databases, so a starting verifier can tell a dead one's leftovers (see ../scratch.ts). */
@@ -46,12 +50,12 @@ export function scratchDatabaseName(artifactId: string, suffix: string): string 
 /** Qdrant scratch collections follow the same pattern: `tidemark_verify_<short>_<random>`. */
 export const scratchCollectionName = scratchDatabaseName;
 
-const VERIFIABLE: ReadonlySet<string> = new Set(['pg', 'qdrant']);
+const VERIFIABLE: ReadonlySet<string> = new Set(['pg', 'qdrant', 'files']);
 
 export async function handleArtifactStored(event: ArtifactStored, deps: VerifierDeps, ctx: Context): Promise<Outcome> {
   const log = ctx.logger.child({ engine: event.engine, target: event.target, artifactId: event.artifactId });
   if (!event.verify || !VERIFIABLE.has(event.engine)) {
-    log.debug('verification not requested for this artifact (or not a pg or qdrant artifact); skipping');
+    log.debug('verification not requested for this artifact (or not a pg, qdrant or files artifact); skipping');
     return ack();
   }
   const manifest = await deps.store.readManifest(event.engine, event.target, event.artifactId);
@@ -66,6 +70,7 @@ export async function handleArtifactStored(event: ArtifactStored, deps: Verifier
   try {
     checks =
       manifest.engine === 'qdrant' ? await verifyQdrant(manifest, deps, ctx)
+      : manifest.engine === 'files' ? await verifyFiles(manifest, deps, ctx)
       : manifest.kind === 'base' ? await verifyPgBase(manifest, deps, ctx)
       : await verifyPgArtifact(manifest, deps, ctx);
     const differing = checks.filter((c) => !c.ok);
@@ -166,5 +171,18 @@ async function verifyQdrant(manifest: Manifest, deps: VerifierDeps, ctx: Context
     progress: ctx.progress,
     signal: ctx.signal,
     onCleanupError: (error, collection) => ctx.logger.error({ err: error, collection }, 'could not delete the scratch collection on the qdrant sandbox; delete it by hand'),
+  });
+}
+
+/** Restores into a scratch directory below files.workDir, compares, and always removes it. */
+async function verifyFiles(manifest: Manifest, deps: VerifierDeps, ctx: Context): Promise<VerificationCheck[]> {
+  if (deps.filesWorkDir === undefined) {
+    throw new TidemarkError('CONFIG_INVALID', 'files snapshots are verified by restoring them on the verifier host, but no files work directory is configured; set files.workDir in tidemark.yaml');
+  }
+  return verifyFilesArtifact(manifest, deps.filesWorkDir, deps, {
+    progress: ctx.progress,
+    signal: ctx.signal,
+    suffix: deps.randomSuffix?.() ?? randomBytes(3).toString('hex'),
+    onCleanupError: (error, dir) => ctx.logger.error({ err: error, dir }, 'could not remove the scratch directory of a files verification; remove it by hand'),
   });
 }
