@@ -17,7 +17,7 @@ import { compareDirectoryWithTree, openSource, type FilesSource } from '@tidemar
 import { committedTree } from '@tidemark/agent';
 import { createLogger } from '@tidemark/runtime';
 import { handleBackupRequested as backupUnsettled, handleRestoreRequested as restoreUnsettled, treeArtifactId, type AgentDeps } from '@tidemark/files-agent-service';
-import { Catalog, bucketTreeReader, runChunkGc, runRetention, type ChunkGcResult } from '@tidemark/storage-service';
+import { Catalog, bucketTreeReader, listSnapshotTree, runChunkGc, runRetention, type ChunkGcResult } from '@tidemark/storage-service';
 import {
   makeTempDir, recordingPublisher, removeTempDir, settling, startS3, testContextFor, writeDocuments, type S3Endpoint,
 } from '@tidemark/testkit';
@@ -192,6 +192,23 @@ targets:
     const later = ok(await collect(new Date(now.getTime() + 6 * HOUR)));
     expect(later.packsDeleted.filter((pack) => afterCommit.packsRescued.includes(pack))).toEqual([]);
     await restoresIntact(committed);
+  });
+
+  it('catalog.tree lists a real snapshot read from the bucket', async () => {
+    const snapshot = await backedUp('tree-1');
+    const catalog = new Catalog(store);
+    await catalog.rebuild();
+    const readTree = bucketTreeReader(store, keys);
+    const top = await listSnapshotTree({ target: 'docs' }, { catalog, readTree });
+    expect(top).toMatchObject({ artifactId: snapshot.id, truncated: false });
+    expect('entries' in top && top.entries.map((e) => e.path)).toEqual(['cases', 'empty', 'latest', 'line\nbreak.txt', 'readme-again.md', 'readme.md']);
+    const cases = await listSnapshotTree({ target: 'docs', artifactId: snapshot.id, path: 'cases', recursive: true }, { catalog, readTree });
+    expect('entries' in cases && cases.entries).toEqual([
+      expect.objectContaining({ path: 'cases/2024', type: 'dir' }),
+      expect.objectContaining({ path: 'cases/2024/big.bin', type: 'file', size: 3 * 1024 * 1024 }),
+      expect.objectContaining({ path: 'cases/2024/brief.txt', type: 'file', size: 10_000 }),
+    ]);
+    expect('entries' in top && top.entries.find((e) => e.path === 'latest')).toMatchObject({ type: 'symlink', linkTarget: 'cases/2024/brief.txt' });
   });
 
   it('deletes nothing when a snapshot tree cannot be decoded (a key the storage service lacks)', async () => {
