@@ -4,7 +4,6 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { BlobLocation, ChunkId, ChunkRepository, ChunkerSettings, PutResult, UploadSession } from '@tidemark/chunks';
 import { parseTree, type TreeEntry, type TreeHeader } from '../src/index.js';
-import { TEST_CHUNKER } from './test-chunker.js';
 
 
 export interface MemoryRepository extends ChunkRepository {
@@ -16,6 +15,9 @@ export interface MemoryRepository extends ChunkRepository {
   readonly closedSessions: string[];
   readonly flushedSessions: string[];
 }
+
+/** Small chunks, so that small test files still make several. */
+export const TEST_CHUNKER: ChunkerSettings = { minBytes: 4 * 1024, avgBytes: 16 * 1024, maxBytes: 64 * 1024 };
 
 /** An in-memory ChunkRepository: sha256 ids, no packs; enough to check what a snapshot stores. */
 export function memoryRepository(chunker: ChunkerSettings = TEST_CHUNKER): MemoryRepository {
@@ -86,4 +88,3 @@ export async function* fromArray<T>(items: readonly T[]): AsyncGenerator<T> {
 export function contentOf(repository: MemoryRepository, entry: TreeEntry): Buffer {
   return Buffer.concat((entry.chunks ?? []).map((chunk) => repository.chunks.get(chunk.id) ?? Buffer.alloc(0)));
 }
-

@@ -1,16 +1,17 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, rmSync } from 'node:fs';
-import { chmod, link, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FilesSourceFacts } from '@tidemark/contracts';
-import { makeTempDir, removeTempDir } from '@tidemark/testkit';
+import { makeTempDir, POSTGRES_OS_USER, removeTempDir } from '@tidemark/testkit';
 import { openSource, takeSnapshot, type FilesSource, type SnapshotOptions, type TreeEntry } from '../src/index.js';
 import { contentOf, fromArray, memoryRepository, readTree, type MemoryRepository } from './helpers.js';
 
-vi.mock('@tidemark/chunks', async (importOriginal) => ({ ...(await importOriginal<typeof import('@tidemark/chunks')>()), chunkStream: (await import('./fixed-chunks.js')).fixedSizeChunks }));
-
+const execFileAsync = promisify(execFile);
 const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(bytes).digest('hex');
 
 interface Taken {
@@ -164,11 +165,13 @@ describe('takeSnapshot', () => {
     expect(repository.closedSessions).toContain('strict');
   });
 
-  it.skipIf(process.getuid?.() === 0)('a file without read permission is unreadable (real EACCES; root bypasses permissions, so this runs as non-root only)', async () => {
+  it('a file without read permission is unreadable: real EACCES (as root, the snapshot runs in a child process as the postgres OS user)', async () => {
+    await chmod(root, 0o755);
     await writeFile(join(root, 'secret'), 'not for us');
     await chmod(join(root, 'secret'), 0o000);
-    const { byPath } = await snapshot({ source: openSource({ kind: 'directory', path: root }), repository });
-    expect(byPath.get('secret')).toMatchObject({ problem: 'unreadable' });
+    const output = await snapshotAsOtherUser(root);
+    expect(output.entries).toEqual([expect.objectContaining({ path: 'secret', type: 'file', problem: 'unreadable' })]);
+    expect(output.problems).toEqual([{ path: 'secret', problem: 'unreadable', detail: expect.stringMatching(/EACCES/) }]);
   });
 
   it('a second backup after 1 % of the files changed reads only those and stores only their new chunks', async () => {
@@ -239,3 +242,30 @@ describe('takeSnapshot', () => {
     expect(repository.flushedSessions).not.toContain('abandoned');
   });
 });
+
+/**
+ * Runs a snapshot of `directory` with a throwaway repository in a child node process: as the
+ * postgres OS user when we are root (root reads any file whatever its mode), as ourselves otherwise.
+ */
+async function snapshotAsOtherUser(directory: string): Promise<{ entries: TreeEntry[]; problems: FilesSourceFacts['problems'] }> {
+  const owner = process.getuid?.() === 0 ? await osUser(POSTGRES_OS_USER) : undefined;
+  const files = pathToFileURL(join(fileURLToPath(new URL('.', import.meta.url)), '../dist/index.js')).href;
+  const script = `
+    const { openSource, takeSnapshot, parseTree } = await import(${JSON.stringify(files)});
+    const session = { id: 's', put: async () => ({ stored: true, storedBytes: 0 }), has: () => false, flush: async () => {}, touch: async () => {}, close: async () => {} };
+    const repository = { keyed: false, chunker: { minBytes: 1, avgBytes: 2, maxBytes: 4 }, chunkId: () => '0'.repeat(64), has: () => false, openSession: async () => session };
+    const result = takeSnapshot({ source: openSource({ kind: 'directory', path: ${JSON.stringify(directory)} }), repository, sessionId: 's' });
+    const entries = [];
+    for await (const entry of parseTree(result.tree).entries) entries.push(entry);
+    process.stdout.write(JSON.stringify({ entries, problems: (await result.facts).problems }));`;
+  const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], { ...(owner ?? {}), cwd: directory });
+  return JSON.parse(stdout) as { entries: TreeEntry[]; problems: FilesSourceFacts['problems'] };
+}
+
+async function osUser(name: string): Promise<{ uid: number; gid: number }> {
+  for (const line of (await readFile('/etc/passwd', 'utf8')).split('\n')) {
+    const [user, , uid, gid] = line.split(':');
+    if (user === name && uid !== undefined && gid !== undefined) return { uid: Number(uid), gid: Number(gid) };
+  }
+  throw new Error(`the ${name} OS user does not exist (installing postgresql-15 creates it)`);
+}

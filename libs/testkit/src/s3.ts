@@ -134,6 +134,13 @@ interface S3rverStore {
   putMetadata(bucket: string, key: string, metadata: unknown, md5: string): Promise<void>;
   putObject(object: { bucket: string; key: string; content: NodeJS.ReadableStream | Buffer; metadata: unknown }): Promise<{ size: number; md5: string }>;
   putPart(bucket: string, uploadId: string, partNumber: string | number, content: NodeJS.ReadableStream): Promise<{ size: number; md5: string }>;
+  listObjects(bucket: string, options: ListOptions): Promise<{ objects: { key: string }[]; commonPrefixes: string[]; isTruncated: boolean }>;
+}
+interface ListOptions {
+  delimiter?: string;
+  startAfter?: string;
+  prefix?: string;
+  maxKeys?: number;
 }
 type Middleware = (ctx: { req: IncomingMessage; res: ServerResponse; respond?: boolean }, next: () => Promise<void>) => Promise<void>;
 interface S3rverApp {
@@ -242,6 +249,25 @@ function patchStore(store: S3rverStore, partialDirectory: string): void {
     const result = await writeAtomically(store.getResourcePath(object.bucket, object.key, 'object'), object.content);
     await store.putMetadata(object.bucket, object.key, object.metadata, result.md5);
     return result;
+  };
+  // With a delimiter, s3rver does not walk below a common prefix, so a prefix holding only deeper
+  // keys ("a/" for "a/b/c" alone) goes missing. S3 lists it: here the keys are listed without the
+  // delimiter and grouped into common prefixes, as S3 does.
+  const listObjects = store.listObjects.bind(store);
+  store.listObjects = async function listWithDelimiter(bucket, options) {
+    const { delimiter = '', prefix = '', maxKeys = Infinity } = options;
+    if (delimiter === '') return listObjects(bucket, options);
+    const all = await listObjects(bucket, { ...options, delimiter: '', maxKeys: Infinity });
+    const objects: { key: string }[] = [];
+    const commonPrefixes = new Set<string>();
+    let isTruncated = false;
+    for (const object of all.objects) {
+      const at = object.key.indexOf(delimiter, prefix.length);
+      if (at !== -1) commonPrefixes.add(object.key.slice(0, at + delimiter.length));
+      else if (objects.length < maxKeys) objects.push(object);
+      else isTruncated = true;
+    }
+    return { objects, commonPrefixes: [...commonPrefixes].sort(), isTruncated };
   };
   store.putPart = async function putPart(bucket, uploadId, partNumber, content) {
     const partPath = join(store.getResourcePath(bucket, undefined, 'uploads'), uploadId, String(partNumber));
