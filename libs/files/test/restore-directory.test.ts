@@ -169,9 +169,15 @@ describe('restoreToDirectory', () => {
   });
 
   it('skips files the backup could not store as good and says so', async () => {
-    const builder = new TreeBuilder(repository).file('good', 'g').raw({ path: 'unreadable', type: 'file', mode: 0o644, uid: 0, gid: 0, mtimeNs: MTIME_NS, size: 0, problem: 'unreadable' } satisfies TreeEntry);
+    const builder = new TreeBuilder(repository)
+      .file('good', 'g')
+      .raw({ path: 'unreadable', type: 'file', mode: 0o644, uid: 0, gid: 0, mtimeNs: MTIME_NS, size: 0, problem: 'unreadable' } satisfies TreeEntry)
+      .hardlink('unreadable-link', 'unreadable');
     const summary: RestoreSummary = await restoreToDirectory({ tree: builder.tree(), repository, intoDirectory: join(work, 'x') });
-    expect(summary.skipped).toEqual([{ path: 'unreadable', reason: 'not stored as good: unreadable' }]);
+    expect(summary.skipped).toEqual([
+      { path: 'unreadable', reason: 'not stored as good: unreadable' },
+      { path: 'unreadable-link', reason: 'hard link to a file not stored as good: unreadable' },
+    ]);
     expect(await readdir(join(work, 'x'))).toEqual(['good']);
   });
 });

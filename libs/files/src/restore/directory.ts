@@ -76,6 +76,8 @@ async function restoreInto(directory: string, options: RestoreToDirectoryOptions
   /** First entries of hard links outside the selection (their content), and where they were restored. */
   const keptFirsts = new Map<string, TreeEntry>();
   const restoredAt = new Map<string, Buffer>();
+  /** Files the backup could not store as good: their hard links are skipped with them. */
+  const notStored = new Map<string, string>();
   const counts = { files: 0, directories: 0, symlinks: 0, hardlinks: 0, bytes: 0 };
   const progress = new ProgressReporter(options.onProgress);
   const writer: BatchWriter = {
@@ -129,6 +131,7 @@ async function restoreInto(directory: string, options: RestoreToDirectoryOptions
           case 'file':
             if (entry.problem !== undefined) {
               skipped.push({ path: entry.path, reason: `not stored as good: ${entry.problem}` });
+              notStored.set(pathKey(relative), entry.problem);
               break;
             }
             await root.ensureParents(relative);
@@ -140,6 +143,11 @@ async function restoreInto(directory: string, options: RestoreToDirectoryOptions
           case 'hardlink': {
             const linkTo = bytesOf(entry.linkTo ?? '', entry.linkToBase64);
             const key = pathKey(linkTo);
+            const problem = notStored.get(key);
+            if (problem !== undefined) {
+              skipped.push({ path: entry.path, reason: `hard link to a file not stored as good: ${problem}` });
+              break;
+            }
             if (!keep.has(key)) {
               hardlinks.push({ relative, entry, linkTo });
               break;

@@ -32,6 +32,8 @@ export interface PendingFile {
   /** A chunk of zeros was left as a hole: the size comes from truncation. */
   holes: boolean;
   created: Promise<void> | undefined;
+  /** The permission bits the temp file was created with. */
+  createdMode: number;
 }
 
 export interface BatchWriter {
@@ -53,7 +55,7 @@ export class FileBatch {
   private bytes = 0;
 
   add(root: ConfinedRoot, relative: Buffer, entry: TreeEntry): void {
-    this.files.push({ entry, relative, final: root.absolute(relative), temp: root.tempFor(relative), writesLeft: 0, singleWrite: false, holes: false, created: undefined });
+    this.files.push({ entry, relative, final: root.absolute(relative), temp: root.tempFor(relative), writesLeft: 0, singleWrite: false, holes: false, created: undefined, createdMode: TEMP_FILE_MODE });
     this.bytes += entry.size;
   }
 
@@ -142,7 +144,8 @@ async function writePack(packId: string, chunks: Map<ChunkId, PlannedChunk>, wri
 
 async function writeChunk(file: PendingFile, plain: Buffer, offset: number, writer: BatchWriter): Promise<void> {
   if (file.singleWrite) {
-    const handle = await createTemp(file, writer);
+    // Written through this one handle: the temp file may take its final permission bits at once.
+    const handle = await createTemp(file, writer, createdWith(file.entry.mode));
     try {
       await writeFully(handle, plain, offset);
       file.writesLeft -= 1;
@@ -169,13 +172,14 @@ async function chunkDone(file: PendingFile, writer: BatchWriter): Promise<void> 
 
 /** Size, owner, mode and mtime on the temp file, then the rename that makes it appear. */
 async function finish(file: PendingFile, opened: FileHandle | undefined, writer: BatchWriter): Promise<void> {
-  const handle = opened ?? (file.created === undefined ? await createTemp(file, writer) : await open(file.temp, 'r+'));
   const { entry } = file;
+  const handle = opened ?? (file.created === undefined ? await createTemp(file, writer, createdWith(entry.mode)) : await open(file.temp, 'r+'));
   try {
     if (file.holes) await handle.truncate(entry.size);
-    // chown before chmod: chown clears setuid and setgid bits.
-    if (writer.owners) await handle.chown(entry.uid, entry.gid);
-    await handle.chmod(entry.mode);
+    // chown before chmod: chown clears setuid and setgid bits. A new file is ours already.
+    const owned = writer.owners && (entry.uid !== EFFECTIVE_UID || entry.gid !== EFFECTIVE_GID);
+    if (owned) await handle.chown(entry.uid, entry.gid);
+    if (owned || file.createdMode !== entry.mode) await handle.chmod(entry.mode);
     const seconds = secondsOf(entry);
     await handle.utimes(seconds, seconds);
   } finally {
@@ -186,10 +190,20 @@ async function finish(file: PendingFile, opened: FileHandle | undefined, writer:
   writer.onFileDone(file);
 }
 
-async function createTemp(file: PendingFile, writer: BatchWriter): Promise<FileHandle> {
-  const handle = await open(file.temp, 'wx', TEMP_FILE_MODE);
+async function createTemp(file: PendingFile, writer: BatchWriter, mode = TEMP_FILE_MODE): Promise<FileHandle> {
+  const handle = await open(file.temp, 'wx', mode);
+  file.createdMode = mode;
   writer.temps.add(file);
   return handle;
+}
+
+const UMASK = process.umask();
+const EFFECTIVE_UID = process.geteuid?.() ?? -1;
+const EFFECTIVE_GID = process.getegid?.() ?? -1;
+
+/** The mode to create a file with: its own when open() gives exactly that (no special bits, nothing masked). */
+function createdWith(mode: number): number {
+  return (mode & ~0o777) === 0 && (mode & UMASK) === 0 ? mode : TEMP_FILE_MODE;
 }
 
 async function writeFully(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
