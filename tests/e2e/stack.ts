@@ -42,6 +42,8 @@ export interface StackOptions {
   readonly wal?: { readonly partialIntervalSeconds: number; readonly archiveCheckIntervalSeconds: number };
   /** Base backups are taken and verified (the verifier starts them as the postgres OS user, below the stack's directory); implied by `wal`. */
   readonly baseBackups?: boolean;
+  /** files targets (engine files) with their sources, e.g. { name: 'docs', source: { kind: 'directory', path } }; the files work dir is below the stack's directory. */
+  readonly files?: readonly { readonly name: string; readonly source: Readonly<Record<string, unknown>> }[];
   /** The config's consumer backoff (default: the config's, 2 s doubling to 60 s); TIDEMARK_MAX_DELIVER is 3. */
   readonly backoff?: { readonly initialSeconds: number; readonly maxSeconds: number };
 }
@@ -144,6 +146,9 @@ export class Stack {
       options.schedules ? `    schedules:\n${options.schedules}` : '',
       options.wal ? `    wal:\n      enabled: true\n      partialIntervalSeconds: ${options.wal.partialIntervalSeconds}\n` : '',
       qdrant ? `  - name: vectors\n    engine: qdrant\n    qdrant:\n      url: ${qdrant.url}\n      timeoutMs: 2000\n      incrementalField: updatedAt\n` : '',
+      // JSON is YAML.
+      ...(options.files ?? []).map((t) => `  - ${JSON.stringify({ name: t.name, engine: 'files', files: { source: t.source } })}\n`),
+      options.files ? `files:\n  workDir: ${join(dir, 'files')}\n` : '',
     ].join('');
     const configPath = join(dir, 'tidemark.yaml');
     await writeFile(configPath, yaml);

@@ -1,16 +1,16 @@
 // Small fixed file trees for the files engine's handler, verifier and end-to-end tests: a
 // documents directory with what real trees hold, and an Ollama models directory (a manifest and
 // its blobs named by their sha256) whose weights blob can be corrupted.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { link, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-/** A small documents tree: nested files (one of 3 MiB: several chunks), an empty directory, a symlink, a hard link, a name with a newline. */
+/** A small documents tree: nested files (one of 3 MiB of random bytes: several chunks, incompressible), an empty directory, a symlink, a hard link, a name with a newline. */
 export async function writeDocuments(dir: string): Promise<void> {
   await mkdir(join(dir, 'cases/2024'), { recursive: true });
   await mkdir(join(dir, 'empty'), { recursive: true });
   await writeFile(join(dir, 'cases/2024/brief.txt'), 'the brief\n'.repeat(1000));
-  await writeFile(join(dir, 'cases/2024/big.bin'), Buffer.alloc(3 * 1024 * 1024, 7));
+  await writeFile(join(dir, 'cases/2024/big.bin'), randomBytes(3 * 1024 * 1024));
   await writeFile(join(dir, 'readme.md'), '# documents\n');
   await writeFile(join(dir, 'line\nbreak.txt'), 'a name with a newline');
   await symlink('cases/2024/brief.txt', join(dir, 'latest'));

@@ -113,6 +113,19 @@ describe('restore.requested.files', () => {
     expect(await readdir(join(root, 'busy'))).toEqual(['keep.txt']);
   });
 
+  it('a redelivered restore that already finished is announced again, not refused', async () => {
+    const { deps, publisher } = await backedUp();
+    const command = RequestRestore.parse({ requestId: 'r-twice', paths: ['cases'], intoDirectory: join(root, 'twice') });
+    expect(await restore(command, deps, restoreContext())).toEqual({ type: 'ack' });
+    expect(await restore(command, deps, restoreContext({ attempt: 2 }))).toEqual({ type: 'ack' });
+    const completed = publisher.published.filter((p) => p.subject === 'restore.completed.files.docs');
+    expect(completed.map((p) => p.msgId)).toEqual(['restore-completed:r-twice', 'restore-completed:r-twice']);
+    expect(completed[1]?.event).toMatchObject({ files: completed[0]?.event.files });
+    await writeFile(join(root, 'twice', 'cases', 'stranger.txt'), 'not from the snapshot');
+    expect(await restore(command, deps, restoreContext({ attempt: 3 }))).toMatchObject({ type: 'term' });
+    expect(publisher.published.at(-1)).toMatchObject({ subject: 'restore.failed.files.docs', event: { error: { code: 'RESTORE_TARGET_EXISTS' } } });
+  });
+
   it('names bad paths and destinations with non-retryable errors, never INTERNAL', async () => {
     const { deps, publisher } = await backedUp();
     const failure = async (fields: Record<string, unknown>) => {

@@ -5,7 +5,7 @@
 import { isAbsolute, join, normalize } from 'node:path';
 import { TidemarkError, type FilesSourceFacts, type Manifest, type RequestRestore, type RestoreCompleted } from '@tidemark/contracts';
 import { filesSourceOf, type Target } from '@tidemark/config';
-import { restoreToDirectory, restoreToS3, type RestoreSummary } from '@tidemark/files';
+import { compareDirectoryWithTree, restoreToDirectory, restoreToS3, type RestoreSummary, type TreeEntry } from '@tidemark/files';
 import { committedTree, filesFactsOf, jobProgress, pickArtifactOf, publishRestoreStarted, repositoryFor, type RestoreRun } from '@tidemark/agent';
 import type { AgentDeps, Context } from '../agent-deps.js';
 
@@ -43,11 +43,37 @@ export function checkedPaths(paths: readonly string[] | undefined): string[] | u
 async function requirePathsInTree(paths: readonly string[], manifest: Manifest, deps: RestoreDeps): Promise<void> {
   const missing = new Set(paths);
   for await (const entry of committedTree(deps.store, manifest, deps.keys)) {
-    for (const path of missing) if (entry.path === path || entry.path.startsWith(`${path}/`)) missing.delete(path);
+    for (const path of missing) if (inPaths(entry.path, [path])) missing.delete(path);
     if (missing.size === 0) return;
   }
   const named = [...missing].slice(0, 10).map((p) => JSON.stringify(p)).join(', ');
   throw new TidemarkError('COMMAND_INVALID', `paths: ${named}${missing.size > 10 ? ', …' : ''} ${missing.size === 1 ? 'is' : 'are'} not in snapshot ${manifest.id}; list its tree with \`tidemark ls files ${manifest.target} ${manifest.id}\``);
+}
+
+const inPaths = (path: string, paths: readonly string[] | undefined): boolean => paths === undefined || paths.some((p) => path === p || path.startsWith(`${p}/`));
+
+/**
+ * A redelivered restore whose first delivery finished (its ack was lost) finds its directory
+ * occupied: when the directory holds exactly the snapshot (or its chosen paths), the restore is
+ * done and is announced again instead of failing. Undefined when it holds anything else.
+ */
+async function alreadyRestored(directory: string, manifest: Manifest, paths: readonly string[] | undefined, deps: RestoreDeps): Promise<RestoreSummary | undefined> {
+  const counts = { files: 0, directories: 0, symlinks: 0, bytes: 0 };
+  async function* counted(): AsyncGenerator<TreeEntry> {
+    for await (const entry of committedTree(deps.store, manifest, deps.keys)) {
+      if (inPaths(entry.path, paths) && entry.problem === undefined) {
+        if (entry.type === 'dir') counts.directories += 1;
+        else if (entry.type === 'symlink') counts.symlinks += 1;
+        else {
+          counts.files += 1;
+          counts.bytes += entry.size;
+        }
+      }
+      yield entry;
+    }
+  }
+  const comparison = await compareDirectoryWithTree(directory, counted(), paths === undefined ? {} : { paths });
+  return comparison.ok ? { ...counts, refused: [] } : undefined;
 }
 
 /** Where the restore writes, checked against the snapshot's source kind. */
@@ -110,16 +136,18 @@ export async function restoreTree(message: RequestRestore, target: Target, run: 
       bucket, prefix, ...(message.overwrite === undefined ? {} : { overwrite: message.overwrite }),
     });
   } else {
+    // Entries that would land outside the directory are refused by the restore itself (RESTORE_PATH_REFUSED, naming them).
     // The default directory is named after the snapshot: what is there is an earlier restore of the same snapshot (an interrupted attempt), replaced safely.
-    summary = await restoreToDirectory({ ...common, intoDirectory: destination.directory, overwrite: message.overwrite === true || destination.isDefault });
+    const overwrite = message.overwrite === true || destination.isDefault;
+    try {
+      summary = await restoreToDirectory({ ...common, intoDirectory: destination.directory, overwrite });
+    } catch (error) {
+      const done = error instanceof TidemarkError && error.code === 'RESTORE_TARGET_EXISTS' ? await alreadyRestored(destination.directory, manifest, paths, deps) : undefined;
+      if (!done) throw error;
+      ctx.logger.info({ into }, 'the directory already holds this snapshot (a redelivery of a finished restore): announcing it again');
+      summary = done;
+    }
   }
   reporter.flush();
-  if (summary.refused.length > 0) {
-    const first = summary.refused.slice(0, 5).map((r) => `${JSON.stringify(r.path)} (${r.reason})`).join(', ');
-    throw new TidemarkError(
-      'RESTORE_PATH_REFUSED',
-      `snapshot ${manifest.id} holds ${summary.refused.length} path(s) that would be written outside ${into} or cannot be created safely, and they were not written: ${first}${summary.refused.length > 5 ? ', …' : ''}; the rest was restored`,
-    );
-  }
   return { artifactId: manifest.id, into, startedAt, files: { files: summary.files, directories: summary.directories, symlinks: summary.symlinks, bytes: summary.bytes } };
 }
