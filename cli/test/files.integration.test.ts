@@ -124,7 +124,7 @@ describe('tidemark CLI, files (real NATS)', () => {
     expect(received.backups.at(-1)).toMatchObject({ fullRehash: true });
     // Not a terminal: the first progress line at once, the next only 10 s later; never another request's.
     expect(result.stderr).toBe('backup: 3/10 files, 3.0 MiB of 10 MiB (30%), 2.0 MiB/s, ETA 1m05s: cases/2024/b.pdf\n');
-    expect(result.stdout).toContain('dumped: 5.0 MiB in 4.0s\nproblems: 3 path(s) not stored as they were\n  unreadable: cases/locked.pdf (EACCES)\n  changed_during_backup: cases/live.log\n  … and 1 more');
+    expect(result.stdout).toContain("snapshot: tree of 5.0 MiB written in 4.0s (new chunks in the bucket's chunk repository)\nproblems: 3 path(s) not stored as they were\n  unreadable: cases/locked.pdf (EACCES)\n  changed_during_backup: cases/live.log\n  … and 1 more");
     expect(result.stdout.trim().split('\n').at(-1)).toBe('verified: 1 checks passed in 1.5s');
   });
 

@@ -76,7 +76,10 @@ export function backupFollower(requestId: string, commandSubject: string): Follo
         case 'backup.completed': {
           const e = followed.event;
           artifacts.add(e.artifactId);
-          const line = `dumped: ${formatBytes(e.storedBytes)} in ${formatDuration(e.durationMs)}`;
+          // A files snapshot's stored bytes are its tree's: its new chunks went to the shared repository.
+          const line = e.kind === 'tree'
+            ? `snapshot: tree of ${formatBytes(e.storedBytes)} written in ${formatDuration(e.durationMs)} (new chunks in the bucket's chunk repository)`
+            : `dumped: ${formatBytes(e.storedBytes)} in ${formatDuration(e.durationMs)}`;
           return { line: e.problemsCount ? `${line}\n${problemLines(e)}` : line };
         }
         case 'backup.failed': {
