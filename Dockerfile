@@ -63,7 +63,7 @@ RUN apt-get update \
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/tidemark.conf \
  && apt-get install -y --no-install-recommends postgresql-15 postgresql-15-pgvector \
  && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /var/lib/tidemark/pg /var/lib/tidemark/key && chown node:node /var/lib/tidemark/pg /var/lib/tidemark/key
+ && mkdir -p /var/lib/tidemark/pg /var/lib/tidemark/key /var/lib/tidemark/files && chown node:node /var/lib/tidemark/pg /var/lib/tidemark/key /var/lib/tidemark/files
 ENV NODE_ENV=production \
     TIDEMARK_PG_BIN=/usr/lib/postgresql/15/bin \
     TIDEMARK_CONFIG=/etc/tidemark/tidemark.yaml \

@@ -101,6 +101,12 @@ run npx tidemark restore pg demo --wait
 run npx tidemark backup pg demo --kind base --wait
 run npx tidemark restore pg demo --to latest --wait
 run npx tidemark status
+# The README's files examples; its restore asks for a new directory, so an earlier run's goes first.
+rm -rf "$repo/.tidemark/restored-docs"
+run npx tidemark backup files docs --wait
+run npx tidemark ls files docs cases --recursive
+run npx tidemark restore files docs --path cases/2024 --into "$PWD/.tidemark/restored-docs" --wait
+[ -f "$repo/.tidemark/restored-docs/cases/2024/0042-contract-review.md" ] || die "the files restore did not write cases/2024 into .tidemark/restored-docs"
 say "\$ npx tidemark list pg demo --json"
 list_json="$(timeout "$(remaining)" npx tidemark list pg demo --json)" || die "tidemark list exited $?"
 node -e 'const a = JSON.parse(process.argv[1]); const n = (Array.isArray(a) ? a : a.artifacts ?? []).length; if (n < 2) { console.error(`expected 2 artifacts, got ${n}`); process.exit(1); } console.log(`  ${n} artifacts`)' "$list_json" \

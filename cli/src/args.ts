@@ -22,6 +22,8 @@ export type Command =
       readonly verify?: false;
       /** qdrant: --collection a,b */
       readonly collections?: readonly string[];
+      /** files: --full-rehash reads every file again instead of trusting the parent snapshot. */
+      readonly fullRehash?: true;
       readonly wait: boolean;
     }
   | {
@@ -38,11 +40,18 @@ export type Command =
       readonly intoPort?: number;
       /** qdrant: whose newest verified artifact to restore. */
       readonly collection?: string;
+      /** files: --path (repeatable): only these paths of the snapshot. */
+      readonly paths?: readonly string[];
+      /** files from an s3 source: --into-bucket and --into-prefix. */
+      readonly intoBucket?: string;
+      readonly intoPrefix?: string;
       readonly overwrite: boolean;
       readonly reason?: string;
       readonly wait: boolean;
     }
   | { readonly name: 'list'; readonly engine?: Engine; readonly target?: string; readonly limit?: number }
+  /** files: the entries of a snapshot (default the newest) under a path (default its root). */
+  | { readonly name: 'ls'; readonly engine: 'files'; readonly target: string; readonly artifactId?: string; readonly path?: string; readonly recursive: boolean; readonly limit?: number }
   | { readonly name: 'status' }
   /** Prints events as they are published; no subject means every Tidemark stream subject. */
   | { readonly name: 'watch'; readonly subject?: string; readonly count?: number };
@@ -51,7 +60,8 @@ export type ParseResult =
   | { readonly ok: true; readonly globals: GlobalOptions; readonly command: Command }
   | { readonly ok: false; readonly error: string };
 
-type OptionSpec = { readonly takesValue: boolean };
+/** `repeatable` options may be given several times; their values are kept in order. */
+type OptionSpec = { readonly takesValue: boolean; readonly repeatable?: boolean };
 const GLOBAL_OPTIONS: Record<string, OptionSpec> = {
   '--nats': { takesValue: true },
   '--json': { takesValue: false },
@@ -62,13 +72,15 @@ const COMMAND_OPTIONS: Record<string, Record<string, OptionSpec>> = {
   help: {},
   backup: {
     '--kind': { takesValue: true }, '--reason': { takesValue: true }, '--no-verify': { takesValue: false }, '--wait': { takesValue: false },
-    '--collection': { takesValue: true },
+    '--collection': { takesValue: true }, '--full-rehash': { takesValue: false },
   },
   restore: {
     '--artifact': { takesValue: true }, '--into': { takesValue: true }, '--overwrite': { takesValue: false }, '--collection': { takesValue: true },
     '--reason': { takesValue: true }, '--wait': { takesValue: false }, '--to': { takesValue: true }, '--exclusive': { takesValue: false },
+    '--snapshot': { takesValue: true }, '--path': { takesValue: true, repeatable: true }, '--into-bucket': { takesValue: true }, '--into-prefix': { takesValue: true },
   },
   list: { '--limit': { takesValue: true } },
+  ls: { '--recursive': { takesValue: false }, '--limit': { takesValue: true } },
   status: {},
   watch: { '--count': { takesValue: true } },
 };
@@ -88,6 +100,7 @@ export function parseArgs(argv: readonly string[], env: NodeJS.ProcessEnv = {}):
 function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
   const positionals: string[] = [];
   const options = new Map<string, string | true>();
+  const repeated = new Map<string, string[]>();
   let commandName: string | undefined;
 
   for (let i = 0; i < argv.length; i++) {
@@ -115,6 +128,7 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
     if (spec.takesValue) {
       const value = eq === -1 ? argv[++i] : token.slice(eq + 1);
       if (value === undefined || (eq === -1 && value.startsWith('--'))) throw new UsageError(`option ${name} needs a value`);
+      if (spec.repeatable) repeated.set(name, [...(repeated.get(name) ?? []), value]);
       options.set(name, value);
     } else {
       if (eq !== -1) throw new UsageError(`option ${name} takes no value`);
@@ -152,6 +166,7 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
           ...optionalText(options, '--reason', 'reason'),
           ...(options.has('--no-verify') ? { verify: false as const } : {}),
           ...(collections !== undefined ? { collections } : {}),
+          ...(options.has('--full-rehash') ? { fullRehash: filesOnly(engine, '--full-rehash') } : {}),
         },
       };
     }
@@ -161,13 +176,24 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
       if ((to !== undefined || options.has('--exclusive')) && engine !== 'pg') throw new UsageError('--to and --exclusive are for pg targets (point-in-time recovery)');
       if (options.has('--exclusive') && to === undefined) throw new UsageError('--exclusive needs --to <time|LSN>');
       const into = stringOption(options, '--into');
+      const paths = repeated.get('--path');
+      for (const option of ['--path', '--into-bucket', '--into-prefix']) if (options.has(option)) filesOnly(engine, option);
+      if (options.has('--snapshot') && options.has('--artifact')) throw new UsageError('--snapshot and --artifact name the same thing: give one');
+      if (engine === 'files' && into !== undefined && !into.startsWith('/')) {
+        throw new UsageError(`--into "${into}": give an absolute directory on the files-agent's host (e.g. /srv/restore)`);
+      }
+      if (engine === 'files' && into !== undefined && options.has('--into-bucket')) throw new UsageError('--into (a directory) and --into-bucket (an S3 bucket) exclude each other');
       return {
         ok: true,
         globals,
         command: {
           name: 'restore', engine, target, wait: options.has('--wait'), overwrite: options.has('--overwrite'),
           ...optionalText(options, '--artifact', 'artifactId'),
-          ...(into === undefined ? {} : engine === 'pg' ? pgInto(into) : { intoDatabase: into }),
+          ...optionalText(options, '--snapshot', 'artifactId'),
+          ...(into === undefined ? {} : engine === 'pg' ? pgInto(into) : engine === 'files' ? { intoDirectory: into } : { intoDatabase: into }),
+          ...(paths !== undefined ? { paths } : {}),
+          ...optionalText(options, '--into-bucket', 'intoBucket'),
+          ...optionalText(options, '--into-prefix', 'intoPrefix'),
           ...(to === undefined ? {} : { pointInTime: parsePointInTime(to, options.has('--exclusive')) }),
           ...optionalText(options, '--collection', 'collection'),
           ...optionalText(options, '--reason', 'reason'),
@@ -184,6 +210,26 @@ function parse(argv: readonly string[], env: NodeJS.ProcessEnv): ParseResult {
         ok: true,
         globals,
         command: { name: 'list', ...(engine !== undefined ? { engine } : {}), ...(target !== undefined ? { target } : {}), ...(limit !== undefined ? { limit } : {}) },
+      };
+    }
+    case 'ls': {
+      const [engine, target, ...rest] = positionals;
+      if (engine === undefined || target === undefined) throw new UsageError('missing arguments: tidemark ls files <target> [<snapshot>] [<path>]');
+      if (engine !== 'files') throw new UsageError(`ls lists the paths of files snapshots: tidemark ls files <target> (for ${engine} artifacts use "tidemark list ${engine}")`);
+      if (!isTargetName(target)) throw new UsageError(`invalid target "${target}": ${TARGET_NAME_HINT}`);
+      // A snapshot id looks like 20261122T020000Z-1a2b3c4d5e; anything else is a path.
+      const artifactId = rest[0] !== undefined && SNAPSHOT_ID.test(rest[0]) ? rest.shift() : undefined;
+      expectAtMost(rest, 1, 'ls files <target> [<snapshot>] [<path>]');
+      const limit = numberOption(options, '--limit', { min: 1, integer: true });
+      return {
+        ok: true,
+        globals,
+        command: {
+          name: 'ls', engine, target, recursive: options.has('--recursive'),
+          ...(artifactId !== undefined ? { artifactId } : {}),
+          ...(rest[0] !== undefined ? { path: rest[0] } : {}),
+          ...(limit !== undefined ? { limit } : {}),
+        },
       };
     }
     case 'watch': {
@@ -248,6 +294,14 @@ export function parsePointInTime(text: string, exclusive = false): PointInTime {
   return point;
 }
 
+/** What artifact ids look like (newArtifactId): a UTC time, then a random part. */
+const SNAPSHOT_ID = /^\d{8}T\d{6}Z-[A-Za-z0-9_.-]+$/;
+
+function filesOnly(engine: Engine, option: string): true {
+  if (engine !== 'files') throw new UsageError(`${option} is for files targets`);
+  return true;
+}
+
 function scope(positionals: string[], usage: string): { engine: Engine; target: string } {
   const [engine, target] = positionals;
   if (engine === undefined || target === undefined) throw new UsageError(`missing arguments: tidemark ${usage}`);
@@ -286,8 +340,9 @@ export const USAGE = `tidemark: backup and recovery over NATS
 usage: tidemark [--nats <url>] [--json] [--timeout <seconds>] <command> [arguments]
 
 commands:
-  backup <engine> <target> [--kind <kind>] [--collection <a,b>] [--reason "…"] [--no-verify] [--wait]
-      request a backup; prints the request id. --wait follows it until verified.
+  backup <engine> <target> [--kind <kind>] [--collection <a,b>] [--full-rehash] [--reason "…"] [--no-verify] [--wait]
+      request a backup; prints the request id. --wait follows it until verified, with progress
+      (files and bytes done, rate, ETA) on stderr. files: --full-rehash reads every file again.
   restore <engine> <target> [--artifact <id>] [--collection <name>] [--into <db|collection>] [--overwrite] [--reason "…"] [--wait]
       request a restore (default: the newest verified artifact into a new database).
   restore pg <target> --to <latest|LSN|time|restore-point:NAME> [--exclusive] [--into <dir|port|dir:port>] [--artifact <id>] [--overwrite] [--wait]
@@ -298,8 +353,15 @@ commands:
       --exclusive stops just before the target. --overwrite restores over a non-empty directory,
       which is moved aside to <dir>.pre_restore_<time> first (refused while a server runs in it).
       --wait prints the RTO split (download, WAL replay, start) and where the server runs.
+  restore files <target> [--snapshot <id>] [--path <p>]… [--into <dir> | --into-bucket <b> [--into-prefix <p>]] [--overwrite] [--wait]
+      restore a files snapshot (default the newest verified) or only the given paths, into a new
+      directory on the files-agent's host (default under its work dir) or the one given; an s3
+      target's files go to a bucket and prefix. --overwrite replaces an existing directory, which
+      is moved aside until the restore succeeded (and back if it fails).
   list [<engine> [<target>]] [--limit <n>]
       list committed artifacts, newest first.
+  ls files <target> [<snapshot>] [<path>] [--recursive] [--limit <n>]
+      the paths of a files snapshot (default the newest) under a path: mode, size, mtime, path.
   status
       the newest artifact of every target, its verification and age.
   watch [<subject>] [--count <n>]

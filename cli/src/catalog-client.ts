@@ -1,7 +1,7 @@
 import { headers as natsHeaders, type NatsConnection } from 'nats';
 import {
   CONTENT_TYPE_HEADER, MSGPACK, TidemarkError, decode, encode, isErrorCode, subjects,
-  type CatalogEntry, type CatalogListReply, type CatalogListRequest, type CatalogWalReply, type Engine, type ErrorInfo, type WalStatusReply,
+  type CatalogEntry, type CatalogListReply, type CatalogListRequest, type CatalogTreeReply, type CatalogTreeRequest, type CatalogWalReply, type Engine, type ErrorInfo, type WalStatusReply,
 } from '@tidemark/contracts';
 import { natsFailure } from './nats-errors.js';
 
@@ -37,6 +37,11 @@ export const ALL_ARTIFACTS_LIMIT = 10_000;
 /** The WAL archive per target (storage service). */
 export function walCatalog(nc: NatsConnection, timeoutMs: number): Promise<CatalogWalReply> {
   return request<CatalogWalReply>(nc, subjects.catalogWal(), {}, timeoutMs);
+}
+
+/** The entries of a files snapshot under a path (storage service). */
+export function treeCatalog(nc: NatsConnection, body: CatalogTreeRequest, timeoutMs: number): Promise<CatalogTreeReply> {
+  return request<CatalogTreeReply>(nc, subjects.catalogTree(), body, timeoutMs);
 }
 
 /** The live WAL receivers (pg-agent). */

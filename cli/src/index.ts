@@ -7,3 +7,5 @@ export { buildBackupRequest, runBackup } from './commands/backup.js';
 export { buildRestoreRequest, runRestore } from './commands/restore.js';
 export { runList, runStatus } from './commands/list.js';
 export { connectCli } from './connect.js';
+export { runLs, formatTreeListing, formatMode } from './commands/ls.js';
+export { formatProgress, formatEta, progressDisplay, followProgress, type ProgressOutput, type ProgressDisplay } from './commands/progress.js';

@@ -8,13 +8,19 @@ import { runList, runStatus } from './commands/list.js';
 import type { Io } from './commands/request.js';
 import { buildRestoreRequest, runRestore } from './commands/restore.js';
 import { runWatch } from './commands/watch.js';
+import { runLs } from './commands/ls.js';
 import { inCliTerms } from './cli-terms.js';
 
-const io: Io = { out: (text) => process.stdout.write(`${text}\n`), err: (text) => process.stderr.write(`${text}\n`) };
+const io: Io = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+  progress: { isTTY: process.stderr.isTTY === true, write: (raw) => process.stderr.write(raw) },
+};
 
 /** Default seconds to wait: quick for catalog questions, long for a backup or restore to finish, no limit for watch. */
 function defaultTimeoutSeconds(command: Command): number | undefined {
   if (command.name === 'watch') return undefined;
+  if (command.name === 'ls') return 30; // a large tree is read from the bucket to answer
   return (command.name === 'backup' || command.name === 'restore') && command.wait ? 3600 : 5;
 }
 
@@ -65,6 +71,8 @@ async function main(argv: string[]): Promise<number> {
         return await runRestore(command, deps);
       case 'list':
         return await runList(command, deps);
+      case 'ls':
+        return await runLs(command, deps);
       case 'status':
         return await runStatus(deps);
     }

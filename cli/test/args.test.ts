@@ -76,4 +76,33 @@ describe('parseArgs', () => {
     expect(error(['list', '--limit', '1.5'])).toMatch(/whole number/);
     expect(error(['status', '--json=yes'])).toMatch(/takes no value/);
   });
+
+  it('parses the files commands: backup --full-rehash, restore paths and destinations, ls', () => {
+    const backup = ok(['backup', 'files', 'docs', '--full-rehash', '--wait']).command;
+    expect(backup).toEqual({ name: 'backup', engine: 'files', target: 'docs', fullRehash: true, wait: true });
+    expect(buildBackupRequest(backup as Parameters<typeof buildBackupRequest>[0], 'r1', 'me')).toMatchObject({ fullRehash: true });
+    const restore = ok(['restore', 'files', 'docs', '--path', 'cases/2024', '--path', 'a b/c,d', '--into', '/srv/restore', '--snapshot', '20261207T120000Z-abc', '--overwrite']).command;
+    expect(restore).toEqual({
+      name: 'restore', engine: 'files', target: 'docs', paths: ['cases/2024', 'a b/c,d'], intoDirectory: '/srv/restore', artifactId: '20261207T120000Z-abc', overwrite: true, wait: false,
+    });
+    expect(buildRestoreRequest(restore as Parameters<typeof buildRestoreRequest>[0], 'r2', 'me')).toMatchObject({ paths: ['cases/2024', 'a b/c,d'], intoDirectory: '/srv/restore' });
+    const s3 = ok(['restore', 'files', 'objects', '--into-bucket', 'restored', '--into-prefix', 'x/']).command;
+    expect(buildRestoreRequest(s3 as Parameters<typeof buildRestoreRequest>[0], 'r3', 'me')).toMatchObject({ intoBucket: 'restored', intoPrefix: 'x/' });
+    expect(ok(['ls', 'files', 'docs']).command).toEqual({ name: 'ls', engine: 'files', target: 'docs', recursive: false });
+    expect(ok(['ls', 'files', 'docs', 'cases/2024', '--recursive']).command).toEqual({ name: 'ls', engine: 'files', target: 'docs', path: 'cases/2024', recursive: true });
+    expect(ok(['ls', 'files', 'docs', '20261207T120000Z-abc', 'cases', '--limit', '50']).command).toEqual({
+      name: 'ls', engine: 'files', target: 'docs', artifactId: '20261207T120000Z-abc', path: 'cases', recursive: false, limit: 50,
+    });
+  });
+
+  it('explains misused files options', () => {
+    expect(error(['backup', 'pg', 'main', '--full-rehash'])).toMatch(/--full-rehash is for files targets/);
+    expect(error(['restore', 'pg', 'main', '--path', 'x'])).toMatch(/--path is for files targets/);
+    expect(error(['restore', 'files', 'docs', '--into', 'relative/dir'])).toMatch(/--into "relative\/dir": give an absolute directory/);
+    expect(error(['restore', 'files', 'docs', '--into', '/srv', '--into-bucket', 'b'])).toMatch(/exclude each other/);
+    expect(error(['restore', 'files', 'docs', '--snapshot', 'a', '--artifact', 'b'])).toMatch(/give one/);
+    expect(error(['ls', 'pg', 'main'])).toMatch(/for pg artifacts use "tidemark list pg"/);
+    expect(error(['ls', 'files'])).toMatch(/missing arguments: tidemark ls files <target>/);
+    expect(error(['ls', 'files', 'docs', 'a', 'b'])).toMatch(/unexpected argument "b"/);
+  });
 });

@@ -223,12 +223,6 @@ describe('tidemark CLI (real NATS)', () => {
     expect(JSON.parse(list.stdout).artifacts).toHaveLength(2);
   });
 
-  it('explains a command no stream stores (an engine without an agent) and exits 1', async () => {
-    const result = await runCli(['--nats', server.url, 'backup', 'files', 'docs']);
-    expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`no stream stores ${subjects.backupRequested('files', 'docs')}`);
-  });
-
   it('exits 2 on usage errors and 1 when NATS cannot be reached', async () => {
     const usage = await runCli(['backup', 'pg']);
     expect(usage.code).toBe(2);

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   CatalogDescribeRequest,
   CatalogListRequest,
+  CatalogTreeRequest,
   CatalogWalRequest,
   RequestBackup,
   RequestRestore,
@@ -61,6 +62,7 @@ const requestSchemas: Record<string, Schema<unknown>> = {
   'catalog.list': CatalogListRequest,
   'catalog.describe': CatalogDescribeRequest,
   'catalog.wal': CatalogWalRequest,
+  'catalog.tree': CatalogTreeRequest,
 };
 
 function schemaForSubject(subject: string): Schema<unknown> {

@@ -16,6 +16,7 @@ export function buildBackupRequest(command: BackupCommand, requestId: string, by
     ...(command.reason !== undefined ? { reason: command.reason } : {}),
     ...(command.verify !== undefined ? { verify: command.verify } : {}),
     ...(command.collections !== undefined ? { collections: command.collections } : {}),
+    ...(command.fullRehash ? { fullRehash: true } : {}),
   });
   return { ...request, requestId };
 }
@@ -25,6 +26,6 @@ export async function runBackup(command: BackupCommand, deps: CommandDeps): Prom
   const subject = subjects.backupRequested(command.engine, command.target);
   const request = buildBackupRequest(command, requestId);
   return requestAndFollow(deps, subject, request, command.wait
-    ? { specs: backupWatchSpecs(command.engine, command.target), follower: backupFollower(requestId, subject) }
+    ? { specs: backupWatchSpecs(command.engine, command.target), follower: backupFollower(requestId, subject), progress: { action: 'backup', engine: command.engine, target: command.target } }
     : undefined);
 }

@@ -76,7 +76,11 @@ export function backupFollower(requestId: string, commandSubject: string): Follo
         case 'backup.completed': {
           const e = followed.event;
           artifacts.add(e.artifactId);
-          return { line: `dumped: ${formatBytes(e.storedBytes)} in ${formatDuration(e.durationMs)}` };
+          // A files snapshot's stored bytes are its tree's: its new chunks went to the shared repository.
+          const line = e.kind === 'tree'
+            ? `snapshot: tree of ${formatBytes(e.storedBytes)} written in ${formatDuration(e.durationMs)} (new chunks in the bucket's chunk repository)`
+            : `dumped: ${formatBytes(e.storedBytes)} in ${formatDuration(e.durationMs)}`;
+          return { line: e.problemsCount ? `${line}\n${problemLines(e)}` : line };
         }
         case 'backup.failed': {
           const e = followed.event;
@@ -108,6 +112,17 @@ export function backupFollower(requestId: string, commandSubject: string): Follo
       }
     },
   };
+}
+
+/** files: the paths a backup could not store as they were (it committed; they are reported, never stored silently). */
+export function problemLines(e: Pick<BackupCompleted, 'problemsCount' | 'problems'>): string {
+  const listed = e.problems ?? [];
+  const more = (e.problemsCount ?? 0) - listed.length;
+  return [
+    `problems: ${e.problemsCount} path(s) not stored as they were`,
+    ...listed.map((p) => `  ${p.problem}: ${p.path}${p.detail ? ` (${p.detail})` : ''}`),
+    ...(more > 0 ? [`  … and ${more} more (the snapshot's manifest lists the first 1000)`] : []),
+  ].join('\n');
 }
 
 /** A point-in-time restore's result: where the server runs, where it recovered to, the RTO split and the checks. */
@@ -184,7 +199,8 @@ export function restoreFollower(requestId: string, commandSubject: string): Foll
           const e = followed.event;
           if (e.dataDirectory !== undefined) return { line: pointInTimeLines(e), exitCode: 0, outcome: 'restored', artifactId: e.artifactId };
           const kept = e.previousDatabaseKeptAs ? `; the previous database is kept as ${e.previousDatabaseKeptAs}` : '';
-          return { line: `restored: ${e.artifactId} into ${e.database} in ${formatDuration(e.durationMs)}${kept}`, exitCode: 0, outcome: 'restored', artifactId: e.artifactId };
+          const written = e.files ? `: ${e.files.files} files (${formatBytes(e.files.bytes)}), ${e.files.directories} directories, ${e.files.symlinks} symlinks` : '';
+          return { line: `restored: ${e.artifactId} into ${e.database} in ${formatDuration(e.durationMs)}${written}${kept}`, exitCode: 0, outcome: 'restored', artifactId: e.artifactId };
         }
         case 'restore.failed':
           return { line: `restore failed: ${describeError(followed.event.error, scope)}`, exitCode: 1, outcome: 'failed', error: followed.event.error };

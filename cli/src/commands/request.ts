@@ -6,10 +6,14 @@ import { CONTENT_TYPE_HEADER, MSGPACK, TidemarkError, encode, type ErrorInfo } f
 import { NO_RESPONDERS, natsFailure } from '../nats-errors.js';
 import type { FollowedEvent, Follower, Outcome } from './follow.js';
 import { startWatch, type WatchSpec } from './watch.js';
+import { followProgress, progressDisplay, type ProgressOutput } from './progress.js';
+import type { Engine, JobProgress } from '@tidemark/contracts';
 
 export interface Io {
   out(text: string): void;
   err(text: string): void;
+  /** Where --wait shows progress (stderr); none in tests that do not look at it. */
+  readonly progress?: ProgressOutput;
 }
 
 export interface CommandDeps {
@@ -66,7 +70,7 @@ export async function requestAndFollow(
   deps: CommandDeps,
   subject: string,
   command: { requestId: string },
-  wait: { specs: readonly WatchSpec[]; follower: Follower } | undefined,
+  wait: { specs: readonly WatchSpec[]; follower: Follower; progress?: { action: JobProgress['action']; engine: Engine; target: string } } | undefined,
 ): Promise<number> {
   const { io, json } = deps;
   const { requestId } = command;
@@ -82,23 +86,35 @@ export async function requestAndFollow(
   // A fast agent can answer before JetStream acknowledges the publish: its progress lines wait
   // until "requested:" is printed, so the output always reads in order.
   let heldLines: string[] | undefined = [];
-  const show = (line: string) => (heldLines ? heldLines.push(line) : io.out(line));
+  const display = !json && io.progress && wait.progress ? progressDisplay(io.progress) : undefined;
+  const show = (line: string) => {
+    if (heldLines) return void heldLines.push(line);
+    display?.interrupt();
+    io.out(line);
+  };
   const watch = await startWatch(deps.nc, wait.specs, wait.follower, (step, followed) => {
     events.push({ type: followed.type, event: followed.event });
     if (step.artifactId) artifactId = step.artifactId;
     if (!json && step.line) show(step.line);
   }, deps.timeoutMs);
+  const progress = display && wait.progress
+    ? followProgress(deps.nc, wait.progress.action, wait.progress.engine, wait.progress.target, requestId, display)
+    : undefined;
   try {
     await publishCommand(deps.js, subject, command);
   } catch (error) {
     watch.stop();
+    progress?.unsubscribe();
     throw error;
   }
+  display?.interrupt();
   if (!json) io.out(`requested: ${requestId} on ${subject}`);
   heldLines.forEach((line) => io.out(line));
   heldLines = undefined;
 
   const finished = await watch.finished;
+  progress?.unsubscribe();
+  display?.finish();
   if (finished === 'timeout') {
     const seconds = Math.round(deps.timeoutMs / 1000);
     if (json) io.out(JSON.stringify({ requestId, subject, outcome: 'timeout', ...(artifactId ? { artifactId } : {}), events } satisfies RequestResult));

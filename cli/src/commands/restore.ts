@@ -19,6 +19,9 @@ export function buildRestoreRequest(command: RestoreCommand, requestId: string, 
     ...(command.intoDirectory !== undefined ? { intoDirectory: command.intoDirectory } : {}),
     ...(command.intoPort !== undefined ? { intoPort: command.intoPort } : {}),
     ...(command.collection !== undefined ? { collection: command.collection } : {}),
+    ...(command.paths !== undefined ? { paths: command.paths } : {}),
+    ...(command.intoBucket !== undefined ? { intoBucket: command.intoBucket } : {}),
+    ...(command.intoPrefix !== undefined ? { intoPrefix: command.intoPrefix } : {}),
     ...(command.reason !== undefined ? { reason: command.reason } : {}),
   });
   return { ...request, requestId };
@@ -29,6 +32,6 @@ export async function runRestore(command: RestoreCommand, deps: CommandDeps): Pr
   const subject = subjects.restoreRequested(command.engine, command.target);
   const request = buildRestoreRequest(command, requestId);
   return requestAndFollow(deps, subject, request, command.wait
-    ? { specs: restoreWatchSpecs(command.engine, command.target), follower: restoreFollower(requestId, subject) }
+    ? { specs: restoreWatchSpecs(command.engine, command.target), follower: restoreFollower(requestId, subject), progress: { action: 'restore', engine: command.engine, target: command.target } }
     : undefined);
 }

@@ -49,8 +49,14 @@ export const Retention = object(
   {
     /** Keep at most this many committed artifacts per target (0 = no count limit). */
     keepLast: withDefault(number({ integer: true, min: 0 }), 7),
-    /** Remove artifacts older than this many days (0 = no age limit). */
+    /** Remove artifacts older than this many days (0 = no age limit), unless a keepDaily/Weekly/Monthly rule keeps them. */
     maxAgeDays: withDefault(number({ min: 0 }), 30),
+    // GFS (grandfather-father-son), as restic's --keep-daily/--keep-weekly/--keep-monthly: the
+    // newest artifact of each of the last N UTC days (ISO weeks, months) that have one. An
+    // artifact is kept when any rule keeps it; see the storage service's retention plan.
+    keepDaily: withDefault(number({ integer: true, min: 0 }), 0),
+    keepWeekly: withDefault(number({ integer: true, min: 0 }), 0),
+    keepMonthly: withDefault(number({ integer: true, min: 0 }), 0),
   },
   { strict: true },
 );
@@ -207,6 +213,23 @@ export const PgLocalSection = object(
 );
 export type PgLocalSection = Infer<typeof PgLocalSection>;
 
+/**
+ * Garbage collection of the chunk repository (files snapshots): packs no committed snapshot
+ * references are condemned by one run and deleted by a later one, never under a running backup.
+ */
+export const ChunkGcSettings = object(
+  {
+    /** How often the collector runs on its own (it also runs after a retention pass that pruned files snapshots). */
+    intervalMinutes: withDefault(number({ min: 1 }), 360),
+    /** A condemned pack is deleted once condemned at least this long ago and still unreferenced. */
+    graceMinutes: withDefault(number({ min: 0 }), 60),
+    /** A backup's session marker not refreshed for this long belongs to a dead backup. */
+    sessionStaleMinutes: withDefault(number({ min: 1 }), 360),
+  },
+  { strict: true },
+);
+export type ChunkGcSettings = Infer<typeof ChunkGcSettings>;
+
 /** Local work of the files agent and verifier. */
 export const FilesLocalSection = object(
   {
@@ -237,6 +260,7 @@ export const StorageSection = object(
     requestTimeoutSeconds: withDefault(number({ min: 0.1 }), 60),
     /** s3: an upload or download that moves no bytes this long fails (retryable); a transfer that keeps moving is never cut off. */
     stallSeconds: withDefault(number({ min: 0.1 }), 60),
+    chunkGc: withDefault(ChunkGcSettings, () => ChunkGcSettings.parse({})),
   },
   { strict: true },
 );

@@ -390,6 +390,10 @@ export const CatalogTreeEntry = object({
   mode: number({ integer: true, min: 0 }),
   mtime: isoDate(),
   linkTarget: optional(string()),
+  /** hardlink: the path of the file it links to (in the same snapshot). */
+  linkTo: optional(string()),
+  /** The content could not be stored as good (unreadable, digest_mismatch, vanished), or it changed while read. */
+  problem: optional(string()),
 });
 export type CatalogTreeEntry = Infer<typeof CatalogTreeEntry>;
 

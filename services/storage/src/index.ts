@@ -4,7 +4,7 @@ export { handleArtifactEvent } from './handlers/catalog-events.js';
 export { listArtifacts, describeArtifact, DEFAULT_LIST_LIMIT, type CatalogListReply, type CatalogDescribeReply, type ErrorReply } from './handlers/catalog-requests.js';
 export { serveCatalog, CATALOG_QUEUE_GROUP } from './handlers/serve-catalog.js';
 export { decodeRequest, encodeReply, requestEncoding, type WireEncoding } from './handlers/wire.js';
-export { planRetention, DEFAULT_UNVERIFIED_GRACE_MS, type RetentionPolicy, type PruneDecision, type PlanOptions } from './retention/plan.js';
+export { planRetention, explainRetention, isoWeek, DEFAULT_UNVERIFIED_GRACE_MS, type RetentionPolicy, type PruneDecision, type RetentionVerdict, type PlanOptions } from './retention/plan.js';
 export { retentionPolicies } from './retention/policies.js';
 export { runRetention, type RetentionDeps, type RetentionResult } from './retention/run.js';
 export { startPeriodic, type PeriodicTask } from './retention/loop.js';
@@ -20,3 +20,6 @@ export {
 export { ArchiveChecker, baseBackupStarts, problemMsgId, type ArchiveCheckDeps, type TargetCheckResult } from './wal/check-run.js';
 export { listWalObjects, type WalFileObjects } from './wal/objects.js';
 export { summariseWalArchive } from './handlers/catalog-wal.js';
+export { listSnapshotTree, normalisePath, toCatalogTreeEntry, DEFAULT_TREE_LIMIT, type CatalogTreeDeps } from './handlers/catalog-tree.js';
+export { bucketTreeReader, isFilesSnapshot, type TreeReader } from './files/trees.js';
+export { runChunkGc, describeReport, type ChunkGcDeps, type ChunkGcResult, type ChunkGcSettings } from './files/chunk-gc.js';

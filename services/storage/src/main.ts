@@ -17,13 +17,14 @@ runMain('storage', async () => {
   ctx.shutdown.add('storage backend', close);
   ctx.logger.info({ storage: store.backend.properties.location }, 'storage backend ready');
 
-  // Only to read timeline history files of an encrypted WAL archive; without a key the archive
-  // check infers timeline fork points from segment names.
+  // To read timeline history files of an encrypted WAL archive (without a key the archive check
+  // infers timeline fork points from segment names), and the trees of encrypted files snapshots
+  // (without it catalog.tree cannot list them and the chunk garbage collector deletes nothing).
   let keyRing: KeyRing | undefined;
   try {
     keyRing = keyRingFromConfig(config);
   } catch (error) {
-    ctx.logger.warn({ err: error }, 'encryption key not loaded; encrypted timeline history files are not read by the WAL archive check');
+    ctx.logger.warn({ err: error }, 'encryption key not loaded; encrypted timeline history files are not read by the WAL archive check, encrypted files snapshots cannot be listed, and the chunk garbage collection deletes nothing while any exists');
   }
 
   const service = await startStorageService({
@@ -42,6 +43,12 @@ runMain('storage', async () => {
     walTargets: walTargets(config).map((t) => t.name),
     archiveCheckIntervalMs: config.pg.archiveCheckIntervalSeconds * 1000,
     ...(keyRing ? { keyRing } : {}),
+    chunkGc: {
+      intervalMs: config.storage.chunkGc.intervalMinutes * 60_000,
+      graceMs: config.storage.chunkGc.graceMinutes * 60_000,
+      sessionStaleMs: config.storage.chunkGc.sessionStaleMinutes * 60_000,
+    },
+    ...(config.defaults.compression ? { compression: config.defaults.compression } : {}),
   });
   ctx.shutdown.add('storage service', () => service.stop());
   ctx.addHealthCheck('storage', () => ({ ok: breakerState() !== 'open', detail: { breaker: breakerState(), artifacts: service.catalog.size } }));

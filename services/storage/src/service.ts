@@ -1,9 +1,10 @@
 // Assembles the storage service from its parts, so main.ts and the integration test start the
 // very same thing. Nothing here is logic: see catalog/, handlers/ and retention/.
 import type { JetStreamClient, JetStreamManager, NatsConnection, Subscription } from 'nats';
+import type { Compression } from '@tidemark/contracts';
 import { ArtifactStored, EVENTS_STREAM, VerifyFailed, VerifyPassed, consumers, filters, type Schema } from '@tidemark/contracts';
 import { ensureConsumer, runConsumer, type ConsumerPolicy, type EventPublisher, type Logger, type RunningConsumer } from '@tidemark/runtime';
-import type { KeyRing } from '@tidemark/pipeline';
+import { keyRingOf, type KeyRing } from '@tidemark/pipeline';
 import { WalArchive, type ArtifactStore } from '@tidemark/storage';
 import { Catalog } from './catalog/catalog.js';
 import { handleArtifactEvent } from './handlers/catalog-events.js';
@@ -12,6 +13,8 @@ import { startPeriodic, type PeriodicTask } from './retention/loop.js';
 import type { PlanOptions, RetentionPolicy } from './retention/plan.js';
 import { runRetention, type RetentionResult } from './retention/run.js';
 import { ArchiveChecker, type TargetCheckResult } from './wal/check-run.js';
+import { runChunkGc, type ChunkGcResult, type ChunkGcSettings } from './files/chunk-gc.js';
+import { bucketTreeReader } from './files/trees.js';
 
 export interface StorageServiceDeps {
   readonly nc: NatsConnection;
@@ -40,6 +43,12 @@ export interface StorageServiceDeps {
   readonly keyRing?: KeyRing;
   /** See planArchiveCheck; tests shorten them. */
   readonly archiveCheck?: { readonly settleMs?: number; readonly followGraceMs?: number; readonly now?: () => Date };
+  /** The chunk repository's garbage collection (config storage.chunkGc). */
+  readonly chunkGc?: ChunkGcSettings & { readonly intervalMs: number; readonly now?: () => Date };
+  /** Tests run the chunk garbage collection by hand; production leaves this on. */
+  readonly runChunkGcPeriodically?: boolean;
+  /** Compression of what the collector writes back (config defaults.compression). */
+  readonly compression?: Compression;
 }
 
 export interface StorageService {
@@ -50,6 +59,8 @@ export interface StorageService {
   retentionPass(): Promise<RetentionResult>;
   /** One WAL archive check of every WAL target now (the periodic loop calls the same). */
   archiveCheckPass(): Promise<TargetCheckResult[]>;
+  /** One chunk garbage collection now, after any under way (the periodic loop and retention call the same). */
+  chunkGcPass(): Promise<ChunkGcResult>;
   stop(): Promise<void>;
 }
 
@@ -84,7 +95,22 @@ export async function startStorageService(deps: StorageServiceDeps): Promise<Sto
     }),
   );
   const walArchive = new WalArchive(deps.store.backend);
-  const subscriptions: Subscription[] = serveCatalog(deps.nc, catalog, logger, deps.store.backend);
+  const readTree = bucketTreeReader(deps.store, deps.keyRing);
+  const subscriptions: Subscription[] = serveCatalog(deps.nc, catalog, logger, deps.store.backend, readTree);
+
+  const gcSettings = deps.chunkGc ?? { intervalMs: 6 * 3600_000, graceMs: 3600_000, sessionStaleMs: 6 * 3600_000 };
+  // Collections never overlap: a pass asked for while one runs starts after it (and so sees what
+  // the retention pass that asked for it pruned).
+  let gcQueue: Promise<unknown> = Promise.resolve();
+  const chunkGcPass = (): Promise<ChunkGcResult> => {
+    const pass = gcQueue.then(() => runChunkGc({
+      store: deps.store, readTree, logger, settings: gcSettings,
+      repository: { backend: deps.store.backend, keyRing: deps.keyRing ?? keyRingOf(undefined), compression: deps.compression ?? 'gzip' },
+      ...(gcSettings.now ? { now: gcSettings.now } : {}),
+    }));
+    gcQueue = pass;
+    return pass;
+  };
 
   const retentionPass = async () => {
     const result = await runRetention({
@@ -95,6 +121,7 @@ export async function startStorageService(deps: StorageServiceDeps): Promise<Sto
       pruned: result.pruned.length, failed: result.failed.length,
       walFilesRemoved: result.wal.reduce((n, w) => n + w.removed.length, 0), walBytesRemoved: result.wal.reduce((n, w) => n + w.removedBytes, 0),
     }, 'retention pass finished');
+    if (result.pruned.some((p) => p.engine === 'files')) await chunkGcPass();
     return result;
   };
   const periodic: PeriodicTask | undefined =
@@ -113,14 +140,21 @@ export async function startStorageService(deps: StorageServiceDeps): Promise<Sto
     ? undefined
     : startPeriodic('wal archive check', deps.archiveCheckIntervalMs ?? 300_000, archiveCheckPass, logger);
 
+  const chunkGcs: PeriodicTask | undefined = deps.runChunkGcPeriodically === false
+    ? undefined
+    : startPeriodic('chunk garbage collection', gcSettings.intervalMs, chunkGcPass, logger);
+
   return {
     catalog,
     consumers: running,
     retentionPass,
     archiveCheckPass,
+    chunkGcPass,
     async stop() {
       await periodic?.stop();
       await archiveChecks?.stop();
+      await chunkGcs?.stop();
+      await gcQueue;
       for (const subscription of subscriptions) subscription.unsubscribe();
       await Promise.all(running.map((c) => c.stop()));
     },

@@ -36,7 +36,7 @@ describe('storage service (NATS + fs storage)', () => {
     service = await startStorageService({
       nc, js: nc.jetstream(), jsm: await nc.jetstreamManager(), publisher: createEventPublisher(nc.jetstream()), logger, store,
       policies: new Map([['pg/main', { keepLast: 2, maxAgeDays: 0 }]]),
-      retentionIntervalMs: 3600_000, orphanGraceMinutes: 60, runRetentionPeriodically: false,
+      retentionIntervalMs: 3600_000, orphanGraceMinutes: 60, runRetentionPeriodically: false, runChunkGcPeriodically: false,
     });
   });
 
@@ -107,5 +107,14 @@ describe('storage service (NATS + fs storage)', () => {
     expect(pruned[0]).toMatchObject({ event: { artifactId: oldest, engine: 'pg', target: 'main', reason: expect.stringContaining('keepLast 2') }, msgId: `pruned:${oldest}` });
     expect((await requestJson(subjects.catalogList(), '{}')).artifacts.map((a: any) => a.artifactId)).toEqual(committed.slice(0, 2));
     sub.unsubscribe();
+  });
+
+  it('answers catalog.tree, and collects an empty chunk repository without deleting anything', async () => {
+    expect(await requestJson(subjects.catalogTree(), '{"target":"docs"}')).toEqual({
+      error: { code: 'ARTIFACT_NOT_FOUND', retryable: false, message: 'target "docs" has no committed files snapshot yet (engine files); back it up first' },
+    });
+    expect(await requestJson(subjects.catalogTree(), '{"path":"x"}')).toMatchObject({ error: { code: 'COMMAND_INVALID' } });
+    const collected = await service.chunkGcPass();
+    expect(collected).toMatchObject({ ok: true, snapshots: 0, report: { packs: 0, packsDeleted: [] } });
   });
 });

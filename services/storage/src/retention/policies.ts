@@ -7,7 +7,8 @@ export function retentionPolicies(config: TidemarkConfig): Map<string, Retention
   const policies = new Map<string, RetentionPolicy>();
   for (const target of config.targets) {
     const { retention } = effectiveTarget(config, target);
-    policies.set(targetKey(target.engine, target.name), { keepLast: retention.keepLast, maxAgeDays: retention.maxAgeDays });
+    const { keepLast, maxAgeDays, keepDaily, keepWeekly, keepMonthly } = retention;
+    policies.set(targetKey(target.engine, target.name), { keepLast, maxAgeDays, keepDaily, keepWeekly, keepMonthly });
   }
   return policies;
 }

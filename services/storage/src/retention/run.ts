@@ -2,7 +2,7 @@ import { ArtifactPruned, SCHEMA_VERSION, messageIds, subjects, toErrorInfo, type
 import type { ArtifactStore, OrphanSweepResult, WalArchive } from '@tidemark/storage';
 import type { EventPublisher, Logger } from '@tidemark/runtime';
 import type { Catalog, CatalogRecord } from '../catalog/catalog.js';
-import { planRetention, type PlanOptions, type RetentionPolicy } from './plan.js';
+import { explainRetention, type PlanOptions, type RetentionPolicy } from './plan.js';
 import { pruneWal, sweepWalOrphans, type WalOrphanSweepResult, type WalRetentionResult } from './wal-run.js';
 
 export interface RetentionDeps {
@@ -21,6 +21,8 @@ export interface RetentionDeps {
 export interface RetentionResult {
   readonly pruned: ReadonlyArray<{ readonly artifactId: string; readonly engine: string; readonly target: string; readonly reason: string }>;
   readonly failed: ReadonlyArray<{ readonly artifactId: string; readonly error: ErrorInfo }>;
+  /** Every artifact of a target with a policy that stays, with every rule that keeps it. */
+  readonly kept: ReadonlyArray<{ readonly artifactId: string; readonly engine: string; readonly target: string; readonly reasons: readonly string[] }>;
   readonly orphans: OrphanSweepResult | { readonly error: ErrorInfo };
   /** Per pg target with a policy and archived WAL. */
   readonly wal: readonly WalRetentionResult[];
@@ -39,7 +41,10 @@ export async function runRetention(deps: RetentionDeps): Promise<RetentionResult
   await deps.catalog.rebuild();
   const records = deps.catalog.select();
   const byEntry = new Map<object, CatalogRecord>(records.map((r) => [r.entry, r]));
-  const plan = planRetention(records.map((r) => r.entry), deps.policies, now, deps.planOptions);
+  const verdicts = explainRetention(records.map((r) => r.entry), deps.policies, now, deps.planOptions);
+  const plan = verdicts.flatMap((v) => (v.keep ? [] : [{ entry: v.entry, reason: v.reasons[0] ?? 'no rule keeps it' }]));
+  const kept = verdicts.filter((v) => v.keep).map((v) => ({ artifactId: v.entry.artifactId, engine: v.entry.engine, target: v.entry.target, reasons: v.reasons }));
+  if (kept.length > 0) deps.logger.debug({ kept }, 'retention: artifacts kept and why');
 
   const pruned: Array<RetentionResult['pruned'][number]> = [];
   const failed: Array<RetentionResult['failed'][number]> = [];
@@ -103,5 +108,5 @@ export async function runRetention(deps: RetentionDeps): Promise<RetentionResult
       deps.logger.error({ error: walOrphans.error }, 'WAL orphan sweep failed; the next pass retries');
     }
   }
-  return { pruned, failed, orphans, wal, walOrphans };
+  return { pruned, failed, kept, orphans, wal, walOrphans };
 }
