@@ -74,8 +74,8 @@ describe('files-agent with an s3 source', () => {
 
     const restoreCtx = testContextFor('restore.requested.files.docs');
     expect(await restore(RequestRestore.parse({ requestId: 's3-r1' }), deps, restoreCtx())).toEqual({ type: 'ack' });
-    expect(publisher.published.at(-1)?.event).toMatchObject({ database: `s3://${SOURCE_BUCKET}/cases/restore-${artifactId}/`, files: { files: 3 } });
-    expect(await objects(SOURCE_BUCKET, `cases/restore-${artifactId}/`)).toEqual(original);
+    expect(publisher.published.at(-1)?.event).toMatchObject({ database: `s3://${SOURCE_BUCKET}/cases-restore-${artifactId}/`, files: { files: 3 } });
+    expect(await objects(SOURCE_BUCKET, `cases-restore-${artifactId}/`)).toEqual(original);
 
     expect(await restore(RequestRestore.parse({ requestId: 's3-r2', intoBucket: 'copies', intoPrefix: 'copy', paths: ['2024'] }), deps, restoreCtx())).toEqual({ type: 'ack' });
     expect(await objects('copies', 'copy/')).toEqual(new Map([...original].filter(([key]) => key.startsWith('2024/'))));

@@ -13,7 +13,7 @@ export interface SnapshotOptions {
   readonly parentTree?: AsyncIterable<TreeEntry>;
   /** Read and hash every file even when the parent says it is unchanged. */
   readonly fullRehash?: boolean;
-  /** Files read at once (default 4). */
+  /** Files read at once (default 8). */
   readonly concurrency?: number;
   /** Fail (non-retryable SOURCE_UNREADABLE) instead of reporting unreadable files. */
   readonly strict?: boolean;

@@ -13,7 +13,9 @@ import { TREE_VERSION, type TreeEntry } from '../tree/entry.js';
 import { treeEntryLine, treeHeaderLine } from '../tree/index.js';
 import { bytesOf, compareTreePaths } from '../tree/paths.js';
 
-const DEFAULT_CONCURRENCY = 4;
+// Small files keep the disk busy only with several reads in flight (16 gave ~40 % more files/s than 4 on a
+// 20k-file tree); each read holds up to a few chunks, so 8 keeps the worst case of big files near 160 MiB.
+const DEFAULT_CONCURRENCY = 8;
 /** Entries waiting to be written behind a slow read (each is small; reads themselves are bounded by `concurrency`). */
 const QUEUE_LIMIT = 1024;
 const MAX_PROBLEMS = 1000;

@@ -76,14 +76,29 @@ async function alreadyRestored(directory: string, manifest: Manifest, paths: rea
   return comparison.ok ? { ...counts, refused: [] } : undefined;
 }
 
+/**
+ * The key prefix an s3 restore writes under. The default is a sibling of the source prefix
+ * ("docs/" → "docs-restore-<id>/"), never inside it: the next backup would take the restored copy in.
+ * `sourcePrefix` is the source's prefix when restoring into the source's own bucket.
+ */
+function s3RestorePrefix(requested: string | undefined, sourcePrefix: string | undefined, artifactId: string): string {
+  if (requested !== undefined) return requested === '' || requested.endsWith('/') ? requested : `${requested}/`;
+  if (sourcePrefix === undefined) return `restore-${artifactId}/`;
+  const base = sourcePrefix.replace(/\/+$/, '');
+  if (base === '') {
+    throw new TidemarkError('COMMAND_INVALID', 'intoPrefix: the source is its whole bucket, so a restore into it needs intoPrefix (or intoBucket, another bucket): a default prefix inside the source would be backed up again');
+  }
+  return `${base}-restore-${artifactId}/`;
+}
+
 /** Where the restore writes, checked against the snapshot's source kind. */
 function destinationOf(message: RequestRestore, target: Target, manifest: Manifest, facts: FilesSourceFacts, deps: RestoreDeps) {
   if (facts.sourceKind === 's3') {
     if (message.intoDirectory !== undefined) throw new TidemarkError('COMMAND_INVALID', `intoDirectory: snapshot ${manifest.id} is of an s3 source and restores into a bucket; use intoBucket and intoPrefix`);
     const source = filesSourceOf(target);
     if (source.kind !== 's3') throw new TidemarkError('CONFIG_INVALID', `snapshot ${manifest.id} is of an s3 source, but target "${target.name}" now reads a ${source.kind} source; restore with a target configured for its bucket`);
-    const prefix = message.intoPrefix === undefined ? `${source.prefix ?? ''}restore-${manifest.id}/` : message.intoPrefix === '' || message.intoPrefix.endsWith('/') ? message.intoPrefix : `${message.intoPrefix}/`;
-    return { kind: 's3' as const, source, bucket: message.intoBucket ?? source.bucket, prefix };
+    const bucket = message.intoBucket ?? source.bucket;
+    return { kind: 's3' as const, source, bucket, prefix: s3RestorePrefix(message.intoPrefix, bucket === source.bucket ? (source.prefix ?? '') : undefined, manifest.id) };
   }
   if (message.intoBucket !== undefined || message.intoPrefix !== undefined) {
     throw new TidemarkError('COMMAND_INVALID', `intoBucket/intoPrefix: snapshot ${manifest.id} is of a ${facts.sourceKind} source and restores into a directory; use intoDirectory`);
