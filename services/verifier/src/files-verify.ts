@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { TidemarkError, type FilesSourceFacts, type Manifest, type VerificationCheck } from '@tidemark/contracts';
 import type { ArtifactStore } from '@tidemark/storage';
 import type { KeyRing } from '@tidemark/pipeline';
-import { compareDirectoryWithTree, inspectOllamaStore, restoreToDirectory, type RestoreSummary, type TreeComparison } from '@tidemark/files';
+import { compareDirectoryWithTree, inspectOllamaStore, restoreToDirectory, type RestoreSummary, type TreeComparison, type TreeEntry } from '@tidemark/files';
 import { committedTree, filesFactsOf, repositoryFor } from '@tidemark/agent';
 import { claimScratchDirectory, releaseScratchDirectory } from './scratch.js';
 
@@ -57,17 +57,26 @@ export async function verifyFilesArtifact(manifest: Manifest, workDir: string, d
         onProgress: (p) => progress.progress(`restored ${p.filesDone} files, ${p.bytesDone} bytes`),
         ...(progress.signal ? { signal: progress.signal } : {}),
       });
-      comparison = await compareDirectoryWithTree(dir, tree(), { owners: isRoot() });
+      // The compare hashes every file again: each entry it takes counts as progress for the stall watchdog.
+      comparison = await compareDirectoryWithTree(dir, reportingProgress(tree(), progress), { owners: isRoot() });
     } catch (error) {
       asMismatch(error, manifest);
     }
     const checks = [restoredCheck(restored), treeCheck(comparison), backupProblemsCheck(facts)];
-    if (facts.sourceKind === 'ollama') checks.push(...(await ollamaChecks(dir, facts)));
+    if (facts.sourceKind === 'ollama') checks.push(...(await ollamaChecks(dir, facts, progress)));
     return checks;
   } finally {
     await rm(dir, { recursive: true, force: true, maxRetries: 3, retryDelay: 100 })
       .then(() => releaseScratchDirectory(dir))
       .catch((error: unknown) => progress.onCleanupError?.(error, dir));
+  }
+}
+
+async function* reportingProgress(entries: AsyncIterable<TreeEntry>, progress: FilesVerifyProgress): AsyncGenerator<TreeEntry> {
+  let compared = 0;
+  for await (const entry of entries) {
+    yield entry;
+    progress.progress(`compared ${++compared} entries`);
   }
 }
 
@@ -109,8 +118,8 @@ function layersMissingAtBackup(facts: FilesSourceFacts): Set<string> {
  * already reported (its blob corrupt, or absent from the source) is named and does not fail the
  * verification: the snapshot holds what its manifest says. Any other missing layer does.
  */
-async function ollamaChecks(dir: string, facts: FilesSourceFacts): Promise<VerificationCheck[]> {
-  const inspection = await inspectOllamaStore(dir, { hashBlobs: true });
+async function ollamaChecks(dir: string, facts: FilesSourceFacts, progress: FilesVerifyProgress): Promise<VerificationCheck[]> {
+  const inspection = await inspectOllamaStore(dir, { hashBlobs: true, onBlobHashed: (name) => progress.progress(`hashed blob ${name}`) });
   const knownAtBackup = layersMissingAtBackup(facts);
   const isKnown = (missing: { digest: string }) => knownAtBackup.has(DIGEST_HEX.exec(missing.digest)?.[1] ?? '');
   const unexpected = inspection.missingLayers.filter((m) => !isKnown(m));

@@ -25,7 +25,7 @@ export function openOllamaSource(path: string): FilesSource {
 }
 
 /** Reads an Ollama models directory: inventory from manifests, and (with `hashBlobs`) every blob checked against its name. */
-export async function inspectOllamaStore(path: string, options: { hashBlobs: boolean }): Promise<OllamaInspection> {
+export async function inspectOllamaStore(path: string, options: { hashBlobs: boolean; onBlobHashed?: (name: string) => void }): Promise<OllamaInspection> {
   const root = resolve(path);
   const blobNames = await readdir(join(root, 'blobs')).catch(emptyWhenMissing);
   const blobDigests = new Set<string>();
@@ -35,6 +35,7 @@ export async function inspectOllamaStore(path: string, options: { hashBlobs: boo
     if (hex === undefined) continue;
     blobDigests.add(hex);
     if (options.hashBlobs && (await sha256OfStream(createReadStream(join(root, 'blobs', name)))).sha256 !== hex) corruptBlobs.push(`sha256:${hex}`);
+    if (options.hashBlobs) options.onBlobHashed?.(name);
   }
   const models: OllamaModel[] = [];
   const missingLayers: { model: string; digest: string }[] = [];
