@@ -10,7 +10,7 @@ import { zstdWorkerDecompressStage } from './zstd-worker.js';
 
 interface ZstdDecompressContext {
   decompressStream(dst: Uint8Array, src: Uint8Array): [remaining: number, produced: number, consumed: number];
-  /** ZSTD_DCtx_reset; 0 is ZSTD_reset_session_only (drops a half-read frame, keeps parameters). */
+  /** ZSTD_DCtx_reset (ResetDirective.sessionOnly drops a half-read frame, keeps parameters). */
   reset(directive: number): void;
 }
 
@@ -26,6 +26,7 @@ interface ZstdBinding {
   readonly dStreamOutSize: () => number;
   /** The content size a frame header records, or null when the frame does not record it. */
   readonly getFrameContentSize: (frame: Uint8Array) => number | null;
+  readonly ResetDirective: { readonly sessionOnly: number };
 }
 
 // Level 1: on pg_dump output (bench/pg-logical-backup.mjs) it was 20 % faster than level 3 and no larger.
@@ -49,6 +50,7 @@ function loadZstd(): ZstdBinding | null {
       DCtx: native.DCtx,
       dStreamOutSize: native.dStreamOutSize,
       getFrameContentSize: native.getFrameContentSize,
+      ResetDirective: native.ResetDirective,
     };
   } catch {
     zstdBinding = null;
@@ -111,7 +113,6 @@ export function compressBytes(compression: Compression, level: number | undefine
   return context.compress(plain);
 }
 
-const ZSTD_RESET_SESSION_ONLY = 0;
 /** One decompression context, reused (reset per buffer): like compressBytes, a context per small buffer cost more than the work. */
 let zstdDecompressContext: ZstdDecompressContext | undefined;
 
@@ -135,7 +136,7 @@ export function decompressBytes(compression: Compression, compressed: Buffer, ma
   // An empty object is an empty stream to the stage too: no frame begun, none left unfinished.
   if (compressed.length === 0) return compressed;
   const context = (zstdDecompressContext ??= new zstd.DCtx());
-  context.reset(ZSTD_RESET_SESSION_ONLY);
+  context.reset(zstd.ResetDirective.sessionOnly);
   let recorded: number | null;
   try {
     recorded = zstd.getFrameContentSize(compressed);
