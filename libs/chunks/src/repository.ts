@@ -98,7 +98,7 @@ class Repository implements ChunkRepository {
         if (location.length > MAX_BLOB_BYTES) throw truncatedBlob(location);
         const stored = await reader.read(location.offset, location.length);
         if (stored === undefined) throw truncatedBlob(location);
-        previous = { location, plain: await decodeBlob(stored, pipeline, this.options.keyRing, location.id) };
+        previous = { location, plain: decodeBlob(stored, pipeline, this.options.keyRing, location.id) };
         yield previous;
       }
     } finally {

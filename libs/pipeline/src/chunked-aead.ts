@@ -152,13 +152,7 @@ export function decryptStage(options: DecryptOptions): Stage {
       const tag = sealed.subarray(total - TAG_BYTES);
       const plaintext = open(header!, key!, index, final, ciphertext, tag);
       if (plaintext !== null) return plaintext;
-      // Tell "modified or wrong key" apart from "the stream is cut or has junk appended".
-      const flipped = open(header!, key!, index, !final, ciphertext, tag);
-      if (flipped !== null && final) {
-        throw new TidemarkError('INTEGRITY_TRUNCATED', `the encrypted object ends after chunk ${index} without its final chunk: the upload was cut short; use another artifact`);
-      }
-      if (flipped !== null) throw formatError(`unexpected bytes after the final chunk ${index}`);
-      throw new TidemarkError('INTEGRITY_AUTH_FAILED', `chunk ${index} failed authentication: the key "${header!.keyId}" is wrong or the stored bytes were modified`);
+      throw openFailure(header!, key!, index, final, ciphertext, tag);
     };
 
     for await (const piece of source) {
@@ -189,6 +183,54 @@ export function decryptStage(options: DecryptOptions): Stage {
     const plaintext = openNext(total, true);
     if (plaintext.length > 0) yield plaintext;
   };
+}
+
+/**
+ * A whole stored object decrypted at once: the same checks and errors as decryptStage, with the
+ * chunk after the last one known without reading ahead. Returns the plaintext chunks in order.
+ */
+export function decryptBytes(options: DecryptOptions, stored: Buffer): Buffer[] {
+  const pending = new ByteQueue();
+  pending.push(stored);
+  const header = tryParseHeader(pending, options);
+  if (header === undefined) {
+    throw new TidemarkError('INTEGRITY_TRUNCATED', 'the encrypted object ends inside its header: the upload was cut short; use another artifact');
+  }
+  const key = options.keys.get(header.keyId)?.key;
+  if (key === undefined) throw keyMissing(header.keyId);
+  const plaintexts: Buffer[] = [];
+  let offset = stored.length - pending.length;
+  let index = 0;
+  for (;;) {
+    if (stored.length - offset < LENGTH_BYTES) {
+      throw new TidemarkError('INTEGRITY_TRUNCATED', `the encrypted object ends inside chunk ${index}: the upload was cut short; use another artifact`);
+    }
+    const length = stored.readUInt32BE(offset);
+    if (length > header.chunkSize) throw formatError(`chunk ${index} claims ${length} bytes, more than the chunk size`);
+    const end = offset + LENGTH_BYTES + length + TAG_BYTES;
+    if (end > stored.length) {
+      throw new TidemarkError('INTEGRITY_TRUNCATED', `the encrypted object ends inside chunk ${index}: the upload was cut short; use another artifact`);
+    }
+    const final = end === stored.length;
+    const ciphertext = stored.subarray(offset + LENGTH_BYTES, end - TAG_BYTES);
+    const tag = stored.subarray(end - TAG_BYTES, end);
+    const plaintext = open(header, key, index, final, ciphertext, tag);
+    if (plaintext === null) throw openFailure(header, key, index, final, ciphertext, tag);
+    if (plaintext.length > 0) plaintexts.push(plaintext);
+    if (final) return plaintexts;
+    offset = end;
+    index++;
+  }
+}
+
+/** Tells "modified or wrong key" apart from "the object is cut or has junk appended", for a chunk whose tag failed. */
+function openFailure(header: ChunkHeader, key: Buffer, index: number, final: boolean, ciphertext: Buffer, tag: Buffer): TidemarkError {
+  const flipped = open(header, key, index, !final, ciphertext, tag);
+  if (flipped !== null && final) {
+    return new TidemarkError('INTEGRITY_TRUNCATED', `the encrypted object ends after chunk ${index} without its final chunk: the upload was cut short; use another artifact`);
+  }
+  if (flipped !== null) return formatError(`unexpected bytes after the final chunk ${index}`);
+  return new TidemarkError('INTEGRITY_AUTH_FAILED', `chunk ${index} failed authentication: the key "${header.keyId}" is wrong or the stored bytes were modified`);
 }
 
 function tryParseHeader(pending: ByteQueue, options: DecryptOptions): ChunkHeader | undefined {

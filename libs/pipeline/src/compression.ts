@@ -3,13 +3,15 @@
 // backups keep running, just larger. TIDEMARK_ZSTD=off forces the fallback (tests, interop).
 import { createRequire } from 'node:module';
 import type { Transform } from 'node:stream';
-import { createGunzip, createGzip, gzipSync, constants as zlibConstants } from 'node:zlib';
+import { createGunzip, createGzip, gunzipSync, gzipSync, constants as zlibConstants } from 'node:zlib';
 import { TidemarkError, type Compression } from '@tidemark/contracts';
 import { toBuffer, type Stage } from './stages.js';
 import { zstdWorkerDecompressStage } from './zstd-worker.js';
 
 interface ZstdDecompressContext {
   decompressStream(dst: Uint8Array, src: Uint8Array): [remaining: number, produced: number, consumed: number];
+  /** ZSTD_DCtx_reset (ResetDirective.sessionOnly drops a half-read frame, keeps parameters). */
+  reset(directive: number): void;
 }
 
 interface ZstdCompressor {
@@ -22,6 +24,9 @@ interface ZstdBinding {
   readonly Compressor: new () => ZstdCompressor;
   readonly DCtx: new () => ZstdDecompressContext;
   readonly dStreamOutSize: () => number;
+  /** The content size a frame header records, or null when the frame does not record it. */
+  readonly getFrameContentSize: (frame: Uint8Array) => number | null;
+  readonly ResetDirective: { readonly sessionOnly: number };
 }
 
 // Level 1: on pg_dump output (bench/pg-logical-backup.mjs) it was 20 % faster than level 3 and no larger.
@@ -39,7 +44,14 @@ function loadZstd(): ZstdBinding | null {
     const require = createRequire(import.meta.url);
     const streams = require('zstd-napi') as Pick<ZstdBinding, 'CompressStream' | 'Compressor'>;
     const native = require('zstd-napi/binding.js') as Omit<ZstdBinding, 'CompressStream' | 'Compressor'>;
-    zstdBinding = { CompressStream: streams.CompressStream, Compressor: streams.Compressor, DCtx: native.DCtx, dStreamOutSize: native.dStreamOutSize };
+    zstdBinding = {
+      CompressStream: streams.CompressStream,
+      Compressor: streams.Compressor,
+      DCtx: native.DCtx,
+      dStreamOutSize: native.dStreamOutSize,
+      getFrameContentSize: native.getFrameContentSize,
+      ResetDirective: native.ResetDirective,
+    };
   } catch {
     zstdBinding = null;
   }
@@ -99,6 +111,74 @@ export function compressBytes(compression: Compression, level: number | undefine
     zstdCompressors.set(chosen, context);
   }
   return context.compress(plain);
+}
+
+/** One decompression context, reused (reset per buffer): like compressBytes, a context per small buffer cost more than the work. */
+let zstdDecompressContext: ZstdDecompressContext | undefined;
+
+/**
+ * One stored buffer decompressed at once: what the decompressing stage yields for it, joined.
+ * Errors are raw library errors (ZstdDataError, zlib's Z_* errors) as from the stage, and
+ * DecompressedTooLarge past `maxBytes`. `compression` must be what the data was written with.
+ */
+export function decompressBytes(compression: Compression, compressed: Buffer, maxBytes = MAX_DECOMPRESSED_BYTES): Buffer {
+  if (compression === 'none') return compressed;
+  if (compression === 'gzip') {
+    try {
+      return gunzipSync(compressed, { finishFlush: zlibConstants.Z_FINISH, maxOutputLength: maxBytes });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException | null)?.code === 'ERR_BUFFER_TOO_LARGE') throw new DecompressedTooLarge(maxBytes);
+      throw error;
+    }
+  }
+  const zstd = loadZstd();
+  if (zstd === null) throw zstdMissing();
+  // An empty object is an empty stream to the stage too: no frame begun, none left unfinished.
+  if (compressed.length === 0) return compressed;
+  const context = (zstdDecompressContext ??= new zstd.DCtx());
+  context.reset(zstd.ResetDirective.sessionOnly);
+  let recorded: number | null;
+  try {
+    recorded = zstd.getFrameContentSize(compressed);
+  } catch {
+    recorded = null; // not a frame header: decompressStream reports it
+  }
+  // The size the first frame records (what encodeBytes writes) fills one buffer in one call;
+  // otherwise buffers grow from zstd's own output size.
+  let capacity = recorded !== null && recorded > 0 && recorded <= maxBytes ? recorded : Math.min(maxBytes + 1, Math.max(zstd.dStreamOutSize(), 2 * compressed.length));
+  const pieces: Buffer[] = [];
+  let total = 0;
+  let input = compressed;
+  let remaining: number;
+  for (;;) {
+    const output = Buffer.allocUnsafe(capacity);
+    let produced: number;
+    let consumed: number;
+    try {
+      [remaining, produced, consumed] = context.decompressStream(output, input);
+    } catch (error) {
+      throw new ZstdDataError(error instanceof Error ? error.message : String(error), false, { cause: error });
+    }
+    input = input.subarray(consumed);
+    total += produced;
+    if (total > maxBytes) throw new DecompressedTooLarge(maxBytes);
+    if (produced > 0) pieces.push(produced === output.length ? output : output.subarray(0, produced));
+    if (input.length === 0 && (produced < output.length || remaining === 0)) break;
+    capacity = Math.min(Math.max(capacity, zstd.dStreamOutSize()) * 2, maxBytes + 1 - total);
+  }
+  if (remaining !== 0) throw new ZstdDataError('zstd stream ended inside a frame', true);
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, total);
+}
+
+/** decompressBytes' default bound on one buffer's plaintext (a crafted frame cannot claim gigabytes of memory). */
+export const MAX_DECOMPRESSED_BYTES = 1024 * 1024 * 1024;
+
+/** decompressBytes would produce more than its bound. */
+export class DecompressedTooLarge extends Error {
+  constructor(readonly maxBytes: number) {
+    super(`the data decompresses to more than ${maxBytes} bytes`);
+    this.name = 'DecompressedTooLarge';
+  }
 }
 
 /** Streams at least this large are decompressed on a worker thread (its start-up costs ~30 ms). */

@@ -3,7 +3,7 @@
 export { loadKeyRing, keyIdOf, keyRingOf, keyRingFromConfig, type EncryptionKey, type EncryptionSettings, type KeyRing } from './keys.js';
 export { encodeStream, type EncodeOptions, type EncodeSummary, type EncodedStream } from './encode.js';
 export { encodeBytes, type EncodedBytes } from './bytes.js';
-export { decodeStream, decodeCommitted, type DecodeExpectations, type CommittedData } from './decode.js';
+export { decodeStream, decodeCommitted, decodeBytes, type DecodeExpectations, type DecodeBytesExpectations, type CommittedData } from './decode.js';
 export { zstdAvailable, defaultCompression, effectiveCompression } from './compression.js';
 export { DEFAULT_CHUNK_SIZE } from './chunked-aead.js';
 export { firstCause, isTeardownError, settleFirstCause } from './teardown.js';
