@@ -1,24 +1,19 @@
-// Owned by the snapshot side. Stubs keep the final signatures.
-import { TidemarkError } from '@tidemark/contracts';
 import type { FilesSource, FilesSourceConfig } from './source.js';
-import type { OllamaModel } from '@tidemark/contracts';
+import { openDirectorySource } from './directory.js';
+import { openOllamaSource } from './ollama.js';
+import { openS3Source } from './s3.js';
 
+export { inspectOllamaStore } from './ollama.js';
+export type { OllamaInspection } from './source.js';
+
+/** The source a files target's configuration names. Nothing is read until `entries()` is iterated. */
 export function openSource(config: FilesSourceConfig): FilesSource {
-  void config;
-  throw new TidemarkError('INTERNAL', 'not implemented yet');
-}
-
-export interface OllamaInspection {
-  readonly models: readonly OllamaModel[];
-  readonly blobs: number;
-  /** Blobs whose content does not hash to their name ("sha256-<hex>" file names). */
-  readonly corruptBlobs: readonly string[];
-  /** Layers (digests) a manifest names that have no blob. */
-  readonly missingLayers: readonly { readonly model: string; readonly digest: string }[];
-}
-
-/** Reads an Ollama models directory: inventory from manifests, and (with `hashBlobs`) every blob checked against its name. */
-export function inspectOllamaStore(path: string, options: { hashBlobs: boolean }): Promise<OllamaInspection> {
-  void path; void options;
-  return Promise.reject(new TidemarkError('INTERNAL', 'not implemented yet'));
+  switch (config.kind) {
+    case 'directory':
+      return openDirectorySource(config);
+    case 's3':
+      return openS3Source(config);
+    case 'ollama':
+      return openOllamaSource(config.path);
+  }
 }

@@ -1,6 +1,7 @@
 // Where a files target's content comes from. A source yields entries in walk order (see
 // compareTreePaths) with what change detection needs, and opens a file's content as a stream.
 import type { Readable } from 'node:stream';
+import type { OllamaModel } from '@tidemark/contracts';
 import type { TreeEntry } from '../tree/entry.js';
 
 export type FilesSourceConfig =
@@ -42,4 +43,36 @@ export interface FilesSource {
   open(entry: SourceEntry): Promise<Readable>;
   /** The entry's current size and mtime (after reading), or undefined when it vanished. */
   restat(entry: SourceEntry): Promise<{ size: number; mtimeNs: string } | undefined>;
+  /** The sha256 (hex) a file's content must have, when its name says (Ollama blobs): a mismatch is never stored as good. */
+  expectedSha256?(entry: SourceEntry): string | undefined;
+  /** Releases connections (s3); the caller closes the source it opened. */
+  close?(): Promise<void>;
+  /** Ollama: the model inventory, read from the manifests when the backup starts. */
+  inventory?(): Promise<OllamaInspection>;
+}
+
+export interface OllamaInspection {
+  readonly models: readonly OllamaModel[];
+  readonly blobs: number;
+  /** Blobs whose content does not hash to their name, as digests ("sha256:<hex>"); empty unless blobs were hashed. */
+  readonly corruptBlobs: readonly string[];
+  /** Layers (digests) a manifest names that have no blob. */
+  readonly missingLayers: readonly { readonly model: string; readonly digest: string }[];
+  /** Manifests that could not be read or parsed (path relative to the models directory). */
+  readonly badManifests: readonly { readonly path: string; readonly detail: string }[];
+}
+
+/** The file went away (or stopped being a regular file) between the walk and its reading. */
+export class SourceFileVanished extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SourceFileVanished';
+  }
+}
+
+/** Whether a failure to open or read a file means it is gone rather than unreadable. */
+export function isVanished(error: unknown): boolean {
+  if (error instanceof SourceFileVanished) return true;
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'ENOENT' || code === 'NoSuchKey' || code === 'NotFound';
 }
