@@ -37,7 +37,7 @@ export function parseConfig(text: string, path = DEFAULT_CONFIG_PATH, env: NodeJ
   }
   let config: TidemarkConfig;
   try {
-    config = TidemarkConfig.parse(raw);
+    config = TidemarkConfig.parse(withEngineScheduleKinds(raw));
   } catch (e) {
     if (e instanceof SchemaError) throw new TidemarkError('CONFIG_INVALID', `${path}: ${e.message}`, { cause: e });
     throw e;
@@ -53,15 +53,35 @@ export function parseConfig(text: string, path = DEFAULT_CONFIG_PATH, env: NodeJ
   return {
     ...config,
     nats: { url: natsUrl },
-    targets: config.targets.map((t) => (t.postgres ? { ...t, postgres: withPasswordFile(t.postgres) } : t)),
+    targets: config.targets.map((t) => {
+      if (t.postgres) return { ...t, postgres: withPasswordFile(t.postgres) };
+      const source = t.files?.source;
+      if (t.files && source && source.kind !== 's3') return { ...t, files: { ...t.files, source: { ...source, path: rel(source.path) } } };
+      return t;
+    }),
     sandbox: config.sandbox && { ...config.sandbox, postgres: config.sandbox.postgres && withPasswordFile(config.sandbox.postgres) },
     storage: { ...config.storage, root: rel(config.storage.root) },
     pg: { ...config.pg, workDir: rel(config.pg.workDir) },
+    files: { ...config.files, workDir: rel(config.files.workDir) },
     encryption: config.encryption && {
       ...config.encryption,
       keyFile: config.encryption.keyFile && rel(config.encryption.keyFile),
       oldKeyFiles: config.encryption.oldKeyFiles.map(rel),
     },
+  };
+}
+
+/** A schedule of a files target without a kind takes "tree" (the schema's default, "logical", is for pg). */
+function withEngineScheduleKinds(raw: unknown): unknown {
+  const targets = (raw as { targets?: unknown } | null)?.targets;
+  if (!Array.isArray(targets)) return raw;
+  return {
+    ...(raw as object),
+    targets: targets.map((t: unknown) => {
+      const target = t as { engine?: unknown; schedules?: unknown } | null;
+      if (target?.engine !== 'files' || !Array.isArray(target.schedules)) return t;
+      return { ...target, schedules: target.schedules.map((s: unknown) => (typeof s === 'object' && s !== null && !('kind' in s) ? { ...s, kind: 'tree' } : s)) };
+    }),
   };
 }
 
@@ -78,10 +98,16 @@ function crossCheck(config: TidemarkConfig): string[] {
     if (t.engine !== 'pg' && t.postgres) problems.push(`targets[${i}].postgres: is only for engine pg`);
     if (t.engine !== 'pg' && t.wal) problems.push(`targets[${i}].wal: is only for engine pg`);
     if (t.engine !== 'pg' && t.baseBackup) problems.push(`targets[${i}].baseBackup: is only for engine pg`);
+    if (t.engine === 'files' && !t.files) problems.push(`targets[${i}].files: is required for engine files`);
+    if (t.engine !== 'files' && t.files) problems.push(`targets[${i}].files: is only for engine files`);
     const ids = new Set<string>();
     t.schedules.forEach((s, j) => {
       if (ids.has(s.id)) problems.push(`targets[${i}].schedules[${j}].id: duplicate schedule id "${s.id}"`);
       ids.add(s.id);
+      if ((t.engine === 'files') !== (s.kind === 'tree')) {
+        problems.push(`targets[${i}].schedules[${j}].kind: ${t.engine === 'files' ? 'files targets take kind tree' : `kind tree is only for engine files`}`);
+      }
+      if (s.fullRehash !== undefined && t.engine !== 'files') problems.push(`targets[${i}].schedules[${j}].fullRehash: is only for engine files`);
       try {
         CronExpressionParser.parse(s.cron, { tz: s.timezone });
       } catch (e) {
@@ -172,4 +198,22 @@ export function storageConfig(config: TidemarkConfig, env: NodeJS.ProcessEnv = p
     requestTimeoutMs: s.requestTimeoutSeconds * 1000,
     stallMs: s.stallSeconds * 1000,
   };
+}
+
+/** The resolved source of a files target: S3 credentials read from the variables it names (never from the file). */
+export type FilesSourceOf =
+  | { readonly kind: 'directory'; readonly path: string; readonly include?: readonly string[]; readonly exclude?: readonly string[] }
+  | { readonly kind: 'ollama'; readonly path: string }
+  | { readonly kind: 's3'; readonly endpoint: string; readonly region?: string; readonly bucket: string; readonly prefix?: string; readonly accessKey: string; readonly secretKey: string };
+
+export function filesSourceOf(target: Target, env: NodeJS.ProcessEnv = process.env): FilesSourceOf {
+  const source = target.files?.source;
+  if (!source) throw new TidemarkError('CONFIG_INVALID', `target "${target.name}" has no files source; set files.source`);
+  if (source.kind !== 's3') return source;
+  const { accessKeyEnv, secretKeyEnv, ...rest } = source;
+  const accessKey = env[accessKeyEnv];
+  const secretKey = env[secretKeyEnv];
+  if (!accessKey) throw new TidemarkError('CONFIG_INVALID', `target "${target.name}": environment variable ${accessKeyEnv} (files.source.accessKeyEnv) is not set`);
+  if (!secretKey) throw new TidemarkError('CONFIG_INVALID', `target "${target.name}": environment variable ${secretKeyEnv} (files.source.secretKeyEnv) is not set`);
+  return { ...rest, accessKey, secretKey };
 }

@@ -2,10 +2,12 @@
 // errors so that a typo fails at start-up, naming the field, instead of being silently ignored.
 // Secrets are never written in the file: it names the environment variable or file holding them.
 import {
-  COMPRESSIONS, EVENT_ENCODINGS, SEVERITIES, TARGET_NAME_HINT, TARGET_NAME_PATTERN, array, boolean, number, object, oneOf, optional, string,
-  withDefault, type Infer,
+  COMPRESSIONS, EVENT_ENCODINGS, SEVERITIES, SchemaError, TARGET_NAME_HINT, TARGET_NAME_PATTERN, array, boolean, literal, number, object, oneOf, optional,
+  string, withDefault, type Infer, type Schema,
 } from '@tidemark/contracts';
 import { DEFAULT_CONSUMER_SETTINGS } from '@tidemark/runtime';
+
+const envName = string({ pattern: /^[A-Za-z_][A-Za-z0-9_]*$/, hint: 'an environment variable name' });
 
 const secretRef = {
   /** Name of the environment variable holding the secret. */
@@ -99,7 +101,10 @@ export const Schedule = object(
     id: string({ pattern: /^[a-z0-9][a-z0-9_-]{0,62}$/, hint: 'schedule ids use lowercase letters, digits, "-" and "_"' }),
     /** Five- or six-field cron expression, evaluated in `timezone`. */
     cron: string({ min: 1 }),
-    kind: withDefault(oneOf(['logical', 'base', 'snapshot', 'export', 'incremental'] as const), 'logical'),
+    /** Default: tree for files targets, logical otherwise (see parseConfig). */
+    kind: withDefault(oneOf(['logical', 'base', 'snapshot', 'export', 'incremental', 'tree'] as const), 'logical'),
+    /** files: read and hash every file again on this schedule, instead of trusting the parent snapshot's size, mtime and inode. */
+    fullRehash: optional(boolean()),
     timezone: withDefault(string({ min: 1 }), 'UTC'),
     /** Fire a slot missed while the scheduler was down (like systemd's Persistent=true). */
     catchUp: withDefault(boolean(), true),
@@ -108,12 +113,65 @@ export const Schedule = object(
 );
 export type Schedule = Infer<typeof Schedule>;
 
+const DirectorySource = object(
+  {
+    kind: literal('directory'),
+    path: string({ min: 1 }),
+    /** Globs relative to `path`: a file is taken when it matches an include (or none are given) and no exclude. */
+    include: optional(array(string({ min: 1 }))),
+    exclude: optional(array(string({ min: 1 }))),
+  },
+  { strict: true },
+);
+const S3Source = object(
+  {
+    kind: literal('s3'),
+    endpoint: string({ pattern: /^https?:\/\/[^/]+\/?$/, hint: 'an http(s)://host[:port] URL' }),
+    bucket: string({ min: 3 }),
+    /** Key prefix ('' or ending in '/'): keys below it become the tree's paths. */
+    prefix: optional(string({ pattern: /^(|.*\/)$/, hint: "empty or ending in '/'" })),
+    region: optional(string({ min: 1 })),
+    accessKeyEnv: envName,
+    secretKeyEnv: envName,
+  },
+  { strict: true },
+);
+/** An Ollama models directory (the one holding manifests/ and blobs/). */
+const OllamaSource = object({ kind: literal('ollama'), path: string({ min: 1 }) }, { strict: true });
+
+const SOURCE_KINDS = { directory: DirectorySource, s3: S3Source, ollama: OllamaSource } as const;
+export type FilesSourceSetting = Infer<typeof DirectorySource> | Infer<typeof S3Source> | Infer<typeof OllamaSource>;
+
+/** One of the source kinds, chosen by `kind`, so that an error names the fields of that kind. */
+const FilesSourceSetting: Schema<FilesSourceSetting> = {
+  parse(input: unknown, path = ''): FilesSourceSetting {
+    const kind = typeof input === 'object' && input !== null ? (input as { kind?: unknown }).kind : undefined;
+    const schema = typeof kind === 'string' && Object.hasOwn(SOURCE_KINDS, kind) ? SOURCE_KINDS[kind as keyof typeof SOURCE_KINDS] : undefined;
+    if (!schema) throw new SchemaError([{ path: path ? `${path}.kind` : 'kind', message: `expected one of ${Object.keys(SOURCE_KINDS).join(', ')}, got ${JSON.stringify(kind)}` }]);
+    return schema.parse(input, path);
+  },
+};
+
+/** files targets: where the files come from and how they are read. */
+export const FilesTargetSettings = object(
+  {
+    source: FilesSourceSetting,
+    /** Unreadable files fail the backup (SOURCE_UNREADABLE) instead of being reported in it. */
+    strict: withDefault(boolean(), false),
+    /** Files read at once (default: the snapshotter's). */
+    concurrency: optional(number({ integer: true, min: 1, max: 64 })),
+  },
+  { strict: true },
+);
+export type FilesTargetSettings = Infer<typeof FilesTargetSettings>;
+
 export const Target = object(
   {
     name: string({ pattern: TARGET_NAME_PATTERN, hint: TARGET_NAME_HINT }),
-    engine: oneOf(['pg', 'qdrant'] as const),
+    engine: oneOf(['pg', 'qdrant', 'files'] as const),
     postgres: optional(PostgresConnection),
     qdrant: optional(QdrantConnection),
+    files: optional(FilesTargetSettings),
     schedules: withDefault(array(Schedule), []),
     retention: optional(Retention),
     compression: optional(oneOf(COMPRESSIONS)),
@@ -148,6 +206,18 @@ export const PgLocalSection = object(
   { strict: true },
 );
 export type PgLocalSection = Infer<typeof PgLocalSection>;
+
+/** Local work of the files agent and verifier. */
+export const FilesLocalSection = object(
+  {
+    /** Default restores (<workDir>/restores/<target>-<artifact>) and verifier scratch (<workDir>/scratch). */
+    workDir: withDefault(string({ min: 1 }), './.tidemark/files'),
+    /** Chunks fetched at once by a restore. */
+    restoreConcurrency: withDefault(number({ integer: true, min: 1, max: 64 }), 8),
+  },
+  { strict: true },
+);
+export type FilesLocalSection = Infer<typeof FilesLocalSection>;
 
 export const StorageSection = object(
   {
@@ -279,6 +349,7 @@ export const TidemarkConfig = object(
       () => ({ intervalSeconds: 3600 }),
     ),
     pg: withDefault(PgLocalSection, () => PgLocalSection.parse({})),
+    files: withDefault(FilesLocalSection, () => FilesLocalSection.parse({})),
     targets: withDefault(array(Target), []),
   },
   { strict: true },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TidemarkError } from '@tidemark/contracts';
-import { effectiveTarget, libpqEnv, parseConfig, storageConfig } from '@tidemark/config';
+import { effectiveTarget, filesSourceOf, libpqEnv, parseConfig, storageConfig } from '@tidemark/config';
 
 const minimal = `
 targets:
@@ -80,5 +80,36 @@ describe('tidemark.yaml', () => {
     expect(configError('targets:\n  - name: vectors\n    engine: qdrant\n    qdrant: { url: "qdrant:6333" }\n')).toMatch(/targets\[0\]\.qdrant\.url: an http/);
     expect(configError('targets:\n  - name: vectors\n    engine: qdrant\n    qdrant: { url: "http://q:6333", apiKey: secret }\n')).toMatch(/targets\[0\]\.qdrant\.apiKey: is not a known field/);
     expect(configError('targets:\n  - name: main\n    engine: pg\n    postgres: {}\n    qdrant: { url: "http://q:6333" }\n')).toMatch(/targets\[0\]\.qdrant: is only for engine qdrant/);
+  });
+
+  it('reads files targets: a directory, s3 or ollama source, tree schedules by default, and the local files section', () => {
+    const config = parseConfig(
+      'files: { restoreConcurrency: 4 }\n'
+        + 'targets:\n'
+        + '  - name: docs\n    engine: files\n    files: { source: { kind: directory, path: docs, exclude: ["*.tmp"] }, strict: true }\n'
+        + '    schedules:\n      - { id: nightly, cron: "0 2 * * *" }\n      - { id: weekly, cron: "0 3 * * 0", fullRehash: true }\n'
+        + '  - name: models\n    engine: files\n    files: { source: { kind: ollama, path: /var/lib/ollama/models }, concurrency: 2 }\n'
+        + '  - name: bucket\n    engine: files\n    files: { source: { kind: s3, endpoint: "http://minio:9000", bucket: docs, prefix: cases/, accessKeyEnv: DOCS_AK, secretKeyEnv: DOCS_SK } }\n',
+      '/etc/tidemark/tidemark.yaml',
+      {},
+    );
+    const [docs, models, bucket] = config.targets;
+    expect(docs?.files).toEqual({ source: { kind: 'directory', path: '/etc/tidemark/docs', exclude: ['*.tmp'] }, strict: true });
+    expect(docs?.schedules.map((s) => [s.kind, s.fullRehash])).toEqual([['tree', undefined], ['tree', true]]);
+    expect(models?.files).toEqual({ source: { kind: 'ollama', path: '/var/lib/ollama/models' }, strict: false, concurrency: 2 });
+    expect(config.files).toEqual({ workDir: '/etc/tidemark/.tidemark/files', restoreConcurrency: 4 });
+    expect(() => filesSourceOf(bucket!, {})).toThrow(/DOCS_AK .*files\.source\.accessKeyEnv/);
+    expect(filesSourceOf(bucket!, { DOCS_AK: 'a', DOCS_SK: 'b' })).toEqual({ kind: 's3', endpoint: 'http://minio:9000', bucket: 'docs', prefix: 'cases/', accessKey: 'a', secretKey: 'b' });
+  });
+
+  it('names the field of a bad files target', () => {
+    const files = (body: string) => configError(`targets:\n  - name: docs\n    engine: files\n${body}`);
+    expect(files('')).toMatch(/targets\[0\]\.files: is required for engine files/);
+    expect(files('    files: { source: { kind: nfs, path: /x } }\n')).toMatch(/targets\[0\]\.files\.source\.kind: expected one of directory, s3, ollama/);
+    expect(files('    files: { source: { kind: directory } }\n')).toMatch(/targets\[0\]\.files\.source\.path: is required/);
+    expect(files('    files: { source: { kind: s3, endpoint: "http://m:9000", bucket: docs, accessKeyEnv: A, secretKeyEnv: B, secretKey: x } }\n')).toMatch(/targets\[0\]\.files\.source\.secretKey: is not a known field/);
+    expect(files('    files: { source: { kind: ollama, path: /m } }\n    schedules: [{ id: x, cron: "0 2 * * *", kind: logical }]\n')).toMatch(/targets\[0\]\.schedules\[0\]\.kind: files targets take kind tree/);
+    expect(configError('targets:\n  - name: main\n    engine: pg\n    postgres: {}\n    schedules: [{ id: x, cron: "0 2 * * *", fullRehash: true }]\n')).toMatch(/targets\[0\]\.schedules\[0\]\.fullRehash: is only for engine files/);
+    expect(configError('targets:\n  - name: main\n    engine: pg\n    postgres: {}\n    files: { source: { kind: ollama, path: /m } }\n')).toMatch(/targets\[0\]\.files: is only for engine files/);
   });
 });

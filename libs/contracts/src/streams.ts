@@ -19,9 +19,9 @@ const DAY = 24 * 3600;
 /**
  * Only the engines that have agents are stored: a command for an engine without an agent is not
  * kept in a work queue that nobody drains. The intake watcher answers it with `command.rejected`
- * instead. `files` joins this list with the files agent.
+ * instead. Every engine has its agent now (pg-agent, qdrant-agent, files-agent).
  */
-export const COMMAND_ENGINES: readonly Engine[] = ['pg', 'qdrant'];
+export const COMMAND_ENGINES: readonly Engine[] = ['pg', 'qdrant', 'files'];
 
 export const COMMANDS_STREAM: StreamSpec = {
   name: 'TIDEMARK_COMMANDS',
@@ -67,7 +67,7 @@ export const WAL_STREAM: StreamSpec = {
 
 export const STREAMS: readonly StreamSpec[] = [COMMANDS_STREAM, EVENTS_STREAM, WAL_STREAM];
 
-/** Durable consumer names, one per (service, filter). */
+/** Durable consumer names, one per (service, filter). An engine's agent drains its own commands (files-agent: files-agent-backups, files-agent-restores). */
 export const consumers = {
   agentBackups: (engine: Engine) => `${engine}-agent-backups`,
   agentRestores: (engine: Engine) => `${engine}-agent-restores`,

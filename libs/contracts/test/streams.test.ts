@@ -31,13 +31,8 @@ describe('every subject family is stored in exactly one stream', () => {
     expect(streamsOf(subjects.restoreRequested(engine, 'main'))).toEqual([COMMANDS_STREAM.name]);
   });
 
-  it('commands for an engine without an agent are stored nowhere (the intake watcher rejects them)', () => {
-    const withoutAgent = ENGINES.filter((engine) => !COMMAND_ENGINES.includes(engine));
-    expect(withoutAgent).toEqual(['files']);
-    for (const engine of withoutAgent) {
-      expect(streamsOf(subjects.backupRequested(engine, 'main'))).toEqual([]);
-      expect(streamsOf(subjects.restoreRequested(engine, 'main'))).toEqual([]);
-    }
+  it('every engine has an agent, so the commands of every engine are stored', () => {
+    expect(ENGINES.filter((engine) => !COMMAND_ENGINES.includes(engine))).toEqual([]);
   });
 
   it.each(SEVERITIES.flatMap((severity) => ALERT_KINDS.map((kind) => [severity, kind] as const)))('alert %s %s → the events stream', (severity, kind) => {
@@ -48,14 +43,18 @@ describe('every subject family is stored in exactly one stream', () => {
     expect(streamsOf(subjects.commandRejected())).toEqual([EVENTS_STREAM.name]);
   });
 
-  it.each([subjects.catalogList(), subjects.catalogDescribe(), subjects.catalogWal(), subjects.statusWal()])('request/reply %s is stored nowhere', (subject) => {
+  it.each([subjects.catalogList(), subjects.catalogDescribe(), subjects.catalogTree(), subjects.catalogWal(), subjects.statusWal()])('request/reply %s is stored nowhere', (subject) => {
+    expect(streamsOf(subject)).toEqual([]);
+  });
+
+  it.each([subjects.progress('backup', 'files', 'docs'), subjects.progress('restore', 'files', 'docs')])('progress %s is core NATS, stored nowhere', (subject) => {
     expect(streamsOf(subject)).toEqual([]);
   });
 
   it('the table covers every subject builder', () => {
     const covered = new Set<string>([
       ...scopedFamilies.map(([family]) => family), 'backupRequested', 'restoreRequested', 'alert', 'commandRejected',
-      'catalogList', 'catalogDescribe', 'catalogWal', 'statusWal',
+      'catalogList', 'catalogDescribe', 'catalogTree', 'catalogWal', 'statusWal', 'progress',
     ]);
     expect(covered).toEqual(new Set(Object.keys(subjects)));
   });

@@ -2,14 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection, type JetStreamManager, RetentionPolicy } from 'nats';
 import { startNats, type NatsTestServer } from '@tidemark/testkit';
 import {
-  ArtifactPruned, COMMAND_ENGINES, COMMANDS_STREAM, ENGINES, EVENTS_STREAM, MAX_COMMAND_BYTES, STREAMS, decode, parseMessage, subjects,
+  ArtifactPruned, COMMANDS_STREAM, EVENTS_STREAM, MAX_COMMAND_BYTES, STREAMS, decode, parseMessage, subjects,
 } from '@tidemark/contracts';
 import { connectNats, ensureConsumer, ensureStreams, natsConfigFromEnv } from '../src/nats.js';
 import { createEventPublisher } from '../src/publish.js';
 import { startIntakeWatcher } from '../src/intake.js';
 import { collectRejections, eventually, quietLogger, sleep } from './helpers.js';
 
-const withoutAgent = ENGINES.find((e) => !COMMAND_ENGINES.includes(e)) ?? 'files';
 let server: NatsTestServer;
 let nc: NatsConnection;
 let jsm: JetStreamManager;
@@ -118,18 +117,16 @@ describe('intake watcher', () => {
       await nc.flush();
       sender.publish('backup.requested.mysql.x', new TextEncoder().encode('{}'));
       sender.publish('backup.requested.pg.Bad.Target', new TextEncoder().encode('{}'));
-      sender.publish(`restore.requested.${withoutAgent}.docs`, new TextEncoder().encode('{}'));
       sender.publish('backup.requested.pg.main', new Uint8Array(MAX_COMMAND_BYTES + 10).fill(0x20));
       sender.publish('backup.requested.pg.main', new TextEncoder().encode('{"reason":"valid"}'));
       await sender.flush();
-      await eventually(() => rejections.seen.length >= 4 || undefined, 10_000, 'four rejections');
+      await eventually(() => rejections.seen.length >= 3 || undefined, 10_000, 'three rejections');
       await sleep(300);
       const bySubject = new Map(rejections.seen.map((r) => [r.subject, r]));
-      expect(rejections.seen).toHaveLength(4);
+      expect(rejections.seen).toHaveLength(3);
       expect(bySubject.get('backup.requested.mysql.x')?.error).toMatchObject({ code: 'COMMAND_UNKNOWN_SUBJECT' });
       expect(bySubject.get('backup.requested.mysql.x')?.error.message).toContain('unknown engine "mysql"');
       expect(bySubject.get('backup.requested.pg.Bad.Target')?.error.code).toBe('COMMAND_UNKNOWN_SUBJECT');
-      expect(bySubject.get(`restore.requested.${withoutAgent}.docs`)?.error.message).toContain(`no agent handles engine "${withoutAgent}"`);
       const large = bySubject.get('backup.requested.pg.main');
       expect(large?.error.code).toBe('COMMAND_TOO_LARGE');
       expect(large?.sizeBytes).toBe(MAX_COMMAND_BYTES + 10);

@@ -77,3 +77,18 @@ describe('runTick', () => {
     expect(sender.stored[0]?.command.reason).toContain('missed');
   });
 });
+
+describe('files schedules', () => {
+  it('a schedule with fullRehash asks for a full rehash, others do not', async () => {
+    const docs: PlannedSchedule = { ...every5min, key: 'files.docs.weekly', engine: 'files', target: 'docs', scheduleId: 'weekly', kind: 'tree', fullRehash: true };
+    const plain: PlannedSchedule = { ...docs, key: 'files.docs.often', scheduleId: 'often', fullRehash: undefined };
+    const store = new InMemoryStateStore();
+    const sender = new RecordingSender();
+    for (const s of [docs, plain]) await store.record(s.key, at('2025-01-01T00:00:00Z'), 0);
+    await runTick([docs, plain], { store, sender, logger }, at('2025-01-01T00:05:00.001Z'));
+    expect(sender.stored.map((s) => [s.subject, s.command.kind, s.command.fullRehash])).toEqual([
+      ['backup.requested.files.docs', 'tree', true],
+      ['backup.requested.files.docs', 'tree', undefined],
+    ]);
+  });
+});

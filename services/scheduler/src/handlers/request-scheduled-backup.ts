@@ -45,6 +45,7 @@ export function scheduledCommand(schedule: PlannedSchedule, slot: Date, timing: 
       schemaVersion: 1,
       requestId: scheduledRequestId(engine, target, scheduleId, slot),
       kind: schedule.kind,
+      ...(schedule.fullRehash === undefined ? {} : { fullRehash: schedule.fullRehash }),
       reason: reasonFor(scheduleId, timing),
       requestedBy: 'scheduler',
       scheduleId,

@@ -13,6 +13,8 @@ export interface PlannedSchedule {
   readonly cron: string;
   readonly timezone: string;
   readonly kind: ArtifactKind;
+  /** files: this schedule's backups read and hash every file again. */
+  readonly fullRehash?: boolean;
   /** Fire a slot missed while the scheduler was down. */
   readonly catchUp: boolean;
 }
@@ -60,6 +62,7 @@ export function schedulesFromConfig(config: TidemarkConfig): PlannedSchedule[] {
       cron: s.cron,
       timezone: s.timezone,
       kind: s.kind,
+      ...(s.fullRehash === undefined ? {} : { fullRehash: s.fullRehash }),
       catchUp: s.catchUp,
     })),
   );
