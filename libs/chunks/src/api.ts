@@ -41,6 +41,13 @@ export interface RepositoryOptions {
   readonly compressionLevel?: number;
   /** Target pack size in bytes (default 16 MiB). */
   readonly packBytes?: number;
+  /**
+   * The collector's sessionStaleMs (default 6 h): a session whose marker went unrefreshed for half
+   * of it fails its flush with CHUNK_SESSION_EXPIRED (the collector may already count it dead).
+   */
+  readonly sessionStaleMs?: number;
+  /** The clock of session markers (tests). */
+  readonly now?: () => Date;
 }
 
 export interface PutResult {

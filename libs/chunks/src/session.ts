@@ -1,0 +1,172 @@
+// One backup's writes into the repository (see UploadSession in api.ts).
+import { Readable } from 'node:stream';
+import { TidemarkError } from '@tidemark/contracts';
+import type { StorageBackend } from '@tidemark/storage';
+import type { ChunkId, PutResult, UploadSession } from './api.js';
+import { encodeBlob, type BlobEncoding } from './blob.js';
+import { writeIndexFile, type IndexedPack } from './index-files.js';
+import { packKey } from './layout.js';
+import { writeSessionMarker } from './markers.js';
+import { PackBuilder, type SealedPack } from './pack.js';
+import { sessionKey } from './layout.js';
+
+/** Packs uploading at once: two keep the link busy while the next pack fills; more only costs memory. */
+export const UPLOADS_IN_FLIGHT = 2;
+/** The marker is rewritten at most this often, however often touch() is called. */
+export const MARKER_REFRESH_MS = 60_000;
+
+export interface SessionContext {
+  readonly backend: StorageBackend;
+  readonly encoding: BlobEncoding;
+  readonly packBytes: number;
+  readonly sessionStaleMs: number;
+  now(): Date;
+  /** Whether the repository holds the chunk in a pack that is not condemned. */
+  usable(id: ChunkId): boolean;
+  /** The session's index file is written: its chunks are now the repository's. */
+  indexed(packs: readonly IndexedPack[]): void;
+}
+
+export class ChunkSession implements UploadSession {
+  /** Chunks put in this session (stored, or being stored): usable for dedup by this backup. */
+  private readonly chunks = new Set<ChunkId>();
+  private builder: PackBuilder | undefined;
+  /** Set while a full pack waits for an upload slot: puts wait rather than grow the pack. */
+  private sealing: Promise<void> | undefined;
+  private readonly uploads = new Set<Promise<void>>();
+  private readonly unindexed: IndexedPack[] = [];
+  private failure: unknown;
+  private startedAt = 0;
+  private refreshedAt = 0;
+  private lastRefreshAttempt = 0;
+  private refreshing: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(private readonly context: SessionContext, readonly id: string) {}
+
+  /** Writes the marker before anything is deduplicated, so a collector counts this backup in. */
+  async start(): Promise<void> {
+    const now = this.context.now();
+    this.startedAt = now.getTime();
+    await writeSessionMarker(this.context.backend, this.id, now, now);
+    this.refreshedAt = this.lastRefreshAttempt = now.getTime();
+  }
+
+  has(id: ChunkId): boolean {
+    return this.chunks.has(id) || this.context.usable(id);
+  }
+
+  async put(id: ChunkId, plain: Uint8Array): Promise<PutResult> {
+    this.throwIfUnusable();
+    if (this.has(id)) return { stored: false, storedBytes: 0 };
+    this.chunks.add(id);
+    try {
+      await this.touch();
+      const blob = await encodeBlob(plain, this.context.encoding);
+      await this.append(id, blob.bytes, blob.pipeline, plain.length);
+      return { stored: true, storedBytes: blob.bytes.length };
+    } catch (error) {
+      // Another put of the same chunk may have answered "already stored": the whole session is now unusable.
+      this.failure ??= error;
+      throw error;
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.throwIfUnusable();
+    await this.touch();
+    while (this.sealing !== undefined) await this.sealing;
+    if (this.builder !== undefined && this.builder.count > 0) await this.sealAndUpload();
+    await Promise.all([...this.uploads]);
+    this.throwIfUnusable();
+    if (this.unindexed.length > 0) {
+      const packs = this.unindexed.splice(0);
+      try {
+        await writeIndexFile(this.context.backend, packs);
+      } catch (error) {
+        this.unindexed.unshift(...packs);
+        throw error;
+      }
+      this.context.indexed(packs);
+    }
+    // Uploads may have taken long: the snapshot may be committed only if the marker stayed fresh throughout.
+    await this.touch();
+  }
+
+  async touch(): Promise<void> {
+    this.throwIfUnusable();
+    const now = this.context.now().getTime();
+    this.checkFresh(now);
+    if (now - this.lastRefreshAttempt < MARKER_REFRESH_MS) return;
+    this.refreshing ??= (async () => {
+      this.lastRefreshAttempt = now;
+      try {
+        await writeSessionMarker(this.context.backend, this.id, new Date(this.startedAt), new Date(now));
+        this.refreshedAt = now;
+      } finally {
+        this.refreshing = undefined;
+      }
+    })();
+    await this.refreshing;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Let running uploads end first: a pack landing after the marker is gone would look like a crashed backup's.
+    await Promise.allSettled([...this.uploads]);
+    await this.context.backend.remove(sessionKey(this.id));
+  }
+
+  private async append(id: ChunkId, stored: Buffer, pipeline: PackBuilder['pipeline'], rawBytes: number): Promise<void> {
+    while (this.sealing !== undefined) await this.sealing;
+    if (this.builder !== undefined && JSON.stringify(this.builder.pipeline) !== JSON.stringify(pipeline)) await this.sealAndUpload();
+    while (this.sealing !== undefined) await this.sealing;
+    this.builder ??= new PackBuilder(pipeline);
+    this.builder.add(id, stored, rawBytes);
+    if (this.builder.bytes >= this.context.packBytes) await this.sealAndUpload();
+  }
+
+  /** Seals the current pack once an upload slot is free, and starts its upload in the background. */
+  private sealAndUpload(): Promise<void> {
+    if (this.sealing !== undefined) return this.sealing;
+    const sealing = (async () => {
+      while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
+      const builder = this.builder;
+      this.builder = undefined;
+      if (builder === undefined || builder.count === 0) return;
+      const upload = this.upload(builder.seal());
+      this.uploads.add(upload);
+      void upload.finally(() => this.uploads.delete(upload));
+    })();
+    this.sealing = sealing.finally(() => {
+      this.sealing = undefined;
+    });
+    return this.sealing;
+  }
+
+  /** Never rejects: a failure is kept and fails the next put or the flush. */
+  private async upload(pack: SealedPack): Promise<void> {
+    try {
+      await this.context.backend.save(packKey(pack.packId), Readable.from(pack.parts, { objectMode: false }), { size: pack.size });
+      this.unindexed.push({ packId: pack.packId, pipeline: pack.pipeline, blobs: pack.blobs });
+    } catch (error) {
+      this.failure ??= error;
+    }
+  }
+
+  private checkFresh(now: number): void {
+    if (now - this.refreshedAt > this.context.sessionStaleMs / 2) {
+      this.failure ??= new TidemarkError(
+        'CHUNK_SESSION_EXPIRED',
+        `chunk session ${this.id} was last refreshed ${Math.round((now - this.refreshedAt) / 1000)} s ago, more than half the ${Math.round(this.context.sessionStaleMs / 1000)} s after which the garbage collector takes it for dead: chunks it deduplicated against may be gone; back up again`,
+      );
+      throw this.failure;
+    }
+  }
+
+  private throwIfUnusable(): void {
+    if (this.closed) throw new TidemarkError('INTERNAL', `chunk session ${this.id} is closed`);
+    if (this.failure !== undefined) throw this.failure;
+  }
+}
