@@ -6,4 +6,4 @@ export { openSource, inspectOllamaStore, type OllamaInspection } from './sources
 export type { SnapshotOptions, SnapshotResult } from './snapshot/api.js';
 export { takeSnapshot } from './snapshot/index.js';
 export type { RestoreSummary, RestoreToDirectoryOptions, TreeComparison } from './restore/api.js';
-export { restoreToDirectory, restoreToS3, compareDirectoryWithTree, type RestoreToS3Options } from './restore/index.js';
+export { restoreToDirectory, restoreToS3, compareDirectoryWithTree, RestoreRefusedError, type RestoreToS3Options, type CompareOptions } from './restore/index.js';

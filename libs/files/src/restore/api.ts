@@ -14,7 +14,7 @@ export interface RestoreToDirectoryOptions {
   readonly overwrite?: boolean;
   /** Restore owners (lchown): default when running as root. */
   readonly owners?: boolean;
-  /** Chunks fetched at once (default 8). */
+  /** Packs read at once, one ranged read each (default 8); S3: objects written at once (default 4). */
   readonly concurrency?: number;
   readonly onProgress?: (progress: Pick<JobProgress, 'filesDone' | 'bytesDone' | 'current'>) => void;
   readonly signal?: AbortSignal;
@@ -27,6 +27,10 @@ export interface RestoreSummary {
   readonly bytes: number;
   /** Entries refused by confinement (absolute, '..', through a symlink, device files) with why. */
   readonly refused: readonly { readonly path: string; readonly reason: string }[];
+  /** Hard links made (directory restores; each also counts its first path once in `files`). */
+  readonly hardlinks?: number;
+  /** Entries left out with why, though not refused: files not stored as good, and (S3) what objects cannot be. */
+  readonly skipped?: readonly { readonly path: string; readonly reason: string }[];
 }
 
 /** Result of comparing a directory with a tree by an independent walk (verifier, tests). */
