@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image for every Tidemark service and the CLI; compose picks the entry point:
-#   node services/<name>/dist/main.js      (scheduler, pg-agent, qdrant-agent, storage, verifier, alerter)
+#   node services/<name>/dist/main.js      (scheduler, pg-agent, qdrant-agent, files-agent, storage, verifier, alerter)
 #   node cli/dist/main.js                  (the tidemark CLI)
 # Build and runtime stages share the same base so the zstd-napi native binding built here loads there.
 
@@ -23,11 +23,14 @@ COPY libs/runtime/package.json libs/runtime/
 COPY libs/pg/package.json libs/pg/
 COPY libs/qdrant/package.json libs/qdrant/
 COPY libs/agent/package.json libs/agent/
+COPY libs/chunks/package.json libs/chunks/
+COPY libs/files/package.json libs/files/
 COPY libs/config/package.json libs/config/
 COPY libs/testkit/package.json libs/testkit/
 COPY services/scheduler/package.json services/scheduler/
 COPY services/pg-agent/package.json services/pg-agent/
 COPY services/qdrant-agent/package.json services/qdrant-agent/
+COPY services/files-agent/package.json services/files-agent/
 COPY services/storage/package.json services/storage/
 COPY services/verifier/package.json services/verifier/
 COPY services/alerter/package.json services/alerter/

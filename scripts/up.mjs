@@ -1,12 +1,12 @@
 #!/usr/bin/env node
 // Runs Tidemark on embedded defaults: a local NATS server with JetStream, a local PostgreSQL 15
-// cluster (the demo source and the verification sandbox), filesystem storage, and the six
+// cluster (the demo source and the verification sandbox), filesystem storage, and the seven
 // services, all under TIDEMARK_HOME. State persists across runs; Ctrl-C stops everything.
 //
 //   node scripts/up.mjs            (after `bash scripts/setup.sh`; `bash scripts/up.sh` runs both)
 //
 // Environment: TIDEMARK_HOME (default <repo>/.tidemark), TIDEMARK_NATS_PORT (4222),
-// TIDEMARK_PG_PORT (5433), TIDEMARK_HEALTH_PORT_BASE (8081: the six services use it and the next five).
+// TIDEMARK_PG_PORT (5433), TIDEMARK_HEALTH_PORT_BASE (8081: the seven services use it and the next six).
 //
 // Run as root, PostgreSQL's processes run as the `postgres` OS user, and whatever they must reach
 // (the cluster, its socket, pg.workDir) lives in /var/lib/tidemark/<hash of TIDEMARK_HOME>: see
@@ -25,7 +25,7 @@ const natsPort = portFromEnv('TIDEMARK_NATS_PORT', 4222);
 const pgPort = portFromEnv('TIDEMARK_PG_PORT', 5433);
 const healthPortBase = portFromEnv('TIDEMARK_HEALTH_PORT_BASE', 8081);
 const pgBin = '/usr/lib/postgresql/15/bin';
-const services = ['storage', 'scheduler', 'pg-agent', 'qdrant-agent', 'verifier', 'alerter'];
+const services = ['storage', 'scheduler', 'pg-agent', 'qdrant-agent', 'files-agent', 'verifier', 'alerter'];
 const isRoot = userInfo().uid === 0;
 /** Everything started, in start order; stopped in reverse. */
 const children = [];

@@ -16,7 +16,7 @@ import {
 } from '@tidemark/testkit';
 
 export const REPO_ROOT = resolve(import.meta.dirname, '../..');
-export const SERVICES = ['scheduler', 'pg-agent', 'qdrant-agent', 'storage', 'verifier', 'alerter'] as const;
+export const SERVICES = ['scheduler', 'pg-agent', 'qdrant-agent', 'files-agent', 'storage', 'verifier', 'alerter'] as const;
 export type ServiceName = (typeof SERVICES)[number];
 
 export interface StackOptions {

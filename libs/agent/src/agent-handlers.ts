@@ -205,8 +205,11 @@ export function manifestOf(stored: StoredArtifact, deps: Pick<AgentBaseDeps, 'ag
   };
 }
 
+/** What backup.completed adds for a files snapshot: the paths it could not store as they were. */
+export type CompletedProblems = Pick<BackupCompleted, 'problemsCount' | 'problems'>;
+
 /** artifact.stored then backup.completed; msg ids make a repeat a no-op for the stream. */
-export async function announceArtifact(engine: Engine, manifest: Manifest, deps: Publishing): Promise<void> {
+export async function announceArtifact(engine: Engine, manifest: Manifest, deps: Publishing, problems: CompletedProblems = {}): Promise<void> {
   const scope = eventScope(engine, manifest.target, manifest.requestId);
   await deps.publisher.publish(
     subjects.artifactStored(engine, manifest.target),
@@ -233,6 +236,7 @@ export async function announceArtifact(engine: Engine, manifest: Manifest, deps:
       artifactId: manifest.id,
       storedBytes: manifest.data.storedBytes,
       durationMs: Math.max(0, Date.parse(manifest.finishedAt) - Date.parse(manifest.createdAt)),
+      ...problems,
     },
     messageIds.backupCompleted(manifest.id),
   );
@@ -263,7 +267,14 @@ export async function publishRestoreStarted(
 /** restore.completed, once per request; `previousDatabaseKeptAs` says where the old data went. */
 export async function publishRestoreCompleted(
   run: RestoreRun,
-  restore: { readonly artifactId: string; readonly database: string; readonly startedAt: Date; readonly previousDatabaseKeptAs?: string | undefined },
+  restore: {
+    readonly artifactId: string;
+    readonly database: string;
+    readonly startedAt: Date;
+    readonly previousDatabaseKeptAs?: string | undefined;
+    /** files: what was written. */
+    readonly files?: RestoreCompleted['files'];
+  },
   deps: Publishing,
 ): Promise<void> {
   await deps.publisher.publish(
@@ -276,6 +287,7 @@ export async function publishRestoreCompleted(
       database: restore.database,
       durationMs: Math.max(0, deps.clock().getTime() - restore.startedAt.getTime()),
       ...(restore.previousDatabaseKeptAs ? { previousDatabaseKeptAs: restore.previousDatabaseKeptAs } : {}),
+      ...(restore.files ? { files: restore.files } : {}),
     },
     messageIds.restoreCompleted(run.requestId),
   );

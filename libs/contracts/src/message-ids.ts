@@ -54,6 +54,7 @@ export const messageIds = {
   verifyFailedAlert: (engine: Engine, target: string, artifactId: string): string => `verify_failed:${engine}:${target}:${artifactId}`,
   backupFailedAlert: (engine: Engine, target: string, requestId: string): string => `backup_failed:${engine}:${target}:${requestId}`,
   restoreFailedAlert: (engine: Engine, target: string, requestId: string): string => `restore_failed:${engine}:${target}:${requestId}`,
+  backupIncompleteAlert: (engine: Engine, target: string, artifactId: string): string => `backup_incomplete:${engine}:${target}:${artifactId}`,
   /** Repeats of the same refusal on the same subject are one alert. */
   commandRejectedAlert: (subject: string, code: ErrorCode): string => `command_rejected:${subject}:${code}`,
   backupMissedAlert: (engine: Engine, target: string, windowStart: Date): string =>

@@ -77,6 +77,8 @@ export const consumers = {
   alerterCommandRejected: 'alerter-command-rejected',
   alerterRestoreFailed: 'alerter-restore-failed',
   alerterBackupCompleted: 'alerter-backup-completed',
+  /** backup.completed with problems (files): only new ones page, unlike the success tracking above. */
+  alerterBackupIncomplete: 'alerter-backup-incomplete',
   alerterVerifyPassed: 'alerter-verify-passed',
   catalogArtifactStored: 'storage-artifact-stored',
   catalogVerifyPassed: 'storage-verify-passed',

@@ -29,6 +29,7 @@ describe('messageIds: the strings earlier releases published', () => {
     ['verifyFailedAlert', messageIds.verifyFailedAlert('pg', 'main', ARTIFACT), `verify_failed:pg:main:${ARTIFACT}`],
     ['backupFailedAlert', messageIds.backupFailedAlert('qdrant', 'vectors', 'r-1'), 'backup_failed:qdrant:vectors:r-1'],
     ['restoreFailedAlert', messageIds.restoreFailedAlert('pg', 'main', 'r-1'), 'restore_failed:pg:main:r-1'],
+    ['backupIncompleteAlert', messageIds.backupIncompleteAlert('files', 'docs', ARTIFACT), `backup_incomplete:files:docs:${ARTIFACT}`],
     ['commandRejectedAlert', messageIds.commandRejectedAlert('backup.requested.pg.main', 'COMMAND_INVALID'), 'command_rejected:backup.requested.pg.main:COMMAND_INVALID'],
     ['backupMissedAlert', messageIds.backupMissedAlert('pg', 'main', SLOT), 'backup_missed:pg:main:2026-11-22T02:00:00.000Z'],
     ['walProblemAlert', messageIds.walProblemAlert('wal_gap', 'pg', 'main', SYSID, '000000010000000000000003'), `wal_gap:pg:main:${SYSID}:000000010000000000000003`],
@@ -73,6 +74,7 @@ describe('messageIds: two different events never share an id', () => {
       messageIds.verification(artifact),
       messageIds.artifactPruned(artifact),
       messageIds.verifyFailedAlert('pg', 'main', artifact),
+      messageIds.backupIncompleteAlert('files', 'main', artifact),
     ]),
     messageIds.scheduledBackup('pg', 'main', 'nightly', SLOT),
     messageIds.scheduledBackup('pg', 'main', 'nightly', new Date(SLOT.getTime() + 1000)),
@@ -139,6 +141,7 @@ function sampleOfEveryBuilder(): ReadonlyArray<readonly [Builder, string]> {
     ['verifyFailedAlert', messageIds.verifyFailedAlert('pg', 'main', ARTIFACT)],
     ['backupFailedAlert', messageIds.backupFailedAlert('pg', 'main', 'r')],
     ['restoreFailedAlert', messageIds.restoreFailedAlert('pg', 'main', 'r')],
+    ['backupIncompleteAlert', messageIds.backupIncompleteAlert('files', 'main', ARTIFACT)],
     ['commandRejectedAlert', messageIds.commandRejectedAlert('s', 'COMMAND_INVALID')],
     ['backupMissedAlert', messageIds.backupMissedAlert('pg', 'main', SLOT)],
     ...(['wal_gap', 'wal_timeline', 'wal_slot_growth', 'wal_lagging'] as const).map(

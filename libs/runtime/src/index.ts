@@ -5,7 +5,7 @@ export { createBreaker, type Breaker, type BreakerOptions } from './breaker.js';
 export { retryWithBackoff, backoffDelay, retryDelay, sleep, type RetryOptions } from './retry.js';
 export { startHealthServer, overallStatus, type HealthServer, type HealthCheck, type HealthChecks, type CheckResult, type HealthStatus } from './health.js';
 export { connectNats, ensureStreams, ensureConsumer, natsConfigFromEnv, DEFAULT_NATS_URL, type NatsConfig } from './nats.js';
-export { publishEvent, type EventPublisher, createEventPublisher } from './publish.js';
+export { publishEvent, type EventPublisher, createEventPublisher, createCorePublisher, type CorePublisher } from './publish.js';
 export {
   runConsumer, settlementOf, type ConsumerOptions, type RunningConsumer, type Outcome, type Settlement, type FailureReport, type HandlerContext, ack, failed, reject,
 } from './consumer.js';

@@ -1,4 +1,4 @@
-import { headers, type JetStreamClient } from 'nats';
+import { headers, type JetStreamClient, type NatsConnection } from 'nats';
 import { CONTENT_TYPE_HEADER, encodeForSubject, TidemarkError, type EventEncoding, type Schema } from '@tidemark/contracts';
 
 export interface EventPublisher {
@@ -45,4 +45,25 @@ export async function publishEvent<T>(
     // An outage (a restarted nats-server, a stream still recovering), not a bug: retried like any.
     throw new TidemarkError('BUS_UNAVAILABLE', `publishing to ${subject} failed: ${(cause as Error).message}; check that nats and the stream are up`, { cause });
   }
+}
+
+/** Core NATS messages (not persisted, not acknowledged): progress reports that only matter while a job runs. */
+export interface CorePublisher {
+  /** Validates and publishes `message`; never throws (a lost report is harmless, the job goes on). */
+  publish<T>(subject: string, schema: Schema<T>, message: T): void;
+}
+
+export function createCorePublisher(nc: Pick<NatsConnection, 'publish'>, options: PublisherOptions & { readonly onError?: (subject: string, error: unknown) => void } = {}): CorePublisher {
+  return {
+    publish(subject, schema, message) {
+      try {
+        const { data, contentType } = encodeForSubject(subject, schema.parse(message), options.encoding);
+        const h = headers();
+        h.set(CONTENT_TYPE_HEADER, contentType);
+        nc.publish(subject, data, { headers: h });
+      } catch (error) {
+        options.onError?.(subject, error);
+      }
+    },
+  };
 }

@@ -10,7 +10,7 @@ import { ensureConsumer, runConsumer, type ConsumerPolicy, type EventPublisher, 
 import { AlertDispatcher, type AlertChannel, type AlertStore } from './alerts/dispatcher.js';
 import { createJetStreamAlertStore } from './adapters/jetstream-alert-store.js';
 import { createWebhookChannel, type WebhookOptions } from './adapters/webhook-channel.js';
-import { handleBackupFailed, handleCommandRejected, handleRestoreFailed, handleVerifyFailed, handleWalProblem, type AlertHandlerDeps } from './handlers/alert-on-failure.js';
+import { handleBackupFailed, handleBackupIncomplete, handleCommandRejected, handleRestoreFailed, handleVerifyFailed, handleWalProblem, type AlertHandlerDeps } from './handlers/alert-on-failure.js';
 import { handleBackupCompleted, handleVerifyPassed } from './handlers/track-success.js';
 import { MissedBackupWatchdog } from './watchdog/missed-backup-watchdog.js';
 import { humanDuration } from './alerts/rules.js';
@@ -51,6 +51,7 @@ const FAILURE_CONSUMERS = [
   { durable: consumers.alerterBackupFailed, filter: filters.backupFailed },
   { durable: consumers.alerterCommandRejected, filter: filters.commandRejected },
   { durable: consumers.alerterRestoreFailed, filter: filters.restoreFailed },
+  { durable: consumers.alerterBackupIncomplete, filter: filters.backupCompleted },
 ] as const;
 /** Success consumers replay the whole history when first created: they only rebuild state. */
 const SUCCESS_CONSUMERS = [
@@ -85,6 +86,7 @@ export async function startAlerter(config: TidemarkConfig, ctx: AlerterContext, 
     run(consumers.alerterBackupFailed, BackupFailed, (e, c) => handleBackupFailed(e, deps, c)),
     run(consumers.alerterCommandRejected, CommandRejected, (e, c) => handleCommandRejected(e, deps, c)),
     run(consumers.alerterRestoreFailed, RestoreFailed, (e, c) => handleRestoreFailed(e, deps, c)),
+    run(consumers.alerterBackupIncomplete, BackupCompleted, (e, c) => handleBackupIncomplete(e, deps, c)),
     run(consumers.alerterWalProblem, WalProblem, (e, c) => handleWalProblem(e, deps, c), WAL_STREAM.name),
     run(consumers.alerterVerifyPassed, VerifyPassed, (e) => handleVerifyPassed(e, watchdog)),
     run(consumers.alerterBackupCompleted, BackupCompleted, (e) => handleBackupCompleted(e, watchdog)),

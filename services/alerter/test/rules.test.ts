@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { Alert, type BackupFailed, type CommandRejected, type RestoreFailed, type VerifyFailed, type WalProblem } from '@tidemark/contracts';
+import { Alert, type BackupCompleted, type BackupFailed, type CommandRejected, type RestoreFailed, type VerifyFailed, type WalProblem } from '@tidemark/contracts';
 import {
-  atLeast, backupFailedAlert, backupMissedAlert, commandRejectedAlert, restoreFailedAlert, toSlackMessage, verifyFailedAlert, walProblemAlert,
+  atLeast, backupFailedAlert, backupIncompleteAlert, backupMissedAlert, commandRejectedAlert, restoreFailedAlert, toSlackMessage, verifyFailedAlert, walProblemAlert,
 } from '../src/index.js';
 
 const scope = { schemaVersion: 1 as const, engine: 'pg' as const, target: 'main', requestId: 'req-1', occurredAt: '2025-01-01T02:10:00.000Z' };
@@ -117,5 +117,25 @@ describe('alert rules', () => {
     expect(message.text).toMatch(/^:rotating_light: \[CRITICAL\] verify failed pg\/main: /);
     expect(message.blocks).toHaveLength(2);
     expect(JSON.stringify(message.blocks)).toContain('VERIFY_MISMATCH');
+  });
+
+  it('a backup completed with problems is a warning naming the target and the first paths with their problem; none without problems', () => {
+    const completed: BackupCompleted = {
+      ...scope, engine: 'files', target: 'models', kind: 'tree', artifactId: '20250101T020000Z-abc', storedBytes: 1000, durationMs: 500,
+      problemsCount: 7,
+      problems: [
+        { path: 'blobs/sha256-1f2e', problem: 'digest_mismatch', detail: 'content hashes to sha256:9a8b' },
+        { path: 'docs/locked.pdf', problem: 'unreadable', detail: 'EACCES' },
+      ],
+    };
+    const alert = backupIncompleteAlert(completed)!;
+    expect(alert).toMatchObject({ severity: 'warning', kind: 'backup_incomplete', engine: 'files', target: 'models', dedupeKey: 'backup_incomplete:files:models:20250101T020000Z-abc' });
+    expect(alert.summary).toContain('files/models');
+    expect(alert.summary).toContain('7 paths were not stored');
+    expect(alert.summary).toContain('"blobs/sha256-1f2e" (digest mismatch: content hashes to sha256:9a8b)');
+    expect(alert.summary).toContain('"docs/locked.pdf" (unreadable: EACCES); and 5 more');
+    expect(() => Alert.parse(alert)).not.toThrow();
+    expect(backupIncompleteAlert({ ...completed, problemsCount: 0, problems: [] })).toBeUndefined();
+    expect(backupIncompleteAlert({ ...scope, kind: 'logical', artifactId: 'a', storedBytes: 1, durationMs: 1 })).toBeUndefined();
   });
 });

@@ -1,7 +1,7 @@
 // Event → Alert. Pure: what deserves a page, how loud, and which repeats count as the same alert
 // (the dedupe key). Summaries are sentences a person on call can act on.
 import {
-  messageIds, type Alert, type AlertKind, type BackupFailed, type CommandRejected, type Engine, type RestoreFailed, type Severity,
+  messageIds, type Alert, type AlertKind, type BackupCompleted, type BackupFailed, type CommandRejected, type Engine, type RestoreFailed, type Severity,
   type VerifyFailed, type WalAlertKind, type WalProblem, type WalProblemKind,
 } from '@tidemark/contracts';
 
@@ -88,6 +88,35 @@ export function restoreFailedAlert(event: RestoreFailed): Alert {
     requestId: event.requestId,
     error: event.error,
     dedupeKey: messageIds.restoreFailedAlert(event.engine, event.target, event.requestId),
+  };
+}
+
+/**
+ * A backup committed, but some paths are not in it as the source held them (files: unreadable,
+ * changed while read, a corrupt model blob). Not a failure: the rest is usable, so a warning that
+ * names the target and the first paths with their problem.
+ */
+export function backupIncompleteAlert(event: BackupCompleted): Alert | undefined {
+  const count = event.problemsCount ?? 0;
+  if (count === 0) return undefined;
+  const shown = (event.problems ?? []).slice(0, 5);
+  const listed = shown.map((p) => `${JSON.stringify(p.path)} (${p.problem.replace(/_/g, ' ')}${p.detail ? `: ${p.detail}` : ''})`).join('; ');
+  const more = count > shown.length ? `; and ${count - shown.length} more` : '';
+  return {
+    schemaVersion: 1,
+    occurredAt: event.occurredAt,
+    severity: SEVERITY_OF.backup_incomplete,
+    kind: 'backup_incomplete',
+    summary: clip(
+      `Backup ${event.artifactId} of ${event.engine}/${event.target} completed, but ${count} path${count === 1 ? ' was' : 's were'} not stored as the source held them: ${listed}${more}. `
+        + `The rest of the backup is usable; fix the files (permissions, a corrupt blob, a writer during the backup) and take a new backup (tidemark backup ${event.engine} ${event.target}).`,
+    ),
+    engine: event.engine,
+    target: event.target,
+    artifactId: event.artifactId,
+    requestId: event.requestId,
+    dedupeKey: messageIds.backupIncompleteAlert(event.engine, event.target, event.artifactId),
+    details: { problemsCount: count, problems: event.problems ?? [] },
   };
 }
 
