@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { TidemarkError, type Compression, type PipelineFacts } from '@tidemark/contracts';
-import { decodeStream, encodeStream, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
+import { decodeStream, encodeBytes, type EncryptionKey, type KeyRing } from '@tidemark/pipeline';
 import type { ChunkId } from './api.js';
 import { chunkIdFunctionFor } from './chunk-id.js';
 
@@ -18,17 +18,13 @@ export interface EncodedBlob {
   readonly pipeline: PipelineFacts;
 }
 
-export async function encodeBlob(plain: Uint8Array, encoding: BlobEncoding): Promise<EncodedBlob> {
-  const source = Readable.from([Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength)], { objectMode: false });
-  const encoded = encodeStream(source, {
+/** The pipeline's formats without a stream per chunk (encodeBytes): a backup of small files encodes one blob per file. */
+export function encodeBlob(plain: Uint8Array, encoding: BlobEncoding): EncodedBlob {
+  return encodeBytes(plain, {
     compression: encoding.compression,
     ...(encoding.compressionLevel === undefined ? {} : { compressionLevel: encoding.compressionLevel }),
     ...(encoding.key === undefined ? {} : { key: encoding.key }),
   });
-  const pieces: Buffer[] = [];
-  for await (const piece of encoded.output) pieces.push(piece as Buffer);
-  const { pipeline } = await encoded.summary;
-  return { bytes: pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces), pipeline };
 }
 
 /**

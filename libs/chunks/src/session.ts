@@ -62,7 +62,7 @@ export class ChunkSession implements UploadSession {
     this.chunks.add(id);
     try {
       await this.touch();
-      const blob = await encodeBlob(plain, this.context.encoding);
+      const blob = encodeBlob(plain, this.context.encoding);
       await this.append(id, blob.bytes, blob.pipeline, plain.length);
       return { stored: true, storedBytes: blob.bytes.length };
     } catch (error) {

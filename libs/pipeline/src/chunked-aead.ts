@@ -109,6 +109,22 @@ export function encryptStage(key: EncryptionKey, chunkSize: number): Stage {
   };
 }
 
+/** `plaintext` encrypted at once, byte for byte what encryptStage writes for it as one stream. */
+export function encryptBytes(key: EncryptionKey, chunkSize: number, plaintext: Buffer): Buffer {
+  validateChunkSize(chunkSize);
+  const header = buildHeader(key.id, chunkSize);
+  const sealed = [header.bytes];
+  let offset = 0;
+  let index = 0;
+  // As in the stage: a chunk is sealed as not-final only while strictly more than one chunk remains.
+  while (plaintext.length - offset > chunkSize) {
+    sealed.push(seal(header, key.key, index++, false, plaintext.subarray(offset, offset + chunkSize)));
+    offset += chunkSize;
+  }
+  sealed.push(seal(header, key.key, index, true, plaintext.subarray(offset)));
+  return Buffer.concat(sealed);
+}
+
 export interface DecryptOptions {
   readonly keys: KeyRing;
   /** The key id the manifest recorded; the header must agree. */

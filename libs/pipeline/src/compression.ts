@@ -3,7 +3,7 @@
 // backups keep running, just larger. TIDEMARK_ZSTD=off forces the fallback (tests, interop).
 import { createRequire } from 'node:module';
 import type { Transform } from 'node:stream';
-import { createGunzip, createGzip, constants as zlibConstants } from 'node:zlib';
+import { createGunzip, createGzip, gzipSync, constants as zlibConstants } from 'node:zlib';
 import { TidemarkError, type Compression } from '@tidemark/contracts';
 import { toBuffer, type Stage } from './stages.js';
 import { zstdWorkerDecompressStage } from './zstd-worker.js';
@@ -12,8 +12,14 @@ interface ZstdDecompressContext {
   decompressStream(dst: Uint8Array, src: Uint8Array): [remaining: number, produced: number, consumed: number];
 }
 
+interface ZstdCompressor {
+  setParameters(parameters: { compressionLevel?: number; checksumFlag?: boolean }): void;
+  compress(buffer: Uint8Array): Buffer;
+}
+
 interface ZstdBinding {
   readonly CompressStream: new (parameters: { compressionLevel?: number; checksumFlag?: boolean; nbWorkers?: number }) => Transform;
+  readonly Compressor: new () => ZstdCompressor;
   readonly DCtx: new () => ZstdDecompressContext;
   readonly dStreamOutSize: () => number;
 }
@@ -31,9 +37,9 @@ function loadZstd(): ZstdBinding | null {
   if (process.env['TIDEMARK_ZSTD'] === 'off') return (zstdBinding = null);
   try {
     const require = createRequire(import.meta.url);
-    const streams = require('zstd-napi') as Pick<ZstdBinding, 'CompressStream'>;
-    const native = require('zstd-napi/binding.js') as Omit<ZstdBinding, 'CompressStream'>;
-    zstdBinding = { CompressStream: streams.CompressStream, DCtx: native.DCtx, dStreamOutSize: native.dStreamOutSize };
+    const streams = require('zstd-napi') as Pick<ZstdBinding, 'CompressStream' | 'Compressor'>;
+    const native = require('zstd-napi/binding.js') as Omit<ZstdBinding, 'CompressStream' | 'Compressor'>;
+    zstdBinding = { CompressStream: streams.CompressStream, Compressor: streams.Compressor, DCtx: native.DCtx, dStreamOutSize: native.dStreamOutSize };
   } catch {
     zstdBinding = null;
   }
@@ -71,6 +77,28 @@ export function compressor(compression: Compression, level: number | undefined):
   // One zstd worker thread compresses in the background, so the event loop stays free for
   // encryption, hashing and I/O while pg_dump streams (libzstd is built with ZSTD_MULTITHREAD).
   return new zstd.CompressStream({ compressionLevel: level ?? ZSTD_DEFAULT_LEVEL, checksumFlag: true, nbWorkers: ZSTD_WORKERS });
+}
+
+/** One context per level, reused: creating one per small buffer cost more than compressing it. */
+const zstdCompressors = new Map<number, ZstdCompressor>();
+
+/**
+ * One buffer compressed at once, in the same format the compressing stage writes (a zstd frame
+ * with its checksum, or gzip). `compression` must already be effective.
+ */
+export function compressBytes(compression: Compression, level: number | undefined, plain: Uint8Array): Buffer {
+  if (compression === 'none') return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
+  if (compression === 'gzip') return gzipSync(plain, { level: level ?? GZIP_DEFAULT_LEVEL });
+  const zstd = loadZstd();
+  if (zstd === null) throw zstdMissing();
+  const chosen = level ?? ZSTD_DEFAULT_LEVEL;
+  let context = zstdCompressors.get(chosen);
+  if (context === undefined) {
+    context = new zstd.Compressor();
+    context.setParameters({ compressionLevel: chosen, checksumFlag: true });
+    zstdCompressors.set(chosen, context);
+  }
+  return context.compress(plain);
 }
 
 /** Streams at least this large are decompressed on a worker thread (its start-up costs ~30 ms). */

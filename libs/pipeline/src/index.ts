@@ -2,6 +2,7 @@
 // API is fixed (other packages code against it); implementation lives in the sibling files.
 export { loadKeyRing, keyIdOf, keyRingOf, keyRingFromConfig, type EncryptionKey, type EncryptionSettings, type KeyRing } from './keys.js';
 export { encodeStream, type EncodeOptions, type EncodeSummary, type EncodedStream } from './encode.js';
+export { encodeBytes, type EncodedBytes } from './bytes.js';
 export { decodeStream, decodeCommitted, type DecodeExpectations, type CommittedData } from './decode.js';
 export { zstdAvailable, defaultCompression, effectiveCompression } from './compression.js';
 export { DEFAULT_CHUNK_SIZE } from './chunked-aead.js';
