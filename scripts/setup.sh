@@ -53,7 +53,8 @@ SYSTEM_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-server-dev-15 nat
 # ceph-mon, ceph-osd, radosgw (with ceph-common: radosgw-admin, monmaptool, ceph): the testkit's
 # Ceph RGW, an S3 server with versioning and object lock (libs/testkit/src/rgw.ts), which `npm test`
 # starts. About 20 s. Installed without recommends, like docker-compose (CI's only).
-LEAN_PACKAGES=(ceph-mon ceph-osd radosgw)
+# restic: the peer bench/files-restic.mjs measures the files agent against (one static binary).
+LEAN_PACKAGES=(ceph-mon ceph-osd radosgw restic)
 $with_ci_packages && LEAN_PACKAGES+=(docker-compose)
 
 mapfile -t missing < <(missing_packages "${SYSTEM_PACKAGES[@]}")
@@ -63,7 +64,8 @@ if [ "${#missing[@]}" -gt 0 ] || [ "${#missing_ci[@]}" -gt 0 ]; then
   quietly $SUDO apt-get update -qq
   [ "${#missing[@]}" -eq 0 ] || quietly $SUDO apt-get install -y -qq -o Dpkg::Use-Pty=0 "${missing[@]}"
   # --no-install-recommends: docker-compose recommends the docker daemon, which CI cannot run, and
-  # Ceph recommends its whole toolset (ceph-mgr, ceph-mds, dashboards) the tests never start.
+  # Ceph recommends its whole toolset (ceph-mgr, ceph-mds, dashboards) the tests never start;
+  # restic recommends a FUSE stack for `restic mount`, which the benchmark never uses.
   [ "${#missing_ci[@]}" -eq 0 ] || quietly $SUDO apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing_ci[@]}"
 else
   step "system packages: all present"

@@ -18,3 +18,5 @@ export * from './fake-pg-cluster.js';
 export * from './fake-qdrant-port.js';
 export * from './qdrant-fixture.js';
 export * from './wait.js';
+// Realistic file trees (seeded) for the files engine's tests and benchmark.
+export * from './trees.js';
