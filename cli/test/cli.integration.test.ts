@@ -1,6 +1,5 @@
 // The tidemark CLI as a child process against a real nats-server. The agent and the catalog
 // are played by this test (they are not under test here): they answer with scripted events.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,22 +9,12 @@ import {
   decode, encodeJson, parseMessage, subjects, type Engine,
 } from '@tidemark/contracts';
 import { createEventPublisher, ensureStreams, type EventPublisher } from '@tidemark/runtime';
-import { startNats, type NatsTestServer } from '@tidemark/testkit';
+import { runNodeScript, startNats, type NatsTestServer } from '@tidemark/testkit';
 import { headers } from 'nats';
 
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
-function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCli = (args: string[], env: NodeJS.ProcessEnv = {}) => runNodeScript(CLI, args, env);
 
 const sha = 'c'.repeat(64);
 

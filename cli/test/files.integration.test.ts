@@ -1,7 +1,6 @@
 // The tidemark CLI's files commands as a child process against a real nats-server: backup and
 // restore with --wait (progress on stderr, the outcome on stdout) and ls. The files agent and the
 // catalog are played by this test with scripted answers.
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,21 +10,11 @@ import {
   decode, encodeJson, parseMessage, subjects,
 } from '@tidemark/contracts';
 import { createEventPublisher, ensureStreams } from '@tidemark/runtime';
-import { startNats, type NatsTestServer } from '@tidemark/testkit';
+import { runNodeScript, startNats, type NatsTestServer } from '@tidemark/testkit';
 
 const CLI = fileURLToPath(new URL('../dist/main.js', import.meta.url));
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runCli = (args: string[]) => runNodeScript(CLI, args);
 
 const artifactId = '20261207T120000Z-f1f2f3f4f5';
 

@@ -2,7 +2,6 @@
 // handlers behind the real consumer runner, and a source PostgreSQL address nothing listens on
 // (so the failure is the real driver's ECONNREFUSED), read by plain nats.js subscriptions and by
 // the tidemark CLI as a child process.
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, headers as natsHeaders, type JetStreamClient, type Msg, type NatsConnection } from 'nats';
@@ -16,7 +15,7 @@ import {
 import { pgCluster } from '@tidemark/pg';
 import { ArtifactStore, createMemoryBackend } from '@tidemark/storage';
 import { loadKeyRing } from '@tidemark/pipeline';
-import { freePort, startNats, type NatsTestServer } from '@tidemark/testkit';
+import { freePort, runNodeScript, startNats, type NatsTestServer } from '@tidemark/testkit';
 import { startAlerter, type RunningAlerter } from '@tidemark/alerter-service';
 import { handleBackupRequested, type BackupDeps } from '@tidemark/pg-agent-service';
 
@@ -24,18 +23,7 @@ const CLI = fileURLToPath(new URL('../../cli/dist/main.js', import.meta.url));
 const logger = createLogger('readable-events-test', { TIDEMARK_LOG_LEVEL: 'silent' });
 const MAX_DELIVER = 2;
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; ms: number }> {
-  const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
-  });
-}
+const runCli = (args: string[]) => runNodeScript(CLI, args);
 
 /** A plain subscriber, as `nats sub` would be: raw bytes and headers, nothing of Tidemark's codec. */
 function rawSubscriber(nc: NatsConnection, subject: string): { readonly messages: Msg[]; next(matching: (m: Msg) => boolean, timeoutMs?: number): Promise<Msg> } {

@@ -284,3 +284,26 @@ export async function processesMentioning(text: string): Promise<number[]> {
   }
   return found;
 }
+
+export interface ExitResult extends RunResult {
+  readonly code: number | null;
+  readonly ms: number;
+}
+
+/**
+ * Runs a Node script (the CLI's dist/main.js) to its exit and resolves whatever the exit code,
+ * so a test can assert on failures too. `env` is added to this process's environment.
+ */
+export function runNodeScript(script: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<ExitResult> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    track(child);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code, stdout, stderr, ms: Date.now() - started }));
+  });
+}
