@@ -48,4 +48,32 @@ describe('compareDirectoryWithTree', () => {
     expect(comparison.differenceCount).toBe(6);
     expect(comparison.differences.find(({ field }) => field === 'mode')).toMatchObject({ expected: '0o0640', actual: '0o0644' });
   });
+
+  it('hashes many files at once yet reports exactly the flipped ones, in walk order', async () => {
+    const builder = new TreeBuilder(repository);
+    for (let index = 0; index < 3000; index++) {
+      if (index % 500 === 0) builder.dir(`d${index / 500}`);
+      // Mostly small, a few larger than one read buffer (256 KiB) and a few empty.
+      const size = index % 1000 === 7 ? 300 * 1024 + index : index % 997 === 0 ? 0 : 50 + (index % 700);
+      builder.file(`d${Math.floor(index / 500)}/f${String(index).padStart(4, '0')}`, Buffer.alloc(size, index % 251));
+    }
+    const into = join(work, 'restored');
+    await restoreToDirectory({ tree: builder.tree(), repository, intoDirectory: into });
+    const clean = await compareDirectoryWithTree(into, builder.tree()());
+    expect(clean).toMatchObject({ ok: true, filesCompared: 3000, differenceCount: 0 });
+
+    for (const path of ['d0/f0003', 'd2/f1007', 'd5/f2999']) {
+      const handle = await open(join(into, path), 'r+');
+      await handle.write(Buffer.from('X'), 0, 1, 1);
+      await handle.close();
+    }
+    await chmod(join(into, 'd2/f1007'), 0o600);
+    const comparison = await compareDirectoryWithTree(into, builder.tree()());
+    expect(comparison.ok).toBe(false);
+    expect(comparison.differenceCount).toBe(4);
+    expect(comparison.filesCompared).toBe(3000);
+    expect(comparison.bytesCompared).toBe(clean.bytesCompared);
+    // Walk order, and a file's mode before its content, as a one-at-a-time compare reports them.
+    expect(comparison.differences.map(({ path, field }) => `${path} ${field}`)).toEqual(['d0/f0003 sha256', 'd2/f1007 mode', 'd2/f1007 sha256', 'd5/f2999 sha256']);
+  });
 });

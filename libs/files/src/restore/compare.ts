@@ -2,9 +2,10 @@
 // It walks the directory itself (readdir as bytes, siblings sorted by name bytes, depth first: the
 // tree's walk order), hashes every file, and merge-joins that walk with the tree, so memory stays
 // flat whatever the size (only files with several links are remembered, for hard-link identity).
+// Files are hashed several at a time (HASHES_IN_FLIGHT, a small buffer each) and siblings are
+// lstat'ed a few ahead, but every difference is still reported in walk order, as if one at a time.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, open, readdir, readlink } from 'node:fs/promises';
 import type { BigIntStats } from 'node:fs';
 import type { TreeEntry } from '../tree/entry.js';
 import { bytesOf, compareTreePaths } from '../tree/paths.js';
@@ -17,6 +18,16 @@ const MAX_DIFFERENCES = 100;
  */
 const MTIME_TOLERANCE_NS = 2_000n;
 const SLASH = 0x2f;
+/** Files hashed at once: the walk mostly waits on the file system, one file at a time it idles. */
+const HASHES_IN_FLIGHT = 16;
+/** Read buffer per file being hashed (smaller for a smaller file): memory stays HASHES_IN_FLIGHT of these. */
+const HASH_BUFFER_BYTES = 256 * 1024;
+/** Siblings lstat'ed ahead of the one being compared. */
+const LSTATS_AHEAD = 32;
+
+type Note = readonly [path: Buffer, field: string, expected?: unknown, actual?: unknown];
+/** Never rejects unawaited: a failed hash is rethrown when its turn to be reported comes. */
+type PendingNote = Promise<{ readonly note?: Note; readonly error?: unknown }>;
 
 interface Found {
   readonly path: Buffer;
@@ -46,9 +57,34 @@ export async function compareDirectoryWithTree(directory: string, tree: AsyncIte
   let differenceCount = 0;
   let filesCompared = 0;
   let bytesCompared = 0;
-  const differ = (path: Buffer, field: string, expected?: unknown, actual?: unknown): void => {
+  const report = (path: Buffer, field: string, expected?: unknown, actual?: unknown): void => {
     differenceCount += 1;
     if (differences.length < MAX_DIFFERENCES) differences.push({ path: path.toString('utf8'), field, ...(expected === undefined ? {} : { expected }), ...(actual === undefined ? {} : { actual }) });
+  };
+  /** Differences in walk order; a hash still running holds its place (and everything after it waits). */
+  const queue: (Note | PendingNote)[] = [];
+  let hashesInFlight = 0;
+  const differ = (path: Buffer, field: string, expected?: unknown, actual?: unknown): void => {
+    if (queue.length === 0) report(path, field, expected, actual);
+    else queue.push([path, field, expected, actual]);
+  };
+  /** Reports what is ready at the head of the queue; with `until`, waits for hashes until fewer than that are in flight. */
+  const drain = async (until = Infinity): Promise<void> => {
+    for (;;) {
+      const head = queue[0];
+      if (head === undefined) return;
+      if (head instanceof Promise) {
+        if (hashesInFlight < until) return;
+        const { note, error } = await head;
+        hashesInFlight -= 1;
+        void queue.shift(); // awaited just above
+        if (error !== undefined) throw error;
+        if (note !== undefined) report(...note);
+      } else {
+        void queue.shift(); // a note, not a promise
+        report(...head);
+      }
+    }
   };
   /** Inode of every compared file with more than one link, by path; and the path that showed each inode first. */
   const inodeAt = new Map<string, string>();
@@ -85,9 +121,15 @@ export async function compareDirectoryWithTree(directory: string, tree: AsyncIte
         filesCompared += 1;
         if (Number(stats.size) !== entry.size) differ(path, 'size', entry.size, Number(stats.size));
         if (entry.sha256 !== undefined) {
-          const sha256 = await sha256Of(Buffer.concat([rootBytes, Buffer.of(SLASH), found.path]));
+          const expected = entry.sha256;
           bytesCompared += Number(stats.size);
-          if (sha256 !== entry.sha256) differ(path, 'sha256', entry.sha256, sha256);
+          queue.push(
+            sha256Of(Buffer.concat([rootBytes, Buffer.of(SLASH), found.path]), Number(stats.size)).then(
+              (sha256) => (sha256 !== expected ? { note: [path, 'sha256', expected, sha256] as const } : {}),
+              (error: unknown) => ({ error: error ?? new Error(`hashing ${path.toString('utf8')} failed`) }),
+            ),
+          );
+          hashesInFlight += 1;
         }
         if (stats.nlink > 1n) {
           const other = firstPathOfInode.get(inode);
@@ -107,9 +149,11 @@ export async function compareDirectoryWithTree(directory: string, tree: AsyncIte
         if (!target.equals(expected)) differ(path, 'linkTarget', expected.toString('utf8'), target.toString('utf8'));
       }
     }
+    await drain(HASHES_IN_FLIGHT);
     found = await nextInScope(walk, inScope);
   }
   for (; found !== undefined; found = await nextInScope(walk, inScope)) extra(found);
+  await drain(0);
   return { ok: differenceCount === 0, filesCompared, bytesCompared, differences, differenceCount };
 }
 
@@ -125,17 +169,35 @@ async function nextInScope(walk: AsyncIterator<Found>, inScope: (path: Buffer) =
 async function* walkDirectory(root: Buffer, descend: (path: Buffer) => boolean, relative?: Buffer): AsyncGenerator<Found> {
   const absolute = relative === undefined ? root : Buffer.concat([root, Buffer.of(SLASH), relative]);
   const names = (await readdir(absolute, { encoding: 'buffer' })).sort(Buffer.compare);
-  for (const name of names) {
-    const path = relative === undefined ? name : Buffer.concat([relative, Buffer.of(SLASH), name]);
-    const stats = await lstat(Buffer.concat([root, Buffer.of(SLASH), path]), { bigint: true });
+  const paths = names.map((name) => (relative === undefined ? name : Buffer.concat([relative, Buffer.of(SLASH), name])));
+  const ahead: Promise<BigIntStats>[] = [];
+  for (let index = 0; index < paths.length; index++) {
+    while (ahead.length < LSTATS_AHEAD && index + ahead.length < paths.length) {
+      const stats = lstat(Buffer.concat([root, Buffer.of(SLASH), paths[index + ahead.length] as Buffer]), { bigint: true });
+      stats.catch(() => undefined); // rethrown below when its turn comes, not an unhandled rejection meanwhile
+      ahead.push(stats);
+    }
+    const path = paths[index] as Buffer;
+    const stats = await (ahead.shift() as Promise<BigIntStats>);
     yield { path, stats };
     if (stats.isDirectory() && descend(path)) yield* walkDirectory(root, descend, path);
   }
 }
 
-async function sha256Of(path: Buffer): Promise<string> {
+/** Reads to the end (not just `size` bytes: a file that grew must not match). */
+async function sha256Of(path: Buffer, size: number): Promise<string> {
   const hash = createHash('sha256');
-  for await (const piece of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(piece as Buffer);
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(Math.min(size + 1, HASH_BUFFER_BYTES));
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await handle.close();
+  }
   return hash.digest('hex');
 }
 
