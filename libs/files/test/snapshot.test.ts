@@ -1,13 +1,13 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFileSync, rmSync } from 'node:fs';
-import { chmod, link, mkdir, readFile, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, symlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FilesSourceFacts } from '@tidemark/contracts';
-import { makeTempDir, POSTGRES_OS_USER, removeTempDir } from '@tidemark/testkit';
+import { makeTempDir, removeTempDir } from '@tidemark/testkit';
 import { openSource, takeSnapshot, type FilesSource, type SnapshotOptions, type TreeEntry } from '../src/index.js';
 import { contentOf, fromArray, memoryRepository, readTree, type MemoryRepository } from './helpers.js';
 
@@ -165,7 +165,7 @@ describe('takeSnapshot', () => {
     expect(repository.closedSessions).toContain('strict');
   });
 
-  it('a file without read permission is unreadable: real EACCES (as root, the snapshot runs in a child process as the postgres OS user)', async () => {
+  it('a file without read permission is unreadable: real EACCES (as root, the snapshot runs in a child process without the capabilities that bypass file modes)', async () => {
     await chmod(root, 0o755);
     await writeFile(join(root, 'secret'), 'not for us');
     await chmod(join(root, 'secret'), 0o000);
@@ -244,11 +244,12 @@ describe('takeSnapshot', () => {
 });
 
 /**
- * Runs a snapshot of `directory` with a throwaway repository in a child node process: as the
- * postgres OS user when we are root (root reads any file whatever its mode), as ourselves otherwise.
+ * Runs a snapshot of `directory` with a throwaway repository in a child node process. Root reads
+ * any file whatever its mode, so as root the child runs without CAP_DAC_OVERRIDE and
+ * CAP_DAC_READ_SEARCH (util-linux's setpriv): still root, so it reads the repository's modules
+ * under a 0700 checkout, which another OS user could not.
  */
 async function snapshotAsOtherUser(directory: string): Promise<{ entries: TreeEntry[]; problems: FilesSourceFacts['problems'] }> {
-  const owner = process.getuid?.() === 0 ? await osUser(POSTGRES_OS_USER) : undefined;
   const files = pathToFileURL(join(fileURLToPath(new URL('.', import.meta.url)), '../dist/index.js')).href;
   const script = `
     const { openSource, takeSnapshot, parseTree } = await import(${JSON.stringify(files)});
@@ -258,14 +259,10 @@ async function snapshotAsOtherUser(directory: string): Promise<{ entries: TreeEn
     const entries = [];
     for await (const entry of parseTree(result.tree).entries) entries.push(entry);
     process.stdout.write(JSON.stringify({ entries, problems: (await result.facts).problems }));`;
-  const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script], { ...(owner ?? {}), cwd: directory });
+  const node = [process.execPath, '--input-type=module', '-e', script];
+  const withoutModeBypass = ['--inh-caps=-dac_override,-dac_read_search', '--bounding-set=-dac_override,-dac_read_search', '--', ...node];
+  const [command, ...args] = process.getuid?.() === 0 ? ['setpriv', ...withoutModeBypass] : node;
+  const { stdout } = await execFileAsync(command!, args, { cwd: directory });
   return JSON.parse(stdout) as { entries: TreeEntry[]; problems: FilesSourceFacts['problems'] };
 }
 
-async function osUser(name: string): Promise<{ uid: number; gid: number }> {
-  for (const line of (await readFile('/etc/passwd', 'utf8')).split('\n')) {
-    const [user, , uid, gid] = line.split(':');
-    if (user === name && uid !== undefined && gid !== undefined) return { uid: Number(uid), gid: Number(gid) };
-  }
-  throw new Error(`the ${name} OS user does not exist (installing postgresql-15 creates it)`);
-}
