@@ -1,5 +1,6 @@
 // One backup's writes into the repository (see UploadSession in api.ts).
 import { Readable } from 'node:stream';
+import { setTimeout as delay } from 'node:timers/promises';
 import { TidemarkError } from '@tidemark/contracts';
 import type { StorageBackend } from '@tidemark/storage';
 import type { ChunkId, PutResult, UploadSession } from './api.js';
@@ -9,6 +10,10 @@ import { packKey } from './layout.js';
 import { writeSessionMarker } from './markers.js';
 import { PackBuilder, type SealedPack } from './pack.js';
 import { sessionKey } from './layout.js';
+
+/** Tries per pack upload when the storage connection drops (STORAGE_UNAVAILABLE); waits 0.5 s, then 1 s. */
+const PACK_UPLOAD_ATTEMPTS = 3;
+const PACK_RETRY_DELAY_MS = 500;
 
 /** Packs uploading at once: two keep the link busy while the next pack fills; more only costs memory. */
 export const UPLOADS_IN_FLIGHT = 2;
@@ -149,10 +154,23 @@ export class ChunkSession implements UploadSession {
     return this.sealing;
   }
 
-  /** Never rejects: a failure is kept and fails the next put or the flush. */
+  /**
+   * Never rejects: a failure is kept and fails the next put or the flush. A pack is still in
+   * memory and content-addressed, so a dropped connection (a keep-alive socket the server just
+   * closed) is retried here, briefly, instead of failing a whole backup of many packs.
+   */
   private async upload(pack: SealedPack): Promise<void> {
     try {
-      await this.context.backend.save(packKey(pack.packId), Readable.from(pack.parts, { objectMode: false }), { size: pack.size });
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await this.context.backend.save(packKey(pack.packId), Readable.from(pack.parts, { objectMode: false }), { size: pack.size });
+          break;
+        } catch (error) {
+          const transient = error instanceof TidemarkError && error.code === 'STORAGE_UNAVAILABLE';
+          if (!transient || attempt >= PACK_UPLOAD_ATTEMPTS) throw error;
+          await delay(PACK_RETRY_DELAY_MS * attempt);
+        }
+      }
       this.unindexed.push({ packId: pack.packId, pipeline: pack.pipeline, blobs: pack.blobs });
     } catch (error) {
       this.failure ??= error;

@@ -47,6 +47,30 @@ describe('chunk repository', () => {
     expect(Buffer.concat(restored).equals(data)).toBe(true);
   });
 
+  it('retries a pack upload whose connection dropped, and fails the backup only when it keeps failing', async () => {
+    const flaky = (failures: number): StorageBackend => {
+      const inner = repositoryOptions().backend;
+      let left = failures;
+      return {
+        ...inner,
+        properties: inner.properties,
+        save: (key, body, options) => {
+          if (key.startsWith('chunks/packs/') && left > 0) {
+            left -= 1;
+            return Promise.reject(new TidemarkError('STORAGE_UNAVAILABLE', `saving ${key} failed: ECONNRESET socket hang up`));
+          }
+          return inner.save(key, body, options);
+        },
+      };
+    };
+    const recovering = await openChunkRepository(repositoryOptions({ backend: flaky(2) }));
+    const stored = await backUp(recovering, data);
+    expect(await Promise.all(stored.ids.map((id) => recovering.readChunk(id)))).toHaveLength(stored.ids.length);
+
+    const broken = await openChunkRepository(repositoryOptions({ backend: flaky(Number.POSITIVE_INFINITY) }));
+    await expect(backUp(broken, data)).rejects.toMatchObject({ code: 'STORAGE_UNAVAILABLE', retryable: true });
+  });
+
   it('keys chunk ids with encryption and uses plain sha256 without', async () => {
     const plain = Buffer.from('same bytes');
     const keyed = await openChunkRepository(repositoryOptions());
