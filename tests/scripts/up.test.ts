@@ -7,7 +7,10 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { freePort } from '@tidemark/testkit';
+import { freePort, freePortRange } from '@tidemark/testkit';
+
+/** scripts/up.mjs starts this many services, each with a health port from TIDEMARK_HEALTH_PORT_BASE up. */
+const SERVICES_IN_UP = 7;
 
 const upScript = new URL('../../scripts/up.mjs', import.meta.url).pathname;
 const isRoot = process.getuid?.() === 0;
@@ -46,7 +49,7 @@ function processesNaming(path: string): string[] {
 }
 
 async function runUp(home: string, env: Record<string, string>) {
-  const ports = { TIDEMARK_NATS_PORT: String(await freePort()), TIDEMARK_PG_PORT: String(await freePort()), TIDEMARK_HEALTH_PORT_BASE: String(await freePort()) };
+  const ports = { TIDEMARK_NATS_PORT: String(await freePort()), TIDEMARK_PG_PORT: String(await freePort()), TIDEMARK_HEALTH_PORT_BASE: String(await freePortRange(SERVICES_IN_UP)) };
   const result = spawnSync(process.execPath, [upScript], { env: { ...process.env, TIDEMARK_HOME: home, ...ports, ...env }, encoding: 'utf8', timeout: 90_000 });
   return { ...result, output: `${result.stdout}${result.stderr}` };
 }
@@ -87,7 +90,7 @@ describe('scripts/up.mjs', () => {
     const home = privateHome();
     const stateDir = join('/var/lib/tidemark', createHash('sha256').update(home).digest('hex').slice(0, 16));
     cleanups.push(() => rmSync(stateDir, { recursive: true, force: true }));
-    const ports = { TIDEMARK_NATS_PORT: String(await freePort()), TIDEMARK_PG_PORT: String(await freePort()), TIDEMARK_HEALTH_PORT_BASE: String(await freePort()) };
+    const ports = { TIDEMARK_NATS_PORT: String(await freePort()), TIDEMARK_PG_PORT: String(await freePort()), TIDEMARK_HEALTH_PORT_BASE: String(await freePortRange(SERVICES_IN_UP)) };
     const up = spawn(process.execPath, [upScript], { env: { ...process.env, TIDEMARK_HOME: home, ...ports }, stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
     // On a failed assertion: the same Ctrl-C, so that the test leaves nothing running either.
