@@ -58,8 +58,10 @@ describe('a service killed mid-restore (every service a process, real NATS, Post
     // By a later delivery than the killed one (which one depends on load: the restarted verifier
     // may see the message again only after its ack wait), and passed once.
     // Every verifier this suite started, the killed ones included: exactly one verification passed.
-    const verifierLines = stack.processes.filter((p) => p.name === 'verifier').flatMap((p) => p.output().split('\n'));
-    const aboutArtifact = verifierLines.filter((line) => line.includes(`"artifactId":"${artifactId}"`));
+    // The line is logged after the event is published, and reaches this process through a pipe: wait for it.
+    const linesAbout = () => stack.processes.filter((p) => p.name === 'verifier').flatMap((p) => p.output().split('\n')).filter((line) => line.includes(`"artifactId":"${artifactId}"`));
+    await eventually(() => linesAbout().some((line) => line.includes('verification passed')), 10_000, 'the verifier to log the verification it published').catch(() => undefined);
+    const aboutArtifact = linesAbout();
     const passedLines = aboutArtifact.filter((line) => line.includes('verification passed'));
     expect(passedLines, `the verifiers' log lines about ${artifactId}:\n${aboutArtifact.join('\n')}`).toHaveLength(1);
     expect(Number(/"attempt":(\d+)/.exec(passedLines[0]!)?.[1])).toBeGreaterThan(1);

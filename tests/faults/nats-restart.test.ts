@@ -81,8 +81,10 @@ describe('nats-server restarted mid-job (every service a process, real NATS, Pos
     expect(manifests.map((m) => m.id)).toEqual([artifactId]);
     expect(await uncommittedObjects(store, stack.storageRoot)).toEqual([]);
     expect((await store.readVerification(manifests[0]!))?.status).toBe('passed');
-    const passedLines = running.get('verifier')!.output().split('\n').filter((line) => line.includes(`"artifactId":"${artifactId}"`) && line.includes('verification passed'));
-    expect(passedLines).toHaveLength(1);
+    // Logged after the event is published, and read through a pipe: wait for it, then count.
+    const passedLines = () => running.get('verifier')!.output().split('\n').filter((line) => line.includes(`"artifactId":"${artifactId}"`) && line.includes('verification passed'));
+    await eventually(() => passedLines().length > 0, 10_000, 'the verifier to log the verification it published');
+    expect(passedLines()).toHaveLength(1);
     expect(await stack.pg.query(SCRATCH_DATABASES)).toEqual([]);
     await reconnectedByThemselves(1);
     const backupDeliveries = running.get('pg-agent')!.output().split('\n').filter((line) => line.includes(`"requestId":"${requestId}"`) && line.includes('"msg":"backup started"')).length;
