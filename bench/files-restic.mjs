@@ -16,7 +16,7 @@
 // snapshot's tree by compareDirectoryWithTree (restic's too), after the timed part.
 // Everything is written under one directory in --dir (default /var/tmp), removed at the end.
 //
-//   npm run build && node bench/files-restic.mjs [--gib 2] [--small-gib 0.5] [--dir /var/tmp] [--keep false]
+//   npm run build && node bench/files-restic.mjs [--gib 2] [--small-gib 0.5] [--dir /var/tmp] [--keep false] [--profile <dir>]
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, lstat, rm, writeFile } from 'node:fs/promises';
@@ -33,6 +33,8 @@ const bigGiB = Number(arg('gib', '2'));
 const smallGiB = Number(arg('small-gib', '0.5'));
 const keep = arg('keep', 'false') !== 'false';
 const RESTIC = '/usr/bin/restic';
+/** Writes a V8 CPU profile of each files-agent into this directory (open it in Chrome's DevTools). */
+const profileDir = arg('profile', undefined);
 
 const dir = await mkdtemp(join(arg('dir', '/var/tmp'), 'tidemark-files-bench-'));
 // Every temp directory of this run (NATS's store, the testkit's) goes in here too: tmpdir() reads TMPDIR.
@@ -110,6 +112,7 @@ const resticEnv = (repository) => ({
 
 /** Runs restic; resolves with its duration and its JSON summary line (if any). */
 async function restic(repository, args, cwd = dir) {
+  await settleDisk();
   const started = now();
   const result = await runProcess(RESTIC, args, { name: `restic ${args[0]}`, cwd, env: resticEnv(repository), timeoutMs: 60 * 60_000 });
   const ms = now() - started;
@@ -149,7 +152,7 @@ async function startAgent(target, treeRoot, storageRoot) {
   );
   const logPath = join(dir, `files-agent-${agentCount}.log`);
   const log = openSync(logPath, 'a');
-  const child = spawn(process.execPath, [join(repo, 'services/files-agent/dist/main.js')], {
+  const child = spawn(process.execPath, [...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]), join(repo, 'services/files-agent/dist/main.js')], {
     env: { ...process.env, TIDEMARK_CONFIG: configPath, TIDEMARK_NATS_URL: nats.url, BENCH_KEY: keyHex, TIDEMARK_HEALTH_PORT: String(await freePort()), TIDEMARK_LOG_LEVEL: 'info' },
     stdio: ['ignore', log, log],
   });
@@ -195,6 +198,14 @@ function waitForEnd(subject, requestId, agent) {
   })().finally(() => sub.unsubscribe());
 }
 
+/**
+ * Writes back what the previous operation left dirty before the next one is timed: otherwise the
+ * kernel flushes one side's gigabyte during the other's run, and which side pays depends on order.
+ */
+async function settleDisk() {
+  await runProcess('sync', [], { name: 'sync' });
+}
+
 let requestCount = 0;
 /** One timed operation in a fresh agent: 'backup' or 'restore' (of `artifactId` into `intoDirectory`). */
 async function tidemark(operation, target, treeRoot, storageRoot, message = {}) {
@@ -204,6 +215,7 @@ async function tidemark(operation, target, treeRoot, storageRoot, message = {}) 
   const h = headers();
   h.set(CONTENT_TYPE_HEADER, MSGPACK);
   const end = waitForEnd(`${operation}.*.files.${target}`, requestId, agent);
+  await settleDisk();
   const started = now();
   const subject = operation === 'backup' ? subjects.backupRequested('files', target) : subjects.restoreRequested('files', target);
   await js.publish(subject, encode({ requestId, ...message }), { headers: h, msgID: requestId });

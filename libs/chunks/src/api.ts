@@ -58,6 +58,30 @@ export interface PutResult {
 }
 
 /**
+ * A file's bytes for storeFile: a local path that a codec worker opens and reads itself (a regular
+ * file, never through a symlink, and lstat'ed again after reading), or a stream of its bytes (S3).
+ * `sizeHint` sizes the reads.
+ */
+export type FileInput = ({ readonly path: Buffer } | { readonly stream: AsyncIterable<Uint8Array> }) & {
+  readonly sizeHint: number;
+  /**
+   * Encode every chunk as soon as it is cut, instead of first asking whether the repository has it:
+   * for a file the parent snapshot lacks, whose chunks are almost always new. A chunk found stored
+   * after all costs one wasted encoding.
+   */
+  readonly eager?: boolean;
+};
+
+/** A file as storeFile chunked it: its chunks in order, its SHA-256 and size (as read). */
+export interface StoredFile {
+  readonly chunks: readonly { readonly id: ChunkId; readonly size: number }[];
+  readonly sha256: string;
+  readonly size: number;
+  /** A path input's lstat right after reading: null when the file was gone, `error` when it could not be taken. */
+  readonly after?: { readonly size: number; readonly mtimeNs: string } | { readonly error: string } | null;
+}
+
+/**
  * One backup's writes. Opening it writes the session marker; `put` packs chunks and uploads full
  * packs in the background (memory bounded by packBytes × uploads in flight; `put` waits when the
  * budget is used); `flush` uploads the last pack and writes this session's index file.
@@ -66,6 +90,13 @@ export interface UploadSession {
   readonly id: string;
   /** Stores `plain` under `id` unless the repository already has it in a pack that is not condemned. */
   put(id: ChunkId, plain: Uint8Array): Promise<PutResult>;
+  /**
+   * Chunks a whole file, names each chunk and stores those the repository lacks, on the codec
+   * workers (chunking, hashing, compression and encryption run off this thread). `onChunk` is told
+   * of each chunk once it is stored or found already there. A failure reading the input rejects
+   * with the input's own error; a failure of the repository fails the session as put's would.
+   */
+  storeFile(input: FileInput, onChunk?: (put: PutResult, size: number) => void, signal?: AbortSignal): Promise<StoredFile>;
   /** Whether the chunk is usable for dedup (indexed, or put in this session, and its pack not condemned). */
   has(id: ChunkId): boolean;
   /** After flush every put chunk is in an index file in the bucket. Call before committing the snapshot. */
@@ -89,7 +120,8 @@ export interface ChunkRepository {
   readChunk(id: ChunkId): Promise<Buffer>;
   /**
    * Several chunks of one pack in one ranged read (from the first to the last), yielded in offset
-   * order, each checked against its id. Memory: one blob at a time.
+   * order, each checked against its id. Decoded on the codec workers a batch (about 1 MiB of
+   * blobs) at a time, a few batches ahead. Memory: those batches.
    */
   readPackChunks(packId: string, locations: readonly BlobLocation[]): AsyncIterable<{ location: BlobLocation; plain: Buffer }>;
   /** Reloads index files and the condemned set from the bucket (the GC and long-running readers use it). */

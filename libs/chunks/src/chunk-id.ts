@@ -30,10 +30,15 @@ export function chunkIdFunction(key: EncryptionKey | undefined): ChunkIdFunction
 
 /** The id function a stored blob was named with: keyed by the key it was encrypted with (old keys stay verifiable after a rotation). */
 export function chunkIdFunctionFor(pipeline: PipelineFacts, keys: KeyRing): ChunkIdFunction {
-  if (pipeline.encryption === null) return chunkIdFunction(undefined);
+  return chunkIdFunction(keyOfPipeline(pipeline, keys));
+}
+
+/** The key blobs of `pipeline` were encrypted with, none when unencrypted; ENCRYPTION_KEY_MISSING when the ring lacks it. */
+export function keyOfPipeline(pipeline: PipelineFacts, keys: KeyRing): EncryptionKey | undefined {
+  if (pipeline.encryption === null) return undefined;
   const key = keys.get(pipeline.encryption.keyId);
   if (key === undefined) {
     throw new TidemarkError('ENCRYPTION_KEY_MISSING', `chunks are encrypted with key ${JSON.stringify(pipeline.encryption.keyId)}, which is not in the key ring: add it to the old keys`);
   }
-  return chunkIdFunction(key);
+  return key;
 }

@@ -1,9 +1,10 @@
 export type {
-  BlobLocation, ChunkId, ChunkRepository, ChunkerSettings, GarbageCollectionOptions, GarbageCollectionReport, PutResult, ReferencedChunks,
-  RepositoryOptions, UploadSession,
+  BlobLocation, ChunkId, ChunkRepository, ChunkerSettings, GarbageCollectionOptions, GarbageCollectionReport, FileInput, PutResult, ReferencedChunks,
+  RepositoryOptions, StoredFile, UploadSession,
 } from './api.js';
 export { openChunkRepository } from './repository.js';
 export { collectGarbage } from './gc.js';
 export { rebuildIndex, type RebuildReport } from './rebuild.js';
 export { chunkStream, DEFAULT_CHUNKER, CHUNKER_ALGORITHM } from './chunker.js';
 export { CHUNKS_ROOT } from './layout.js';
+export { storeFileOnThisThread } from './store-file.js';

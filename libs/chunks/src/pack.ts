@@ -35,9 +35,8 @@ export interface SealedPack {
   readonly packId: string;
   readonly pipeline: PipelineFacts;
   readonly blobs: readonly PackBlob[];
-  /** The pack's bytes in order (blobs, header, trailer): uploaded without concatenating them. */
-  readonly parts: readonly Buffer[];
-  readonly size: number;
+  /** The whole pack: blobs, header, trailer. */
+  readonly bytes: Buffer;
 }
 
 /** Collects blobs of one pipeline until sealed. */
@@ -68,10 +67,9 @@ export class PackBuilder {
     const trailer = Buffer.alloc(TRAILER_BYTES);
     trailer.writeUInt32BE(headerBytes.length, 0);
     PACK_MAGIC.copy(trailer, 4);
-    const parts = [...this.parts, headerBytes, trailer];
-    const hash = createHash('sha256');
-    for (const part of parts) hash.update(part);
-    return { packId: hash.digest('hex'), pipeline: this.pipeline, blobs: this.blobs, parts, size: this.size + headerBytes.length + TRAILER_BYTES };
+    // One buffer: one hash update and one write, where thousands of small blobs cost a call each.
+    const bytes = Buffer.concat([...this.parts, headerBytes, trailer], this.size + headerBytes.length + TRAILER_BYTES);
+    return { packId: createHash('sha256').update(bytes).digest('hex'), pipeline: this.pipeline, blobs: this.blobs, bytes };
   }
 }
 

@@ -3,8 +3,7 @@
 import type { Readable } from 'node:stream';
 import { TidemarkError } from '@tidemark/contracts';
 import type { BlobLocation, ChunkId, ChunkRepository, RepositoryOptions, UploadSession } from './api.js';
-import { decodeBlob } from './blob.js';
-import { chunkIdFunction } from './chunk-id.js';
+import { chunkIdFunction, keyOfPipeline } from './chunk-id.js';
 import { ChunkIndex } from './chunk-index.js';
 import { DEFAULT_CHUNKER } from './chunker.js';
 import { readIndexFile, type IndexedPack } from './index-files.js';
@@ -12,11 +11,18 @@ import { listKeys, readBounded } from './json.js';
 import { INDEX_PREFIX, checkSessionId, isIndexKey, packKey } from './layout.js';
 import { loadCondemned, type CondemnedSet } from './markers.js';
 import { ChunkSession } from './session.js';
+import { sharedCodecPool } from './workers/pool.js';
+import type { DecodeEntry } from './workers/protocol.js';
 
 export const DEFAULT_PACK_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_SESSION_STALE_MS = 6 * 60 * 60 * 1000;
 /** A stored blob is at most a max-size chunk plus what compression and encryption add to it. */
 const MAX_BLOB_BYTES = 2 * DEFAULT_CHUNKER.maxBytes + 1024 * 1024;
+/** Blobs decoded in one message to a codec worker: many small files' blobs, or one large one. */
+const DECODE_BATCH_BYTES = 1024 * 1024;
+const DECODE_BATCH_BLOBS = 256;
+/** Batches of one pack read being decoded at once (the workers are shared by every pack read). */
+const BATCHES_IN_FLIGHT = 3;
 
 export async function openChunkRepository(options: RepositoryOptions): Promise<ChunkRepository> {
   const repository = new Repository(options);
@@ -34,6 +40,7 @@ class Repository implements ChunkRepository {
   private refreshesStarted = 0;
   private refreshApplied = 0;
   private readonly now: () => Date;
+  private readonly codec = sharedCodecPool();
 
   constructor(private readonly options: RepositoryOptions) {
     this.keyed = options.keyRing.current !== undefined;
@@ -56,6 +63,7 @@ class Repository implements ChunkRepository {
       {
         backend,
         encoding: { compression, compressionLevel, key: keyRing.current },
+        codec: { pool: this.codec, context: this.codec.context({ chunker: this.chunker, compression, compressionLevel, key: keyRing.current }) },
         packBytes: this.options.packBytes ?? DEFAULT_PACK_BYTES,
         sessionStaleMs: this.options.sessionStaleMs ?? DEFAULT_SESSION_STALE_MS,
         now: this.now,
@@ -74,33 +82,42 @@ class Repository implements ChunkRepository {
   async readChunk(id: ChunkId): Promise<Buffer> {
     const location = this.index.locate(id, this.usablePack);
     if (location === undefined) throw missingChunk(id);
+    const pipeline = this.pipelineOf(location.packId);
+    const key = keyOfPipeline(pipeline, this.options.keyRing);
     const stored = await readBounded(await this.options.backend.open(packKey(location.packId), { offset: location.offset, length: location.length }), location.length, `chunk ${id}`);
     if (stored.length !== location.length) throw truncatedBlob(location);
-    return decodeBlob(stored, this.pipelineOf(location.packId), this.options.keyRing, id);
+    const [plain] = await this.codec.decode(stored, [{ id, offset: 0, length: stored.length }], pipeline, key);
+    return plain!;
   }
 
   async *readPackChunks(packId: string, locations: readonly BlobLocation[]): AsyncIterable<{ location: BlobLocation; plain: Buffer }> {
     if (locations.length === 0) return;
     const pipeline = this.pipelineOf(packId);
+    const key = keyOfPipeline(pipeline, this.options.keyRing);
     const sorted = [...locations].sort((a, b) => a.offset - b.offset);
+    for (const location of sorted) {
+      if (location.packId !== packId) throw new RangeError(`chunk ${location.id} is in pack ${location.packId}, not in ${packId}`);
+      if (location.length > MAX_BLOB_BYTES) throw truncatedBlob(location);
+    }
     const first = sorted[0]!;
     const end = Math.max(...sorted.map((location) => location.offset + location.length));
     const reader = new RangeReader(await this.options.backend.open(packKey(packId), { offset: first.offset, length: end - first.offset }), first.offset);
+    // Batches decode on the codec workers while the next ones are read; yielded in offset order.
+    const decoding: { readonly requested: readonly BlobLocation[]; readonly plains: Promise<Buffer[]>; readonly blobOf: readonly number[] }[] = [];
     try {
-      let previous: { location: BlobLocation; plain: Buffer } | undefined;
-      for (const location of sorted) {
-        if (location.packId !== packId) throw new RangeError(`chunk ${location.id} is in pack ${location.packId}, not in ${packId}`);
-        // The same blob asked for twice (two files share a chunk): decoded once.
-        if (previous !== undefined && previous.location.offset === location.offset && previous.location.id === location.id) {
-          yield { location, plain: previous.plain };
-          continue;
+      for (const batch of decodeBatches(sorted)) {
+        const stored = Buffer.allocUnsafeSlow(batch.bytes);
+        const entries: DecodeEntry[] = [];
+        for (const blob of batch.blobs) {
+          if (!(await reader.readInto(blob.offset, blob.length, stored, batch.at[entries.length]!))) throw truncatedBlob(blob);
+          entries.push({ id: blob.id, offset: batch.at[entries.length]!, length: blob.length });
         }
-        if (location.length > MAX_BLOB_BYTES) throw truncatedBlob(location);
-        const stored = await reader.read(location.offset, location.length);
-        if (stored === undefined) throw truncatedBlob(location);
-        previous = { location, plain: decodeBlob(stored, pipeline, this.options.keyRing, location.id) };
-        yield previous;
+        const plains = this.codec.decode(stored, entries, pipeline, key);
+        plains.catch(() => undefined); // awaited in order below
+        decoding.push({ requested: batch.requested, plains, blobOf: batch.blobOf });
+        while (decoding.length >= BATCHES_IN_FLIGHT) yield* decoded(decoding.shift()!);
       }
+      for (let next = decoding.shift(); next !== undefined; next = decoding.shift()) yield* decoded(next);
     } finally {
       reader.close();
     }
@@ -161,6 +178,45 @@ function truncatedBlob(location: BlobLocation): TidemarkError {
   return new TidemarkError('INTEGRITY_TRUNCATED', `pack ${location.packId} ends before chunk ${location.id} (${location.length} bytes at ${location.offset}); the pack is damaged`);
 }
 
+interface DecodeBatch {
+  /** Distinct blobs, in offset order, and where each goes in the batch's buffer. */
+  readonly blobs: BlobLocation[];
+  readonly at: number[];
+  readonly bytes: number;
+  /** Every location asked for (a blob two files share is asked for twice), and its blob's index. */
+  readonly requested: BlobLocation[];
+  readonly blobOf: number[];
+}
+
+/** Sorted locations in batches of about DECODE_BATCH_BYTES; the same blob asked for twice is decoded once. */
+function* decodeBatches(sorted: readonly BlobLocation[]): Generator<DecodeBatch> {
+  let batch: { blobs: BlobLocation[]; at: number[]; bytes: number; requested: BlobLocation[]; blobOf: number[] } | undefined;
+  for (const location of sorted) {
+    const last = batch?.blobs[batch.blobs.length - 1];
+    if (batch !== undefined && last !== undefined && last.offset === location.offset && last.id === location.id) {
+      batch.requested.push(location);
+      batch.blobOf.push(batch.blobs.length - 1);
+      continue;
+    }
+    if (batch !== undefined && (batch.bytes + location.length > DECODE_BATCH_BYTES || batch.blobs.length >= DECODE_BATCH_BLOBS)) {
+      yield batch;
+      batch = undefined;
+    }
+    batch ??= { blobs: [], at: [], bytes: 0, requested: [], blobOf: [] };
+    batch.requested.push(location);
+    batch.blobOf.push(batch.blobs.length);
+    batch.blobs.push(location);
+    batch.at.push(batch.bytes);
+    batch.bytes += location.length;
+  }
+  if (batch !== undefined) yield batch;
+}
+
+async function* decoded(batch: { readonly requested: readonly BlobLocation[]; readonly plains: Promise<Buffer[]>; readonly blobOf: readonly number[] }): AsyncGenerator<{ location: BlobLocation; plain: Buffer }> {
+  const plains = await batch.plains;
+  for (const [i, location] of batch.requested.entries()) yield { location, plain: plains[batch.blobOf[i]!]! };
+}
+
 /** Sequential reads of blobs out of one ranged stream of a pack, skipping the gaps between them. */
 class RangeReader {
   private readonly iterator: AsyncIterator<Buffer>;
@@ -171,13 +227,13 @@ class RangeReader {
     this.iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   }
 
-  /** `length` bytes at `offset` (not before the current position), or undefined when the stream ends first. */
-  async read(offset: number, length: number): Promise<Buffer | undefined> {
+  /** `length` bytes at `offset` (not before the current position) into `target` at `at`; false when the stream ends first. */
+  async readInto(offset: number, length: number, target: Buffer, at: number): Promise<boolean> {
     let skip = offset - this.position;
     if (skip < 0) throw new RangeError('pack reads go forward only');
     while (this.pendingBytes < skip + length) {
       const next = await this.iterator.next();
-      if (next.done === true) return undefined;
+      if (next.done === true) return false;
       this.pending.push(next.value);
       this.pendingBytes += next.value.length;
       // Drop whole pieces that lie in the gap, so a skipped region never piles up.
@@ -188,13 +244,25 @@ class RangeReader {
         this.position += dropped.length;
       }
     }
-    const all = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
-    const blob = Buffer.from(all.subarray(skip, skip + length));
-    const rest = all.subarray(skip + length);
-    this.pending = rest.length > 0 ? [rest] : [];
-    this.pendingBytes = rest.length;
+    // One copy, into the batch transferred to a codec worker as it is.
+    for (let filled = 0; filled < length; ) {
+      const piece = this.pending[0]!;
+      if (skip >= piece.length) {
+        skip -= piece.length;
+        this.pendingBytes -= piece.length;
+        this.pending.shift();
+        continue;
+      }
+      const copied = piece.copy(target, at + filled, skip, Math.min(piece.length, skip + length - filled));
+      filled += copied;
+      const used = skip + copied;
+      if (used === piece.length) this.pending.shift();
+      else this.pending[0] = piece.subarray(used);
+      this.pendingBytes -= used;
+      skip = 0;
+    }
     this.position = offset + length;
-    return blob;
+    return true;
   }
 
   close(): void {

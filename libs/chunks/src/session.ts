@@ -1,15 +1,15 @@
 // One backup's writes into the repository (see UploadSession in api.ts).
-import { Readable } from 'node:stream';
 import { setTimeout as delay } from 'node:timers/promises';
 import { TidemarkError } from '@tidemark/contracts';
 import type { StorageBackend } from '@tidemark/storage';
-import type { ChunkId, PutResult, UploadSession } from './api.js';
+import type { ChunkId, FileInput, PutResult, StoredFile, UploadSession } from './api.js';
 import { encodeBlob, type BlobEncoding } from './blob.js';
 import { writeIndexFile, type IndexedPack } from './index-files.js';
 import { packKey } from './layout.js';
 import { writeSessionMarker } from './markers.js';
 import { PackBuilder, type SealedPack } from './pack.js';
 import { sessionKey } from './layout.js';
+import type { CodecPool, FileChunking } from './workers/pool.js';
 
 /** Tries per pack upload when the storage connection drops (STORAGE_UNAVAILABLE); waits 0.5 s, then 1 s. */
 const PACK_UPLOAD_ATTEMPTS = 3;
@@ -19,10 +19,14 @@ const PACK_RETRY_DELAY_MS = 500;
 export const UPLOADS_IN_FLIGHT = 2;
 /** The marker is rewritten at most this often, however often touch() is called. */
 export const MARKER_REFRESH_MS = 60_000;
+/** Chunks of one file being encoded and packed at once (a worker holds a few more, read ahead). */
+const STORES_IN_FLIGHT_PER_FILE = 4;
 
 export interface SessionContext {
   readonly backend: StorageBackend;
   readonly encoding: BlobEncoding;
+  /** The codec workers storeFile runs on, and the id of this repository's settings there. */
+  readonly codec: { readonly pool: CodecPool; readonly context: number };
   readonly packBytes: number;
   readonly sessionStaleMs: number;
   now(): Date;
@@ -72,6 +76,59 @@ export class ChunkSession implements UploadSession {
       return { stored: true, storedBytes: blob.bytes.length };
     } catch (error) {
       // Another put of the same chunk may have answered "already stored": the whole session is now unusable.
+      this.failure ??= error;
+      throw error;
+    }
+  }
+
+  async storeFile(input: FileInput, onChunk?: (put: PutResult, size: number) => void, signal?: AbortSignal): Promise<StoredFile> {
+    this.throwIfUnusable();
+    const job = this.context.codec.pool.chunkFile(this.context.codec.context, input);
+    const chunks: { id: ChunkId; size: number }[] = [];
+    const storing: Promise<void>[] = [];
+    const abort = (): void => job.abort();
+    signal?.addEventListener('abort', abort);
+    try {
+      for await (const event of job) {
+        if (event.t === 'done') {
+          await Promise.all(storing);
+          this.throwIfUnusable();
+          return { chunks, sha256: event.sha256, size: event.size, ...(event.after === undefined ? {} : { after: event.after }) };
+        }
+        chunks.push({ id: event.id, size: event.size });
+        signal?.throwIfAborted();
+        this.throwIfUnusable();
+        if (this.has(event.id)) {
+          job.drop(event.seq);
+          onChunk?.({ stored: false, storedBytes: 0 }, event.size);
+          continue;
+        }
+        this.chunks.add(event.id);
+        const stored = this.storeChunk(job, event.seq, event.id, event.size).then((put) => onChunk?.(put, event.size));
+        stored.catch(() => undefined); // awaited below, in order
+        storing.push(stored);
+        if (storing.length >= STORES_IN_FLIGHT_PER_FILE) await storing.shift();
+      }
+      throw new TidemarkError('INTERNAL', 'a codec job ended without its digest');
+    } catch (error) {
+      job.abort();
+      await Promise.allSettled(storing);
+      signal?.throwIfAborted();
+      throw error;
+    } finally {
+      signal?.removeEventListener('abort', abort);
+      await job.released;
+    }
+  }
+
+  /** A claimed chunk: encoded by the worker, packed here. Failing to store it fails the session (another file may count on it). */
+  private async storeChunk(job: FileChunking, seq: number, id: ChunkId, rawBytes: number): Promise<PutResult> {
+    try {
+      await this.touch();
+      const blob = await job.store(seq);
+      await this.append(id, blob.bytes, blob.pipeline, rawBytes);
+      return { stored: true, storedBytes: blob.bytes.length };
+    } catch (error) {
       this.failure ??= error;
       throw error;
     }
@@ -163,7 +220,7 @@ export class ChunkSession implements UploadSession {
     try {
       for (let attempt = 1; ; attempt += 1) {
         try {
-          await this.context.backend.save(packKey(pack.packId), Readable.from(pack.parts, { objectMode: false }), { size: pack.size });
+          await this.context.backend.save(packKey(pack.packId), pack.bytes, { size: pack.bytes.length });
           break;
         } catch (error) {
           const transient = error instanceof TidemarkError && error.code === 'STORAGE_UNAVAILABLE';

@@ -2,7 +2,7 @@
 // store, building trees on disk, and reading a tree stream back.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { BlobLocation, ChunkId, ChunkRepository, ChunkerSettings, PutResult, UploadSession } from '@tidemark/chunks';
+import { storeFileOnThisThread, type BlobLocation, type ChunkId, type ChunkRepository, type ChunkerSettings, type PutResult, type UploadSession } from '@tidemark/chunks';
 import { parseTree, type TreeEntry, type TreeHeader } from '../src/index.js';
 
 
@@ -46,6 +46,7 @@ export function memoryRepository(chunker: ChunkerSettings = TEST_CHUNKER): Memor
           repository.stored += 1;
           return Promise.resolve({ stored: true, storedBytes: plain.length + 32 });
         },
+        storeFile: (input, onChunk, signal) => storeFileOnThisThread({ chunker, chunkId: repository.chunkId, put: session.put }, input, onChunk, signal),
         has: (id) => chunks.has(id),
         flush: () => {
           repository.flushedSessions.push(sessionId);

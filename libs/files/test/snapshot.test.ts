@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { FilesSourceFacts } from '@tidemark/contracts';
 import { makeTempDir, removeTempDir } from '@tidemark/testkit';
-import { openSource, takeSnapshot, type FilesSource, type SnapshotOptions, type TreeEntry } from '../src/index.js';
+import { openSource, takeSnapshot, type FilesSource, type SnapshotOptions, type SourceEntry, type TreeEntry } from '../src/index.js';
 import { contentOf, fromArray, memoryRepository, readTree, type MemoryRepository } from './helpers.js';
 
 const execFileAsync = promisify(execFile);
@@ -31,17 +31,23 @@ async function snapshot(options: Partial<SnapshotOptions> & Pick<SnapshotOptions
   }
 }
 
-/** The source, with every open() counted and (optionally) failing for chosen paths. */
+/** The source, with every open() (or localPath(), a worker's open) counted and (optionally) failing for chosen paths. */
 function counted(source: FilesSource, failOpen: (path: string) => Error | undefined = () => undefined): FilesSource & { opened: string[] } {
   const opened: string[] = [];
+  const opening = (entry: SourceEntry): void => {
+    opened.push(entry.path);
+    const failure = failOpen(entry.path);
+    if (failure !== undefined) throw failure;
+  };
+  const { localPath } = source;
   return {
     ...source,
     opened,
-    open: (entry) => {
-      opened.push(entry.path);
-      const failure = failOpen(entry.path);
-      return failure === undefined ? source.open(entry) : Promise.reject(failure);
+    open: async (entry) => {
+      opening(entry);
+      return source.open(entry);
     },
+    ...(localPath === undefined ? {} : { localPath: (entry: SourceEntry) => (opening(entry), localPath(entry)) }),
   };
 }
 
@@ -251,10 +257,13 @@ describe('takeSnapshot', () => {
  */
 async function snapshotAsOtherUser(directory: string): Promise<{ entries: TreeEntry[]; problems: FilesSourceFacts['problems'] }> {
   const files = pathToFileURL(join(fileURLToPath(new URL('.', import.meta.url)), '../dist/index.js')).href;
+  const chunks = pathToFileURL(join(fileURLToPath(new URL('.', import.meta.url)), '../../chunks/dist/index.js')).href;
   const script = `
     const { openSource, takeSnapshot, parseTree } = await import(${JSON.stringify(files)});
-    const session = { id: 's', put: async () => ({ stored: true, storedBytes: 0 }), has: () => false, flush: async () => {}, touch: async () => {}, close: async () => {} };
+    const { storeFileOnThisThread } = await import(${JSON.stringify(chunks)});
+    const put = async () => ({ stored: true, storedBytes: 0 });
     const repository = { keyed: false, chunker: { minBytes: 1, avgBytes: 2, maxBytes: 4 }, chunkId: () => '0'.repeat(64), has: () => false, openSession: async () => session };
+    const session = { id: 's', put, storeFile: (input, onChunk, signal) => storeFileOnThisThread({ chunker: repository.chunker, chunkId: repository.chunkId, put }, input, onChunk, signal), has: () => false, flush: async () => {}, touch: async () => {}, close: async () => {} };
     const result = takeSnapshot({ source: openSource({ kind: 'directory', path: ${JSON.stringify(directory)} }), repository, sessionId: 's' });
     const entries = [];
     for await (const entry of parseTree(result.tree).entries) entries.push(entry);

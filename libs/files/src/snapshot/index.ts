@@ -1,12 +1,11 @@
 // One files backup: walk the source in tree order, merge-join it with the parent tree (also in
-// tree order), read and chunk only what changed, and stream the tree out as it is made. Memory
-// stays flat: one entry per queued read, one parent entry, chunkStream's window per read, and the
-// hard-link groups (files with more than one link only).
-import { createHash } from 'node:crypto';
+// tree order), read and chunk only what changed (on the codec workers: session.storeFile), and
+// stream the tree out as it is made. Memory stays flat: one entry per queued read, one parent
+// entry, a few chunks per read, and the hard-link groups (files with more than one link only).
 import type { Readable } from 'node:stream';
 import { Readable as ReadableStream } from 'node:stream';
 import { TidemarkError, type FilesProblem, type FilesProblemKind, type FilesSourceFacts } from '@tidemark/contracts';
-import { CHUNKER_ALGORITHM, chunkStream, type UploadSession } from '@tidemark/chunks';
+import { CHUNKER_ALGORITHM, type FileInput, type StoredFile, type UploadSession } from '@tidemark/chunks';
 import type { SnapshotOptions, SnapshotResult } from './api.js';
 import { isVanished, type SourceEntry } from '../sources/source.js';
 import { TREE_VERSION, type TreeEntry } from '../tree/entry.js';
@@ -19,12 +18,9 @@ const DEFAULT_CONCURRENCY = 8;
 /** Entries waiting to be written behind a slow read (each is small; reads themselves are bounded by `concurrency`). */
 const QUEUE_LIMIT = 1024;
 const MAX_PROBLEMS = 1000;
-/** Chunks of one file being stored at once: with a max chunk of 4 MiB, at most 16 MiB per read. */
-const PUTS_IN_FLIGHT_PER_FILE = 4;
 const TOUCH_EVERY_ENTRIES = 1024;
 
 type Chunks = NonNullable<TreeEntry['chunks']>;
-type Chunk = Chunks[number];
 
 /** Walks the source, chunks what changed, stores new chunks, and streams the tree. */
 export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
@@ -67,55 +63,46 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
     options.onProgress?.({ filesDone, bytesDone, current });
   }
 
-  async function readFile(session: UploadSession, entry: SourceEntry): Promise<TreeEntry> {
+  async function readFile(session: UploadSession, entry: SourceEntry, isNew: boolean): Promise<TreeEntry> {
     stop.signal.throwIfAborted();
     progress(entry.path);
-    let content: Readable;
+    // A local file is opened and read by a codec worker; other sources stream to it.
+    let input: FileInput;
+    let content: Readable | undefined;
     try {
-      content = await source.open(entry);
-    } catch (error) {
-      return unreadFile(entry, error);
-    }
-    const hash = createHash('sha256');
-    const chunks: Chunk[] = [];
-    let size = 0;
-    // A few chunks of the file are stored (compressed, encrypted) while the next ones are read.
-    const storing: Promise<void>[] = [];
-    try {
-      for await (const chunk of chunkStream(content, repository.chunker)) {
-        stop.signal.throwIfAborted();
-        hash.update(chunk);
-        const id = repository.chunkId(chunk);
-        chunks.push({ id, size: chunk.length });
-        size += chunk.length;
-        const stored = session.put(id, chunk).then((put) => {
-          if (put.stored) {
-            counts.newChunks += 1;
-            counts.newBytes += chunk.length;
-            counts.newStoredBytes += put.storedBytes;
-          } else {
-            counts.reusedChunks += 1;
-            counts.reusedBytes += chunk.length;
-          }
-          bytesDone += chunk.length;
-          progress(entry.path);
-        });
-        stored.catch(() => undefined); // awaited below, in order
-        storing.push(stored);
-        if (storing.length >= PUTS_IN_FLIGHT_PER_FILE) await storing.shift();
+      if (source.localPath === undefined) {
+        content = await source.open(entry);
+        input = { stream: content, sizeHint: entry.size, eager: isNew };
+      } else {
+        input = { path: source.localPath(entry), sizeHint: entry.size, eager: isNew };
       }
-      await Promise.all(storing);
     } catch (error) {
-      content.destroy();
-      await Promise.allSettled(storing);
       return unreadFile(entry, error);
     }
+    let stored: StoredFile;
+    try {
+      stored = await session.storeFile(input, (put, chunkBytes) => {
+        if (put.stored) {
+          counts.newChunks += 1;
+          counts.newBytes += chunkBytes;
+          counts.newStoredBytes += put.storedBytes;
+        } else {
+          counts.reusedChunks += 1;
+          counts.reusedBytes += chunkBytes;
+        }
+        bytesDone += chunkBytes;
+        progress(entry.path);
+      }, stop.signal);
+    } catch (error) {
+      content?.destroy();
+      return unreadFile(entry, error);
+    }
+    const { chunks, sha256, size } = stored;
     // A file that cannot even be looked at again is not known to be intact.
-    const after = await source.restat(entry).catch((error: unknown) => error as Error);
+    const after = stored.after === undefined ? await source.restat(entry).catch((error: unknown) => error as Error) : stored.after === null ? undefined : 'error' in stored.after ? new Error(stored.after.error) : stored.after;
     filesDone += 1;
     counts.totalBytes += size;
     await session.touch();
-    const sha256 = hash.digest('hex');
     const expected = source.expectedSha256?.(entry);
     if (expected !== undefined && expected !== sha256) {
       corruptBlobs.push(`sha256:${expected}`);
@@ -129,7 +116,7 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
       report(entry.path, 'changed_during_backup', `${changed}; stored as read`);
     }
     // The walk's mtime, not the later one: a file caught changing is read again next time.
-    return { ...treeEntryOf(entry), size, chunks, sha256, ...(changed === undefined ? {} : { changedDuringBackup: true }) };
+    return { ...treeEntryOf(entry), size, chunks: [...chunks], sha256, ...(changed === undefined ? {} : { changedDuringBackup: true }) };
   }
 
   function unreadFile(entry: SourceEntry, error: unknown): TreeEntry {
@@ -197,7 +184,8 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
             bytesDone += entry.size;
             enqueue(Promise.resolve({ ...treeEntryOf(entry), chunks, ...(previous.sha256 === undefined ? {} : { sha256: previous.sha256 }) }));
           } else {
-            enqueue(readSlots.run(() => readFile(session, entry)));
+            // A file the parent lacks has new chunks, almost always: they are encoded without asking first.
+            enqueue(readSlots.run(() => readFile(session, entry, previous === undefined)));
           }
         }
         while (queue.length > 0 && (queue[0]!.done || queue.length >= QUEUE_LIMIT)) yield treeEntryLine(await queue.shift()!.entry);

@@ -129,7 +129,7 @@ export function openDirectorySource(options: DirectoryWalkOptions, kind: 'direct
     }
   }
 
-  return { kind, location: root, entries, open: openFile, restat };
+  return { kind, location: root, entries, open: openFile, localPath: (entry) => absolute(bytesOf(entry.path, entry.pathBase64)), restat };
 }
 
 function ownership(stats: BigIntStats): Pick<SourceEntry, 'mode' | 'uid' | 'gid' | 'mtimeNs'> {

@@ -42,6 +42,11 @@ export interface FilesSource {
   /** A file's content. Its size and mtime are checked again after reading to catch changes. */
   open(entry: SourceEntry): Promise<Readable>;
   /**
+   * A local file's absolute path, for a codec worker to open and read itself (as open() would:
+   * never through a symlink, a regular file only) and lstat again after reading (as restat()).
+   */
+  localPath?(entry: SourceEntry): Buffer;
+  /**
    * The entry's current size and mtime (after reading), or undefined when it vanished. S3 also
    * gives the ETag, which then decides: HEAD's Last-Modified has whole seconds, a listing's has milliseconds.
    */
@@ -77,5 +82,6 @@ export class SourceFileVanished extends Error {
 export function isVanished(error: unknown): boolean {
   if (error instanceof SourceFileVanished) return true;
   const code = (error as { code?: unknown } | null)?.code;
-  return code === 'ENOENT' || code === 'NoSuchKey' || code === 'NotFound';
+  // ELOOP: O_NOFOLLOW met a symlink where the file was; ENOTREG: something else took its place.
+  return code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTREG' || code === 'NoSuchKey' || code === 'NotFound';
 }

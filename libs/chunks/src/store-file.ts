@@ -1,0 +1,48 @@
+// storeFile for repositories that run on one thread (in-memory doubles in tests): the same chunks,
+// ids and digest as the codec workers produce, through put().
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
+import type { ChunkId, ChunkerSettings, FileInput, PutResult, StoredFile } from './api.js';
+import { chunkStream } from './chunker.js';
+
+export interface InlineStore {
+  readonly chunker: ChunkerSettings;
+  chunkId(plain: Uint8Array): ChunkId;
+  put(id: ChunkId, plain: Uint8Array): Promise<PutResult>;
+}
+
+export async function storeFileOnThisThread(store: InlineStore, input: FileInput, onChunk?: (put: PutResult, size: number) => void, signal?: AbortSignal): Promise<StoredFile> {
+  const content = 'path' in input ? await openLocal(input.path) : input.stream;
+  const hash = createHash('sha256');
+  const chunks: { id: ChunkId; size: number }[] = [];
+  let size = 0;
+  for await (const chunk of chunkStream(content, store.chunker)) {
+    signal?.throwIfAborted();
+    hash.update(chunk);
+    const id = store.chunkId(chunk);
+    chunks.push({ id, size: chunk.length });
+    size += chunk.length;
+    onChunk?.(await store.put(id, chunk), chunk.length);
+  }
+  return { chunks, sha256: hash.digest('hex'), size, ...('path' in input ? { after: await statAfter(input.path) } : {}) };
+}
+
+/** As the codec worker opens a path: never through a symlink, never blocking on a FIFO, a regular file only. */
+async function openLocal(path: Buffer): Promise<AsyncIterable<Uint8Array>> {
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  if (!(await handle.stat()).isFile()) {
+    await handle.close();
+    throw Object.assign(new Error('it is no longer a regular file'), { code: 'ENOTREG' });
+  }
+  return handle.createReadStream();
+}
+
+async function statAfter(path: Buffer): Promise<StoredFile['after']> {
+  try {
+    const stats = await lstat(path, { bigint: true });
+    return { size: Number(stats.size), mtimeNs: stats.mtimeNs.toString() };
+  } catch (error) {
+    return (error as { code?: unknown }).code === 'ENOENT' ? null : { error: error instanceof Error ? error.message : String(error) };
+  }
+}
