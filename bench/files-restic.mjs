@@ -6,7 +6,8 @@
 //      → chunks, packs, tree, manifest in filesystem storage → backup.completed);
 //   2. a second backup after 1 % of the files changed and the three largest others grew;
 //   3. a full restore of that second snapshot into a new directory;
-// Reported as ratios to restic: times, the second backup's new bytes (repository growth) and the
+// Reported as ratios to restic: times, CPU seconds (user + system, of the agent during the
+// operation and of restic's process), the second backup's new bytes (repository growth) and the
 // repository size, plus the files-agent's peak RSS (VmHWM) for each operation at two tree sizes,
 // to show it does not grow with the tree. Each Tidemark operation runs in a fresh files-agent
 // process, so each peak is that operation's own; its time runs from the command's publication to
@@ -110,18 +111,31 @@ const resticEnv = (repository) => ({
   HOME: dir,
 });
 
-/** Runs restic; resolves with its duration and its JSON summary line (if any). */
+/**
+ * CPU seconds (user + system) from /proc/<pid>/stat: the process's own, or those of its children
+ * that it waited for (restic, once it exited). Clock ticks are 100 a second on Linux.
+ */
+async function cpuSeconds(pid, whose = 'own') {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
+  // After the command name: utime, stime are fields 14, 15; cutime, cstime 16, 17 (1-based, so 11..14 here).
+  const [user, system] = whose === 'own' ? [fields[11], fields[12]] : [fields[13], fields[14]];
+  return (Number(user) + Number(system)) / 100;
+}
+
+/** Runs restic; resolves with its duration, CPU seconds and its JSON summary line (if any). */
 async function restic(repository, args, cwd = dir) {
   await settleDisk();
   const started = now();
+  const cpuBefore = await cpuSeconds('self', 'children');
   const result = await runProcess(RESTIC, args, { name: `restic ${args[0]}`, cwd, env: resticEnv(repository), timeoutMs: 60 * 60_000 });
   const ms = now() - started;
+  const cpu = (await cpuSeconds('self', 'children')) - cpuBefore;
   const summary = result.stdout
     .split('\n')
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line))
     .find((message) => message.message_type === 'summary');
-  return { ms, summary };
+  return { ms, cpu, summary };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,6 +174,7 @@ async function startAgent(target, treeRoot, storageRoot) {
   const exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
   const logTail = async () => (await readFile(logPath, 'utf8').catch(() => '')).trimEnd().split('\n').slice(-30).join('\n');
   const agent = {
+    pid: child.pid,
     logTail,
     async stop() {
       const peak = peakRssSampler();
@@ -217,11 +232,13 @@ async function tidemark(operation, target, treeRoot, storageRoot, message = {}) 
   const end = waitForEnd(`${operation}.*.files.${target}`, requestId, agent);
   await settleDisk();
   const started = now();
+  const cpuBefore = await cpuSeconds(agent.pid);
   const subject = operation === 'backup' ? subjects.backupRequested('files', target) : subjects.restoreRequested('files', target);
   await js.publish(subject, encode({ requestId, ...message }), { headers: h, msgID: requestId });
   const { event, at } = await end;
+  const cpu = (await cpuSeconds(agent.pid)) - cpuBefore;
   const peakMiB = await agent.stop();
-  return { ms: at - started, event, peakMiB };
+  return { ms: at - started, cpu, event, peakMiB };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,6 +315,7 @@ try {
       ['second backup: repository growth', mib(tidemarkNew), mib(resticNew), ratio(tidemarkNew, resticNew)],
       ['full restore', secs(r.tidemarkRestore.ms), secs(r.resticRestore.ms), ratio(r.tidemarkRestore.ms, r.resticRestore.ms)],
       ['repository after both backups', mib(r.tidemarkSecondRepo), mib(r.resticSecondRepo), ratio(r.tidemarkSecondRepo, r.resticSecondRepo)],
+      ['CPU seconds: backup #1 / #2 / restore', [r.tidemarkFirst, r.tidemarkSecond, r.tidemarkRestore].map((op) => op.cpu.toFixed(1)).join(' / '), [r.resticFirst, r.resticSecond, r.resticRestore].map((op) => op.cpu.toFixed(1)).join(' / '), ratio(r.tidemarkFirst.cpu + r.tidemarkRestore.cpu, r.resticFirst.cpu + r.resticRestore.cpu)],
       ['files-agent peak RSS: backup #1 / #2 / restore', `${r.tidemarkFirst.peakMiB.toFixed(0)} / ${r.tidemarkSecond.peakMiB.toFixed(0)} / ${r.tidemarkRestore.peakMiB.toFixed(0)} MiB`, '', ''],
     );
   }

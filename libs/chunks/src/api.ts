@@ -107,6 +107,30 @@ export interface UploadSession {
   close(): Promise<void>;
 }
 
+/**
+ * A file made of one chunk (and holes, if any), written whole by the codec worker that decodes the
+ * chunk: created at `temp` (O_EXCL, never through a symlink), the chunk at `offset` (nothing when
+ * it is all zeros), truncated to `size` when it has holes, then owner, mode and mtime, then renamed
+ * to `final`. A restore of many small files then costs the main thread no call per file.
+ */
+export interface ChunkFileWrite {
+  readonly temp: Buffer;
+  readonly final: Buffer;
+  readonly offset: number;
+  readonly size: number;
+  readonly holes: boolean;
+  readonly createMode: number;
+  /** chown, before chmod (chown clears setuid and setgid bits). */
+  readonly owner?: { readonly uid: number; readonly gid: number };
+  readonly chmod?: number;
+  readonly mtimeSeconds: number;
+}
+
+/** A chunk read from a pack: its plaintext, or the files a worker wrote it into (readPackChunks' `writes`). */
+export type PackChunk =
+  | { readonly location: BlobLocation; readonly plain: Buffer; readonly written?: undefined }
+  | { readonly location: BlobLocation; readonly plain?: undefined; readonly written: readonly ChunkFileWrite[] };
+
 export interface ChunkRepository {
   readonly keyed: boolean;
   readonly chunker: ChunkerSettings;
@@ -121,9 +145,10 @@ export interface ChunkRepository {
   /**
    * Several chunks of one pack in one ranged read (from the first to the last), yielded in offset
    * order, each checked against its id. Decoded on the codec workers a batch (about 1 MiB of
-   * blobs) at a time, a few batches ahead. Memory: those batches.
+   * blobs) at a time, a few batches ahead. Memory: those batches. A chunk named in `writes` is
+   * written into those files by the worker instead of being yielded as plaintext.
    */
-  readPackChunks(packId: string, locations: readonly BlobLocation[]): AsyncIterable<{ location: BlobLocation; plain: Buffer }>;
+  readPackChunks(packId: string, locations: readonly BlobLocation[], writes?: ReadonlyMap<ChunkId, readonly ChunkFileWrite[]>): AsyncIterable<PackChunk>;
   /** Reloads index files and the condemned set from the bucket (the GC and long-running readers use it). */
   refresh(): Promise<void>;
 }

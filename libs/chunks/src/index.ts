@@ -1,5 +1,5 @@
 export type {
-  BlobLocation, ChunkId, ChunkRepository, ChunkerSettings, GarbageCollectionOptions, GarbageCollectionReport, FileInput, PutResult, ReferencedChunks,
+  BlobLocation, ChunkFileWrite, ChunkId, ChunkRepository, ChunkerSettings, GarbageCollectionOptions, GarbageCollectionReport, FileInput, PackChunk, PutResult, ReferencedChunks,
   RepositoryOptions, StoredFile, UploadSession,
 } from './api.js';
 export { openChunkRepository } from './repository.js';
@@ -8,3 +8,4 @@ export { rebuildIndex, type RebuildReport } from './rebuild.js';
 export { chunkStream, DEFAULT_CHUNKER, CHUNKER_ALGORITHM } from './chunker.js';
 export { CHUNKS_ROOT } from './layout.js';
 export { storeFileOnThisThread } from './store-file.js';
+export { isAllZero } from './zeros.js';

@@ -2,7 +2,7 @@
 // in memory, sessions to write, chunks to read.
 import type { Readable } from 'node:stream';
 import { TidemarkError } from '@tidemark/contracts';
-import type { BlobLocation, ChunkId, ChunkRepository, RepositoryOptions, UploadSession } from './api.js';
+import type { BlobLocation, ChunkFileWrite, ChunkId, ChunkRepository, PackChunk, RepositoryOptions, UploadSession } from './api.js';
 import { chunkIdFunction, keyOfPipeline } from './chunk-id.js';
 import { ChunkIndex } from './chunk-index.js';
 import { DEFAULT_CHUNKER } from './chunker.js';
@@ -86,11 +86,12 @@ class Repository implements ChunkRepository {
     const key = keyOfPipeline(pipeline, this.options.keyRing);
     const stored = await readBounded(await this.options.backend.open(packKey(location.packId), { offset: location.offset, length: location.length }), location.length, `chunk ${id}`);
     if (stored.length !== location.length) throw truncatedBlob(location);
-    const [plain] = await this.codec.decode(stored, [{ id, offset: 0, length: stored.length }], pipeline, key);
+    // A copy to hand over: what the backend's stream gave may still be its own (a memory backend's object).
+    const [plain] = await this.codec.decode(Buffer.from(new Uint8Array(stored)), [{ id, offset: 0, length: stored.length }], pipeline, key);
     return plain!;
   }
 
-  async *readPackChunks(packId: string, locations: readonly BlobLocation[]): AsyncIterable<{ location: BlobLocation; plain: Buffer }> {
+  async *readPackChunks(packId: string, locations: readonly BlobLocation[], writes?: ReadonlyMap<ChunkId, readonly ChunkFileWrite[]>): AsyncIterable<PackChunk> {
     if (locations.length === 0) return;
     const pipeline = this.pipelineOf(packId);
     const key = keyOfPipeline(pipeline, this.options.keyRing);
@@ -103,23 +104,27 @@ class Repository implements ChunkRepository {
     const end = Math.max(...sorted.map((location) => location.offset + location.length));
     const reader = new RangeReader(await this.options.backend.open(packKey(packId), { offset: first.offset, length: end - first.offset }), first.offset);
     // Batches decode on the codec workers while the next ones are read; yielded in offset order.
-    const decoding: { readonly requested: readonly BlobLocation[]; readonly plains: Promise<Buffer[]>; readonly blobOf: readonly number[] }[] = [];
+    const decoding: DecodingBatch[] = [];
     try {
       for (const batch of decodeBatches(sorted)) {
         const stored = Buffer.allocUnsafeSlow(batch.bytes);
         const entries: DecodeEntry[] = [];
         for (const blob of batch.blobs) {
           if (!(await reader.readInto(blob.offset, blob.length, stored, batch.at[entries.length]!))) throw truncatedBlob(blob);
-          entries.push({ id: blob.id, offset: batch.at[entries.length]!, length: blob.length });
+          const files = writes?.get(blob.id);
+          entries.push({ id: blob.id, offset: batch.at[entries.length]!, length: blob.length, ...(files === undefined ? {} : { files }) });
         }
         const plains = this.codec.decode(stored, entries, pipeline, key);
         plains.catch(() => undefined); // awaited in order below
-        decoding.push({ requested: batch.requested, plains, blobOf: batch.blobOf });
+        decoding.push({ requested: batch.requested, plains, blobOf: batch.blobOf, writes });
         while (decoding.length >= BATCHES_IN_FLIGHT) yield* decoded(decoding.shift()!);
       }
       for (let next = decoding.shift(); next !== undefined; next = decoding.shift()) yield* decoded(next);
     } finally {
       reader.close();
+      // A reader that stops early (a failed restore) must not return while workers still write its
+      // files: the rollback that follows would race them.
+      await Promise.allSettled(decoding.map((batch) => batch.plains));
     }
   }
 
@@ -212,9 +217,26 @@ function* decodeBatches(sorted: readonly BlobLocation[]): Generator<DecodeBatch>
   if (batch !== undefined) yield batch;
 }
 
-async function* decoded(batch: { readonly requested: readonly BlobLocation[]; readonly plains: Promise<Buffer[]>; readonly blobOf: readonly number[] }): AsyncGenerator<{ location: BlobLocation; plain: Buffer }> {
+interface DecodingBatch {
+  readonly requested: readonly BlobLocation[];
+  readonly plains: Promise<Buffer[]>;
+  readonly blobOf: readonly number[];
+  readonly writes: ReadonlyMap<ChunkId, readonly ChunkFileWrite[]> | undefined;
+}
+
+async function* decoded(batch: DecodingBatch): AsyncGenerator<PackChunk> {
   const plains = await batch.plains;
-  for (const [i, location] of batch.requested.entries()) yield { location, plain: plains[batch.blobOf[i]!]! };
+  const reported = new Set<ChunkId>();
+  for (const [i, location] of batch.requested.entries()) {
+    const written = batch.writes?.get(location.id);
+    if (written === undefined) {
+      yield { location, plain: plains[batch.blobOf[i]!]! };
+    } else {
+      // Its files were written once: a second location of the same chunk reports none.
+      yield { location, written: reported.has(location.id) ? [] : written };
+      reported.add(location.id);
+    }
+  }
 }
 
 /** Sequential reads of blobs out of one ranged stream of a pack, skipping the gaps between them. */

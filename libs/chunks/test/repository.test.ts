@@ -106,7 +106,7 @@ describe('chunk repository', () => {
     const packId = locations[0]!.packId;
     const wanted = [locations[1]!, locations[3]!, locations[1]!, locations[6]!].filter((l): l is BlobLocation => l.packId === packId);
     const seen: { location: BlobLocation; plain: Buffer }[] = [];
-    for await (const item of repository.readPackChunks(packId, wanted)) seen.push(item);
+    for await (const item of repository.readPackChunks(packId, wanted)) seen.push({ location: item.location, plain: item.plain! });
     expect(seen.map((item) => item.location.offset)).toEqual(wanted.map((l) => l.offset).sort((a, b) => a - b));
     for (const item of seen) expect(item.plain.equals(await repository.readChunk(item.location.id))).toBe(true);
   });

@@ -36,7 +36,7 @@ it('puts, reads (whole packs and single chunks), rebuilds the index and collects
   const inPack = locations.filter((location) => location.packId === packId);
   let read = 0;
   for await (const { location, plain } of repository.readPackChunks(packId, inPack)) {
-    expect(repository.chunkId(plain)).toBe(location.id);
+    expect(repository.chunkId(plain!)).toBe(location.id);
     read++;
   }
   expect(read).toBe(inPack.length);

@@ -2,7 +2,7 @@
 // kept plain in "packs" of up to packBytes, located by an index, read back in offset order. A hook
 // lets a test fail a pack read midway.
 import { createHash } from 'node:crypto';
-import type { BlobLocation, ChunkId, ChunkRepository, ChunkerSettings, UploadSession } from '@tidemark/chunks';
+import type { BlobLocation, ChunkId, ChunkRepository, ChunkerSettings, PackChunk, UploadSession } from '@tidemark/chunks';
 import { DEFAULT_CHUNKER } from '@tidemark/chunks';
 import { TidemarkError } from '@tidemark/contracts';
 
@@ -61,7 +61,8 @@ export class MemoryChunkRepository implements ChunkRepository {
     return Promise.resolve(Buffer.from(pack.subarray(location.offset, location.offset + location.length)));
   }
 
-  async *readPackChunks(packId: string, locations: readonly BlobLocation[]): AsyncIterable<{ location: BlobLocation; plain: Buffer }> {
+  /** Never writes files itself (a repository may leave every chunk to the caller). */
+  async *readPackChunks(packId: string, locations: readonly BlobLocation[]): AsyncIterable<PackChunk> {
     this.packReads += 1;
     const pack = this.packs.get(packId);
     if (pack === undefined) throw new TidemarkError('STORAGE_NOT_FOUND', `no pack ${packId}`);

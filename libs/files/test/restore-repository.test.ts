@@ -3,6 +3,7 @@
 // default; TIDEMARK_RESTORE_BENCH_FILES and TIDEMARK_RESTORE_BENCH_MIB scale them up for the figures.
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chunkStream, openChunkRepository, type ChunkRepository, type UploadSession } from '@tidemark/chunks';
 import { keyRingOf } from '@tidemark/pipeline';
@@ -82,4 +83,38 @@ describe('restoreToDirectory on the real chunk repository (fs backend, encrypted
     expect(comparison.differences).toEqual([]);
     expect(comparison.filesCompared).toBe(SMALL_FILES + 2);
   }, 120_000 + SMALL_FILES * 20 + BIG_MIB * 500);
+
+  it('files of one chunk are written whole by the codec workers: modes, owners, mtimes, holes, zeros, a shared chunk; a failed restore leaves no temp file', async () => {
+    const session = await repository.openSession('whole-files');
+    const shared = randomBytes(5000);
+    const withMode = async (path: string, content: Buffer, mode: number, owner = 0): Promise<TreeEntry> => ({ ...(await backUp(session, path, content)), mode, uid: owner, gid: owner });
+    const entries: TreeEntry[] = [
+      dir('w'),
+      await withMode('w/setuid', randomBytes(300), 0o4755),
+      await withMode('w/group-writable', randomBytes(301), 0o664),
+      await withMode('w/private', randomBytes(302), 0o600, 4242),
+      await backUp(session, 'w/empty', Buffer.alloc(0)),
+      await backUp(session, 'w/zeros', Buffer.alloc(70_000)),
+      await backUp(session, 'w/zeros-then-text', Buffer.concat([Buffer.alloc(4 * MiB), Buffer.from('after the hole')])),
+      await backUp(session, 'w/shared-a', shared),
+      await backUp(session, 'w/shared-b', shared),
+    ];
+    await session.flush();
+    await session.close();
+    const tree = inWalkOrder(entries);
+    const into = join(work, 'whole-files');
+    await restoreToDirectory({ tree, repository, intoDirectory: into, owners: true });
+    const comparison = await compareDirectoryWithTree(into, tree(), { mtimes: true, owners: true });
+    expect(comparison.differences).toEqual([]);
+    expect(comparison.filesCompared).toBe(8);
+    expect((await stat(join(into, 'w/zeros-then-text'))).blocks * 512).toBeLessThan(MiB);
+
+    // A worker's write that fails (a name too long for the filesystem: its temp name is short, the
+    // rename fails) fails the restore, and no temp file is left behind.
+    const broken = [...entries, { ...entries[2]!, path: `w/${'n'.repeat(300)}` }];
+    const failed = join(work, 'whole-files-failed');
+    await expect(restoreToDirectory({ tree: inWalkOrder(broken), repository, intoDirectory: failed })).rejects.toThrow(/ENAMETOOLONG/);
+    const left = await readdir(failed, { recursive: true }).catch(() => []);
+    expect(left.filter((name) => String(name).includes('.tidemark-'))).toEqual([]);
+  });
 });

@@ -177,7 +177,8 @@ export class CodecPool {
           for await (const read of input.stream) {
             while (lost === undefined && fed - decided >= FEED_WINDOW_BYTES) await new Promise<void>((resolve) => (wakeFeeder = resolve));
             if (lost !== undefined) return;
-            const bytes = read.byteOffset === 0 && read.byteLength === read.buffer.byteLength ? read : new Uint8Array(read);
+            // A copy: the stream's buffer may still be its producer's (a memory backend's object, a pool).
+            const bytes = new Uint8Array(read);
             fed += bytes.byteLength;
             send({ t: 'data', job, bytes }, [bytes.buffer as ArrayBuffer]);
           }
@@ -248,7 +249,8 @@ export class CodecPool {
 
   /**
    * Blobs of one pack, decoded and checked against their ids on a worker (decodeBlob): `stored`
-   * holds them at the entries' offsets. Resolves with the plaintexts in entry order.
+   * holds them at the entries' offsets. Resolves with the plaintexts in entry order. `stored` is
+   * handed over (its ArrayBuffer is transferred when it owns one whole): the caller must own it alone.
    */
   decode(stored: Buffer, blobs: readonly DecodeEntry[], pipeline: PipelineFacts, key: EncryptionKey | undefined): Promise<Buffer[]> {
     const owner = this.workerFor(undefined);
@@ -271,7 +273,7 @@ export class CodecPool {
       this.routes.set(job, { route, fail, worker: owner });
       owner.jobs.add(job);
       if (owner.jobs.size === 1) owner.worker.ref();
-      const bytes = stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength ? stored : new Uint8Array(stored);
+      const bytes = stored.byteLength > 0 && stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength ? stored : new Uint8Array(stored);
       const wireKey: WireKey | undefined = key === undefined ? undefined : { id: key.id, key: key.key };
       owner.worker.postMessage({ t: 'decode', job, stored: bytes, blobs, pipeline, ...(wireKey === undefined ? {} : { key: wireKey }) } satisfies ToWorker, [bytes.buffer as ArrayBuffer]);
     });

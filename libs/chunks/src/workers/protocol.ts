@@ -1,7 +1,7 @@
 // Messages between the repository (main thread) and its codec workers (worker.ts). Bytes travel as
 // transferred ArrayBuffers wherever the buffer owns its whole ArrayBuffer, copied otherwise.
 import type { Compression, PipelineFacts } from '@tidemark/contracts';
-import type { ChunkerSettings, StoredFile } from '../api.js';
+import type { ChunkFileWrite, ChunkerSettings, StoredFile } from '../api.js';
 
 export interface WireKey {
   readonly id: string;
@@ -43,11 +43,12 @@ export type ToWorker =
    */
   | { readonly t: 'decode'; readonly job: number; readonly stored: Uint8Array; readonly blobs: readonly DecodeEntry[]; readonly pipeline: PipelineFacts; readonly key?: WireKey };
 
-/** A blob inside a decode message's buffer. */
+/** A blob inside a decode message's buffer; with `files`, written into them instead of sent back. */
 export interface DecodeEntry {
   readonly id: string;
   readonly offset: number;
   readonly length: number;
+  readonly files?: readonly ChunkFileWrite[];
 }
 
 export type FromWorker =
@@ -57,7 +58,7 @@ export type FromWorker =
   | { readonly t: 'blobFailed'; readonly job: number; readonly seq: number; readonly error: WireError }
   /** The file ended: every chunk was announced. Held chunks are still stored or dropped on request. */
   | { readonly t: 'done'; readonly job: number; readonly sha256: string; readonly size: number; readonly after?: StoredFile['after'] }
-  /** The plaintexts one after the other in `plain`, `lengths` long. */
+  /** The plaintexts one after the other in `plain`, `lengths` long (0 for blobs written into files). */
   | { readonly t: 'decoded'; readonly job: number; readonly plain: Uint8Array; readonly lengths: readonly number[] }
   /** A file could not be read (or was aborted), or a blob not decoded. Held chunks are still stored or dropped on request. */
   | { readonly t: 'failed'; readonly job: number; readonly error: WireError };

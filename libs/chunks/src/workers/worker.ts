@@ -1,7 +1,8 @@
 // A codec worker: chunks files (gear cuts, the file's SHA-256, chunk ids), encodes the chunks the
-// repository lacks (zstd, AES-256-GCM) and decodes blobs for restores, so that this work runs on
-// every core while the main thread walks, reads packs and writes files. See pool.ts.
-import { closeSync, constants, fstatSync, lstatSync, openSync, readSync } from 'node:fs';
+// repository lacks (zstd, AES-256-GCM) and decodes blobs for restores (writing one-chunk files
+// whole), so that this work runs on every core while the main thread walks, decides, packs and
+// reads packs. See pool.ts.
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, ftruncateSync, futimesSync, lstatSync, openSync, readSync, renameSync, writeSync } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import { setImmediate as yieldToMessages } from 'node:timers/promises';
 import { parentPort } from 'node:worker_threads';
@@ -10,7 +11,8 @@ import { encodeBytes, keyRingOf, type EncryptionKey, type KeyRing } from '@tidem
 import { decodeBlob } from '../blob.js';
 import { chunkIdFunction, type ChunkIdFunction } from '../chunk-id.js';
 import { GearCutter } from '../chunker.js';
-import type { StoredFile } from '../api.js';
+import type { ChunkFileWrite, StoredFile } from '../api.js';
+import { isAllZero } from '../zeros.js';
 import type { CodecContext, FromWorker, ToWorker, WireError, WireKey } from './protocol.js';
 
 /** Chunks announced and not yet decided on (stored, dropped, or an eager one acknowledged), per file: the read pauses beyond this. */
@@ -125,12 +127,33 @@ function handle(message: ToWorker): void {
     case 'decode': {
       const ring = message.key === undefined ? keyRingOf(undefined) : ringOf(message.key);
       const stored = Buffer.from(message.stored.buffer, message.stored.byteOffset, message.stored.byteLength);
-      const plains = message.blobs.map((blob) => decodeBlob(stored.subarray(blob.offset, blob.offset + blob.length), message.pipeline, ring, blob.id));
+      const plains = message.blobs.map((blob) => {
+        const plain = decodeBlob(stored.subarray(blob.offset, blob.offset + blob.length), message.pipeline, ring, blob.id);
+        if (blob.files === undefined) return plain;
+        const zero = isAllZero(plain);
+        for (const file of blob.files) writeWhole(file, plain, zero);
+        return EMPTY;
+      });
       const plain = transferable(plains.length === 1 ? plains[0]! : Buffer.concat(plains));
       post({ t: 'decoded', job: message.job, plain, lengths: plains.map((one) => one.length) }, [plain.buffer as ArrayBuffer]);
       return;
     }
   }
+}
+
+/** A one-chunk file, whole (see ChunkFileWrite): synchronous calls, each far cheaper here than a promise on the main thread. */
+function writeWhole(file: ChunkFileWrite, plain: Buffer, zero: boolean): void {
+  const fd = openSync(file.temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, file.createMode);
+  try {
+    if (!zero) for (let done = 0; done < plain.length; ) done += writeSync(fd, plain, done, plain.length - done, file.offset + done);
+    if (zero || file.holes) ftruncateSync(fd, file.size);
+    if (file.owner !== undefined) fchownSync(fd, file.owner.uid, file.owner.gid);
+    if (file.chmod !== undefined) fchmodSync(fd, file.chmod);
+    futimesSync(fd, file.mtimeSeconds, file.mtimeSeconds);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(file.temp, file.final);
 }
 
 function store(job: FileJob, seq: number, chunk: Buffer): void {
@@ -287,9 +310,12 @@ function ringOf(key: WireKey): KeyRing {
   return ring;
 }
 
-/** A view that owns its whole ArrayBuffer, so it can be transferred instead of copied. */
+/**
+ * A view that owns its whole ArrayBuffer, so it can be transferred instead of copied. Never an
+ * empty buffer as it is: an empty one may be shared (EMPTY), and transferring detaches it.
+ */
 function transferable(bytes: Buffer): Uint8Array {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+  return bytes.byteLength > 0 && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
 }
 
 function wireError(error: unknown): WireError {

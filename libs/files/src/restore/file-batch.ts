@@ -1,11 +1,12 @@
 // Files are written a batch at a time, grouped by pack: every chunk a batch needs from one pack is
 // fetched with one ranged read (readPackChunks) and written where it belongs with positional
-// writes, several packs and writes at once. A chunk is fetched once however many files hold it, a
+// writes, several packs and writes at once; a file of one chunk is written whole by the codec
+// worker that decodes it. A chunk is fetched once however many files hold it, a
 // chunk of zeros is never written (a hole; the file is truncated to its size at the end), and a
 // file is written under a temp name and renamed once complete, with its mode, owner and mtime.
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { TidemarkError } from '@tidemark/contracts';
-import type { BlobLocation, ChunkId, ChunkRepository } from '@tidemark/chunks';
+import { isAllZero, type BlobLocation, type ChunkFileWrite, type ChunkId, type ChunkRepository } from '@tidemark/chunks';
 import type { TreeEntry } from '../tree/entry.js';
 import { BoundedWork } from './bounded-work.js';
 import { displayPath } from './confine.js';
@@ -128,18 +129,58 @@ async function plan(batch: FileBatch, writer: BatchWriter): Promise<Map<string, 
 
 async function writePack(packId: string, chunks: Map<ChunkId, PlannedChunk>, writes: BoundedWork, packs: BoundedWork, writer: BatchWriter): Promise<void> {
   const locations = [...chunks.values()].map((planned) => planned.location).sort((a, b) => a.offset - b.offset);
-  for await (const { location, plain } of writer.repository.readPackChunks(packId, locations)) {
+  const whole = wholeFileWrites(chunks, writer);
+  for await (const chunk of writer.repository.readPackChunks(packId, locations, whole)) {
     if (writes.failed || packs.failed) return;
     throwIfAborted(writer.signal);
-    const planned = chunks.get(location.id);
+    const planned = chunks.get(chunk.location.id);
     if (planned === undefined) continue;
-    if (plain.length !== planned.location.rawBytes) throw new TidemarkError('INTEGRITY_FORMAT', `chunk ${location.id} decoded to ${plain.length} bytes, the index says ${planned.location.rawBytes}`);
+    if (chunk.written !== undefined) {
+      // Written whole by the codec worker that decoded the chunk, renamed into place.
+      for (const { file } of planned.targets) {
+        file.writesLeft -= 1;
+        writer.temps.delete(file);
+        writer.onFileDone(file);
+      }
+      continue;
+    }
+    const { plain } = chunk;
+    if (plain.length !== planned.location.rawBytes) throw new TidemarkError('INTEGRITY_FORMAT', `chunk ${chunk.location.id} decoded to ${plain.length} bytes, the index says ${planned.location.rawBytes}`);
     const zeros = isAllZero(plain);
     for (const { file, offset } of planned.targets) {
       if (zeros) file.holes = true;
       await writes.start(() => (zeros ? chunkDone(file, writer) : writeChunk(file, plain, offset, writer)), zeros ? 0 : plain.length);
     }
   }
+}
+
+/**
+ * The chunks whose every file is made of that one chunk (most small files): the codec worker
+ * decoding the chunk writes those files whole, with their metadata, so the restore of many small
+ * files costs this thread no call per file. Each file counts as a temp file from now on: a failed
+ * restore removes it.
+ */
+function wholeFileWrites(chunks: Map<ChunkId, PlannedChunk>, writer: BatchWriter): Map<ChunkId, ChunkFileWrite[]> {
+  const whole = new Map<ChunkId, ChunkFileWrite[]>();
+  for (const planned of chunks.values()) {
+    if (!planned.targets.every(({ file }) => file.singleWrite && file.created === undefined)) continue;
+    whole.set(
+      planned.location.id,
+      planned.targets.map(({ file, offset }) => {
+        const { entry } = file;
+        const createMode = createdWith(entry.mode);
+        const owned = writer.owners && (entry.uid !== EFFECTIVE_UID || entry.gid !== EFFECTIVE_GID);
+        writer.temps.add(file);
+        return {
+          temp: file.temp, final: file.final, offset, size: entry.size, holes: file.holes, createMode,
+          ...(owned ? { owner: { uid: entry.uid, gid: entry.gid } } : {}),
+          ...(owned || createMode !== entry.mode ? { chmod: entry.mode } : {}),
+          mtimeSeconds: secondsOf(entry),
+        };
+      }),
+    );
+  }
+  return whole;
 }
 
 async function writeChunk(file: PendingFile, plain: Buffer, offset: number, writer: BatchWriter): Promise<void> {
@@ -211,17 +252,6 @@ async function writeFully(handle: FileHandle, bytes: Buffer, position: number): 
     const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
     done += bytesWritten;
   }
-}
-
-const ZEROS = Buffer.alloc(64 * 1024);
-
-function isAllZero(bytes: Buffer): boolean {
-  if (bytes.length === 0 || bytes[0] !== 0 || bytes[bytes.length - 1] !== 0) return false;
-  for (let at = 0; at < bytes.length; at += ZEROS.length) {
-    const end = Math.min(bytes.length, at + ZEROS.length);
-    if (!bytes.subarray(at, end).equals(ZEROS.subarray(0, end - at))) return false;
-  }
-  return true;
 }
 
 /** Removes the temp files of a failed restore (best effort: the restore already failed). */
