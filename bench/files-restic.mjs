@@ -18,6 +18,8 @@
 // Everything is written under one directory in --dir (default /var/tmp), removed at the end.
 //
 //   npm run build && node bench/files-restic.mjs [--gib 2] [--small-gib 0.5] [--dir /var/tmp] [--keep false] [--profile <dir>]
+// BENCH_FAULTS=1 also prints each process's minor page faults and each agent thread's user and
+// system CPU (where restore time goes: the kernel's file creation and writes, on this machine).
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, lstat, rm, writeFile } from 'node:fs/promises';
@@ -119,6 +121,18 @@ async function cpuSeconds(pid, whose = 'own') {
   const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
   // After the command name: utime, stime are fields 14, 15; cutime, cstime 16, 17 (1-based, so 11..14 here).
   const [user, system] = whose === 'own' ? [fields[11], fields[12]] : [fields[13], fields[14]];
+  if (process.env.BENCH_FAULTS) {
+    console.log(`# ${pid} ${whose}: minor faults ${whose === 'own' ? fields[7] : fields[8]}, user ${user}, system ${system}`);
+    if (whose === 'own') {
+      const { readdir: list } = await import('node:fs/promises');
+      for (const task of await list(`/proc/${pid}/task`)) {
+        const stat = await readFile(`/proc/${pid}/task/${task}/stat`, 'utf8').catch(() => '');
+        const comm = /\((.*)\)/.exec(stat)?.[1];
+        const f = stat.replace(/^.*\) /, '').split(' ');
+        if (Number(f[11]) + Number(f[12]) > 20) console.log(`#   thread ${comm}: user ${f[11]}, system ${f[12]}`);
+      }
+    }
+  }
   return (Number(user) + Number(system)) / 100;
 }
 
