@@ -41,6 +41,13 @@ describe('alert rules', () => {
   it('restore failed is critical', () => {
     const event: RestoreFailed = { ...scope, artifactId: 'a1', database: 'app_restore', error: { code: 'RESTORE_FAILED', message: 'pg_restore exited 1', retryable: false } };
     expect(restoreFailedAlert(event)).toMatchObject({ severity: 'critical', kind: 'restore_failed', dedupeKey: 'restore_failed:pg:main:req-1' });
+    expect(restoreFailedAlert(event).summary).toMatch(/^Restore of pg\/main from a1 into database app_restore failed/);
+  });
+
+  it('a restore that failed names where it went in its engine\'s words: a collection, a directory', () => {
+    const error = { code: 'RESTORE_FAILED' as const, message: 'disk full', retryable: false };
+    expect(restoreFailedAlert({ ...scope, engine: 'qdrant', database: 'docs_restore', error }).summary).toMatch(/^Restore of qdrant\/main into collection docs_restore failed/);
+    expect(restoreFailedAlert({ ...scope, engine: 'files', database: '/srv/restore', error }).summary).toMatch(/^Restore of files\/main into \/srv\/restore failed/);
   });
 
   it('a rejected command is a warning, one per subject and error code', () => {

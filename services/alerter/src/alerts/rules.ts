@@ -73,8 +73,11 @@ export function backupFailedAlert(event: BackupFailed): Alert | undefined {
   };
 }
 
+/** What a restore's `database` field names, per engine: a database, a collection, a directory or bucket prefix. */
+const RESTORED_INTO: Readonly<Record<Engine, string>> = { pg: 'database ', qdrant: 'collection ', files: '' };
+
 export function restoreFailedAlert(event: RestoreFailed): Alert {
-  const into = event.database ? ` into database ${event.database}` : '';
+  const into = event.database ? ` into ${RESTORED_INTO[event.engine]}${event.database}` : '';
   const from = event.artifactId ? ` from ${event.artifactId}` : '';
   return {
     schemaVersion: 1,
