@@ -87,7 +87,7 @@ class Repository implements ChunkRepository {
     const stored = await readBounded(await this.options.backend.open(packKey(location.packId), { offset: location.offset, length: location.length }), location.length, `chunk ${id}`);
     if (stored.length !== location.length) throw truncatedBlob(location);
     // A copy to hand over: what the backend's stream gave may still be its own (a memory backend's object).
-    const [plain] = await this.codec.decode(Buffer.from(new Uint8Array(stored)), [{ id, offset: 0, length: stored.length }], pipeline, key);
+    const [plain] = await this.codec.decode(Buffer.from(new Uint8Array(stored).buffer), [{ id, offset: 0, length: stored.length }], pipeline, key);
     return plain!;
   }
 
@@ -116,10 +116,10 @@ class Repository implements ChunkRepository {
         }
         const plains = this.codec.decode(stored, entries, pipeline, key);
         plains.catch(() => undefined); // awaited in order below
-        decoding.push({ requested: batch.requested, plains, blobOf: batch.blobOf, writes });
-        while (decoding.length >= BATCHES_IN_FLIGHT) yield* decoded(decoding.shift()!);
+        decoding.push({ batch, plains });
+        while (decoding.length >= BATCHES_IN_FLIGHT) yield* decoded(decoding.shift()!, writes);
       }
-      for (let next = decoding.shift(); next !== undefined; next = decoding.shift()) yield* decoded(next);
+      for (let next = decoding.shift(); next !== undefined; next = decoding.shift()) yield* decoded(next, writes);
     } finally {
       reader.close();
       // A reader that stops early (a failed restore) must not return while workers still write its
@@ -187,7 +187,7 @@ interface DecodeBatch {
   /** Distinct blobs, in offset order, and where each goes in the batch's buffer. */
   readonly blobs: BlobLocation[];
   readonly at: number[];
-  readonly bytes: number;
+  bytes: number;
   /** Every location asked for (a blob two files share is asked for twice), and its blob's index. */
   readonly requested: BlobLocation[];
   readonly blobOf: number[];
@@ -195,7 +195,7 @@ interface DecodeBatch {
 
 /** Sorted locations in batches of about DECODE_BATCH_BYTES; the same blob asked for twice is decoded once. */
 function* decodeBatches(sorted: readonly BlobLocation[]): Generator<DecodeBatch> {
-  let batch: { blobs: BlobLocation[]; at: number[]; bytes: number; requested: BlobLocation[]; blobOf: number[] } | undefined;
+  let batch: DecodeBatch | undefined;
   for (const location of sorted) {
     const last = batch?.blobs[batch.blobs.length - 1];
     if (batch !== undefined && last !== undefined && last.offset === location.offset && last.id === location.id) {
@@ -218,17 +218,15 @@ function* decodeBatches(sorted: readonly BlobLocation[]): Generator<DecodeBatch>
 }
 
 interface DecodingBatch {
-  readonly requested: readonly BlobLocation[];
+  readonly batch: DecodeBatch;
   readonly plains: Promise<Buffer[]>;
-  readonly blobOf: readonly number[];
-  readonly writes: ReadonlyMap<ChunkId, readonly ChunkFileWrite[]> | undefined;
 }
 
-async function* decoded(batch: DecodingBatch): AsyncGenerator<PackChunk> {
-  const plains = await batch.plains;
+async function* decoded({ batch, plains: decoding }: DecodingBatch, writes: ReadonlyMap<ChunkId, readonly ChunkFileWrite[]> | undefined): AsyncGenerator<PackChunk> {
+  const plains = await decoding;
   const reported = new Set<ChunkId>();
   for (const [i, location] of batch.requested.entries()) {
-    const written = batch.writes?.get(location.id);
+    const written = writes?.get(location.id);
     if (written === undefined) {
       yield { location, plain: plains[batch.blobOf[i]!]! };
     } else {

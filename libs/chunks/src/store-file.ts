@@ -1,10 +1,10 @@
 // storeFile for repositories that run on one thread (in-memory doubles in tests): the same chunks,
 // ids and digest as the codec workers produce, through put().
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
 import { lstat, open } from 'node:fs/promises';
 import type { ChunkId, ChunkerSettings, FileInput, PutResult, StoredFile } from './api.js';
 import { chunkStream } from './chunker.js';
+import { LOCAL_READ_FLAGS, afterReading, notARegularFile } from './local-file.js';
 
 export interface InlineStore {
   readonly chunker: ChunkerSettings;
@@ -28,21 +28,16 @@ export async function storeFileOnThisThread(store: InlineStore, input: FileInput
   return { chunks, sha256: hash.digest('hex'), size, ...('path' in input ? { after: await statAfter(input.path) } : {}) };
 }
 
-/** As the codec worker opens a path: never through a symlink, never blocking on a FIFO, a regular file only. */
+/** As the codec worker opens a path (local-file.ts). */
 async function openLocal(path: Buffer): Promise<AsyncIterable<Uint8Array>> {
-  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  const handle = await open(path, LOCAL_READ_FLAGS);
   if (!(await handle.stat()).isFile()) {
     await handle.close();
-    throw Object.assign(new Error('it is no longer a regular file'), { code: 'ENOTREG' });
+    throw notARegularFile();
   }
   return handle.createReadStream();
 }
 
 async function statAfter(path: Buffer): Promise<StoredFile['after']> {
-  try {
-    const stats = await lstat(path, { bigint: true });
-    return { size: Number(stats.size), mtimeNs: stats.mtimeNs.toString() };
-  } catch (error) {
-    return (error as { code?: unknown }).code === 'ENOENT' ? null : { error: error instanceof Error ? error.message : String(error) };
-  }
+  return lstat(path, { bigint: true }).then((stats) => afterReading(stats), (error: unknown) => afterReading(undefined, error));
 }

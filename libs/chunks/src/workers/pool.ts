@@ -15,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { TidemarkError, type Compression, type ErrorCode, type PipelineFacts } from '@tidemark/contracts';
 import type { EncryptionKey } from '@tidemark/pipeline';
 import type { ChunkId, ChunkerSettings, FileInput, StoredFile } from '../api.js';
-import type { DecodeEntry, FromWorker, ToWorker, WireError, WireKey } from './protocol.js';
+import { transferable, type DecodeEntry, type FromWorker, type ToWorker, type WireError, type WireKey } from './protocol.js';
 
 /** Bytes fed to a worker and not yet decided on (stored or dropped): a chunk of the largest size, and reads to fill the next. */
 const FEED_WINDOW_BYTES = 8 * 1024 * 1024;
@@ -273,7 +273,7 @@ export class CodecPool {
       this.routes.set(job, { route, fail, worker: owner });
       owner.jobs.add(job);
       if (owner.jobs.size === 1) owner.worker.ref();
-      const bytes = stored.byteLength > 0 && stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength ? stored : new Uint8Array(stored);
+      const bytes = transferable(stored);
       const wireKey: WireKey | undefined = key === undefined ? undefined : { id: key.id, key: key.key };
       owner.worker.postMessage({ t: 'decode', job, stored: bytes, blobs, pipeline, ...(wireKey === undefined ? {} : { key: wireKey }) } satisfies ToWorker, [bytes.buffer as ArrayBuffer]);
     });

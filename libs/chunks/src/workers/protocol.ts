@@ -62,3 +62,12 @@ export type FromWorker =
   | { readonly t: 'decoded'; readonly job: number; readonly plain: Uint8Array; readonly lengths: readonly number[] }
   /** A file could not be read (or was aborted), or a blob not decoded. Held chunks are still stored or dropped on request. */
   | { readonly t: 'failed'; readonly job: number; readonly error: WireError };
+
+/**
+ * `bytes` as a view that owns its whole ArrayBuffer, so it can be transferred: itself when it
+ * does, a copy otherwise. Never an empty buffer as it is: an empty one may be shared, and
+ * transferring detaches it for everyone.
+ */
+export function transferable(bytes: Uint8Array): Uint8Array {
+  return bytes.byteLength > 0 && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+}

@@ -13,7 +13,8 @@ import { chunkIdFunction, type ChunkIdFunction } from '../chunk-id.js';
 import { GearCutter } from '../chunker.js';
 import type { ChunkFileWrite, StoredFile } from '../api.js';
 import { isAllZero } from '../zeros.js';
-import type { CodecContext, FromWorker, ToWorker, WireError, WireKey } from './protocol.js';
+import { LOCAL_READ_FLAGS, afterReading, notARegularFile } from '../local-file.js';
+import { transferable, type CodecContext, type FromWorker, type ToWorker, type WireError, type WireKey } from './protocol.js';
 
 /** Chunks announced and not yet decided on (stored, dropped, or an eager one acknowledged), per file: the read pauses beyond this. */
 const OUTSTANDING_CHUNKS = 6;
@@ -51,6 +52,8 @@ interface FileJob {
   seq: number;
   /** No more bytes: the file ended or could not be read. */
   stopped: boolean;
+  /** A path read is running: an abort is answered once its loop stops. */
+  reading: boolean;
   abortRequested?: boolean;
   /** Wakes a paused read (or a finished job waiting to be forgotten) when a decision or an abort arrives. */
   wake: (() => void) | undefined;
@@ -84,7 +87,7 @@ function handle(message: ToWorker): void {
       const context = contextOf(message.context);
       const job: FileJob = {
         id: message.job, context, cutter: new GearCutter(context.facts.chunker), hash: createHash('sha256'), held: new Map(), eager: message.eager === true, sizeHint: message.sizeHint, outstanding: 0,
-        slab: EMPTY, slabEnd: 0, chunkStart: 0, size: 0, seq: 0, stopped: false, wake: undefined,
+        slab: EMPTY, slabEnd: 0, chunkStart: 0, size: 0, seq: 0, stopped: false, reading: false, wake: undefined,
       };
       jobs.set(job.id, job);
       if (message.path !== undefined) void readPath(job, Buffer.from(message.path.buffer, message.path.byteOffset, message.path.byteLength));
@@ -119,7 +122,7 @@ function handle(message: ToWorker): void {
       job.held.clear();
       job.outstanding = 0;
       if (job.stopped) jobs.delete(job.id);
-      else if (reading.has(job.id)) job.abortRequested = true;
+      else if (job.reading) job.abortRequested = true;
       else stop(job, new Error('aborted'));
       wakeUp(job);
       return;
@@ -170,20 +173,16 @@ function encode({ facts, key }: Context, chunk: Buffer): { bytes: Uint8Array; pi
   return { bytes: transferable(blob.bytes), pipeline: blob.pipeline };
 }
 
-/** Jobs reading a path: an abort is answered once the read loop stops. */
-const reading = new Set<number>();
-
 /**
  * Opens, reads and closes the file here, with synchronous calls: on the main thread each of them
- * cost tens of microseconds of promise machinery per file, more than the call. O_NOFOLLOW: a file
- * replaced by a symlink since the walk is not followed; O_NONBLOCK: nor does a FIFO hang the read.
+ * cost tens of microseconds of promise machinery per file, more than the call.
  */
 async function readPath(job: FileJob, path: Buffer): Promise<void> {
-  reading.add(job.id);
+  job.reading = true;
   let fd: number | undefined;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-    if (!fstatSync(fd).isFile()) throw Object.assign(new Error('it is no longer a regular file'), { code: 'ENOTREG' });
+    fd = openSync(path, LOCAL_READ_FLAGS);
+    if (!fstatSync(fd).isFile()) throw notARegularFile();
     for (;;) {
       while (job.outstanding >= OUTSTANDING_CHUNKS && job.abortRequested !== true) await new Promise<void>((resolve) => (job.wake = resolve));
       if (job.abortRequested === true) throw new Error('aborted');
@@ -196,11 +195,11 @@ async function readPath(job: FileJob, path: Buffer): Promise<void> {
     }
     closeSync(fd);
     fd = undefined;
-    reading.delete(job.id);
+    job.reading = false;
     finish(job, statAfter(path));
   } catch (error) {
     if (fd !== undefined) closeSync(fd);
-    reading.delete(job.id);
+    job.reading = false;
     stop(job, error);
   }
 }
@@ -208,10 +207,9 @@ async function readPath(job: FileJob, path: Buffer): Promise<void> {
 /** The file's lstat once read, to catch a change during the read (see the snapshot's changedWhy). */
 function statAfter(path: Buffer): StoredFile['after'] {
   try {
-    const stats = lstatSync(path, { bigint: true, throwIfNoEntry: false });
-    return stats === undefined ? null : { size: Number(stats.size), mtimeNs: stats.mtimeNs.toString() };
+    return afterReading(lstatSync(path, { bigint: true, throwIfNoEntry: false }));
   } catch (error) {
-    return { error: error instanceof Error ? error.message : String(error) };
+    return afterReading(undefined, error);
   }
 }
 
@@ -308,14 +306,6 @@ function ringOf(key: WireKey): KeyRing {
   const bytes = Buffer.from(key.key);
   if (ring === undefined || !ring.get(key.id)!.key.equals(bytes)) decodeRings.set(key.id, (ring = keyRingOf({ id: key.id, key: bytes })));
   return ring;
-}
-
-/**
- * A view that owns its whole ArrayBuffer, so it can be transferred instead of copied. Never an
- * empty buffer as it is: an empty one may be shared (EMPTY), and transferring detaches it.
- */
-function transferable(bytes: Buffer): Uint8Array {
-  return bytes.byteLength > 0 && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
 }
 
 function wireError(error: unknown): WireError {

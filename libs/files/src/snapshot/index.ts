@@ -98,8 +98,7 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
       return unreadFile(entry, error);
     }
     const { chunks, sha256, size } = stored;
-    // A file that cannot even be looked at again is not known to be intact.
-    const after = stored.after === undefined ? await source.restat(entry).catch((error: unknown) => error as Error) : stored.after === null ? undefined : 'error' in stored.after ? new Error(stored.after.error) : stored.after;
+    const after = await statAfterReading(entry, stored);
     filesDone += 1;
     counts.totalBytes += size;
     await session.touch();
@@ -116,7 +115,17 @@ export function takeSnapshot(options: SnapshotOptions): SnapshotResult {
       report(entry.path, 'changed_during_backup', `${changed}; stored as read`);
     }
     // The walk's mtime, not the later one: a file caught changing is read again next time.
-    return { ...treeEntryOf(entry), size, chunks: [...chunks], sha256, ...(changed === undefined ? {} : { changedDuringBackup: true }) };
+    return { ...treeEntryOf(entry), size, chunks, sha256, ...(changed === undefined ? {} : { changedDuringBackup: true }) };
+  }
+
+  /**
+   * The file as it is once read: the worker's lstat for a local file, else the source's restat;
+   * undefined when it is gone, an Error when it could not even be looked at (then it is not known to be intact).
+   */
+  async function statAfterReading(entry: SourceEntry, stored: StoredFile): Promise<{ size: number; mtimeNs: string; etag?: string } | Error | undefined> {
+    if (stored.after === undefined) return source.restat(entry).catch((error: unknown) => error as Error);
+    if (stored.after === null) return undefined;
+    return 'error' in stored.after ? new Error(stored.after.error) : stored.after;
   }
 
   function unreadFile(entry: SourceEntry, error: unknown): TreeEntry {
