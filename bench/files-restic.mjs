@@ -12,6 +12,7 @@
 // to show it does not grow with the tree. Each Tidemark operation runs in a fresh files-agent
 // process, so each peak is that operation's own; its time runs from the command's publication to
 // the completion event (the agent is already up, as a service is).
+// Before each timed step, both sides get the same page cache: their input read in, nothing else.
 // Both sides encrypt (restic always does; Tidemark zstd + AES-256-GCM) and compress (restic 0.14
 // repository v2, compression auto; Tidemark zstd level 1). Restored trees are checked against the
 // snapshot's tree by compareDirectoryWithTree (restic's too), after the timed part.
@@ -21,7 +22,7 @@
 // BENCH_FAULTS=1 also prints each process's minor page faults and each agent thread's user and
 // system CPU (where restore time goes: the kernel's file creation and writes, on this machine).
 import { spawn } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, lstat, rm, writeFile } from 'node:fs/promises';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -138,7 +139,9 @@ async function cpuSeconds(pid, whose = 'own') {
 
 /** Runs restic; resolves with its duration, CPU seconds and its JSON summary line (if any). */
 async function restic(repository, args, cwd = dir) {
-  await settleDisk();
+  // restic's local cache (index and trees) is part of its input, as Tidemark's index files are of its storage.
+  const inputs = { backup: [cwd], restore: [repository] }[args[0]] ?? [];
+  await settleDisk(existsSync(resticEnv(repository).RESTIC_CACHE_DIR) ? [...inputs, resticEnv(repository).RESTIC_CACHE_DIR] : inputs);
   const started = now();
   const cpuBefore = await cpuSeconds('self', 'children');
   const result = await runProcess(RESTIC, args, { name: `restic ${args[0]}`, cwd, env: resticEnv(repository), timeoutMs: 60 * 60_000 });
@@ -176,7 +179,8 @@ async function startAgent(target, treeRoot, storageRoot) {
       `encryption:\n  keyEnv: BENCH_KEY\n` +
       `defaults:\n  compression: zstd\n  encrypt: true\n  verify: false\n` +
       `files:\n  workDir: ${join(dir, 'files-work')}\n` +
-      `targets:\n  - name: ${target}\n    engine: files\n    files:\n      source:\n        kind: directory\n        path: ${treeRoot}\n`,
+      `targets:\n  - name: ${target}\n    engine: files\n    files:\n      source:\n        kind: directory\n        path: ${treeRoot}\n` +
+      (process.env.BENCH_LEVEL ? `    compressionLevel: ${Number(process.env.BENCH_LEVEL)}\n` : ''),
   );
   const logPath = join(dir, `files-agent-${agentCount}.log`);
   const log = openSync(logPath, 'a');
@@ -228,11 +232,19 @@ function waitForEnd(subject, requestId, agent) {
 }
 
 /**
- * Writes back what the previous operation left dirty before the next one is timed: otherwise the
- * kernel flushes one side's gigabyte during the other's run, and which side pays depends on order.
+ * The same page cache for both sides before each timed step: what the previous operation left
+ * dirty is written back (otherwise the kernel flushes one side's gigabyte during the other's run),
+ * the cache is emptied, and the step's input (the tree for a backup, the repository for a restore)
+ * is read into it. Before, whichever side ran second found its input evicted by the other's
+ * writes: this machine reclaims page cache beyond about 2.7 GB. Without the right to drop caches
+ * (not root), only the write-back and the read happen.
  */
-async function settleDisk() {
+async function settleDisk(inputs) {
   await runProcess('sync', [], { name: 'sync' });
+  await writeFile('/proc/sys/vm/drop_caches', '1').catch(() => undefined);
+  for (const input of inputs) {
+    await runProcess('sh', ['-c', 'find . -type f -print0 | xargs -0 -r cat > /dev/null'], { name: 'read the input into the page cache', cwd: input });
+  }
 }
 
 let requestCount = 0;
@@ -244,7 +256,7 @@ async function tidemark(operation, target, treeRoot, storageRoot, message = {}) 
   const h = headers();
   h.set(CONTENT_TYPE_HEADER, MSGPACK);
   const end = waitForEnd(`${operation}.*.files.${target}`, requestId, agent);
-  await settleDisk();
+  await settleDisk([operation === 'backup' ? treeRoot : storageRoot]);
   const started = now();
   const cpuBefore = await cpuSeconds(agent.pid);
   const subject = operation === 'backup' ? subjects.backupRequested('files', target) : subjects.restoreRequested('files', target);

@@ -185,12 +185,39 @@ function start(name, command, args, options = {}) {
 
 let started = false;
 let stopping = false;
+/** Where point-in-time restores put their servers (pg.workDir/restores), once known. */
+let restoresDir;
+/** The postgres OS user's uid/gid when we are root, once known. */
+let pgUserIds = {};
+
+/**
+ * Stops the servers that point-in-time restores started and handed over: they run detached from
+ * the pg-agent, so stopping it leaves them up, and "Ctrl-C stops everything" must hold. Their data
+ * directories stay; `pg_ctl start -D <dir>` brings one back.
+ */
+function stopRestoredServers() {
+  if (restoresDir === undefined || !existsSync(restoresDir)) return;
+  for (const entry of readdirSync(restoresDir, { withFileTypes: true })) {
+    const dataDir = join(restoresDir, entry.name);
+    if (!entry.isDirectory() || !existsSync(join(dataDir, 'postmaster.pid'))) continue;
+    try {
+      runTool(join(pgBin, 'pg_ctl'), ['stop', '-D', dataDir, '-m', 'fast', '-w', '-t', '15'], { ...pgUserIds, cwd: restoresDir });
+      log(`stopped the restored server in ${dataDir} (its data stays; \`pg_ctl start -D ${dataDir}\` as ${isRoot ? 'postgres' : 'you'} starts it again)`);
+    } catch (error) {
+      // A stale postmaster.pid (the server is already gone) is not worth a complaint.
+      if (!/(no server running|is not running)/i.test(error.message)) log(`could not stop the restored server in ${dataDir}: ${error.message}`);
+    }
+  }
+}
+
 async function stopAll(exitCode) {
   if (stopping) return;
   stopping = true;
   if (children.some(({ child }) => child.exitCode === null && child.signalCode === null)) log('stopping…');
   // Services first (they drain NATS), then PostgreSQL and NATS.
   for (const { child, name } of [...children].reverse()) {
+    // After the services (no restore can start any more), before PostgreSQL and NATS.
+    if (name === 'postgres') stopRestoredServers();
     if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) continue;
     const exited = new Promise((r) => child.once('exit', r));
     child.kill(name === 'postgres' ? 'SIGINT' : 'SIGTERM'); // SIGINT: PostgreSQL's fast shutdown
@@ -225,6 +252,8 @@ async function main() {
   const pgData = join(pgState, 'pg');
   const pgSocket = join(pgState, 'pg-socket');
   const pgWorkDir = pgState === home ? './pg-work' : join(pgState, 'work');
+  restoresDir = join(resolve(home, pgWorkDir), 'restores');
+  pgUserIds = pgUser;
   const passwordFile = join(home, 'pg-password');
   const clusterExists = existsSync(join(pgData, 'PG_VERSION'));
   if (clusterExists && !existsSync(passwordFile)) {

@@ -38,6 +38,7 @@ export interface RepositoryOptions {
   /** Chunks are encrypted with keyRing.current (when set) and chunk ids are keyed by it. */
   readonly keyRing: KeyRing;
   readonly compression: Compression;
+  /** zstd level of the chunks; default CHUNK_ZSTD_LEVEL (2) for zstd, the compression's own default otherwise. */
   readonly compressionLevel?: number;
   /** Target pack size in bytes (default 16 MiB). */
   readonly packBytes?: number;
@@ -113,7 +114,8 @@ export interface UploadSession {
  * it is all zeros), truncated to `size` when it has holes, then owner, mode and mtime, then renamed
  * to `final`. A restore of many small files then costs the main thread no call per file.
  */
-export interface ChunkFileWrite {
+export interface WholeFileWrite {
+  readonly kind: 'whole';
   readonly temp: Buffer;
   readonly final: Buffer;
   readonly offset: number;
@@ -126,10 +128,27 @@ export interface ChunkFileWrite {
   readonly mtimeSeconds: number;
 }
 
-/** A chunk read from a pack: its plaintext, or the files a worker wrote it into (readPackChunks' `writes`). */
+/**
+ * A chunk of a file of several chunks, written by the codec worker that decodes it at `offset` of
+ * the temp file the caller created (opened without following a symlink; nothing is written when
+ * the chunk is all zeros: the caller truncates the file to its size). The caller finishes the file
+ * once every chunk is written. Decoded plaintext then never crosses back to the main thread.
+ */
+export interface FilePartWrite {
+  readonly kind: 'part';
+  readonly temp: Buffer;
+  readonly offset: number;
+}
+
+export type ChunkFileWrite = WholeFileWrite | FilePartWrite;
+
+/**
+ * A chunk read from a pack: its plaintext, or the files a worker wrote it into (readPackChunks'
+ * `writes`), and whether it was all zeros (then parts were left as holes).
+ */
 export type PackChunk =
   | { readonly location: BlobLocation; readonly plain: Buffer; readonly written?: undefined }
-  | { readonly location: BlobLocation; readonly plain?: undefined; readonly written: readonly ChunkFileWrite[] };
+  | { readonly location: BlobLocation; readonly plain?: undefined; readonly written: readonly ChunkFileWrite[]; readonly zeros: boolean };
 
 export interface ChunkRepository {
   readonly keyed: boolean;

@@ -2,6 +2,7 @@
 // in memory, sessions to write, chunks to read.
 import type { Readable } from 'node:stream';
 import { TidemarkError } from '@tidemark/contracts';
+import type { StorageBackend } from '@tidemark/storage';
 import type { BlobLocation, ChunkFileWrite, ChunkId, ChunkRepository, PackChunk, RepositoryOptions, UploadSession } from './api.js';
 import { chunkIdFunction, keyOfPipeline } from './chunk-id.js';
 import { ChunkIndex } from './chunk-index.js';
@@ -11,10 +12,19 @@ import { listKeys, readBounded } from './json.js';
 import { INDEX_PREFIX, checkSessionId, isIndexKey, packKey } from './layout.js';
 import { loadCondemned, type CondemnedSet } from './markers.js';
 import { ChunkSession } from './session.js';
-import { sharedCodecPool } from './workers/pool.js';
+import { BufferPool } from './buffer-pool.js';
+import { sharedCodecPool, type DecodedBatch } from './workers/pool.js';
 import type { DecodeEntry } from './workers/protocol.js';
 
 export const DEFAULT_PACK_BYTES = 16 * 1024 * 1024;
+/**
+ * zstd's level for chunks unless a target sets one. On the files benchmark's text (bench/files-restic.mjs's
+ * generator; incompressible data costs the same at every level), 2026-12-07 on the 2-core machine:
+ *   level 1: 293 MiB/s, 41.4 % of the size;  level 2: 228 MiB/s, 36.0 %;  level 3: 178 MiB/s, 35.2 %.
+ * Level 2 takes most of level 3's gain for half its cost; with level 1 the repository and a second
+ * backup's new bytes were 4-15 % larger than restic's (which uses zstd's default, level 3).
+ */
+export const CHUNK_ZSTD_LEVEL = 2;
 export const DEFAULT_SESSION_STALE_MS = 6 * 60 * 60 * 1000;
 /** A stored blob is at most a max-size chunk plus what compression and encryption add to it. */
 const MAX_BLOB_BYTES = 2 * DEFAULT_CHUNKER.maxBytes + 1024 * 1024;
@@ -23,6 +33,8 @@ const DECODE_BATCH_BYTES = 1024 * 1024;
 const DECODE_BATCH_BLOBS = 256;
 /** Batches of one pack read being decoded at once (the workers are shared by every pack read). */
 const BATCHES_IN_FLIGHT = 3;
+/** Unneeded bytes between a batch's blobs that one read still spans (a seek costs more than reading them). */
+const GAP_READ_BYTES = 256 * 1024;
 
 export async function openChunkRepository(options: RepositoryOptions): Promise<ChunkRepository> {
   const repository = new Repository(options);
@@ -41,6 +53,8 @@ class Repository implements ChunkRepository {
   private refreshApplied = 0;
   private readonly now: () => Date;
   private readonly codec = sharedCodecPool();
+  /** Batch buffers, back from the workers once decoded (see BufferPool). */
+  private readonly batchBuffers = new BufferPool(DECODE_BATCH_BYTES, 32 * 1024 * 1024);
 
   constructor(private readonly options: RepositoryOptions) {
     this.keyed = options.keyRing.current !== undefined;
@@ -58,7 +72,8 @@ class Repository implements ChunkRepository {
 
   async openSession(sessionId: string): Promise<UploadSession> {
     checkSessionId(sessionId);
-    const { backend, keyRing, compression, compressionLevel } = this.options;
+    const { backend, keyRing, compression } = this.options;
+    const compressionLevel = this.options.compressionLevel ?? (compression === 'zstd' ? CHUNK_ZSTD_LEVEL : undefined);
     const session = new ChunkSession(
       {
         backend,
@@ -87,7 +102,9 @@ class Repository implements ChunkRepository {
     const stored = await readBounded(await this.options.backend.open(packKey(location.packId), { offset: location.offset, length: location.length }), location.length, `chunk ${id}`);
     if (stored.length !== location.length) throw truncatedBlob(location);
     // A copy to hand over: what the backend's stream gave may still be its own (a memory backend's object).
-    const [plain] = await this.codec.decode(Buffer.from(new Uint8Array(stored).buffer), [{ id, offset: 0, length: stored.length }], pipeline, key);
+    const {
+      plains: [plain],
+    } = await this.codec.decode(Buffer.from(new Uint8Array(stored).buffer), [{ id, offset: 0, length: stored.length }], pipeline, key);
     return plain!;
   }
 
@@ -100,32 +117,46 @@ class Repository implements ChunkRepository {
       if (location.packId !== packId) throw new RangeError(`chunk ${location.id} is in pack ${location.packId}, not in ${packId}`);
       if (location.length > MAX_BLOB_BYTES) throw truncatedBlob(location);
     }
-    const first = sorted[0]!;
-    const end = Math.max(...sorted.map((location) => location.offset + location.length));
-    const reader = new RangeReader(await this.options.backend.open(packKey(packId), { offset: first.offset, length: end - first.offset }), first.offset);
+    const { backend } = this.options;
+    const read = backend.readInto === undefined ? await this.streamedReads(packId, sorted) : directReads(backend.readInto.bind(backend), packKey(packId));
     // Batches decode on the codec workers while the next ones are read; yielded in offset order.
     const decoding: DecodingBatch[] = [];
     try {
       for (const batch of decodeBatches(sorted)) {
-        const stored = Buffer.allocUnsafeSlow(batch.bytes);
-        const entries: DecodeEntry[] = [];
-        for (const blob of batch.blobs) {
-          if (!(await reader.readInto(blob.offset, blob.length, stored, batch.at[entries.length]!))) throw truncatedBlob(blob);
+        const { stored, offsets } = await read.batch(batch, this.batchBuffers);
+        const entries: DecodeEntry[] = batch.blobs.map((blob, i) => {
           const files = writes?.get(blob.id);
-          entries.push({ id: blob.id, offset: batch.at[entries.length]!, length: blob.length, ...(files === undefined ? {} : { files }) });
-        }
-        const plains = this.codec.decode(stored, entries, pipeline, key);
+          return { id: blob.id, offset: offsets[i]!, length: blob.length, ...(files === undefined ? {} : { files }) };
+        });
+        const plains = this.codec.decode(stored, entries, pipeline, key, (returned) => this.batchBuffers.give(returned));
         plains.catch(() => undefined); // awaited in order below
         decoding.push({ batch, plains });
         while (decoding.length >= BATCHES_IN_FLIGHT) yield* decoded(decoding.shift()!, writes);
       }
       for (let next = decoding.shift(); next !== undefined; next = decoding.shift()) yield* decoded(next, writes);
     } finally {
-      reader.close();
+      read.close();
       // A reader that stops early (a failed restore) must not return while workers still write its
       // files: the rollback that follows would race them.
       await Promise.allSettled(decoding.map((batch) => batch.plains));
     }
+  }
+
+  /** One ranged stream of the pack, from its first to its last blob, read in order (backends without readInto: S3). */
+  private async streamedReads(packId: string, sorted: readonly BlobLocation[]): Promise<BatchReads> {
+    const first = sorted[0]!;
+    const end = Math.max(...sorted.map((location) => location.offset + location.length));
+    const reader = new RangeReader(await this.options.backend.open(packKey(packId), { offset: first.offset, length: end - first.offset }), first.offset);
+    return {
+      async batch(batch, buffers) {
+        const stored = buffers.take(batch.bytes);
+        for (const [i, blob] of batch.blobs.entries()) {
+          if (!(await reader.readInto(blob.offset, blob.length, stored, batch.at[i]!))) throw truncatedBlob(blob);
+        }
+        return { stored, offsets: batch.at };
+      },
+      close: () => reader.close(),
+    };
   }
 
   async refresh(): Promise<void> {
@@ -217,21 +248,54 @@ function* decodeBatches(sorted: readonly BlobLocation[]): Generator<DecodeBatch>
   if (batch !== undefined) yield batch;
 }
 
+/** How a pack's batches are read: into a buffer of the pool, each blob at its offset there. */
+interface BatchReads {
+  batch(batch: DecodeBatch, buffers: BufferPool): Promise<{ stored: Buffer; offsets: readonly number[] }>;
+  close(): void;
+}
+
+/**
+ * Positional reads straight into the batch's buffer: the span from its first blob to its last in
+ * one read when little between them is unneeded (a whole restore), else one read per blob.
+ */
+function directReads(readInto: NonNullable<StorageBackend['readInto']>, key: string): BatchReads {
+  const readFully = async (offset: number, target: Buffer, blob: BlobLocation): Promise<void> => {
+    if ((await readInto(key, offset, target)) !== target.length) throw truncatedBlob(blob);
+  };
+  return {
+    async batch(batch, buffers) {
+      const first = batch.blobs[0]!;
+      const last = batch.blobs[batch.blobs.length - 1]!;
+      const span = last.offset + last.length - first.offset;
+      if (span <= batch.bytes + GAP_READ_BYTES) {
+        const stored = buffers.take(span);
+        await readFully(first.offset, stored.subarray(0, span), last);
+        return { stored, offsets: batch.blobs.map((blob) => blob.offset - first.offset) };
+      }
+      const stored = buffers.take(batch.bytes);
+      await Promise.all(batch.blobs.map((blob, i) => readFully(blob.offset, stored.subarray(batch.at[i]!, batch.at[i]! + blob.length), blob)));
+      return { stored, offsets: batch.at };
+    },
+    close: () => undefined,
+  };
+}
+
 interface DecodingBatch {
   readonly batch: DecodeBatch;
-  readonly plains: Promise<Buffer[]>;
+  readonly plains: Promise<DecodedBatch>;
 }
 
 async function* decoded({ batch, plains: decoding }: DecodingBatch, writes: ReadonlyMap<ChunkId, readonly ChunkFileWrite[]> | undefined): AsyncGenerator<PackChunk> {
-  const plains = await decoding;
+  const { plains, zeroWritten } = await decoding;
   const reported = new Set<ChunkId>();
   for (const [i, location] of batch.requested.entries()) {
     const written = writes?.get(location.id);
+    const blob = batch.blobOf[i]!;
     if (written === undefined) {
-      yield { location, plain: plains[batch.blobOf[i]!]! };
+      yield { location, plain: plains[blob]! };
     } else {
       // Its files were written once: a second location of the same chunk reports none.
-      yield { location, written: reported.has(location.id) ? [] : written };
+      yield { location, written: reported.has(location.id) ? [] : written, zeros: zeroWritten.has(blob) };
       reported.add(location.id);
     }
   }

@@ -84,7 +84,7 @@ describe('restoreToDirectory on the real chunk repository (fs backend, encrypted
     expect(comparison.filesCompared).toBe(SMALL_FILES + 2);
   }, 120_000 + SMALL_FILES * 20 + BIG_MIB * 500);
 
-  it('files of one chunk are written whole by the codec workers: modes, owners, mtimes, holes, zeros, a shared chunk; a failed restore leaves no temp file', async () => {
+  it('the codec workers write files of one chunk whole and the chunks of larger ones in place: modes, owners, mtimes, holes, zeros, a shared chunk; a failed restore leaves no temp file', async () => {
     const session = await repository.openSession('whole-files');
     const shared = randomBytes(5000);
     const withMode = async (path: string, content: Buffer, mode: number, owner = 0): Promise<TreeEntry> => ({ ...(await backUp(session, path, content)), mode, uid: owner, gid: owner });
@@ -98,6 +98,10 @@ describe('restoreToDirectory on the real chunk repository (fs backend, encrypted
       await backUp(session, 'w/zeros-then-text', Buffer.concat([Buffer.alloc(4 * MiB), Buffer.from('after the hole')])),
       await backUp(session, 'w/shared-a', shared),
       await backUp(session, 'w/shared-b', shared),
+      // Several chunks, written in place by the workers, finished (owner, mode, mtime) by the main thread.
+      await withMode('w/parts', randomBytes(6 * MiB), 0o640, 4242),
+      // A 4 MiB chunk of zeros (known without reading) and a 1 MiB one only decoding shows is zeros: both holes.
+      await backUp(session, 'w/zeros-in-parts', Buffer.alloc(5 * MiB)),
     ];
     await session.flush();
     await session.close();
@@ -106,8 +110,9 @@ describe('restoreToDirectory on the real chunk repository (fs backend, encrypted
     await restoreToDirectory({ tree, repository, intoDirectory: into, owners: true });
     const comparison = await compareDirectoryWithTree(into, tree(), { mtimes: true, owners: true });
     expect(comparison.differences).toEqual([]);
-    expect(comparison.filesCompared).toBe(8);
+    expect(comparison.filesCompared).toBe(10);
     expect((await stat(join(into, 'w/zeros-then-text'))).blocks * 512).toBeLessThan(MiB);
+    expect((await stat(join(into, 'w/zeros-in-parts'))).blocks * 512).toBeLessThan(MiB);
 
     // A worker's write that fails (a name too long for the filesystem: its temp name is short, the
     // rename fails) fails the restore, and no temp file is left behind.

@@ -18,7 +18,8 @@ export function encodeBytes(plain: Uint8Array, options: EncodeOptions): EncodedB
   const chunkSize = options.chunkSize ?? DEFAULT_CHUNK_SIZE;
   let compressed: Buffer;
   try {
-    compressed = compressBytes(compression, level, plain);
+    // Encryption consumes the compressed bytes at once, so they may stay in the compressor's scratch.
+    compressed = compressBytes(compression, level, plain, options.key === undefined ? 'owned' : 'scratch');
   } catch (error) {
     if (error instanceof TidemarkError) throw error;
     throw new TidemarkError('CONFIG_INVALID', `compression level ${String(level)} is not valid for ${compression}: choose a supported level`);

@@ -113,16 +113,30 @@ export function encryptStage(key: EncryptionKey, chunkSize: number): Stage {
 export function encryptBytes(key: EncryptionKey, chunkSize: number, plaintext: Buffer): Buffer {
   validateChunkSize(chunkSize);
   const header = buildHeader(key.id, chunkSize);
-  const sealed = [header.bytes];
+  // One output of the exact size, each chunk sealed into its place: a buffer per sealed chunk and
+  // a concatenation of them tripled what a small blob allocated.
+  const chunks = Math.max(1, Math.ceil(plaintext.length / chunkSize));
+  const output = Buffer.allocUnsafeSlow(header.bytes.length + plaintext.length + chunks * (LENGTH_BYTES + TAG_BYTES));
+  let at = header.bytes.copy(output, 0);
   let offset = 0;
   let index = 0;
   // As in the stage: a chunk is sealed as not-final only while strictly more than one chunk remains.
   while (plaintext.length - offset > chunkSize) {
-    sealed.push(seal(header, key.key, index++, false, plaintext.subarray(offset, offset + chunkSize)));
+    at = sealInto(output, at, header, key.key, index++, false, plaintext.subarray(offset, offset + chunkSize));
     offset += chunkSize;
   }
-  sealed.push(seal(header, key.key, index, true, plaintext.subarray(offset)));
-  return Buffer.concat(sealed);
+  sealInto(output, at, header, key.key, index, true, plaintext.subarray(offset));
+  return output;
+}
+
+/** seal(), written into `output` at `at`; returns where the next chunk goes. */
+function sealInto(output: Buffer, at: number, header: ChunkHeader, key: Buffer, index: number, final: boolean, plaintext: Buffer): number {
+  const cipher = createCipheriv('aes-256-gcm', key, nonceOf(header, index), { authTagLength: TAG_BYTES });
+  cipher.setAAD(aadOf(header, index, final));
+  at = output.writeUInt32BE(plaintext.length, at);
+  at += cipher.update(plaintext).copy(output, at);
+  at += cipher.final().copy(output, at);
+  return at + cipher.getAuthTag().copy(output, at);
 }
 
 export interface DecryptOptions {

@@ -14,14 +14,11 @@ interface ZstdDecompressContext {
   reset(directive: number): void;
 }
 
-interface ZstdCompressor {
-  setParameters(parameters: { compressionLevel?: number; checksumFlag?: boolean }): void;
-  compress(buffer: Uint8Array): Buffer;
-}
-
 interface ZstdBinding {
   readonly CompressStream: new (parameters: { compressionLevel?: number; checksumFlag?: boolean; nbWorkers?: number }) => Transform;
-  readonly Compressor: new () => ZstdCompressor;
+  readonly CCtx: new () => ZstdCCtx;
+  readonly CParameter: { readonly compressionLevel: number; readonly checksumFlag: number };
+  readonly compressBound: (bytes: number) => number;
   readonly DCtx: new () => ZstdDecompressContext;
   readonly dStreamOutSize: () => number;
   /** The content size a frame header records, or null when the frame does not record it. */
@@ -42,11 +39,13 @@ function loadZstd(): ZstdBinding | null {
   if (process.env['TIDEMARK_ZSTD'] === 'off') return (zstdBinding = null);
   try {
     const require = createRequire(import.meta.url);
-    const streams = require('zstd-napi') as Pick<ZstdBinding, 'CompressStream' | 'Compressor'>;
-    const native = require('zstd-napi/binding.js') as Omit<ZstdBinding, 'CompressStream' | 'Compressor'>;
+    const streams = require('zstd-napi') as Pick<ZstdBinding, 'CompressStream'>;
+    const native = require('zstd-napi/binding.js') as Omit<ZstdBinding, 'CompressStream'>;
     zstdBinding = {
       CompressStream: streams.CompressStream,
-      Compressor: streams.Compressor,
+      CCtx: native.CCtx,
+      CParameter: native.CParameter,
+      compressBound: native.compressBound,
       DCtx: native.DCtx,
       dStreamOutSize: native.dStreamOutSize,
       getFrameContentSize: native.getFrameContentSize,
@@ -91,26 +90,43 @@ export function compressor(compression: Compression, level: number | undefined):
   return new zstd.CompressStream({ compressionLevel: level ?? ZSTD_DEFAULT_LEVEL, checksumFlag: true, nbWorkers: ZSTD_WORKERS });
 }
 
+interface ZstdCCtx {
+  setParameter(parameter: number, value: number): void;
+  /** Compresses `src` into `dst` (at least compressBound(src) long) as one frame; returns the frame's length. */
+  compress2(dst: Uint8Array, src: Uint8Array): number;
+}
+
 /** One context per level, reused: creating one per small buffer cost more than compressing it. */
-const zstdCompressors = new Map<number, ZstdCompressor>();
+const zstdContexts = new Map<number, ZstdCCtx>();
+/**
+ * Where compressBytes writes before the result is copied out or encrypted: a buffer per
+ * compressed chunk (compressBound long, then trimmed by a copy) was most of what a backup
+ * allocated, and the garbage collector's share of its time followed.
+ */
+let zstdScratch = Buffer.alloc(0);
 
 /**
  * One buffer compressed at once, in the same format the compressing stage writes (a zstd frame
- * with its checksum, or gzip). `compression` must already be effective.
+ * with its checksum, or gzip). `compression` must already be effective. With `reuse: 'scratch'`
+ * a zstd result is a view of a buffer the next call overwrites: the caller consumes it first.
  */
-export function compressBytes(compression: Compression, level: number | undefined, plain: Uint8Array): Buffer {
+export function compressBytes(compression: Compression, level: number | undefined, plain: Uint8Array, reuse: 'owned' | 'scratch' = 'owned'): Buffer {
   if (compression === 'none') return Buffer.from(plain.buffer, plain.byteOffset, plain.byteLength);
   if (compression === 'gzip') return gzipSync(plain, { level: level ?? GZIP_DEFAULT_LEVEL });
   const zstd = loadZstd();
   if (zstd === null) throw zstdMissing();
   const chosen = level ?? ZSTD_DEFAULT_LEVEL;
-  let context = zstdCompressors.get(chosen);
+  let context = zstdContexts.get(chosen);
   if (context === undefined) {
-    context = new zstd.Compressor();
-    context.setParameters({ compressionLevel: chosen, checksumFlag: true });
-    zstdCompressors.set(chosen, context);
+    context = new zstd.CCtx();
+    context.setParameter(zstd.CParameter.compressionLevel, chosen);
+    context.setParameter(zstd.CParameter.checksumFlag, 1);
+    zstdContexts.set(chosen, context);
   }
-  return context.compress(plain);
+  const bound = zstd.compressBound(plain.byteLength);
+  if (zstdScratch.length < bound) zstdScratch = Buffer.allocUnsafeSlow(bound);
+  const compressed = zstdScratch.subarray(0, context.compress2(zstdScratch, plain));
+  return reuse === 'scratch' ? compressed : Buffer.from(compressed);
 }
 
 /** One decompression context, reused (reset per buffer): like compressBytes, a context per small buffer cost more than the work. */

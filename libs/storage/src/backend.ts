@@ -39,6 +39,12 @@ export interface StorageBackend {
   save(key: string, body: Readable | Uint8Array, options?: SaveOptions): Promise<number>;
   /** Opens an object for streaming, optionally a byte range. */
   open(key: string, range?: ByteRange): Promise<Readable>;
+  /**
+   * Reads up to `target.length` bytes at `offset` into `target`; returns how many (fewer only at
+   * the object's end). Offered where objects sit on a local disk: the bytes land where they are
+   * needed, where a stream allocates a buffer per piece (a restore's reads of packs).
+   */
+  readInto?(key: string, offset: number, target: Uint8Array): Promise<number>;
   stat(key: string): Promise<ObjectInfo>;
   /** Every object whose key starts with `prefix`, recursively, in no guaranteed order. */
   list(prefix: string): AsyncIterable<ObjectInfo>;

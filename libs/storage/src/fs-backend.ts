@@ -102,6 +102,26 @@ export async function createFsBackend(config: FsBackendConfig): Promise<StorageB
     return file.createReadStream({ highWaterMark: 1024 * 1024, start, ...(end === undefined ? {} : { end }) });
   }
 
+  async function readInto(key: string, offset: number, target: Uint8Array): Promise<number> {
+    const path = pathOf(key);
+    let file: FileHandle | undefined;
+    try {
+      file = await open(path, 'r');
+      let filled = 0;
+      while (filled < target.length) {
+        const { bytesRead } = await file.read(target, filled, target.length - filled, offset + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      return filled;
+    } catch (error) {
+      if (isMissing(error)) throw notFound(key, error);
+      throw unavailable(`reading ${JSON.stringify(key)}`, error);
+    } finally {
+      await file?.close();
+    }
+  }
+
   async function stat_(key: string): Promise<ObjectInfo> {
     const path = pathOf(key);
     try {
@@ -176,6 +196,7 @@ export async function createFsBackend(config: FsBackendConfig): Promise<StorageB
     properties: { kind: 'fs', location: root },
     save,
     open: open_,
+    readInto,
     stat: stat_,
     list,
     remove,

@@ -37,6 +37,7 @@ export function guardBackend(backend: StorageBackend, guard: Guard): StorageBack
       });
     },
     open: (key: string, range?: ByteRange) => guard('open', () => backend.open(key, range)),
+    ...(backend.readInto === undefined ? {} : { readInto: (key: string, offset: number, target: Uint8Array) => guard('read', () => backend.readInto!(key, offset, target)) }),
     stat: (key: string) => guard('stat', () => backend.stat(key)),
     remove: (key: string) => guard('remove', () => backend.remove(key)),
     list: (prefix: string) => guardedList(backend, guard, prefix),

@@ -44,8 +44,9 @@ describe('alert rules', () => {
     expect(restoreFailedAlert(event).summary).toMatch(/^Restore of pg\/main from a1 into database app_restore failed/);
   });
 
-  it('a restore that failed names where it went in its engine\'s words: a collection, a directory', () => {
+  it('a restore that failed names where it went in its engine\'s words: a data directory, a collection, a directory', () => {
     const error = { code: 'RESTORE_FAILED' as const, message: 'disk full', retryable: false };
+    expect(restoreFailedAlert({ ...scope, database: '/var/lib/tidemark/work/restores/main-20261207', error }).summary).toMatch(/^Restore of pg\/main into data directory \/var\/lib\/tidemark\/work\/restores\/main-20261207 failed/);
     expect(restoreFailedAlert({ ...scope, engine: 'qdrant', database: 'docs_restore', error }).summary).toMatch(/^Restore of qdrant\/main into collection docs_restore failed/);
     expect(restoreFailedAlert({ ...scope, engine: 'files', database: '/srv/restore', error }).summary).toMatch(/^Restore of files\/main into \/srv\/restore failed/);
   });

@@ -32,6 +32,12 @@ export type FileChunkEvent =
   | { readonly t: 'chunk'; readonly seq: number; readonly id: ChunkId; readonly size: number }
   | { readonly t: 'done'; readonly sha256: string; readonly size: number; readonly after?: StoredFile['after'] };
 
+/** A decode's plaintexts in entry order (empty for entries written into files), and the written entries that were all zeros. */
+export interface DecodedBatch {
+  readonly plains: readonly Buffer[];
+  readonly zeroWritten: ReadonlySet<number>;
+}
+
 export interface EncodedChunk {
   readonly bytes: Buffer;
   readonly pipeline: PipelineFacts;
@@ -51,6 +57,13 @@ interface PoolWorker {
   readonly worker: Worker;
   readonly contexts: Set<number>;
   readonly jobs: Set<number>;
+  /**
+   * Bytes given to it and not yet worked through: files' sizes less what they announced, packs
+   * being decoded. Jobs are given by this, not by their count: a worker busy with a 256 MiB file
+   * counted as idle as one with a 3 KiB file, and got as many new files, while the other one then
+   * waited out the big file's end alone (a third of a backup's time on one worker was idle).
+   */
+  load: number;
 }
 
 type Route = (message: FromWorker) => void;
@@ -105,12 +118,20 @@ export class CodecPool {
       reader?.();
       feeder?.();
     };
+    let charged = Math.max(0, input.sizeHint);
+    owner.load += charged;
+    const discharge = (bytes: number): void => {
+      const done = Math.min(charged, bytes);
+      charged -= done;
+      owner.load -= done;
+    };
     const settle = (seq: number): void => {
       decided += sizes.get(seq) ?? 0;
       sizes.delete(seq);
       this.endIfIdle(job, ended, blobs.size);
     };
     const end = (failure?: Error): void => {
+      discharge(charged);
       inputFailure ??= failure;
       ended = true;
       resolveReleased();
@@ -127,6 +148,7 @@ export class CodecPool {
       if (lost !== undefined) return;
       switch (message.t) {
         case 'chunk':
+          discharge(message.size);
           sizes.set(message.seq, message.size);
           if (message.blob !== undefined && message.pipeline !== undefined) {
             eagerBlobs.set(message.seq, { bytes: Buffer.from(message.blob.buffer, message.blob.byteOffset, message.blob.byteLength), pipeline: message.pipeline });
@@ -249,23 +271,34 @@ export class CodecPool {
 
   /**
    * Blobs of one pack, decoded and checked against their ids on a worker (decodeBlob): `stored`
-   * holds them at the entries' offsets. Resolves with the plaintexts in entry order. `stored` is
-   * handed over (its ArrayBuffer is transferred when it owns one whole): the caller must own it alone.
+   * holds them at the entries' offsets. Resolves with the plaintexts in entry order (see DecodedBatch). `stored` is
+   * handed over (its ArrayBuffer is transferred when it owns one whole): the caller must own it
+   * alone. It comes back through `handedBack` when the plaintexts do not refer to it.
    */
-  decode(stored: Buffer, blobs: readonly DecodeEntry[], pipeline: PipelineFacts, key: EncryptionKey | undefined): Promise<Buffer[]> {
+  decode(stored: Buffer, blobs: readonly DecodeEntry[], pipeline: PipelineFacts, key: EncryptionKey | undefined, handedBack?: (stored: Buffer) => void): Promise<DecodedBatch> {
     const owner = this.workerFor(undefined);
     const job = this.nextJob++;
-    return new Promise<Buffer[]>((resolve, reject) => {
+    // Its length now: the buffer is transferred (detached) below.
+    let charged = stored.length;
+    owner.load += charged;
+    const discharge = (): void => {
+      owner.load -= charged;
+      charged = 0;
+    };
+    return new Promise<DecodedBatch>((resolve, reject) => {
       const fail: Fail = (error) => {
+        discharge();
         this.endIfIdle(job, true, 0);
         reject(error);
       };
       const route: Route = (message) => {
         if (message.t === 'decoded') {
+          discharge();
           this.endIfIdle(job, true, 0);
           const plain = Buffer.from(message.plain.buffer, message.plain.byteOffset, message.plain.byteLength);
+          if (message.stored !== undefined) handedBack?.(Buffer.from(message.stored.buffer, message.stored.byteOffset, message.stored.byteLength));
           let at = 0;
-          resolve(message.lengths.map((length) => plain.subarray(at, (at += length))));
+          resolve({ plains: message.lengths.map((length) => plain.subarray(at, (at += length))), zeroWritten: new Set(message.zeroWritten) });
         } else if (message.t === 'failed') {
           fail(errorOf(message.error));
         }
@@ -294,9 +327,10 @@ export class CodecPool {
     if (entry.worker.jobs.size === 0) entry.worker.worker.unref();
   }
 
-  /** The least busy worker, a new one while fewer than `size` run; registers `context` with it. */
+  /** The least loaded worker (see PoolWorker.load), a new one while fewer than `size` run; registers `context` with it. */
   private workerFor(context: number | undefined): PoolWorker {
-    let chosen = this.workers.reduce<PoolWorker | undefined>((best, entry) => (best === undefined || entry.jobs.size < best.jobs.size ? entry : best), undefined);
+    const lighter = (entry: PoolWorker, best: PoolWorker): boolean => entry.load < best.load || (entry.load === best.load && entry.jobs.size < best.jobs.size);
+    let chosen = this.workers.reduce<PoolWorker | undefined>((best, entry) => (best === undefined || lighter(entry, best) ? entry : best), undefined);
     if (chosen === undefined || (chosen.jobs.size > 0 && this.workers.length < this.size)) chosen = this.spawn();
     if (context !== undefined && !chosen.contexts.has(context)) {
       const settings = this.contextSettings.get(context)!;
@@ -310,7 +344,7 @@ export class CodecPool {
   private spawn(): PoolWorker {
     const worker = new Worker(workerUrl());
     worker.unref();
-    const entry: PoolWorker = { worker, contexts: new Set(), jobs: new Set() };
+    const entry: PoolWorker = { worker, contexts: new Set(), jobs: new Set(), load: 0 };
     this.workers.push(entry);
     worker.on('message', (message: FromWorker) => this.routes.get(message.job)?.route(message));
     const lost = (why: string): void => {

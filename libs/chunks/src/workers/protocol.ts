@@ -58,8 +58,11 @@ export type FromWorker =
   | { readonly t: 'blobFailed'; readonly job: number; readonly seq: number; readonly error: WireError }
   /** The file ended: every chunk was announced. Held chunks are still stored or dropped on request. */
   | { readonly t: 'done'; readonly job: number; readonly sha256: string; readonly size: number; readonly after?: StoredFile['after'] }
-  /** The plaintexts one after the other in `plain`, `lengths` long (0 for blobs written into files). */
-  | { readonly t: 'decoded'; readonly job: number; readonly plain: Uint8Array; readonly lengths: readonly number[] }
+  /**
+   * The plaintexts one after the other in `plain`, `lengths` long (0 for blobs written into files),
+   * the blobs written into files that were all zeros (by index), and the decode message's buffer handed back for reuse (unless `plain` is a view of it).
+   */
+  | { readonly t: 'decoded'; readonly job: number; readonly plain: Uint8Array; readonly lengths: readonly number[]; readonly zeroWritten: readonly number[]; readonly stored?: Uint8Array }
   /** A file could not be read (or was aborted), or a blob not decoded. Held chunks are still stored or dropped on request. */
   | { readonly t: 'failed'; readonly job: number; readonly error: WireError };
 

@@ -11,8 +11,9 @@ import { encodeBytes, keyRingOf, type EncryptionKey, type KeyRing } from '@tidem
 import { decodeBlob } from '../blob.js';
 import { chunkIdFunction, type ChunkIdFunction } from '../chunk-id.js';
 import { GearCutter } from '../chunker.js';
-import type { ChunkFileWrite, StoredFile } from '../api.js';
+import type { FilePartWrite, StoredFile, WholeFileWrite } from '../api.js';
 import { isAllZero } from '../zeros.js';
+import { BufferPool } from '../buffer-pool.js';
 import { LOCAL_READ_FLAGS, afterReading, notARegularFile } from '../local-file.js';
 import { transferable, type CodecContext, type FromWorker, type ToWorker, type WireError, type WireKey } from './protocol.js';
 
@@ -25,6 +26,31 @@ const MIN_READ_BYTES = 16 * 1024;
  * is copied into the next one (a copy per chunk spanning two 1 MiB reads cost a tenth of a backup).
  */
 const SLAB_BYTES = 8 * 1024 * 1024;
+/**
+ * Slabs are reused (see BufferPool): powers of two from 64 KiB, so that freed slabs fit the next
+ * files, and at most 48 MiB kept per worker.
+ */
+const slabs = new BufferPool(64 * 1024, 48 * 1024 * 1024);
+
+/** Bytes read from one file; chunks held for a decision are views of it, so it returns to the pool only once the job left it and none is held. */
+interface Slab {
+  readonly bytes: Buffer;
+  held: number;
+  inUse: boolean;
+}
+
+const takeSlab = (atLeast: number): Slab => ({ bytes: slabs.take(atLeast), held: 0, inUse: true });
+
+/** The slab's job moved on (`inUse` false) or one of its held chunks was decided on: pooled once both hold. */
+function releaseSlab(slab: Slab): void {
+  if (!slab.inUse && slab.held === 0) slabs.give(slab.bytes);
+}
+
+function leaveSlab(job: FileJob): void {
+  job.slab.inUse = false;
+  releaseSlab(job.slab);
+  job.slab = NO_SLAB;
+}
 
 interface Context {
   readonly facts: CodecContext;
@@ -37,14 +63,14 @@ interface FileJob {
   readonly context: Context;
   readonly cutter: GearCutter;
   readonly hash: Hash;
-  /** Chunks waiting for the main thread's store or drop. */
-  readonly held: Map<number, Buffer>;
+  /** Chunks waiting for the main thread's store or drop, with the slab each is a view of. */
+  readonly held: Map<number, { chunk: Buffer; slab: Slab }>;
   /** Encode each chunk at once and send it with its announcement (the file is new: its chunks almost always are). */
   readonly eager: boolean;
   readonly sizeHint: number;
   /** Announced and not yet decided on: held chunks and unacknowledged eager ones. */
   outstanding: number;
-  slab: Buffer;
+  slab: Slab;
   /** Bytes of the slab filled; the unfinished chunk starts at `chunkStart`. */
   slabEnd: number;
   chunkStart: number;
@@ -61,6 +87,7 @@ interface FileJob {
 
 const port = parentPort!;
 const EMPTY = Buffer.alloc(0);
+const NO_SLAB: Slab = { bytes: EMPTY, held: 0, inUse: false };
 const contexts = new Map<number, Context>();
 const jobs = new Map<number, FileJob>();
 const decodeRings = new Map<string, KeyRing>();
@@ -87,7 +114,7 @@ function handle(message: ToWorker): void {
       const context = contextOf(message.context);
       const job: FileJob = {
         id: message.job, context, cutter: new GearCutter(context.facts.chunker), hash: createHash('sha256'), held: new Map(), eager: message.eager === true, sizeHint: message.sizeHint, outstanding: 0,
-        slab: EMPTY, slabEnd: 0, chunkStart: 0, size: 0, seq: 0, stopped: false, reading: false, wake: undefined,
+        slab: NO_SLAB, slabEnd: 0, chunkStart: 0, size: 0, seq: 0, stopped: false, reading: false, wake: undefined,
       };
       jobs.set(job.id, job);
       if (message.path !== undefined) void readPath(job, Buffer.from(message.path.buffer, message.path.byteOffset, message.path.byteLength));
@@ -108,9 +135,13 @@ function handle(message: ToWorker): void {
       // A drop of an eager chunk (never held) acknowledges it.
       const job = jobs.get(message.job);
       if (job === undefined) return;
-      const chunk = job.held.get(message.seq);
+      const held = job.held.get(message.seq);
       job.held.delete(message.seq);
-      if (message.t === 'store' && chunk !== undefined) store(job, message.seq, chunk);
+      if (held !== undefined) {
+        if (message.t === 'store') store(job, message.seq, held.chunk);
+        held.slab.held -= 1;
+        releaseSlab(held.slab);
+      }
       job.outstanding -= 1;
       wakeUp(job);
       return;
@@ -119,6 +150,10 @@ function handle(message: ToWorker): void {
       const job = jobs.get(message.job);
       if (job === undefined) return;
       // The main thread gave up on every held chunk; a path read answers once it stopped reading.
+      for (const { slab } of job.held.values()) {
+        slab.held -= 1;
+        releaseSlab(slab);
+      }
       job.held.clear();
       job.outstanding = 0;
       if (job.stopped) jobs.delete(job.id);
@@ -130,25 +165,32 @@ function handle(message: ToWorker): void {
     case 'decode': {
       const ring = message.key === undefined ? keyRingOf(undefined) : ringOf(message.key);
       const stored = Buffer.from(message.stored.buffer, message.stored.byteOffset, message.stored.byteLength);
-      const plains = message.blobs.map((blob) => {
+      const zeroWritten: number[] = [];
+      const plains = message.blobs.map((blob, i) => {
         const plain = decodeBlob(stored.subarray(blob.offset, blob.offset + blob.length), message.pipeline, ring, blob.id);
         if (blob.files === undefined) return plain;
         const zero = isAllZero(plain);
-        for (const file of blob.files) writeWhole(file, plain, zero);
+        if (zero) zeroWritten.push(i);
+        for (const file of blob.files) {
+          if (file.kind === 'whole') writeWhole(file, plain, zero);
+          else if (!zero) writePart(file, plain);
+        }
         return EMPTY;
       });
       const plain = transferable(plains.length === 1 ? plains[0]! : Buffer.concat(plains));
-      post({ t: 'decoded', job: message.job, plain, lengths: plains.map((one) => one.length) }, [plain.buffer as ArrayBuffer]);
+      // Unencoded blobs decode to views of `stored`: then it travels back as `plain`.
+      const handBack = plain.buffer !== stored.buffer && stored.byteLength > 0 && stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength;
+      post({ t: 'decoded', job: message.job, plain, lengths: plains.map((one) => one.length), zeroWritten, ...(handBack ? { stored } : {}) }, handBack ? [plain.buffer as ArrayBuffer, stored.buffer as ArrayBuffer] : [plain.buffer as ArrayBuffer]);
       return;
     }
   }
 }
 
 /** A one-chunk file, whole (see ChunkFileWrite): synchronous calls, each far cheaper here than a promise on the main thread. */
-function writeWhole(file: ChunkFileWrite, plain: Buffer, zero: boolean): void {
+function writeWhole(file: WholeFileWrite, plain: Buffer, zero: boolean): void {
   const fd = openSync(file.temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, file.createMode);
   try {
-    if (!zero) for (let done = 0; done < plain.length; ) done += writeSync(fd, plain, done, plain.length - done, file.offset + done);
+    if (!zero) writeFully(fd, plain, file.offset);
     if (zero || file.holes) ftruncateSync(fd, file.size);
     if (file.owner !== undefined) fchownSync(fd, file.owner.uid, file.owner.gid);
     if (file.chmod !== undefined) fchmodSync(fd, file.chmod);
@@ -157,6 +199,20 @@ function writeWhole(file: ChunkFileWrite, plain: Buffer, zero: boolean): void {
     closeSync(fd);
   }
   renameSync(file.temp, file.final);
+}
+
+/** A chunk of a file of several, at its offset in the temp file the main thread created (see FilePartWrite). */
+function writePart(part: FilePartWrite, plain: Buffer): void {
+  const fd = openSync(part.temp, constants.O_WRONLY | constants.O_NOFOLLOW);
+  try {
+    writeFully(fd, plain, part.offset);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeFully(fd: number, bytes: Buffer, position: number): void {
+  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, position + done);
 }
 
 function store(job: FileJob, seq: number, chunk: Buffer): void {
@@ -187,7 +243,7 @@ async function readPath(job: FileJob, path: Buffer): Promise<void> {
       while (job.outstanding >= OUTSTANDING_CHUNKS && job.abortRequested !== true) await new Promise<void>((resolve) => (job.wake = resolve));
       if (job.abortRequested === true) throw new Error('aborted');
       const free = makeRoom(job);
-      const read = readSync(fd, job.slab, job.slabEnd, Math.min(free, MAX_READ_BYTES), null);
+      const read = readSync(fd, job.slab.bytes, job.slabEnd, Math.min(free, MAX_READ_BYTES), null);
       if (read === 0) break;
       cut(job, read);
       // Lets decisions and aborts in between reads.
@@ -217,7 +273,7 @@ function statAfter(path: Buffer): StoredFile['after'] {
 function feed(job: FileJob, piece: Buffer): void {
   for (let at = 0; at < piece.length; ) {
     const room = makeRoom(job);
-    const copied = piece.copy(job.slab, job.slabEnd, at, at + room);
+    const copied = piece.copy(job.slab.bytes, job.slabEnd, at, at + room);
     at += copied;
     cut(job, copied);
   }
@@ -226,16 +282,17 @@ function feed(job: FileJob, piece: Buffer): void {
 /** Free bytes at the slab's end (at least one): a new slab, with the unfinished chunk moved over, when the old one is full. */
 function makeRoom(job: FileJob): number {
   const { sizeHint } = job;
-  const free = job.slab.length - job.slabEnd;
+  const free = job.slab.bytes.length - job.slabEnd;
   if (free >= Math.min(MIN_READ_BYTES, sizeHint + 1) && free > 0) return free;
   const unfinished = job.slabEnd - job.chunkStart;
   // Sized to the file when it is small (its bytes and one more, to see the end): most files are.
-  const slab = Buffer.allocUnsafeSlow(Math.max(unfinished + MIN_READ_BYTES, job.size === 0 ? Math.min(SLAB_BYTES, sizeHint + 1) : SLAB_BYTES));
-  job.slab.copy(slab, 0, job.chunkStart, job.slabEnd);
+  const slab = takeSlab(Math.max(unfinished + MIN_READ_BYTES, job.size === 0 ? Math.min(SLAB_BYTES, sizeHint + 1) : SLAB_BYTES));
+  job.slab.bytes.copy(slab.bytes, 0, job.chunkStart, job.slabEnd);
+  leaveSlab(job);
   job.slab = slab;
   job.slabEnd = unfinished;
   job.chunkStart = 0;
-  return slab.length - unfinished;
+  return slab.bytes.length - unfinished;
 }
 
 /** `added` new bytes at the slab's end: hashed, and every chunk they complete announced. */
@@ -243,7 +300,7 @@ function cut(job: FileJob, added: number): void {
   const from = job.slabEnd;
   job.slabEnd += added;
   job.size += added;
-  const filled = job.slab.subarray(0, job.slabEnd);
+  const filled = job.slab.bytes.subarray(0, job.slabEnd);
   job.hash.update(filled.subarray(from));
   for (let at = job.cutter.cut(filled, from); at >= 0; at = job.cutter.cut(filled, at)) {
     announce(job, filled.subarray(job.chunkStart, at));
@@ -256,7 +313,8 @@ function announce(job: FileJob, chunk: Buffer): void {
   job.outstanding += 1;
   const id = job.context.chunkId(chunk);
   if (!job.eager) {
-    job.held.set(seq, chunk);
+    job.held.set(seq, { chunk, slab: job.slab });
+    job.slab.held += 1;
     post({ t: 'chunk', job: job.id, seq, id, size: chunk.length });
     return;
   }
@@ -270,15 +328,15 @@ function announce(job: FileJob, chunk: Buffer): void {
 }
 
 function finish(job: FileJob, after?: StoredFile['after']): void {
-  if (job.slabEnd > job.chunkStart) announce(job, job.slab.subarray(job.chunkStart, job.slabEnd));
-  job.slab = EMPTY;
+  if (job.slabEnd > job.chunkStart) announce(job, job.slab.bytes.subarray(job.chunkStart, job.slabEnd));
+  leaveSlab(job);
   post({ t: 'done', job: job.id, sha256: job.hash.digest('hex'), size: job.size, ...(after === undefined ? {} : { after }) });
   forgetOnceDecided(job);
 }
 
 /** The file could not be read on: chunks already announced still get their decisions. */
 function stop(job: FileJob, error: unknown): void {
-  job.slab = EMPTY;
+  leaveSlab(job);
   post({ t: 'failed', job: job.id, error: wireError(error) });
   forgetOnceDecided(job);
 }

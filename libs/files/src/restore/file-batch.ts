@@ -1,7 +1,7 @@
 // Files are written a batch at a time, grouped by pack: every chunk a batch needs from one pack is
 // fetched with one ranged read (readPackChunks) and written where it belongs with positional
-// writes, several packs and writes at once; a file of one chunk is written whole by the codec
-// worker that decodes it. A chunk is fetched once however many files hold it, a
+// writes by the codec worker that decodes it, several packs at once; a file of one chunk is
+// written whole there, with its metadata. A chunk is fetched once however many files hold it, a
 // chunk of zeros is never written (a hole; the file is truncated to its size at the end), and a
 // file is written under a temp name and renamed once complete, with its mode, owner and mtime.
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
@@ -129,18 +129,25 @@ async function plan(batch: FileBatch, writer: BatchWriter): Promise<Map<string, 
 
 async function writePack(packId: string, chunks: Map<ChunkId, PlannedChunk>, writes: BoundedWork, packs: BoundedWork, writer: BatchWriter): Promise<void> {
   const locations = [...chunks.values()].map((planned) => planned.location).sort((a, b) => a.offset - b.offset);
-  const whole = wholeFileWrites(chunks, writer);
-  for await (const chunk of writer.repository.readPackChunks(packId, locations, whole)) {
+  const byWorkers = await workerWrites(chunks, writer);
+  for await (const chunk of writer.repository.readPackChunks(packId, locations, byWorkers)) {
     if (writes.failed || packs.failed) return;
     throwIfAborted(writer.signal);
     const planned = chunks.get(chunk.location.id);
     if (planned === undefined) continue;
     if (chunk.written !== undefined) {
-      // Written whole by the codec worker that decoded the chunk, renamed into place.
+      // Written by the codec worker that decoded the chunk: a whole file renamed into place, or a
+      // part of one that is finished here once its last part is written.
+      if (chunk.written.length === 0) continue;
       for (const { file } of planned.targets) {
-        file.writesLeft -= 1;
-        writer.temps.delete(file);
-        writer.onFileDone(file);
+        if (file.singleWrite) {
+          file.writesLeft -= 1;
+          writer.temps.delete(file);
+          writer.onFileDone(file);
+          continue;
+        }
+        if (chunk.zeros) file.holes = true;
+        await writes.start(() => chunkDone(file, writer), 0);
       }
       continue;
     }
@@ -155,32 +162,37 @@ async function writePack(packId: string, chunks: Map<ChunkId, PlannedChunk>, wri
 }
 
 /**
- * The chunks whose every file is made of that one chunk (most small files): the codec worker
- * decoding the chunk writes those files whole, with their metadata, so the restore of many small
- * files costs this thread no call per file. Each file counts as a temp file from now on: a failed
- * restore removes it.
+ * What the codec worker decoding a chunk writes itself, so that plaintext never comes back to this
+ * thread: a file made of that one chunk (most small files) whole, with its metadata, at no call
+ * here per file; a chunk of a larger file at its offset in the file's temp file, created here
+ * first. Each file counts as a temp file from now on: a failed restore removes it.
  */
-function wholeFileWrites(chunks: Map<ChunkId, PlannedChunk>, writer: BatchWriter): Map<ChunkId, ChunkFileWrite[]> {
-  const whole = new Map<ChunkId, ChunkFileWrite[]>();
+async function workerWrites(chunks: Map<ChunkId, PlannedChunk>, writer: BatchWriter): Promise<Map<ChunkId, ChunkFileWrite[]>> {
+  const byWorkers = new Map<ChunkId, ChunkFileWrite[]>();
   for (const planned of chunks.values()) {
-    if (!planned.targets.every(({ file }) => file.singleWrite && file.created === undefined)) continue;
-    whole.set(
-      planned.location.id,
-      planned.targets.map(({ file, offset }) => {
-        const { entry } = file;
-        const createMode = createdWith(entry.mode);
-        const owned = writer.owners && (entry.uid !== EFFECTIVE_UID || entry.gid !== EFFECTIVE_GID);
-        writer.temps.add(file);
-        return {
-          temp: file.temp, final: file.final, offset, size: entry.size, holes: file.holes, createMode,
-          ...(owned ? { owner: { uid: entry.uid, gid: entry.gid } } : {}),
-          ...(owned || createMode !== entry.mode ? { chmod: entry.mode } : {}),
-          mtimeSeconds: secondsOf(entry),
-        };
-      }),
-    );
+    // A single-write file already created here (cannot happen today) is written by this thread.
+    if (!planned.targets.every(({ file }) => !file.singleWrite || file.created === undefined)) continue;
+    const fileWrites: ChunkFileWrite[] = [];
+    for (const { file, offset } of planned.targets) {
+      if (!file.singleWrite) {
+        await (file.created ??= createTemp(file, writer).then((handle) => handle.close()));
+        fileWrites.push({ kind: 'part', temp: file.temp, offset });
+        continue;
+      }
+      const { entry } = file;
+      const createMode = createdWith(entry.mode);
+      const owned = writer.owners && (entry.uid !== EFFECTIVE_UID || entry.gid !== EFFECTIVE_GID);
+      writer.temps.add(file);
+      fileWrites.push({
+        kind: 'whole', temp: file.temp, final: file.final, offset, size: entry.size, holes: file.holes, createMode,
+        ...(owned ? { owner: { uid: entry.uid, gid: entry.gid } } : {}),
+        ...(owned || createMode !== entry.mode ? { chmod: entry.mode } : {}),
+        mtimeSeconds: secondsOf(entry),
+      });
+    }
+    byWorkers.set(planned.location.id, fileWrites);
   }
-  return whole;
+  return byWorkers;
 }
 
 async function writeChunk(file: PendingFile, plain: Buffer, offset: number, writer: BatchWriter): Promise<void> {

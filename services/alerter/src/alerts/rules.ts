@@ -73,11 +73,18 @@ export function backupFailedAlert(event: BackupFailed): Alert | undefined {
   };
 }
 
-/** What a restore's `database` field names, per engine: a database, a collection, a directory or bucket prefix. */
-const RESTORED_INTO: Readonly<Record<Engine, string>> = { pg: 'database ', qdrant: 'collection ', files: '' };
+/**
+ * What a restore's `database` field names, in its engine's words: a database, or for a
+ * point-in-time restore the data directory (an absolute path); a collection; a directory or bucket
+ * prefix, which speaks for itself.
+ */
+function restoredInto(engine: Engine, place: string): string {
+  if (engine === 'pg') return `${place.startsWith('/') ? 'data directory' : 'database'} ${place}`;
+  return engine === 'qdrant' ? `collection ${place}` : place;
+}
 
 export function restoreFailedAlert(event: RestoreFailed): Alert {
-  const into = event.database ? ` into ${RESTORED_INTO[event.engine]}${event.database}` : '';
+  const into = event.database ? ` into ${restoredInto(event.engine, event.database)}` : '';
   const from = event.artifactId ? ` from ${event.artifactId}` : '';
   return {
     schemaVersion: 1,
