@@ -303,7 +303,7 @@ async function compare(gib, label) {
   const manifest = await new ArtifactStore(await createFsBackend({ root: storageRoot })).readManifest('files', target, result.tidemarkSecond.event.artifactId);
   result.secondFacts = filesFactsOf(manifest);
   console.log(
-    `tidemark backup #2: ${secs(result.tidemarkSecond.ms)}, storage +${mib(result.tidemarkSecondRepo - result.tidemarkFirstRepo)} (new chunks ${mib(result.secondFacts.newStoredBytes)} stored, ${result.secondFacts.unchangedFiles} files not read), peak RSS ${result.tidemarkSecond.peakMiB.toFixed(0)} MiB`,
+    `tidemark backup #2: ${secs(result.tidemarkSecond.ms)}, storage +${mib(result.tidemarkSecondRepo - result.tidemarkFirstRepo)} (new chunks ${mib(result.secondFacts.newStoredBytes)} stored, ${result.secondFacts.unchangedFiles} files not read; tree: ${result.secondFacts.tree?.newSegments} of ${result.secondFacts.tree?.segments} segments new, ${mib(result.secondFacts.tree?.newStoredBytes ?? NaN)}), peak RSS ${result.tidemarkSecond.peakMiB.toFixed(0)} MiB`,
   );
 
   const resticRestore = join(work, 'restic-restore');

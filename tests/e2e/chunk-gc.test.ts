@@ -5,7 +5,7 @@
 // backup running while collections run loses nothing (it deduplicated against a pack the collector
 // condemned meanwhile: the pack is kept while the backup lives and rescued once it committed).
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -112,18 +112,23 @@ targets:
 
   it('condemns the packs only pruned snapshots referenced, deletes them after the grace, and the retained snapshot still restores', async () => {
     await backedUp('gc-1');
-    // Each later snapshot adds one file of its own: its chunks go to packs of that backup alone.
+    // Each later snapshot adds one file of its own: its chunks go to packs of that backup alone
+    // (with the tree's segments that changed).
     await writeFile(join(root, 'docs', 'scan.bin'), randomBytes(2 * 1024 * 1024));
     await backedUp('gc-2');
     await writeFile(join(root, 'docs', 'scan.bin'), randomBytes(2 * 1024 * 1024));
-    const kept = await backedUp('gc-3');
+    await backedUp('gc-3');
+    // Only a mode changes: the new snapshot's own pack holds nothing but its tree's changed segment,
+    // which the collection must count as referenced.
+    await chmod(join(root, 'docs', 'scan.bin'), 0o600);
+    const kept = await backedUp('gc-4');
     const packsBefore = await packsInBucket();
 
     const catalog = new Catalog(store);
     const retention = await runRetention({
       catalog, store, publisher: recordingPublisher(), logger, orphanGraceMinutes: 60, policies: new Map([['files/docs', { keepLast: 1, maxAgeDays: 0 }]]),
     });
-    expect(retention.pruned.map((p) => p.engine)).toEqual(['files', 'files']);
+    expect(retention.pruned.map((p) => p.engine)).toEqual(['files', 'files', 'files']);
     expect(retention.kept.map((k) => k.artifactId)).toEqual([kept.id]);
 
     const now = new Date();

@@ -234,11 +234,16 @@ describe.each(backends.map((backend, index) => ({ ...backend, index })))('a real
       let readBytes = 0;
       for (const path of expectedReads) readBytes += await sizeOf(path);
       expect(secondFacts.newBytes).toBeLessThanOrEqual(readBytes);
-      // What the bucket's chunk store grew by: the new chunks' blobs, pack headers and one index file.
+      // What the bucket's chunk store grew by: the new chunks' blobs, the tree's changed segments, pack headers and one index file.
       const chunkGrowth = (await bytesUnder(backend, 'chunks/')) - chunkBytesBefore;
-      expect(chunkGrowth).toBeLessThanOrEqual(secondFacts.newStoredBytes + 256 * 1024);
+      const segments = secondFacts.tree!;
+      // Each new blob also has its line in a pack header and in the index file.
+      expect(chunkGrowth).toBeLessThanOrEqual(secondFacts.newStoredBytes + segments.newStoredBytes + (secondFacts.newChunks + segments.newSegments) * 256 + 256 * 1024);
+      // About 1 % of the paths changed: segments of 8 paths on average, so about 8 % of them are new, not the whole tree.
+      expect(segments.newSegments).toBeGreaterThan(0);
+      expect(segments.newSegments).toBeLessThan(segments.segments * 0.15);
       expect(secondFacts.newStoredBytes).toBeLessThanOrEqual(readBytes * 1.05 + 64 * 1024);
-      timings.push(`${name}: second backup read ${expectedReads.size} files (${(readBytes / 1024 ** 2).toFixed(1)} MiB), chunk store grew ${(chunkGrowth / 1024 ** 2).toFixed(2)} MiB`);
+      timings.push(`${name}: second backup read ${expectedReads.size} files (${(readBytes / 1024 ** 2).toFixed(1)} MiB), chunk store grew ${(chunkGrowth / 1024 ** 2).toFixed(2)} MiB (${segments.newSegments} of ${segments.segments} tree segments new)`);
     },
     STEP_TIMEOUT_MS,
   );

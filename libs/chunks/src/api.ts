@@ -38,7 +38,7 @@ export interface RepositoryOptions {
   /** Chunks are encrypted with keyRing.current (when set) and chunk ids are keyed by it. */
   readonly keyRing: KeyRing;
   readonly compression: Compression;
-  /** zstd level of the chunks; default CHUNK_ZSTD_LEVEL (2) for zstd, the compression's own default otherwise. */
+  /** The compression's level (default: the pipeline's, zstd 1; see the README's repository format for 2 and 3). */
   readonly compressionLevel?: number;
   /** Target pack size in bytes (default 16 MiB). */
   readonly packBytes?: number;
@@ -87,10 +87,16 @@ export interface StoredFile {
  * packs in the background (memory bounded by packBytes × uploads in flight; `put` waits when the
  * budget is used); `flush` uploads the last pack and writes this session's index file.
  */
+/** What a pack holds: file contents, or a files tree's segments. */
+export type PackKind = 'data' | 'tree';
+
 export interface UploadSession {
   readonly id: string;
-  /** Stores `plain` under `id` unless the repository already has it in a pack that is not condemned. */
-  put(id: ChunkId, plain: Uint8Array): Promise<PutResult>;
+  /**
+   * Stores `plain` under `id` unless the repository already has it in a pack that is not condemned;
+   * in a pack of `kind`'s own ('tree': a files tree's segments, read back together).
+   */
+  put(id: ChunkId, plain: Uint8Array, kind?: PackKind): Promise<PutResult>;
   /**
    * Chunks a whole file, names each chunk and stores those the repository lacks, on the codec
    * workers (chunking, hashing, compression and encryption run off this thread). `onChunk` is told

@@ -28,10 +28,11 @@ export function encodeBlob(plain: Uint8Array, encoding: BlobEncoding): EncodedBl
 /**
  * The plaintext of a stored blob, checked against its id. The blob was read whole, so it is decoded
  * at once (decodeBytes, no stream per chunk) and without a sha256 of the stored bytes: the proofs
- * are the GCM tags, zstd's frame checksum and the chunk id checked after decoding.
+ * are the GCM tags, zstd's frame checksum and the chunk id checked after decoding. `reuse` as in
+ * decodeBytes.
  */
-export function decodeBlob(stored: Buffer, pipeline: PipelineFacts, keys: KeyRing, id: ChunkId): Buffer {
-  const plain = decodeBytes(stored, { pipeline, storedBytes: stored.length }, keys);
+export function decodeBlob(stored: Buffer, pipeline: PipelineFacts, keys: KeyRing, id: ChunkId, reuse: 'owned' | 'scratch' = 'owned'): Buffer {
+  const plain = decodeBytes(stored, { pipeline, storedBytes: stored.length }, keys, reuse);
   if (chunkIdFunctionFor(pipeline, keys)(plain) !== id) {
     throw new TidemarkError('INTEGRITY_CHECKSUM_MISMATCH', `chunk ${id} decodes to other bytes than its id names: the pack or the index is corrupt; run the verifier and rebuild the index`);
   }

@@ -1,5 +1,5 @@
 export type {
-  BlobLocation, ChunkFileWrite, ChunkId, FilePartWrite, WholeFileWrite, ChunkRepository, ChunkerSettings, GarbageCollectionOptions, GarbageCollectionReport, FileInput, PackChunk, PutResult, ReferencedChunks,
+  BlobLocation, ChunkFileWrite, ChunkId, FilePartWrite, WholeFileWrite, PackKind, ChunkRepository, ChunkerSettings, GarbageCollectionOptions, GarbageCollectionReport, FileInput, PackChunk, PutResult, ReferencedChunks,
   RepositoryOptions, StoredFile, UploadSession,
 } from './api.js';
 export { openChunkRepository } from './repository.js';

@@ -17,14 +17,6 @@ import { sharedCodecPool, type DecodedBatch } from './workers/pool.js';
 import type { DecodeEntry } from './workers/protocol.js';
 
 export const DEFAULT_PACK_BYTES = 16 * 1024 * 1024;
-/**
- * zstd's level for chunks unless a target sets one. On the files benchmark's text (bench/files-restic.mjs's
- * generator; incompressible data costs the same at every level), 2026-12-07 on the 2-core machine:
- *   level 1: 293 MiB/s, 41.4 % of the size;  level 2: 228 MiB/s, 36.0 %;  level 3: 178 MiB/s, 35.2 %.
- * Level 2 takes most of level 3's gain for half its cost; with level 1 the repository and a second
- * backup's new bytes were 4-15 % larger than restic's (which uses zstd's default, level 3).
- */
-export const CHUNK_ZSTD_LEVEL = 2;
 export const DEFAULT_SESSION_STALE_MS = 6 * 60 * 60 * 1000;
 /** A stored blob is at most a max-size chunk plus what compression and encryption add to it. */
 const MAX_BLOB_BYTES = 2 * DEFAULT_CHUNKER.maxBytes + 1024 * 1024;
@@ -72,8 +64,7 @@ class Repository implements ChunkRepository {
 
   async openSession(sessionId: string): Promise<UploadSession> {
     checkSessionId(sessionId);
-    const { backend, keyRing, compression } = this.options;
-    const compressionLevel = this.options.compressionLevel ?? (compression === 'zstd' ? CHUNK_ZSTD_LEVEL : undefined);
+    const { backend, keyRing, compression, compressionLevel } = this.options;
     const session = new ChunkSession(
       {
         backend,
@@ -119,7 +110,8 @@ class Repository implements ChunkRepository {
     }
     const { backend } = this.options;
     const read = backend.readInto === undefined ? await this.streamedReads(packId, sorted) : directReads(backend.readInto.bind(backend), packKey(packId));
-    // Batches decode on the codec workers while the next ones are read; yielded in offset order.
+    // Batches decode on a codec worker (one per pack: see CodecPool.decoder) while the next ones are read; yielded in offset order.
+    const decoder = this.codec.decoder();
     const decoding: DecodingBatch[] = [];
     try {
       for (const batch of decodeBatches(sorted)) {
@@ -128,7 +120,7 @@ class Repository implements ChunkRepository {
           const files = writes?.get(blob.id);
           return { id: blob.id, offset: offsets[i]!, length: blob.length, ...(files === undefined ? {} : { files }) };
         });
-        const plains = this.codec.decode(stored, entries, pipeline, key, (returned) => this.batchBuffers.give(returned));
+        const plains = decoder.decode(stored, entries, pipeline, key, (returned) => this.batchBuffers.give(returned));
         plains.catch(() => undefined); // awaited in order below
         decoding.push({ batch, plains });
         while (decoding.length >= BATCHES_IN_FLIGHT) yield* decoded(decoding.shift()!, writes);

@@ -2,12 +2,13 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { TidemarkError } from '@tidemark/contracts';
 import type { StorageBackend } from '@tidemark/storage';
-import type { ChunkId, FileInput, PutResult, StoredFile, UploadSession } from './api.js';
+import type { ChunkId, FileInput, PackKind, PutResult, StoredFile, UploadSession } from './api.js';
 import { encodeBlob, type BlobEncoding } from './blob.js';
 import { writeIndexFile, type IndexedPack } from './index-files.js';
 import { packKey } from './layout.js';
 import { writeSessionMarker } from './markers.js';
 import { PackBuilder, type SealedPack } from './pack.js';
+import { BufferPool } from './buffer-pool.js';
 import { sessionKey } from './layout.js';
 import type { CodecPool, FileChunking } from './workers/pool.js';
 
@@ -19,6 +20,11 @@ const PACK_RETRY_DELAY_MS = 500;
 export const UPLOADS_IN_FLIGHT = 2;
 /** The marker is rewritten at most this often, however often touch() is called. */
 export const MARKER_REFRESH_MS = 60_000;
+/** A pack's buffer holds its target size and this much more: the blob that fills it (a max-size chunk, encoded) and its header. */
+const PACK_SLACK_BYTES = 6 * 1024 * 1024;
+/** Pack buffers of every session of the process, reused (see PackBuilder): the ones filling and uploading, a few spare. */
+const packBuffers = new BufferPool(1024 * 1024, 3 * 32 * 1024 * 1024);
+
 /** Chunks of one file being encoded and packed at once (a worker holds a few more, read ahead). */
 const STORES_IN_FLIGHT_PER_FILE = 4;
 
@@ -39,7 +45,8 @@ export interface SessionContext {
 export class ChunkSession implements UploadSession {
   /** Chunks put in this session (stored, or being stored): usable for dedup by this backup. */
   private readonly chunks = new Set<ChunkId>();
-  private builder: PackBuilder | undefined;
+  /** The pack filling per kind: a tree's segments go to packs of their own, so reading a tree back reads a few packs end to end. */
+  private readonly builders = new Map<PackKind, PackBuilder>();
   /** Set while a full pack waits for an upload slot: puts wait rather than grow the pack. */
   private sealing: Promise<void> | undefined;
   private readonly uploads = new Set<Promise<void>>();
@@ -65,14 +72,14 @@ export class ChunkSession implements UploadSession {
     return this.chunks.has(id) || this.context.usable(id);
   }
 
-  async put(id: ChunkId, plain: Uint8Array): Promise<PutResult> {
+  async put(id: ChunkId, plain: Uint8Array, kind: PackKind = 'data'): Promise<PutResult> {
     this.throwIfUnusable();
     if (this.has(id)) return { stored: false, storedBytes: 0 };
     this.chunks.add(id);
     try {
       await this.touch();
       const blob = encodeBlob(plain, this.context.encoding);
-      await this.append(id, blob.bytes, blob.pipeline, plain.length);
+      await this.append(id, blob.bytes, blob.pipeline, plain.length, kind);
       return { stored: true, storedBytes: blob.bytes.length };
     } catch (error) {
       // Another put of the same chunk may have answered "already stored": the whole session is now unusable.
@@ -126,7 +133,7 @@ export class ChunkSession implements UploadSession {
     try {
       await this.touch();
       const blob = await job.store(seq);
-      await this.append(id, blob.bytes, blob.pipeline, rawBytes);
+      await this.append(id, blob.bytes, blob.pipeline, rawBytes, 'data');
       return { stored: true, storedBytes: blob.bytes.length };
     } catch (error) {
       this.failure ??= error;
@@ -138,7 +145,7 @@ export class ChunkSession implements UploadSession {
     this.throwIfUnusable();
     await this.touch();
     while (this.sealing !== undefined) await this.sealing;
-    if (this.builder !== undefined && this.builder.count > 0) await this.sealAndUpload();
+    for (const kind of [...this.builders.keys()]) await this.sealAndUpload(kind);
     await Promise.all([...this.uploads]);
     this.throwIfUnusable();
     // Checked again right before the index file: once written, it makes its packs usable for
@@ -184,22 +191,28 @@ export class ChunkSession implements UploadSession {
     await this.context.backend.remove(sessionKey(this.id));
   }
 
-  private async append(id: ChunkId, stored: Buffer, pipeline: PackBuilder['pipeline'], rawBytes: number): Promise<void> {
+  private async append(id: ChunkId, stored: Buffer, pipeline: PackBuilder['pipeline'], rawBytes: number, kind: PackKind): Promise<void> {
     while (this.sealing !== undefined) await this.sealing;
-    if (this.builder !== undefined && JSON.stringify(this.builder.pipeline) !== JSON.stringify(pipeline)) await this.sealAndUpload();
+    const filling = this.builders.get(kind);
+    if (filling !== undefined && JSON.stringify(filling.pipeline) !== JSON.stringify(pipeline)) await this.sealAndUpload(kind);
     while (this.sealing !== undefined) await this.sealing;
-    this.builder ??= new PackBuilder(pipeline);
-    this.builder.add(id, stored, rawBytes);
-    if (this.builder.bytes >= this.context.packBytes) await this.sealAndUpload();
+    let builder = this.builders.get(kind);
+    if (builder === undefined) {
+      // Room for a full pack, its last blob (the one that fills it) and its header, so that it is not grown.
+      builder = new PackBuilder(pipeline, packBuffers, this.context.packBytes + PACK_SLACK_BYTES);
+      this.builders.set(kind, builder);
+    }
+    builder.add(id, stored, rawBytes);
+    if (builder.bytes >= this.context.packBytes) await this.sealAndUpload(kind);
   }
 
-  /** Seals the current pack once an upload slot is free, and starts its upload in the background. */
-  private sealAndUpload(): Promise<void> {
-    if (this.sealing !== undefined) return this.sealing;
+  /** Seals the kind's pack once an upload slot is free, and starts its upload in the background. */
+  private sealAndUpload(kind: PackKind): Promise<void> {
+    if (this.sealing !== undefined) return this.sealing.then(() => this.sealAndUpload(kind));
     const sealing = (async () => {
       while (this.uploads.size >= UPLOADS_IN_FLIGHT) await Promise.race(this.uploads);
-      const builder = this.builder;
-      this.builder = undefined;
+      const builder = this.builders.get(kind);
+      this.builders.delete(kind);
       if (builder === undefined || builder.count === 0) return;
       const upload = this.upload(builder.seal());
       this.uploads.add(upload);
@@ -231,6 +244,8 @@ export class ChunkSession implements UploadSession {
       this.unindexed.push({ packId: pack.packId, pipeline: pack.pipeline, blobs: pack.blobs });
     } catch (error) {
       this.failure ??= error;
+    } finally {
+      pack.release();
     }
   }
 

@@ -277,6 +277,11 @@ export const FilesSourceFacts = object({
   problemsCount: number({ integer: true, min: 0 }),
   /** Files that changed while they were read (also in problems as changed_during_backup). */
   changedDuringBackupCount: number({ integer: true, min: 0 }),
+  /**
+   * A version 2 tree's segments (chunks of the tree itself): how many it has, how many this
+   * snapshot stored (the rest were the parent's, unchanged), and what those took once stored.
+   */
+  tree: optional(object({ segments: number({ integer: true, min: 0 }), newSegments: number({ integer: true, min: 0 }), newStoredBytes: number({ min: 0 }) })),
   /** ollama: the model inventory at backup time. */
   ollama: optional(object({ models: array(OllamaModel), blobs: number({ integer: true, min: 0 }), corruptBlobs: array(string()) })),
 });

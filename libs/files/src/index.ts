@@ -1,6 +1,7 @@
-export { TREE_FORMAT, TREE_VERSION, type TreeEntry, type TreeEntryType, type TreeHeader } from './tree/entry.js';
+export { TREE_FORMAT, TREE_VERSION, type TreeEntry, type TreeEntryType, type TreeHeader, type TreeSegmentRef } from './tree/entry.js';
 export { bytesOf, textOf, compareTreePaths } from './tree/paths.js';
-export { parseTree, treeEntryLine, treeHeaderLine } from './tree/index.js';
+export { parseTree, treeEntryLine, treeHeaderLine, treeSegmentLine, type ParseTreeOptions } from './tree/index.js';
+export type { ReadSegments } from './tree/segments.js';
 export type { FilesSource, FilesSourceConfig, SourceEntry } from './sources/source.js';
 export { openSource, inspectOllamaStore, type OllamaInspection } from './sources/index.js';
 export type { SnapshotOptions, SnapshotResult } from './snapshot/api.js';

@@ -72,12 +72,18 @@ export function memoryRepository(chunker: ChunkerSettings = TEST_CHUNKER): Memor
   return repository;
 }
 
-/** The tree a snapshot streamed, parsed back (checked line by line by parseTree). */
-export async function readTree(tree: Readable | AsyncIterable<Uint8Array>): Promise<{ header: TreeHeader; entries: TreeEntry[] }> {
-  const parsed = parseTree(tree);
+/**
+ * The tree a snapshot streamed, parsed back (checked line by line by parseTree) once the snapshot
+ * ended (its segments are readable once the session flushed), its segments read from `repository`.
+ */
+export async function readTree(tree: Readable | AsyncIterable<Uint8Array>, repository?: Pick<ChunkRepository, 'readChunk'>): Promise<{ header: TreeHeader; entries: TreeEntry[]; segments: string[] }> {
+  const bytes: Uint8Array[] = [];
+  for await (const piece of tree) bytes.push(piece as Uint8Array);
+  const segments: string[] = [];
+  const parsed = parseTree((async function* () { yield* bytes; })(), repository === undefined ? {} : { readSegments: (refs) => Promise.all(refs.map((ref) => repository.readChunk(ref.segment))), onSegment: (ref) => segments.push(ref.segment) });
   const entries: TreeEntry[] = [];
   for await (const entry of parsed.entries) entries.push(entry);
-  return { header: await parsed.header, entries };
+  return { header: await parsed.header, entries, segments };
 }
 
 /** Entries as an async iterable: a parent tree for the next snapshot. */

@@ -69,7 +69,7 @@ describe('ollama source', () => {
   it('a backup reports the corrupted blob (digest_mismatch, no chunks: never stored as good) and records the inventory', async () => {
     const repository = memoryRepository();
     const result = takeSnapshot({ source: openSource({ kind: 'ollama', path: root }), repository, sessionId: 'ollama-1' });
-    const { header, entries } = await readTree(result.tree);
+    const { header, entries } = await readTree(result.tree, repository);
     const facts = await result.facts;
     await result.close();
     expect(header.sourceKind).toBe('ollama');
@@ -94,7 +94,7 @@ describe('ollama source', () => {
     ]);
 
     // The next backup does not trust the parent for it: the blob is hashed (and reported) again.
-    const again = await readTree(takeSnapshot({ source: openSource({ kind: 'ollama', path: root }), repository, sessionId: 'ollama-2', parentTree: fromArray(entries) }).tree);
+    const again = await readTree(takeSnapshot({ source: openSource({ kind: 'ollama', path: root }), repository, sessionId: 'ollama-2', parentTree: fromArray(entries) }).tree, repository);
     expect(again.entries.find((entry) => entry.path === corrupt.path)).toMatchObject({ problem: 'digest_mismatch' });
   });
 });

@@ -52,7 +52,7 @@ describe.each([
     const source = counting(openSource(config));
     const result = takeSnapshot({ source, repository, sessionId: `s3-${randomBytes(4).toString('hex')}`, ...(parent === undefined ? {} : { parentTree: fromArray(parent) }) });
     try {
-      const { entries } = await readTree(result.tree);
+      const { entries } = await readTree(result.tree, repository);
       return { entries, opened: source.opened, facts: await result.facts };
     } finally {
       await result.close();
@@ -86,7 +86,7 @@ describe.each([
     const repository = await openChunkRepository({ backend: createMemoryBackend(), keyRing: keyRingOf(undefined), compression: 'gzip' });
     const source = openSource({ ...config, bucket: 'no-such-bucket' } as FilesSourceConfig);
     const result = takeSnapshot({ source, repository, sessionId: 'missing-bucket' });
-    await expect(readTree(result.tree)).rejects.toMatchObject({ code: 'SOURCE_UNAVAILABLE', retryable: false });
+    await expect(readTree(result.tree, repository)).rejects.toMatchObject({ code: 'SOURCE_UNAVAILABLE', retryable: false });
     await result.close();
     await source.close?.();
   });

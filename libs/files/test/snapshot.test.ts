@@ -16,6 +16,8 @@ const sha256 = (bytes: Buffer | string): string => createHash('sha256').update(b
 
 interface Taken {
   entries: TreeEntry[];
+  /** The tree's segment ids, in order. */
+  segments: string[];
   facts: FilesSourceFacts;
   byPath: Map<string, TreeEntry>;
 }
@@ -23,9 +25,9 @@ interface Taken {
 async function snapshot(options: Partial<SnapshotOptions> & Pick<SnapshotOptions, 'source' | 'repository'>): Promise<Taken> {
   const result = takeSnapshot({ sessionId: `session-${randomBytes(4).toString('hex')}`, ...options });
   try {
-    const { entries } = await readTree(result.tree);
+    const { entries, segments } = await readTree(result.tree, options.repository);
     const facts = await result.facts;
-    return { entries, facts, byPath: new Map(entries.map((entry) => [entry.path, entry])) };
+    return { entries, segments, facts, byPath: new Map(entries.map((entry) => [entry.path, entry])) };
   } finally {
     await result.close();
   }
@@ -78,14 +80,14 @@ describe('takeSnapshot', () => {
     const result = takeSnapshot({ source: openSource({ kind: 'directory', path: root }), repository, sessionId: 'snap-1', concurrency: 3 });
     let flushedBeforeEnd = false;
     result.tree.on('end', () => (flushedBeforeEnd = repository.flushedSessions.includes('snap-1')));
-    const { header, entries } = await readTree(result.tree);
+    const { header, entries, segments } = await readTree(result.tree, repository);
     const facts = await result.facts;
     expect(flushedBeforeEnd).toBe(true);
     expect(repository.closedSessions).toEqual([]);
     await result.close();
     expect(repository.closedSessions).toEqual(['snap-1']);
 
-    expect(header).toMatchObject({ treeVersion: 1, sourceKind: 'directory', location: root });
+    expect(header).toMatchObject({ treeVersion: 2, sourceKind: 'directory', location: root });
     expect(entries.map((entry) => `${entry.type} ${entry.path}`)).toEqual([
       'dir docs', 'file docs/big.bin', 'file docs/copy.bin', 'dir docs/empty', 'file docs/empty.txt', 'symlink docs/up', 'hardlink hard.bin', 'file line\nbreak', 'symlink loop',
     ]);
@@ -106,7 +108,9 @@ describe('takeSnapshot', () => {
       problems: [{ path: 'fifo', problem: 'unsupported_type' }],
     });
     expect(facts.chunker).toMatchObject({ algorithm: expect.any(String), ...repository.chunker });
-    expect(repository.stored).toBe(chunksOfBig + 1);
+    // The file chunks, and the tree's segments (stored as chunks too).
+    expect(segments.length).toBeGreaterThanOrEqual(1);
+    expect(repository.stored).toBe(chunksOfBig + 1 + new Set(segments).size);
   });
 
   it('a file appended while it is read is stored as read, flagged, reported, and read again next time', async () => {
@@ -165,7 +169,7 @@ describe('takeSnapshot', () => {
     expect(lenient.facts.problems).toEqual([{ path: 'secret', problem: 'unreadable', detail: expect.stringMatching(/EACCES/) }]);
 
     const strict = takeSnapshot({ source: counted(openSource({ kind: 'directory', path: root }), denied), repository, sessionId: 'strict', strict: true });
-    await expect(readTree(strict.tree)).rejects.toMatchObject({ code: 'SOURCE_UNREADABLE', retryable: false });
+    await expect(readTree(strict.tree, repository)).rejects.toMatchObject({ code: 'SOURCE_UNREADABLE', retryable: false });
     await expect(strict.facts).rejects.toMatchObject({ code: 'SOURCE_UNREADABLE' });
     await strict.close();
     expect(repository.closedSessions).toContain('strict');
@@ -200,7 +204,12 @@ describe('takeSnapshot', () => {
     expect(source.opened.sort()).toEqual(['d3/f3.bin', 'd5/f15.bin']);
     const firstChunks = new Set(first.entries.flatMap((entry) => (entry.chunks ?? []).map((chunk) => chunk.id)));
     const newChunks = new Set(second.entries.flatMap((entry) => (entry.chunks ?? []).map((chunk) => chunk.id)).filter((id) => !firstChunks.has(id)));
-    expect(repository.stored - storedBefore).toBe(newChunks.size);
+    // Besides those chunks, only the tree's segments holding the two changed entries were stored again.
+    const newSegments = second.segments.filter((id) => !first.segments.includes(id));
+    expect(first.segments.length).toBeGreaterThan(10);
+    expect(newSegments.length).toBeGreaterThanOrEqual(1);
+    expect(newSegments.length).toBeLessThanOrEqual(2);
+    expect(repository.stored - storedBefore).toBe(newChunks.size + newSegments.length);
     expect(second.facts).toMatchObject({ unchangedFiles: files - 2, newChunks: newChunks.size, files });
     expect(second.facts.newBytes).toBeLessThan(first.facts.newBytes / 20);
     for (const path of ['d3/f3.bin', 'd5/f15.bin']) expect(second.byPath.get(path)!.sha256).not.toBe(first.byPath.get(path)!.sha256);
@@ -261,12 +270,17 @@ async function snapshotAsOtherUser(directory: string): Promise<{ entries: TreeEn
   const script = `
     const { openSource, takeSnapshot, parseTree } = await import(${JSON.stringify(files)});
     const { storeFileOnThisThread } = await import(${JSON.stringify(chunks)});
-    const put = async () => ({ stored: true, storedBytes: 0 });
-    const repository = { keyed: false, chunker: { minBytes: 1, avgBytes: 2, maxBytes: 4 }, chunkId: () => '0'.repeat(64), has: () => false, openSession: async () => session };
+    const { createHash } = await import('node:crypto');
+    const stored = new Map();
+    const put = async (id, plain) => (stored.set(id, Buffer.from(plain)), { stored: true, storedBytes: 0 });
+    const chunkId = (plain) => createHash('sha256').update(plain).digest('hex');
+    const repository = { keyed: false, chunker: { minBytes: 1, avgBytes: 2, maxBytes: 4 }, chunkId, has: () => false, openSession: async () => session, readChunk: async (id) => stored.get(id) };
     const session = { id: 's', put, storeFile: (input, onChunk, signal) => storeFileOnThisThread({ chunker: repository.chunker, chunkId: repository.chunkId, put }, input, onChunk, signal), has: () => false, flush: async () => {}, touch: async () => {}, close: async () => {} };
     const result = takeSnapshot({ source: openSource({ kind: 'directory', path: ${JSON.stringify(directory)} }), repository, sessionId: 's' });
     const entries = [];
-    for await (const entry of parseTree(result.tree).entries) entries.push(entry);
+    const tree = [];
+    for await (const piece of result.tree) tree.push(piece);
+    for await (const entry of parseTree(tree, { readSegments: (refs) => Promise.all(refs.map((ref) => repository.readChunk(ref.segment))) }).entries) entries.push(entry);
     process.stdout.write(JSON.stringify({ entries, problems: (await result.facts).problems }));`;
   const node = [process.execPath, '--input-type=module', '-e', script];
   const withoutModeBypass = ['--inh-caps=-dac_override,-dac_read_search', '--bounding-set=-dac_override,-dac_read_search', '--', ...node];

@@ -46,7 +46,7 @@ describe('tree lines', () => {
 
   it('an empty tree or a bad header is INTEGRITY_FORMAT on line 1', async () => {
     expect((await failureOf([])).message).toMatch(/line 1: the tree is empty/);
-    const wrongVersion = await failureOf([`${JSON.stringify({ ...header, treeVersion: 2 })}\n`]);
+    const wrongVersion = await failureOf([`${JSON.stringify({ ...header, treeVersion: 3 })}\n`]);
     expect(wrongVersion.code).toBe('INTEGRITY_FORMAT');
     expect(wrongVersion.message).toMatch(/line 1: treeVersion/);
   });

@@ -79,9 +79,10 @@ export interface DecodeBytesExpectations {
  * chunks a second). Decryption runs on node:crypto at once, zstd on one reused context, gzip on
  * zlib.gunzipSync. Where several problems coincide the most specific wins, as in decodeStream:
  * a short object is truncated, a longer one a checksum mismatch, then the tags and the
- * decompression, and the sha256 (when given) is the last word.
+ * decompression, and the sha256 (when given) is the last word. With `reuse: 'scratch'` the result
+ * may be a view of a buffer the next call on this thread overwrites (see decompressBytes).
  */
-export function decodeBytes(stored: Buffer, expect: DecodeBytesExpectations, keys: KeyRing): Buffer {
+export function decodeBytes(stored: Buffer, expect: DecodeBytesExpectations, keys: KeyRing, reuse: 'owned' | 'scratch' = 'owned'): Buffer {
   const encryption = expect.pipeline.encryption;
   if (encryption !== null && keys.get(encryption.keyId) === undefined) throw keyMissing(encryption.keyId);
   if (expect.storedBytes !== undefined && stored.length > expect.storedBytes) throw tooLong(expect.storedBytes);
@@ -93,7 +94,7 @@ export function decodeBytes(stored: Buffer, expect: DecodeBytesExpectations, key
   }
   let plain: Buffer;
   try {
-    plain = decompressBytes(expect.pipeline.compression, compressed, expect.maxPlainBytes ?? MAX_DECOMPRESSED_BYTES);
+    plain = decompressBytes(expect.pipeline.compression, compressed, expect.maxPlainBytes ?? MAX_DECOMPRESSED_BYTES, reuse);
   } catch (error) {
     if (error instanceof DecompressedTooLarge) {
       throw new TidemarkError('INTEGRITY_FORMAT', `${error.message}, more than it may: the stored object is corrupt; use another artifact`);

@@ -34,7 +34,8 @@ export interface StorageBackend {
   /**
    * Atomic save: readers see the old object or the complete new one, never a part. A failed or
    * interrupted save leaves no visible object (fs: temp file + rename; s3: multipart upload).
-   * Returns the number of bytes written.
+   * Returns the number of bytes written. A Uint8Array body is the caller's again once the save
+   * settles (it may be reused for the next object): a backend that keeps the bytes copies them.
    */
   save(key: string, body: Readable | Uint8Array, options?: SaveOptions): Promise<number>;
   /** Opens an object for streaming, optionally a byte range. */

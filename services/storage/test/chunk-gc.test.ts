@@ -36,7 +36,7 @@ const repository = { backend: createMemoryBackend(), keyRing: keyRingOf(undefine
 const settings = { graceMs: 3600_000, sessionStaleMs: 6 * 3600_000 };
 
 describe('runChunkGc', () => {
-  it('references every chunk of every committed files snapshot, read from the bucket when the collector asks', async () => {
+  it('references every chunk of every committed files snapshot, and the segments of its tree, read from the bucket when the collector asks', async () => {
     const trees = new Map<string, TreeEntry[]>([
       ['s1', [withChunks('a', 'c1', 'c2'), { ...withChunks('b'), type: 'hardlink', chunks: undefined, linkTo: 'a' }]],
       ['s2', [withChunks('x/y', 'c2', 'c3')]],
@@ -52,10 +52,14 @@ describe('runChunkGc', () => {
     const { seen, collect } = recordingCollector();
     const result = await runChunkGc({
       store, logger, settings, repository, collect,
-      readTree: async function* (m) { yield* trees.get(m.id) ?? []; },
+      // s1's tree is a version 2 one: its segments are chunks too.
+      readTree: async function* (m, onSegment) {
+        if (m.id === 's1') for (const segment of ['seg1', 'seg2']) onSegment?.({ segment, size: 1 });
+        yield* trees.get(m.id) ?? [];
+      },
     });
     expect(listed).toBe(1);
-    expect([...(seen.referenced ?? [])].sort()).toEqual(['c1', 'c2', 'c3']);
+    expect([...(seen.referenced ?? [])].sort()).toEqual(['c1', 'c2', 'c3', 'seg1', 'seg2']);
     expect(result).toMatchObject({ ok: true, snapshots: 2 });
   });
 

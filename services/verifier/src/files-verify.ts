@@ -47,11 +47,11 @@ export async function verifyFilesArtifact(manifest: Manifest, workDir: string, d
   await mkdir(root, { recursive: true, mode: 0o700 });
   await claimScratchDirectory(dir);
   try {
-    const tree = () => committedTree(deps.store, manifest, deps.keys);
     let restored: RestoreSummary;
     let comparison: TreeComparison;
     try {
       const repository = await repositoryFor(deps.store.backend, deps.keys, manifest);
+      const tree = () => committedTree(deps.store, manifest, deps.keys, { repository });
       restored = await restoreToDirectory({
         tree, repository, intoDirectory: dir, owners: isRoot(),
         onProgress: (p) => progress.progress(`restored ${p.filesDone} files, ${p.bytesDone} bytes`),

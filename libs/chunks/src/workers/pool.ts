@@ -276,7 +276,25 @@ export class CodecPool {
    * alone. It comes back through `handedBack` when the plaintexts do not refer to it.
    */
   decode(stored: Buffer, blobs: readonly DecodeEntry[], pipeline: PipelineFacts, key: EncryptionKey | undefined, handedBack?: (stored: Buffer) => void): Promise<DecodedBatch> {
-    const owner = this.workerFor(undefined);
+    return this.decodeOn(this.workerFor(undefined), stored, blobs, pipeline, key, handedBack);
+  }
+
+  /**
+   * decode() on one worker for every call: the least loaded when first used. A pack's batches go
+   * through one, because the files they write share directories, and two workers creating files in
+   * one directory wait on its lock (2-3 times slower than in two directories, measured here).
+   */
+  decoder(): { decode: CodecPool['decode'] } {
+    let owner: PoolWorker | undefined;
+    return {
+      decode: (stored, blobs, pipeline, key, handedBack) => {
+        if (owner === undefined || !this.workers.includes(owner)) owner = this.workerFor(undefined);
+        return this.decodeOn(owner, stored, blobs, pipeline, key, handedBack);
+      },
+    };
+  }
+
+  private decodeOn(owner: PoolWorker, stored: Buffer, blobs: readonly DecodeEntry[], pipeline: PipelineFacts, key: EncryptionKey | undefined, handedBack?: (stored: Buffer) => void): Promise<DecodedBatch> {
     const job = this.nextJob++;
     // Its length now: the buffer is transferred (detached) below.
     let charged = stored.length;

@@ -167,8 +167,9 @@ function handle(message: ToWorker): void {
       const stored = Buffer.from(message.stored.buffer, message.stored.byteOffset, message.stored.byteLength);
       const zeroWritten: number[] = [];
       const plains = message.blobs.map((blob, i) => {
-        const plain = decodeBlob(stored.subarray(blob.offset, blob.offset + blob.length), message.pipeline, ring, blob.id);
-        if (blob.files === undefined) return plain;
+        // Decoded into the codec's scratch: written from there, or copied out to go back.
+        const plain = decodeBlob(stored.subarray(blob.offset, blob.offset + blob.length), message.pipeline, ring, blob.id, 'scratch');
+        if (blob.files === undefined) return Buffer.from(plain);
         const zero = isAllZero(plain);
         if (zero) zeroWritten.push(i);
         for (const file of blob.files) {

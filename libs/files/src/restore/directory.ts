@@ -96,12 +96,23 @@ async function restoreInto(directory: string, options: RestoreToDirectoryOptions
   };
   const refuse = (entry: Pick<TreeEntry, 'path'>, reason: string): void => void refused.push({ path: String(entry.path), reason });
   let batch = new FileBatch();
+  /**
+   * Batches being written: two at once, so that the codec workers are kept busy by the next batch
+   * while the last packs of one are read and its last files finished (one at a time, each batch's
+   * tail left them idle).
+   */
+  const writing: Promise<void>[] = [];
+  const startBatch = (full: FileBatch): void => {
+    const written = writeBatch(full, writer);
+    written.catch(() => undefined); // awaited in order
+    writing.push(written);
+  };
   const addFile = async (relative: Buffer, entry: TreeEntry): Promise<void> => {
     batch.add(root, relative, entry);
     if (batch.full) {
-      const full = batch;
+      startBatch(batch);
       batch = new FileBatch();
-      await writeBatch(full, writer);
+      while (writing.length > 1) await writing.shift();
     }
   };
 
@@ -176,8 +187,11 @@ async function restoreInto(directory: string, options: RestoreToDirectoryOptions
         refuse(entry, error.message);
       }
     }
-    await writeBatch(batch, writer);
+    startBatch(batch);
+    while (writing.length > 0) await writing.shift();
   } catch (error) {
+    // A batch still being written must end before its temp files go.
+    await Promise.allSettled(writing);
     await removeTemps(writer.temps);
     throw error;
   }

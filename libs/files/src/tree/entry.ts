@@ -1,13 +1,25 @@
-// The tree: the data object of a files snapshot. NDJSON, one TreeEntry per line, after a header
-// line, in walk order (see compareTreePaths), compressed and encrypted like any artifact's data.
-// It is written before the manifest, and the manifest commits it.
+// The tree: the data object of a files snapshot, compressed and encrypted like any artifact's data,
+// written before the manifest, and committed by it. NDJSON: a header line, then
+// - version 1: one TreeEntry per line, in walk order (see compareTreePaths);
+// - version 2 (what backups write): one TreeSegmentRef per line. The entry lines of version 1, one
+//   after the other, are cut into segments stored as chunks in the chunk repository (see
+//   segments.ts), so that a snapshot stores again only the segments where something changed:
+//   the whole tree of 20,000 files each time was most of what a second backup added.
 import type { ChunkId } from '@tidemark/chunks';
 
 export const TREE_FORMAT = 'tidemark-tree-v1';
-export const TREE_VERSION = 1;
+/** What backups write; readers take 1 and 2. */
+export const TREE_VERSION = 2;
+
+/** A run of entry lines stored as one chunk (the bytes may end inside a line: the next segment goes on with it). */
+export interface TreeSegmentRef {
+  readonly segment: ChunkId;
+  /** Its plaintext bytes. */
+  readonly size: number;
+}
 
 export interface TreeHeader {
-  readonly treeVersion: typeof TREE_VERSION;
+  readonly treeVersion: 1 | 2;
   readonly sourceKind: 'directory' | 's3' | 'ollama';
   readonly location: string;
   readonly createdAt: string;

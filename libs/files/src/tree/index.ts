@@ -1,10 +1,12 @@
 // The tree's NDJSON form: writing lines, and reading them back lazily (one line in memory at a
-// time, whatever the tree's size), each checked before anyone acts on it.
+// time, or a few segments of a version 2 tree, whatever the tree's size), each checked before
+// anyone acts on it.
 import type { Readable } from 'node:stream';
 import { TidemarkError } from '@tidemark/contracts';
-import type { TreeEntry, TreeHeader } from './entry.js';
+import type { TreeEntry, TreeHeader, TreeSegmentRef } from './entry.js';
 import { bytesOf, compareTreePaths } from './paths.js';
-import { checkTreeEntry, checkTreeHeader } from './validate.js';
+import { SegmentSizeMismatch, segmentBytes, type ReadSegments } from './segments.js';
+import { checkSegmentRef, checkTreeEntry, checkTreeHeader } from './validate.js';
 
 /** A line longer than this is not a tree (a 4 TiB file of 256 KiB chunks is ~1.5 GiB of line; 1 MiB chunks average ~0.4 GiB). */
 const MAX_LINE_BYTES = 512 * 1024 * 1024;
@@ -15,13 +17,42 @@ export function treeHeaderLine(header: TreeHeader): string {
   return `${JSON.stringify(header)}\n`;
 }
 
-/** One entry's line (with its newline). JSON escapes newlines inside names, so one entry is always one line. */
+/**
+ * One entry's line (with its newline), its fields always in one order: an unchanged file must
+ * give the same bytes in every snapshot, or its segment would not deduplicate (see segments.ts).
+ * JSON escapes newlines inside names, so one entry is always one line.
+ */
 export function treeEntryLine(entry: TreeEntry): string {
-  return `${JSON.stringify(entry)}\n`;
+  const ordered: Record<string, unknown> = {};
+  for (const field of ENTRY_FIELDS) {
+    const value = entry[field];
+    if (value !== undefined) ordered[field] = field === 'chunks' ? entry.chunks!.map(({ id, size }) => ({ id, size })) : value;
+  }
+  return `${JSON.stringify(ordered)}\n`;
 }
 
-/** Parses a decoded tree (NDJSON) lazily: the header, then entries in walk order. INTEGRITY_FORMAT on a malformed line. */
-export function parseTree(decoded: Readable | AsyncIterable<Uint8Array>): { header: Promise<TreeHeader>; entries: AsyncIterable<TreeEntry> } {
+const ENTRY_FIELDS = [
+  'path', 'pathBase64', 'type', 'mode', 'uid', 'gid', 'mtimeNs', 'size', 'inode', 'device', 'etag', 'chunks', 'sha256',
+  'linkTarget', 'linkTargetBase64', 'linkTo', 'linkToBase64', 'changedDuringBackup', 'problem',
+] as const satisfies readonly (keyof TreeEntry)[];
+
+/** A segment reference's line (version 2 trees). */
+export function treeSegmentLine(ref: TreeSegmentRef): string {
+  return `${JSON.stringify({ segment: ref.segment, size: ref.size })}\n`;
+}
+
+export interface ParseTreeOptions {
+  /** Reads a version 2 tree's segments (from the chunk repository). */
+  readonly readSegments?: ReadSegments;
+  /** Told every segment a version 2 tree references (the garbage collector keeps them). */
+  readonly onSegment?: (ref: TreeSegmentRef) => void;
+}
+
+/**
+ * Parses a decoded tree lazily: the header, then entries in walk order (a version 2 tree's read
+ * from its segments). INTEGRITY_FORMAT on a malformed line.
+ */
+export function parseTree(decoded: Readable | AsyncIterable<Uint8Array>, options: ParseTreeOptions = {}): { header: Promise<TreeHeader>; entries: AsyncIterable<TreeEntry> } {
   const lines = linesOf(decoded);
   const header = lines.next().then((first) => {
     if (first.done === true) throw malformed(1, 'the tree is empty (no header line)');
@@ -31,13 +62,36 @@ export function parseTree(decoded: Readable | AsyncIterable<Uint8Array>): { head
   });
   // Whoever iterates `entries` learns a bad header from there; awaiting `header` is optional.
   header.catch(() => undefined);
-  async function* entries(): AsyncGenerator<TreeEntry> {
-    await header;
+  async function* segmentRefs(): AsyncGenerator<TreeSegmentRef> {
     let lineNumber = 1;
+    for (;;) {
+      const next = await lines.next();
+      if (next.done === true) return;
+      lineNumber += 1;
+      const ref = checkSegmentRef(parseJson(next.value, lineNumber));
+      if (typeof ref === 'string') throw malformed(lineNumber, ref);
+      yield ref;
+    }
+  }
+  async function* entries(): AsyncGenerator<TreeEntry> {
+    const { treeVersion } = await header;
+    let entryLines: AsyncGenerator<Buffer, void, undefined> = lines;
+    if (treeVersion === 2) {
+      if (options.readSegments === undefined) throw new TidemarkError('INTERNAL', 'a version 2 files tree is read through the chunk repository, and none was given');
+      entryLines = linesOf(segmentBytes(segmentRefs(), options.readSegments, options.onSegment));
+    }
+    // Version 1: line numbers of the object; version 2: of the entry lines its segments hold.
+    let lineNumber = treeVersion === 1 ? 1 : 0;
     let previous: Buffer | undefined;
     try {
       for (;;) {
-        const next = await lines.next();
+        let next: IteratorResult<Buffer, void>;
+        try {
+          next = await entryLines.next();
+        } catch (error) {
+          if (error instanceof SegmentSizeMismatch) throw new TidemarkError('INTEGRITY_FORMAT', `files tree: ${error.message}; the snapshot's tree is damaged`);
+          throw error;
+        }
         if (next.done === true) return;
         lineNumber += 1;
         const entry = checkTreeEntry(parseJson(next.value, lineNumber));
@@ -48,6 +102,7 @@ export function parseTree(decoded: Readable | AsyncIterable<Uint8Array>): { head
         yield entry;
       }
     } finally {
+      await entryLines.return(undefined);
       await lines.return(undefined);
     }
   }

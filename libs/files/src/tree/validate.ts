@@ -1,8 +1,9 @@
 // What a tree line must hold. A tree comes back from storage after decryption, so a mismatch here
 // means a bug or a crafted tree: restore and the snapshotter's merge-join rely on every rule below
 // (paths that stay inside the target, chunk sizes that add up, walk order).
-import { array, boolean, checkedString, isoDate, literal, number, object, oneOf, optional, SchemaError, string } from '@tidemark/contracts';
-import type { TreeEntry, TreeHeader } from './entry.js';
+import { array, boolean, checkedString, isoDate, number, object, oneOf, optional, SchemaError, string, type Schema } from '@tidemark/contracts';
+import type { TreeEntry, TreeHeader, TreeSegmentRef } from './entry.js';
+import { MAX_SEGMENT_BYTES } from './segments.js';
 import { bytesOf, textOf } from './paths.js';
 
 const HEX64 = /^[0-9a-f]{64}$/;
@@ -13,7 +14,7 @@ const count = number({ integer: true, min: 0 });
 const base64 = string({ pattern: BASE64, hint: 'must be base64' });
 
 export const TreeHeaderSchema = object({
-  treeVersion: literal(1),
+  treeVersion: number({ integer: true, min: 1, max: 2 }),
   sourceKind: oneOf(['directory', 's3', 'ollama'] as const),
   location: string(),
   createdAt: isoDate(),
@@ -44,25 +45,35 @@ export const TreeEntrySchema = object(
   { strict: true },
 );
 
-/** The header line's value, or a message saying what is wrong with it. */
-export function checkTreeHeader(value: unknown): TreeHeader | string {
+/** A version 2 tree's line: a segment of at most MAX_SEGMENT_BYTES (see segments.ts). */
+export const TreeSegmentRefSchema = object(
+  {
+    segment: string({ pattern: HEX64, hint: 'must be 64 lowercase hex' }),
+    size: number({ integer: true, min: 1, max: MAX_SEGMENT_BYTES }),
+  },
+  { strict: true },
+);
+
+/** `value` as `schema` reads it, or a message saying what is wrong with it. */
+function parsedOrWhy<T>(schema: Schema<unknown>, value: unknown): T | string {
   try {
-    return TreeHeaderSchema.parse(value) as TreeHeader;
+    return schema.parse(value) as T;
   } catch (error) {
     if (error instanceof SchemaError) return error.message;
     throw error;
   }
 }
 
+/** The segment reference, or a message saying what is wrong with it. */
+export const checkSegmentRef = (value: unknown): TreeSegmentRef | string => parsedOrWhy<TreeSegmentRef>(TreeSegmentRefSchema, value);
+
+/** The header line's value, or a message saying what is wrong with it. */
+export const checkTreeHeader = (value: unknown): TreeHeader | string => parsedOrWhy<TreeHeader>(TreeHeaderSchema, value);
+
 /** The entry, or a message saying what is wrong with it. */
 export function checkTreeEntry(value: unknown): TreeEntry | string {
-  let entry: TreeEntry;
-  try {
-    entry = TreeEntrySchema.parse(value) as TreeEntry;
-  } catch (error) {
-    if (error instanceof SchemaError) return error.message;
-    throw error;
-  }
+  const entry = parsedOrWhy<TreeEntry>(TreeEntrySchema, value);
+  if (typeof entry === 'string') return entry;
   const pathProblem = checkRelativePath(entry.path, entry.pathBase64);
   if (pathProblem !== undefined) return `path ${pathProblem}`;
   if (entry.linkTarget !== undefined && textOf(bytesOf(entry.linkTarget, entry.linkTargetBase64)).text !== entry.linkTarget) return 'linkTargetBase64 does not match linkTarget';

@@ -93,7 +93,7 @@ export async function backupTree(plan: Plan, deps: BackupDeps, ctx: Context): Pr
     totals: { files: parentFacts?.files, bytes: parentFacts?.totalBytes }, clock: deps.clock, onMove: (what) => ctx.progress(what),
     ...(deps.progressIntervalMs === undefined ? {} : { intervalMs: deps.progressIntervalMs }),
   });
-  const parentTree = parent && committedTree(deps.store, parent, deps.keys);
+  const parentTree = parent && committedTree(deps.store, parent, deps.keys, { repository });
   let snapshot: SnapshotResult | undefined;
   try {
     snapshot = takeSnapshot({

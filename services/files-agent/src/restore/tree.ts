@@ -136,7 +136,7 @@ export async function restoreTree(message: RequestRestore, target: Target, run: 
     ...(deps.progressIntervalMs === undefined ? {} : { intervalMs: deps.progressIntervalMs }),
   });
   const common = {
-    tree: () => committedTree(deps.store, manifest, deps.keys),
+    tree: () => committedTree(deps.store, manifest, deps.keys, { repository }),
     repository,
     ...(paths === undefined ? {} : { paths }),
     concurrency: deps.config.files.restoreConcurrency,

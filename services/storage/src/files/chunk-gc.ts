@@ -67,7 +67,7 @@ export async function runChunkGc(deps: ChunkGcDeps): Promise<ChunkGcResult> {
 
 async function addChunksOf(manifest: Manifest, readTree: TreeReader, referenced: Set<ChunkId>): Promise<void> {
   try {
-    for await (const entry of readTree(manifest)) {
+    for await (const entry of readTree(manifest, (ref) => referenced.add(ref.segment))) {
       for (const chunk of entry.chunks ?? []) referenced.add(chunk.id);
     }
   } catch (error) {
