@@ -3,6 +3,11 @@
 // cost page faults to fill and garbage collections to free (V8 collects by the external memory
 // allocated since the last collection), a sixth of a backup's CPU time across the threads.
 
+/** Whether `bytes` spans its whole ArrayBuffer: one that can be transferred to a thread, or pooled, without taking others' bytes along. */
+export function ownsWholeBuffer(bytes: Uint8Array): boolean {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength;
+}
+
 /** Free buffers by size (powers of two from `minBytes`), at most `maxPooledBytes` in all. */
 export class BufferPool {
   private readonly free = new Map<number, Buffer[]>();
@@ -26,7 +31,7 @@ export class BufferPool {
   /** A buffer from take() that nothing refers to any more; kept while the pool has room (a detached or foreign one is dropped). */
   give(buffer: Buffer): void {
     const size = buffer.length;
-    if (size < this.minBytes || (size & (size - 1)) !== 0 || buffer.byteOffset !== 0 || buffer.buffer.byteLength !== size) return;
+    if (size < this.minBytes || (size & (size - 1)) !== 0 || !ownsWholeBuffer(buffer)) return;
     if (this.pooledBytes + size > this.maxPooledBytes) return;
     this.pooledBytes += size;
     const list = this.free.get(size);

@@ -68,15 +68,22 @@ function aadOf(header: ChunkHeader, index: number, final: boolean): Buffer {
   return Buffer.concat([header.bytes, trailer]);
 }
 
+/** One chunk sealed on its own: its length, ciphertext and tag (see sealInto). */
 function seal(header: ChunkHeader, key: Buffer, index: number, final: boolean, plaintext: Buffer): Buffer {
+  const sealed = Buffer.allocUnsafe(LENGTH_BYTES + plaintext.length + TAG_BYTES);
+  sealInto(sealed, 0, header, key, index, final, plaintext);
+  return sealed;
+}
+
+/** One chunk sealed into `output` at `at`: u32 length, ciphertext, tag; returns where the next chunk goes. */
+function sealInto(output: Buffer, at: number, header: ChunkHeader, key: Buffer, index: number, final: boolean, plaintext: Buffer): number {
   if (index > MAX_CHUNK_COUNT) throw new TidemarkError('INTERNAL', 'artifact too large for the chunk counter: raise the encryption chunk size');
   const cipher = createCipheriv('aes-256-gcm', key, nonceOf(header, index), { authTagLength: TAG_BYTES });
   cipher.setAAD(aadOf(header, index, final));
-  const length = Buffer.alloc(LENGTH_BYTES);
-  length.writeUInt32BE(plaintext.length, 0);
-  const body = cipher.update(plaintext);
-  const tail = cipher.final();
-  return Buffer.concat([length, body, tail, cipher.getAuthTag()]);
+  at = output.writeUInt32BE(plaintext.length, at);
+  at += cipher.update(plaintext).copy(output, at);
+  at += cipher.final().copy(output, at);
+  return at + cipher.getAuthTag().copy(output, at);
 }
 
 /** Returns the plaintext, or null when the tag does not verify. */
@@ -127,16 +134,6 @@ export function encryptBytes(key: EncryptionKey, chunkSize: number, plaintext: B
   }
   sealInto(output, at, header, key.key, index, true, plaintext.subarray(offset));
   return output;
-}
-
-/** seal(), written into `output` at `at`; returns where the next chunk goes. */
-function sealInto(output: Buffer, at: number, header: ChunkHeader, key: Buffer, index: number, final: boolean, plaintext: Buffer): number {
-  const cipher = createCipheriv('aes-256-gcm', key, nonceOf(header, index), { authTagLength: TAG_BYTES });
-  cipher.setAAD(aadOf(header, index, final));
-  at = output.writeUInt32BE(plaintext.length, at);
-  at += cipher.update(plaintext).copy(output, at);
-  at += cipher.final().copy(output, at);
-  return at + cipher.getAuthTag().copy(output, at);
 }
 
 export interface DecryptOptions {

@@ -2,6 +2,7 @@
 // transferred ArrayBuffers wherever the buffer owns its whole ArrayBuffer, copied otherwise.
 import type { Compression, PipelineFacts } from '@tidemark/contracts';
 import type { ChunkFileWrite, ChunkerSettings, StoredFile } from '../api.js';
+import { ownsWholeBuffer } from '../buffer-pool.js';
 
 export interface WireKey {
   readonly id: string;
@@ -72,5 +73,5 @@ export type FromWorker =
  * transferring detaches it for everyone.
  */
 export function transferable(bytes: Uint8Array): Uint8Array {
-  return bytes.byteLength > 0 && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+  return bytes.byteLength > 0 && ownsWholeBuffer(bytes) ? bytes : new Uint8Array(bytes);
 }

@@ -13,7 +13,7 @@ import { chunkIdFunction, type ChunkIdFunction } from '../chunk-id.js';
 import { GearCutter } from '../chunker.js';
 import type { FilePartWrite, StoredFile, WholeFileWrite } from '../api.js';
 import { isAllZero } from '../zeros.js';
-import { BufferPool } from '../buffer-pool.js';
+import { BufferPool, ownsWholeBuffer } from '../buffer-pool.js';
 import { LOCAL_READ_FLAGS, afterReading, notARegularFile } from '../local-file.js';
 import { transferable, type CodecContext, type FromWorker, type ToWorker, type WireError, type WireKey } from './protocol.js';
 
@@ -179,8 +179,8 @@ function handle(message: ToWorker): void {
         return EMPTY;
       });
       const plain = transferable(plains.length === 1 ? plains[0]! : Buffer.concat(plains));
-      // Unencoded blobs decode to views of `stored`: then it travels back as `plain`.
-      const handBack = plain.buffer !== stored.buffer && stored.byteLength > 0 && stored.byteOffset === 0 && stored.byteLength === stored.buffer.byteLength;
+      // Sent plaintexts are copies, written ones come from the scratch: `stored` goes back for reuse unless `plain` is it.
+      const handBack = plain.buffer !== stored.buffer && stored.byteLength > 0 && ownsWholeBuffer(stored);
       post({ t: 'decoded', job: message.job, plain, lengths: plains.map((one) => one.length), zeroWritten, ...(handBack ? { stored } : {}) }, handBack ? [plain.buffer as ArrayBuffer, stored.buffer as ArrayBuffer] : [plain.buffer as ArrayBuffer]);
       return;
     }
