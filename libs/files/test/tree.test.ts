@@ -1,8 +1,8 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { TidemarkError } from '@tidemark/contracts';
-import { parseTree, type TreeEntry, type TreeHeader } from '../src/index.js';
-import { treeEntryLine, treeHeaderLine } from '../src/tree/index.js';
+import { parseTree, type TreeEntry, type TreeHeader, type TreeSegmentRef } from '../src/index.js';
+import { treeEntryLine, treeHeaderLine, treeSegmentLine } from '../src/tree/index.js';
 import { readTree } from './helpers.js';
 
 const header: TreeHeader = { treeVersion: 1, sourceKind: 'directory', location: '/srv/docs', createdAt: '2026-01-02T03:04:05.000Z' };
@@ -85,5 +85,28 @@ describe('tree lines', () => {
       if (entry.path === 'a') sawEntry = true;
     }
     expect(pushedAfterFirstEntry).toBeGreaterThan(0);
+  });
+});
+
+describe('version 2 trees (segments)', () => {
+  const v2 = { ...header, treeVersion: 2 } as const;
+  const body = Buffer.from(entries.map(treeEntryLine).join(''));
+  // Cut inside a line, as a long line may be: the next segment goes on with it.
+  const segments = new Map([[hex('a'), body.subarray(0, 100)], [hex('b'), body.subarray(100)]]);
+  const readSegments = async (refs: readonly TreeSegmentRef[]): Promise<Buffer[]> => refs.map((ref) => segments.get(ref.segment)!);
+  const refLines = [treeSegmentLine({ segment: hex('a'), size: 100 }), treeSegmentLine({ segment: hex('b'), size: body.length - 100 })];
+  const parse = async (lines: string[]): Promise<TreeEntry[]> => {
+    const parsed: TreeEntry[] = [];
+    for await (const entry of parseTree(treeStream(lines), { readSegments }).entries) parsed.push(entry);
+    return parsed;
+  };
+
+  it('read through their segments, in order, whatever the cuts', async () => {
+    expect(await parse([treeHeaderLine(v2), ...refLines])).toEqual(entries);
+  });
+
+  it('a bad segment line, or a segment of another length than its line says, is INTEGRITY_FORMAT', async () => {
+    await expect(parse([treeHeaderLine(v2), '{"segment":"zz","size":1}\n'])).rejects.toMatchObject({ code: 'INTEGRITY_FORMAT', message: expect.stringMatching(/line 2: segment/) });
+    await expect(parse([treeHeaderLine(v2), treeSegmentLine({ segment: hex('a'), size: 99 })])).rejects.toMatchObject({ code: 'INTEGRITY_FORMAT', message: expect.stringMatching(/holds 100 bytes, the tree says 99/) });
   });
 });
